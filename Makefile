@@ -1,0 +1,103 @@
+# misskey: build the C core (misskey.core) for one Lua version, test on all of them.
+#
+#   make                 build build/5.4/misskey/core.so   (LUA=5.1 or LUA=luajit for the others)
+#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it)
+#   make demo            run examples/quickstart.lua (fake server, or MISSKEY_HOST/MISSKEY_TOKEN)
+#   make lint            luacheck + the C warnings
+#   make asan|valgrind   the suite under AddressSanitizer/UBSan, or valgrind
+#   make deps            install missing Debian packages (idempotent)
+
+LUA      ?= 5.4
+LUAS     := 5.4 5.1 luajit
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WFLAGS   := -std=c99 -Wall -Wextra -Werror -fPIC -fvisibility=hidden
+BUILD    := build/$(LUA)
+MODULE   := $(BUILD)/misskey/core.so
+
+ifeq ($(LUA),luajit)
+  LUA_PC  := luajit
+  LUA_BIN := luajit
+else
+  LUA_PC  := lua$(LUA)
+  LUA_BIN := lua$(LUA)
+endif
+
+SOURCES  := $(wildcard src/*.c)
+HEADERS  := $(wildcard src/*.h)
+
+DEBS := lua5.1 lua5.4 luajit liblua5.1-0-dev liblua5.4-dev libluajit-5.1-dev lua-cjson \
+        libcurl4-openssl-dev uuid-dev luarocks lua-busted lua-check pkg-config python3-aiohttp \
+        lua-posix lua-socket curl ca-certificates
+DEPS_STAMP := build/.deps
+
+.PHONY: all deps test test-one lint asan valgrind demo clean
+
+all: $(MODULE)
+
+# Installs only what dpkg does not already list as installed; a second run costs one dpkg-query.
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP):
+	@missing=$$(for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$(echo $$missing | tr '\n' ' ')"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@mkdir -p build && touch $@
+
+$(MODULE): $(SOURCES) $(HEADERS) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WFLAGS) $(EXTRA_CFLAGS) \
+	  $$(pkg-config --cflags $(LUA_PC) libcurl uuid) -shared -o $@ $(SOURCES) \
+	  $$(pkg-config --libs libcurl uuid) $(EXTRA_LDFLAGS)
+
+# poll(2) for specs on Lua versions without Debian's luaposix (5.4).
+TESTPOLL := $(BUILD)/testpoll.so
+$(TESTPOLL): spec/support/testpoll.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WFLAGS) $$(pkg-config --cflags $(LUA_PC)) -shared -o $@ $<
+
+# One busted run on one Lua version, TAP output (the form .ci/run counts).
+BUSTED_FLAGS ?=
+test-one: $(MODULE) $(TESTPOLL)
+	busted --lua=$(LUA_BIN) -o TAP $(BUSTED_FLAGS)
+
+test: | $(DEPS_STAMP)
+	@status=0; for v in $(LUAS); do \
+	  echo "# busted on Lua $$v"; \
+	  $(MAKE) --no-print-directory test-one LUA=$$v || status=1; \
+	done; exit $$status
+
+lint: | $(DEPS_STAMP)
+	luacheck -q lua spec examples bench tools
+	$(MAKE) --no-print-directory clean-module LUA=$(LUA)
+	$(MAKE) --no-print-directory $(MODULE) CFLAGS="-O2 -g -Wshadow -Wconversion -Wno-sign-conversion"
+
+clean-module:
+	rm -f $(MODULE)
+
+demo: $(MODULE)
+	$(LUA_BIN) -e 'package.path="./lua/?.lua;./lua/?/init.lua;"..package.path; package.cpath="./$(BUILD)/?.so;"..package.cpath' examples/quickstart.lua
+
+# Sanitizer build in its own folder; Lua dlcloses modules at exit, which hides
+# leak stacks, so a tiny preload keeps dlclose from unloading anything.
+ASAN_BUILD := build/asan-$(LUA)
+asan: $(TESTPOLL)
+	@mkdir -p $(ASAN_BUILD)/misskey
+	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	  $(WFLAGS) $$(pkg-config --cflags $(LUA_PC) libcurl uuid) -shared -o $(ASAN_BUILD)/misskey/core.so \
+	  $(SOURCES) $$(pkg-config --libs libcurl uuid)
+	$(CC) -shared -fPIC -o $(ASAN_BUILD)/nodlclose.so tools/nodlclose.c
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so) $(CURDIR)/$(ASAN_BUILD)/nodlclose.so" \
+	  ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
+	  $(LUA_BIN) /usr/bin/busted --cpath="./$(ASAN_BUILD)/?.so;./$(BUILD)/?.so" -o TAP $(BUSTED_FLAGS)
+
+valgrind: $(MODULE) $(TESTPOLL)
+	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	  --suppressions=tools/valgrind.supp -q \
+	  $(LUA_BIN) /usr/bin/busted -o TAP $(BUSTED_FLAGS)
+
+clean:
+	rm -rf build

@@ -1,0 +1,245 @@
+--- The Client: one Misskey server, one token, and the calls to its API.
+-- Misuse raises naming the argument; every failure on the wire returns
+-- `nil, message, err` (see misskey.errors).
+local baseurl = require "misskey.baseurl"
+local errors = require "misskey.errors"
+local json = require "misskey.json"
+
+local Client = { __name = "misskey.Client" }
+Client.__index = Client
+
+local VERSION = "0.1.0"
+Client._VERSION = VERSION
+
+-- Options a client accepts; anything else raises (a feature that has not
+-- landed yet is unknown too).
+local OPTIONS = {
+  host = true, token = true, auth = true, timeout = true, connect_timeout = true,
+  user_agent = true, transport = true, engine = true, max_size = true,
+}
+local CALL_OPTIONS = { timeout = true }
+
+local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
+
+-- The environment is read through this so specs can supply their own.
+Client._getenv = os.getenv
+
+local function argerror(fname, n, what, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, what), (level or 2) + 1)
+end
+
+local function opterror(name, what)
+  error(("bad option '%s' (%s)"):format(name, what), 4)
+end
+
+local function check_positive(opts, name)
+  local v = opts[name]
+  if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0) then
+    opterror(name, "a number of seconds > 0 expected, got " .. tostring(v))
+  end
+end
+
+local function default_user_agent()
+  local ok, core = pcall(require, "misskey.core")
+  local curl_version = ok and core.curl_version() or "unknown"
+  return ("lua-misskey/%s libcurl/%s"):format(VERSION, curl_version)
+end
+
+-- Credentials: explicit arguments win; then MISSKEY_HOST and MISSKEY_TOKEN,
+-- and the environment's token only goes to the environment's host.
+local function resolve_credentials(opts)
+  local getenv = Client._getenv
+  local env_host, env_token = getenv("MISSKEY_HOST"), getenv("MISSKEY_TOKEN")
+  if env_host == "" then env_host = nil end
+  if env_token == "" then env_token = nil end
+  local host = opts.host or env_host
+  if host == nil then
+    error("bad option 'host' (a host is required: pass host = ... or set MISSKEY_HOST)", 4)
+  end
+  local base, why = baseurl.parse(host)
+  if not base then opterror("host", why .. ": " .. ("%q"):format(tostring(host))) end
+  local token = opts.token
+  if token == nil and env_host and env_token and baseurl.parse(env_host) == base then
+    token = env_token
+  end
+  if token == false then token = nil end
+  if token ~= nil and type(token) ~= "string" then
+    opterror("token", "string expected, got " .. type(token))
+  end
+  if token == "" then token = nil end
+  return base, token
+end
+
+--- misskey.new(opts) -> client. See README "Client options".
+function Client.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then argerror("new", 1, "options table expected, got " .. type(opts), 2) end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then error(("bad option '%s' (unknown option)"):format(tostring(k)), 3) end
+  end
+  local base, token = resolve_credentials(opts)
+  local auth = opts.auth or "body"
+  if auth ~= "body" and auth ~= "header" then opterror("auth", 'expected "body" or "header"') end
+  check_positive(opts, "timeout")
+  check_positive(opts, "connect_timeout")
+  check_positive(opts, "max_size")
+  if opts.user_agent ~= nil and type(opts.user_agent) ~= "string" then
+    opterror("user_agent", "string expected")
+  end
+  local transport = opts.transport
+  if transport ~= nil and (type(transport) ~= "table" or type(transport.request) ~= "function") then
+    opterror("transport", "a table with a request function expected")
+  end
+  if transport == nil then
+    transport = require("misskey.transport.curl").new(opts.engine)
+  elseif opts.engine ~= nil then
+    opterror("engine", "cannot be combined with transport")
+  end
+  return setmetatable({
+    base_url = base,
+    host = base:match("://(.*)$"),
+    _token = token,
+    _auth = auth,
+    _timeout = opts.timeout,
+    _connect_timeout = opts.connect_timeout,
+    _max_size = opts.max_size or DEFAULT_MAX_SIZE,
+    _user_agent = opts.user_agent or default_user_agent(),
+    _transport = transport,
+  }, Client)
+end
+
+function Client:__tostring()
+  return ("misskey.Client (%s, %s)"):format(self.base_url, self._token and "token ***" or "anonymous")
+end
+
+local function check_client(self, fname)
+  if getmetatable(self) ~= Client then
+    error(("bad self to '%s' (call it as client:%s(...))"):format(fname, fname), 3)
+  end
+end
+
+-- Misskey endpoint names: segments of letters, digits, '_' and '-' joined by '/'.
+local function check_endpoint(endpoint)
+  if type(endpoint) ~= "string" then
+    argerror("request", 1, "endpoint must be a string, got " .. type(endpoint), 3)
+  end
+  if endpoint:sub(1, 1) == "/" then
+    argerror("request", 1, ("endpoint must not start with '/': %q"):format(endpoint), 3)
+  end
+  if not endpoint:find("^[%w_%-]+$") and not endpoint:find("^[%w_%-]+[%w_%-/]*[%w_%-]$")
+     or endpoint:find("//", 1, true) then
+    argerror("request", 1, ("not an endpoint name: %q"):format(endpoint), 3)
+  end
+end
+
+local function check_call_options(opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then argerror("request", 3, "options table expected, got " .. type(opts), 3) end
+  for k in pairs(opts) do
+    if not CALL_OPTIONS[k] then argerror("request", 3, "unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  local t = opts.timeout
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
+    argerror("request", 3, "option 'timeout' must be a number of seconds > 0", 3)
+  end
+  return opts
+end
+
+-- Seconds to wait before retrying: Retry-After (seconds), else info.resetMs.
+local function retry_after(headers, info)
+  local ra = tonumber(headers["retry-after"] or "")
+  if ra then return math.max(0, ra) end
+  if type(info) == "table" and type(info.resetMs) == "number" then
+    return math.max(0, info.resetMs / 1000 - os.time())
+  end
+  return nil
+end
+
+local function excerpt(body)
+  body = body:gsub("%s+", " ")
+  if #body > 200 then body = body:sub(1, 200) .. "…" end
+  return body
+end
+
+-- Turns a transport response into a result or `nil, message, err`.
+function Client:_interpret(endpoint, res)
+  local status, headers, body = res.status, res.headers or {}, res.body or ""
+  if status >= 200 and status < 300 then
+    if status == 204 or body == "" then return true end
+    local value, derr = json.decode(body)
+    if value == nil then
+      -- Failures never carry the token, even where a server echoes it back.
+      body = errors.redact(body, self._token)
+      return errors.fail("decode", ("%s: invalid JSON in HTTP %d reply (%s)"):format(endpoint, status, derr),
+        { status = status, endpoint = endpoint, body = excerpt(body) })
+    end
+    return value
+  end
+  body = errors.redact(body, self._token)
+  local decoded = body:find("^%s*{") and json.decode(body)
+  local apierr = type(decoded) == "table" and decoded.error
+  if type(apierr) == "table" and type(apierr.code) == "string" then
+    local info = type(apierr.info) == "table" and apierr.info or nil
+    local wait = retry_after(headers, info)
+    local msg = ("%s: %s (HTTP %d): %s"):format(endpoint, apierr.code, status, tostring(apierr.message or ""))
+    if info and info.param then msg = msg .. (" [%s: %s]"):format(tostring(info.param), tostring(info.reason)) end
+    if wait then msg = msg .. (" (retry after %g s)"):format(wait) end
+    return errors.fail("api", msg, {
+      status = status, endpoint = endpoint, code = apierr.code, id = apierr.id, info = info,
+      api = apierr, retry_after = wait,
+    })
+  end
+  local ctype = headers["content-type"] or "no content type"
+  return errors.fail("http", ("%s: HTTP %d (%s): %s"):format(endpoint, status, ctype, excerpt(body)),
+    { status = status, endpoint = endpoint, body = excerpt(body), retry_after = retry_after(headers) })
+end
+
+-- Sends one request through the transport; redacts the token from failures.
+function Client:_send(endpoint, req)
+  req.user_agent = self._user_agent
+  req.connect_timeout = self._connect_timeout
+  req.max_size = self._max_size
+  local res, msg, err = self._transport.request(req)
+  if not res then
+    if not errors.is(err) then
+      -- A transport of the user's may return a plain table: keep its fields.
+      local fields = type(err) == "table" and err or {}
+      err = select(2, errors.new(fields.kind or "network", tostring(msg or "transport failed"), fields))
+    end
+    err.endpoint = endpoint
+    err.message = errors.redact(("%s: %s"):format(endpoint, err.message), self._token)
+    return nil, err.message, err
+  end
+  return res
+end
+
+--- client:request(endpoint, params, opts) -> value | true (204) | nil, message, err
+-- `params` is a table of the endpoint's parameters; `opts.timeout` (seconds) bounds this call.
+function Client:request(endpoint, params, opts)
+  check_client(self, "request")
+  check_endpoint(endpoint)
+  if params ~= nil and type(params) ~= "table" then
+    argerror("request", 2, "params must be a table, got " .. type(params), 2)
+  end
+  opts = check_call_options(opts)
+  local body = {}
+  for k, v in pairs(params or {}) do body[k] = v end
+  local headers = { ["Content-Type"] = "application/json", Accept = "application/json" }
+  if self._token then
+    if self._auth == "header" then
+      headers.Authorization = "Bearer " .. self._token
+    else
+      body.i = self._token
+    end
+  end
+  local ok, encoded = pcall(json.encode, body, "params")
+  if not ok then error(errors.redact(encoded, self._token), 2) end
+  local res, msg, err = self:_send(endpoint, {
+    method = "POST", url = self.base_url .. "/api/" .. endpoint, headers = headers, body = encoded,
+    timeout = opts.timeout or self._timeout,
+  })
+  if not res then return nil, msg, err end
+  return self:_interpret(endpoint, res)
+end
+
+return Client

@@ -1,0 +1,46 @@
+rockspec_format = "3.0"
+package = "misskey"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/misskey.git",
+}
+description = {
+  summary = "Misskey API client for Lua with a C core (libcurl)",
+  detailed = [[
+    Calls any of Misskey's API endpoints from Lua 5.1-5.4 and LuaJIT, with
+    Misskey's error model, connection reuse and a pollable engine that any
+    event loop can drive. HTTP goes through libcurl.
+  ]],
+  license = "MIT",
+  labels = { "misskey", "fediverse", "api", "curl" },
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1.0",
+}
+external_dependencies = {
+  CURL = { library = "curl" },
+  UUID = { library = "uuid" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["misskey"] = "lua/misskey/init.lua",
+    ["misskey.baseurl"] = "lua/misskey/baseurl.lua",
+    ["misskey.client"] = "lua/misskey/client.lua",
+    ["misskey.errors"] = "lua/misskey/errors.lua",
+    ["misskey.json"] = "lua/misskey/json.lua",
+    ["misskey.transport.curl"] = "lua/misskey/transport/curl.lua",
+    ["misskey.core"] = {
+      sources = { "src/buf.c", "src/core.c", "src/engine.c", "src/http.c" },
+      libraries = { "curl", "uuid" },
+      incdirs = { "$(CURL_INCDIR)", "$(UUID_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(UUID_LIBDIR)" },
+      defines = {},
+    },
+  },
+}
+test = {
+  type = "command",
+  command = "make test",
+}

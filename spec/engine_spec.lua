@@ -1,0 +1,178 @@
+-- The C engine through real sockets against the test server.
+local core = require "misskey.core"
+local server = require "support.server"
+local poll = require "support.poll"
+
+local srv
+
+setup(function() srv = server.start() end)
+teardown(function() srv:stop() end)
+
+local function post(engine, path, body, extra)
+  local req = { url = srv.url .. path, body = body or "{}", headers = { ["Content-Type"] = "application/json" } }
+  for k, v in pairs(extra or {}) do req[k] = v end
+  return engine:request(req)
+end
+
+-- Finishes every transfer the way a host loop would: poll the listed fds
+-- ourselves, with engine:timeout() as the bound, then step(0). Bounded.
+local function drive(engine, transfers)
+  local finished, polls = {}, 0
+  local deadline = os.time() + 20
+  while engine:pending() > 0 do
+    assert(os.time() < deadline, "transfers did not finish in time")
+    local t = engine:timeout()
+    poll(engine:fds(), t and math.min(t, 1) or 1)
+    polls = polls + 1
+    for _, tr in ipairs(engine:step(0)) do finished[#finished + 1] = tr end
+  end
+  for _, tr in ipairs(transfers) do assert.is_true(tr:done()) end
+  return finished, polls
+end
+
+local function decode(s) return require("cjson").decode(s) end
+
+describe("engine", function()
+  it("finishes concurrent transfers driven only by fds(), timeout() and step(0)", function()
+    local e = core.engine()
+    local ts = {}
+    for i = 1, 5 do ts[i] = post(e, "/api/test/echo", ('{"n":%d}'):format(i)) end
+    assert.equal(5, e:pending())
+    local finished = drive(e, ts)
+    assert.equal(5, #finished)
+    for i, t in ipairs(ts) do
+      local status, headers, body = t:result()
+      assert.equal(200, status)
+      assert.matches("application/json", headers["content-type"])
+      assert.equal(i, decode(body).json.n)
+    end
+  end)
+
+  it("lists each socket with its interest while a transfer waits on it", function()
+    local e = core.engine()
+    local t = post(e, "/api/test/slow", '{"delay":0.3}')
+    local seen
+    local deadline = os.time() + 10
+    while not t:done() do
+      assert(os.time() < deadline)
+      for fd, interest in pairs(e:fds()) do
+        assert.is_number(fd)
+        assert.truthy(interest == "r" or interest == "w" or interest == "rw")
+        seen = true
+      end
+      poll(e:fds(), math.min(e:timeout() or 1, 1))
+      e:step(0)
+    end
+    assert.is_true(seen)
+    assert.equal(200, (t:result()))
+  end)
+
+  it("reuses the connection for sequential requests", function()
+    local e = core.engine()
+    local first = post(e, "/api/test/count")
+    drive(e, { first })
+    local before = decode(select(3, first:result()))
+    local second = post(e, "/api/test/count")
+    drive(e, { second })
+    local after = decode(select(3, second:result()))
+    assert.equal(1, first:info().connects)
+    assert.equal(0, second:info().connects)
+    assert.equal(before.connections, after.connections)
+    assert.equal(before.count + 1, after.count)
+  end)
+
+  it("sends the method, headers and body it is given", function()
+    local e = core.engine()
+    local t = e:request{ url = srv.url .. "/echo/x?a=1", method = "PUT", body = "payload",
+                         headers = { ["X-Test"] = "yes" }, user_agent = "spec-agent/1" }
+    drive(e, { t })
+    local echo = decode(select(3, t:result()))
+    assert.equal("PUT", echo.method)
+    assert.equal("payload", echo.body)
+    assert.equal("yes", echo.headers["x-test"])
+    assert.equal("spec-agent/1", echo.headers["user-agent"])
+    assert.equal("a=1", echo.query)
+    assert.is_nil(echo.headers["expect"])
+  end)
+
+  it("returns lowercased response headers, repeated ones joined", function()
+    local e = core.engine()
+    local t = post(e, "/api/test/status", '{"status":418,"body":"teapot","contentType":"text/plain",'
+      .. '"headers":{"X-One":"1"}}')
+    drive(e, { t })
+    local status, headers, body = t:result()
+    assert.equal(418, status)
+    assert.equal("teapot", body)
+    assert.equal("1", headers["x-one"])
+    assert.matches("text/plain", headers["content-type"])
+  end)
+
+  it("reports a refused connection as a network failure", function()
+    local e = core.engine()
+    local t = e:request{ url = "http://127.0.0.1:" .. server.free_port() .. "/api/meta", body = "{}" }
+    drive(e, { t })
+    local ok, msg, reason, code = t:result()
+    assert.is_nil(ok)
+    assert.equal("network", reason)
+    assert.equal(7, code) -- CURLE_COULDNT_CONNECT
+    assert.matches("onnect", msg)
+  end)
+
+  it("reports a body cut short as a network failure", function()
+    local e = core.engine()
+    local t = post(e, "/api/test/truncated")
+    drive(e, { t })
+    local ok, _, reason, code = t:result()
+    assert.is_nil(ok)
+    assert.equal("network", reason)
+    assert.equal(18, code) -- CURLE_PARTIAL_FILE
+  end)
+
+  it("times out a slow reply", function()
+    local e = core.engine()
+    local t = post(e, "/api/test/slow", '{"delay":3}', { timeout = 0.2 })
+    drive(e, { t })
+    local ok, _, reason, code = t:result()
+    assert.is_nil(ok)
+    assert.equal("timeout", reason)
+    assert.equal(28, code)
+  end)
+
+  it("stops a body over max_size", function()
+    local e = core.engine()
+    local t = post(e, "/api/test/large", '{"n":50}', { max_size = 10000 })
+    drive(e, { t })
+    local ok, msg, reason = t:result()
+    assert.is_nil(ok)
+    assert.equal("too_large", reason)
+    assert.matches("10000", msg)
+  end)
+
+  it("cancels a transfer in flight", function()
+    local e = core.engine()
+    local t = post(e, "/api/test/slow", '{"delay":2}')
+    e:step(0)
+    t:cancel()
+    assert.equal(0, e:pending())
+    assert.is_true(t:done())
+    local ok, _, reason = t:result()
+    assert.is_nil(ok)
+    assert.equal("cancelled", reason)
+  end)
+
+  it("raises on misuse", function()
+    local e = core.engine()
+    assert.has_error(function() e:request{ body = "{}" } end, "request option 'url' is required")
+    assert.has_error(function() e:request{ url = srv.url, headers = { ["X"] = "a\r\nInjected: 1" } } end,
+      "invalid request header 'X'")
+    assert.has_error(function() e:request{ url = srv.url, timeout = "soon" } end,
+      "request option 'timeout' must be a number")
+    assert.has_error(function() e:step(-1) end)
+    local running = post(e, "/api/test/slow", '{"delay":1}')
+    assert.has_error(function() running:result() end, "transfer is still running")
+    e:close()
+    assert.is_true(running:done())
+    assert.has_error(function() e:step(0) end, "attempt to use a closed engine")
+    assert.matches("closed", tostring(e))
+  end)
+end)

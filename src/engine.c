@@ -1,0 +1,271 @@
+/* Engine: a curl multi handle driven through the socket API, so that the
+ * sockets and the deadline curl cares about can be listed (fds, timeout) and
+ * waited on by anyone: step() here, or a host's event loop.
+ *
+ * libcurl callbacks only record what curl asks for; no Lua runs inside them. */
+#define _POSIX_C_SOURCE 200809L
+#include "engine.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "compat.h"
+
+double mk_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- curl callbacks: bookkeeping only ---- */
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+  mk_engine *e = userp;
+  size_t i;
+  (void)easy;
+  (void)socketp;
+  for (i = 0; i < e->nwatches; i++)
+    if (e->watches[i].fd == fd) break;
+  if (what == CURL_POLL_REMOVE) {
+    if (i < e->nwatches) e->watches[i] = e->watches[--e->nwatches];
+    return 0;
+  }
+  if (i == e->nwatches) {
+    if (e->nwatches == e->capwatches) {
+      size_t cap = e->capwatches ? e->capwatches * 2 : 8;
+      mk_watch *w = realloc(e->watches, cap * sizeof *w);
+      if (w == NULL) {
+        e->oom = 1;
+        return -1; /* curl fails the transfers on this socket */
+      }
+      e->watches = w;
+      e->capwatches = cap;
+    }
+    e->watches[e->nwatches++].fd = fd;
+  }
+  e->watches[i].what = what;
+  return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  mk_engine *e = userp;
+  (void)multi;
+  if (timeout_ms < 0) {
+    e->has_deadline = 0;
+  } else {
+    e->has_deadline = 1;
+    e->deadline = mk_now() + (double)timeout_ms / 1000.0;
+  }
+  return 0;
+}
+
+/* ---- object plumbing (after liolib: typed accessor, closed check) ---- */
+
+static mk_engine *to_engine(lua_State *L, int i) {
+  return (mk_engine *)luaL_checkudata(L, i, MK_ENGINE_MT);
+}
+
+mk_engine *mk_check_engine(lua_State *L, int i) {
+  mk_engine *e = to_engine(L, i);
+  if (e->multi == NULL) luaL_error(L, "attempt to use a closed engine");
+  return e;
+}
+
+int mk_engine_new(lua_State *L) {
+  mk_engine *e = lua_newuserdata(L, sizeof *e);
+  memset(e, 0, sizeof *e); /* closed state first, so a failure below leaves it consistent */
+  luaL_getmetatable(L, MK_ENGINE_MT);
+  lua_setmetatable(L, -2);
+  e->multi = curl_multi_init();
+  if (e->multi == NULL) return luaL_error(L, "curl_multi_init failed");
+  curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
+  curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
+  return 1;
+}
+
+int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t) {
+  mk_engine *e = mk_check_engine(L, ei);
+  CURLMcode mc = curl_multi_add_handle(e->multi, t->easy);
+  if (mc != CURLM_OK) return luaL_error(L, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+  /* Pin the transfer and its engine while curl holds the easy handle. */
+  lua_pushvalue(L, ti);
+  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, ei);
+  t->engine_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->engine = e;
+  t->state = MK_RUNNING;
+  t->prev = NULL;
+  t->next = e->live;
+  if (e->live) e->live->prev = t;
+  e->live = t;
+  e->nlive++;
+  return 0;
+}
+
+void mk_engine_detach(lua_State *L, mk_transfer *t) {
+  mk_engine *e = t->engine;
+  if (e == NULL) return;
+  if (e->multi) curl_multi_remove_handle(e->multi, t->easy);
+  if (t->prev) t->prev->next = t->next;
+  else e->live = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+  e->nlive--;
+  t->engine = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->engine_ref);
+  t->self_ref = t->engine_ref = LUA_NOREF;
+}
+
+/* Moves finished transfers out of curl into the table on top of the stack. */
+static int collect(lua_State *L, mk_engine *e) {
+  CURLMsg *msg;
+  int left, n = 0;
+  while ((msg = curl_multi_info_read(e->multi, &left)) != NULL) {
+    mk_transfer *t = NULL;
+    if (msg->msg != CURLMSG_DONE) continue;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+    if (t == NULL || t->engine != e) continue;
+    mk_transfer_finish(t, msg->data.result);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    lua_rawseti(L, -2, ++n);
+    mk_engine_detach(L, t);
+  }
+  return n;
+}
+
+/* Seconds until curl's deadline, or -1 when none. */
+static double until_deadline(const mk_engine *e) {
+  double d;
+  if (!e->has_deadline) return -1;
+  d = e->deadline - mk_now();
+  return d > 0 ? d : 0;
+}
+
+static int action(mk_engine *e, curl_socket_t fd, int ev) {
+  int running;
+  return curl_multi_socket_action(e->multi, fd, ev, &running) == CURLM_OK ? 0 : -1;
+}
+
+/* engine:step([timeout]) -> finished transfers (array, maybe empty), interrupted?
+ * Waits up to timeout seconds (default 0) for curl's sockets or deadline, then
+ * moves every ready socket and the expired timer. A signal ends the wait early. */
+static int engine_step(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  double wait = luaL_optnumber(L, 2, 0);
+  double due = until_deadline(e);
+  struct pollfd stackfds[16], *fds = stackfds;
+  size_t n = e->nwatches, i;
+  int rc, timeout_ms, interrupted = 0;
+
+  if (wait != wait || wait < 0) return luaL_argerror(L, 2, "timeout must be a number >= 0");
+  if (due >= 0 && due < wait) wait = due;
+  if (wait > 86400) wait = 86400;
+  timeout_ms = (int)ceil(wait * 1000.0); /* round up: never spin just short of a deadline */
+
+  if (n > sizeof stackfds / sizeof stackfds[0]) {
+    fds = malloc(n * sizeof *fds);
+    if (fds == NULL) return luaL_error(L, "out of memory");
+  }
+  for (i = 0; i < n; i++) {
+    fds[i].fd = e->watches[i].fd;
+    fds[i].events = (short)(((e->watches[i].what & CURL_POLL_IN) ? POLLIN : 0) |
+                            ((e->watches[i].what & CURL_POLL_OUT) ? POLLOUT : 0));
+    fds[i].revents = 0;
+  }
+  rc = poll(fds, (nfds_t)n, timeout_ms);
+  if (rc < 0 && errno == EINTR) interrupted = 1;
+  /* Socket actions may change e->watches; fds is our own copy. */
+  for (i = 0; rc > 0 && i < n; i++) {
+    int ev = 0;
+    if (fds[i].revents & POLLIN) ev |= CURL_CSELECT_IN;
+    if (fds[i].revents & POLLOUT) ev |= CURL_CSELECT_OUT;
+    if (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)) ev |= CURL_CSELECT_ERR;
+    if (ev) action(e, fds[i].fd, ev);
+  }
+  if (fds != stackfds) free(fds);
+  if (e->has_deadline && until_deadline(e) == 0) action(e, CURL_SOCKET_TIMEOUT, 0);
+
+  lua_newtable(L);
+  collect(L, e);
+  lua_pushboolean(L, interrupted);
+  return 2;
+}
+
+/* engine:fds() -> { [fd] = "r" | "w" | "rw" } for every socket the engine waits on. */
+static int engine_fds(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  size_t i;
+  lua_createtable(L, 0, (int)e->nwatches);
+  for (i = 0; i < e->nwatches; i++) {
+    int w = e->watches[i].what;
+    const char *s = w == CURL_POLL_INOUT ? "rw" : w == CURL_POLL_OUT ? "w" : "r";
+    lua_pushstring(L, s);
+    lua_rawseti(L, -2, (int)e->watches[i].fd);
+  }
+  return 1;
+}
+
+/* engine:timeout() -> seconds until the engine must be stepped, or nil when
+ * only socket activity can move it (nothing is pending or waiting on a timer). */
+static int engine_timeout(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  double d = until_deadline(e);
+  if (d < 0) lua_pushnil(L);
+  else lua_pushnumber(L, d);
+  return 1;
+}
+
+/* engine:pending() -> number of transfers in flight. */
+static int engine_pending(lua_State *L) {
+  lua_pushinteger(L, mk_check_engine(L, 1)->nlive);
+  return 1;
+}
+
+static int engine_close(lua_State *L) {
+  mk_engine *e = to_engine(L, 1);
+  if (e->multi == NULL) return 0;
+  while (e->live) {
+    mk_transfer *t = e->live;
+    mk_engine_detach(L, t);
+    t->state = MK_CANCELLED;
+  }
+  curl_multi_cleanup(e->multi);
+  e->multi = NULL;
+  free(e->watches);
+  e->watches = NULL;
+  e->nwatches = e->capwatches = 0;
+  return 0;
+}
+
+static int engine_tostring(lua_State *L) {
+  mk_engine *e = to_engine(L, 1);
+  if (e->multi == NULL) lua_pushliteral(L, "misskey.Engine (closed)");
+  else lua_pushfstring(L, "misskey.Engine (%p, %d in flight)", (void *)e, e->nlive);
+  return 1;
+}
+
+void mk_engine_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"request", mk_http_request}, {"step", engine_step},       {"fds", engine_fds},
+      {"timeout", engine_timeout},  {"pending", engine_pending}, {"close", engine_close},
+      {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", engine_close}, {"__close", engine_close}, {"__tostring", engine_tostring}, {NULL, NULL}};
+  luaL_newmetatable(L, MK_ENGINE_MT);
+  mk_setfuncs(L, meta);
+  lua_pushliteral(L, MK_ENGINE_MT);
+  lua_setfield(L, -2, "__name");
+  lua_newtable(L);
+  mk_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

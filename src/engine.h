@@ -1,0 +1,69 @@
+/* The Engine: one curl multi handle plus the sockets and deadline it asks us to watch.
+ * Transfers (http.c) run on an engine; engine.c owns polling and completion. */
+#ifndef MK_ENGINE_H
+#define MK_ENGINE_H
+
+#include <curl/curl.h>
+#include <lua.h>
+
+#include "buf.h"
+
+#define MK_ENGINE_MT "misskey.Engine"
+#define MK_TRANSFER_MT "misskey.Transfer"
+
+/* A socket curl wants watched, with the events it asked for (CURL_POLL_IN/OUT/INOUT). */
+typedef struct mk_watch {
+  curl_socket_t fd;
+  int what;
+} mk_watch;
+
+typedef struct mk_transfer mk_transfer;
+
+typedef struct mk_engine {
+  CURLM *multi;            /* NULL once closed */
+  mk_watch *watches;       /* curl's sockets, kept by the socket callback */
+  size_t nwatches, capwatches;
+  int has_deadline;        /* curl's timer is armed */
+  double deadline;         /* monotonic seconds at which curl's timer fires */
+  mk_transfer *live;       /* transfers added to the multi handle (pinned in the registry) */
+  int nlive;
+  int oom;                 /* a socket callback could not grow the watch list */
+} mk_engine;
+
+typedef enum { MK_IDLE, MK_RUNNING, MK_DONE, MK_CANCELLED } mk_state;
+
+struct mk_transfer {
+  CURL *easy;
+  mk_engine *engine;           /* set while running */
+  mk_transfer *prev, *next;    /* engine->live list */
+  int self_ref, engine_ref;    /* registry pins while running */
+  mk_state state;
+  struct curl_slist *headers;
+  curl_mime *mime;
+  mk_buf body;                 /* response body */
+  mk_buf head;                 /* raw response header block of the last response */
+  size_t max_size;             /* 0 = no cap */
+  int too_large;               /* the write callback refused the body */
+  long status;
+  CURLcode code;
+  double total_time;
+  long connects;               /* new connections this transfer opened (0 = reused) */
+  curl_off_t upload_now, upload_total;
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+double mk_now(void);                              /* monotonic seconds */
+mk_engine *mk_check_engine(lua_State *L, int i);   /* open engine or raise */
+void mk_engine_open(lua_State *L);                  /* metatable; pushes nothing */
+void mk_http_open(lua_State *L);                    /* metatable; pushes nothing */
+int mk_engine_new(lua_State *L);                    /* core.engine() */
+int mk_http_request(lua_State *L);                  /* engine:request(opts) */
+
+/* http.c hands a configured transfer (at stack index ti, engine at ei) to the engine. */
+int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t);
+/* Takes a transfer off its engine (unpins it); used on completion, cancel and gc. */
+void mk_engine_detach(lua_State *L, mk_transfer *t);
+/* Fills result fields from the easy handle once curl reports it finished. */
+void mk_transfer_finish(mk_transfer *t, CURLcode code);
+
+#endif

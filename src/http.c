@@ -1,0 +1,350 @@
+/* HTTP transfers on an engine: one request, its response status, headers and body.
+ * Callbacks only copy bytes into C buffers; Lua reads the result after the engine
+ * reports the transfer finished. */
+#include "engine.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "compat.h"
+
+/* ---- curl callbacks ---- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  mk_transfer *t = ud;
+  size_t len = size * n;
+  /* The cap applies to decoded bytes, so a compressed bomb or a chunked reply
+   * of unknown length stops here (curl's own MAXFILESIZE needs a known length). */
+  if (t->max_size && len > t->max_size - t->body.len) {
+    t->too_large = 1;
+    return 0;
+  }
+  return mk_buf_append(&t->body, p, len) == 0 ? len : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  mk_transfer *t = ud;
+  size_t len = size * n;
+  /* A new status line starts a new response (100 Continue, proxy CONNECT): keep only the last. */
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) mk_buf_reset(&t->head);
+  return mk_buf_append(&t->head, p, len) == 0 ? len : 0;
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+  mk_transfer *t = ud;
+  (void)dltotal;
+  (void)dlnow;
+  t->upload_now = ulnow;
+  t->upload_total = ultotal;
+  return 0;
+}
+
+/* ---- accessors ---- */
+
+static mk_transfer *to_transfer(lua_State *L, int i) {
+  return (mk_transfer *)luaL_checkudata(L, i, MK_TRANSFER_MT);
+}
+
+void mk_transfer_finish(mk_transfer *t, CURLcode code) {
+  double total = 0;
+  long connects = 0;
+  t->state = MK_DONE;
+  t->code = code;
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+  curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
+  curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
+  t->total_time = total;
+  t->connects = connects;
+}
+
+/* ---- building a request ---- */
+
+static const char *opt_string(lua_State *L, int opts, const char *key, const char *def) {
+  const char *s;
+  lua_getfield(L, opts, key);
+  if (lua_isnil(L, -1)) s = def;
+  else if (lua_type(L, -1) != LUA_TSTRING) s = (luaL_error(L, "request option '%s' must be a string", key), NULL);
+  else s = lua_tostring(L, -1);
+  lua_pop(L, 1); /* the string stays alive in opts */
+  return s;
+}
+
+static double opt_number(lua_State *L, int opts, const char *key, double def) {
+  double v = def;
+  lua_getfield(L, opts, key);
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "request option '%s' must be a number", key);
+    v = lua_tonumber(L, -1);
+    if (v != v || v < 0) luaL_error(L, "request option '%s' must be >= 0", key);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static int opt_bool(lua_State *L, int opts, const char *key) {
+  int v;
+  lua_getfield(L, opts, key);
+  v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int valid_header_part(const char *s, int is_name) {
+  for (; *s; s++) {
+    if (*s == '\r' || *s == '\n') return 0;
+    if (is_name && (*s == ':' || isspace((unsigned char)*s))) return 0;
+  }
+  return 1;
+}
+
+/* headers = { ["Name"] = "value" }; names and values may not smuggle line breaks. */
+static void set_headers(lua_State *L, int opts, mk_transfer *t) {
+  lua_getfield(L, opts, "headers");
+  if (!lua_isnil(L, -1)) {
+    int h = lua_gettop(L);
+    if (!lua_istable(L, h)) luaL_error(L, "request option 'headers' must be a table");
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+      const char *name, *value;
+      struct curl_slist *l;
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "request headers must map strings to strings");
+      name = lua_tostring(L, -2);
+      value = lua_tostring(L, -1);
+      if (!*name || !valid_header_part(name, 1) || !valid_header_part(value, 0))
+        luaL_error(L, "invalid request header '%s'", name);
+      lua_pushfstring(L, *value ? "%s: %s" : "%s;", name, value); /* "Name;" sends an empty value */
+      l = curl_slist_append(t->headers, lua_tostring(L, -1));
+      if (l == NULL) luaL_error(L, "out of memory");
+      t->headers = l;
+      lua_pop(L, 2);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+static void configure(lua_State *L, int opts, mk_transfer *t) {
+  CURL *c = t->easy;
+  const char *url = opt_string(L, opts, "url", NULL);
+  const char *method = opt_string(L, opts, "method", "POST");
+  const char *ua = opt_string(L, opts, "user_agent", NULL);
+  const char *ca_file = opt_string(L, opts, "ca_file", NULL);
+  double timeout = opt_number(L, opts, "timeout", 0);
+  double connect_timeout = opt_number(L, opts, "connect_timeout", 0);
+  double low_speed_time = opt_number(L, opts, "low_speed_time", 0);
+  double max_size = opt_number(L, opts, "max_size", 0);
+  size_t body_len = 0;
+  const char *body;
+
+  if (url == NULL) luaL_error(L, "request option 'url' is required");
+  lua_getfield(L, opts, "body");
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request option 'body' must be a string");
+  body = lua_tolstring(L, -1, &body_len);
+  lua_pop(L, 1);
+
+  curl_easy_setopt(c, CURLOPT_PRIVATE, (char *)t);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");   /* every encoding this libcurl decodes */
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (ua) curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
+  if (ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+  if (opt_bool(L, opts, "insecure")) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (timeout > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000.0 + 0.5));
+  if (connect_timeout > 0) curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000.0 + 0.5));
+  if (low_speed_time > 0) {
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)opt_number(L, opts, "low_speed_limit", 1));
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(low_speed_time + 0.5));
+  }
+  t->max_size = (size_t)max_size;
+
+  if (strcmp(method, "GET") == 0) {
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else {
+    if (strcmp(method, "POST") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body || strcmp(method, "POST") == 0) {
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+      curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+    }
+  }
+  set_headers(L, opts, t);
+  /* No "Expect: 100-continue" round trip for large bodies. */
+  t->headers = curl_slist_append(t->headers, "Expect:");
+  if (t->headers == NULL) luaL_error(L, "out of memory");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->headers);
+}
+
+/* engine:request{ url, method = "POST", headers = {}, body, timeout, connect_timeout,
+ *                 low_speed_time, max_size, user_agent, ca_file, insecure } -> transfer */
+int mk_http_request(lua_State *L) {
+  mk_transfer *t;
+  mk_check_engine(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  t = lua_newuserdata(L, sizeof *t);
+  memset(t, 0, sizeof *t); /* idle and empty before anything is acquired */
+  t->self_ref = t->engine_ref = LUA_NOREF;
+  luaL_getmetatable(L, MK_TRANSFER_MT);
+  lua_setmetatable(L, -2);
+  t->easy = curl_easy_init();
+  if (t->easy == NULL) return luaL_error(L, "curl_easy_init failed");
+  configure(L, 2, t);
+  mk_engine_add(L, 1, lua_gettop(L), t);
+  return 1;
+}
+
+/* ---- transfer methods ---- */
+
+/* transfer:done() -> true once finished or cancelled. */
+static int transfer_done(lua_State *L) {
+  mk_transfer *t = to_transfer(L, 1);
+  lua_pushboolean(L, t->state == MK_DONE || t->state == MK_CANCELLED);
+  return 1;
+}
+
+/* Pushes the last response's headers as { lowercased name = value }; repeats join with ", ". */
+static void push_headers(lua_State *L, const mk_buf *head) {
+  const char *p = head->data, *end = head->data + head->len;
+  lua_newtable(L);
+  while (p && p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *line_end = eol ? eol : end, *colon, *v, *ve;
+    if (line_end > p && line_end[-1] == '\r') line_end--;
+    colon = memchr(p, ':', (size_t)(line_end - p));
+    if (colon && colon > p && memcmp(p, "HTTP/", 5) != 0) {
+      luaL_Buffer b;
+      const char *k;
+      luaL_buffinit(L, &b);
+      for (k = p; k < colon; k++) luaL_addchar(&b, (char)tolower((unsigned char)*k));
+      luaL_pushresult(&b);
+      for (v = colon + 1; v < line_end && (*v == ' ' || *v == '\t'); v++) {}
+      for (ve = line_end; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) {}
+      lua_pushvalue(L, -1);
+      lua_rawget(L, -3);
+      if (lua_isstring(L, -1)) {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_rawset(L, -3);
+    }
+    p = eol ? eol + 1 : end;
+  }
+}
+
+/* transfer:result() -> status, headers, body
+ *                    | nil, message, reason ("timeout" | "too_large" | "cancelled" | "network"), curl_code */
+static int transfer_result(lua_State *L) {
+  mk_transfer *t = to_transfer(L, 1);
+  const char *reason = "network";
+  if (t->state == MK_RUNNING || t->state == MK_IDLE) return luaL_error(L, "transfer is still running");
+  if (t->state == MK_CANCELLED) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "transfer cancelled");
+    lua_pushliteral(L, "cancelled");
+    lua_pushinteger(L, CURLE_ABORTED_BY_CALLBACK);
+    return 4;
+  }
+  if (t->code == CURLE_OK) {
+    lua_pushinteger(L, t->status);
+    push_headers(L, &t->head);
+    lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+    return 3;
+  }
+  lua_pushnil(L);
+  if (t->too_large) {
+    lua_pushfstring(L, "response larger than the %d byte limit", (int)t->max_size);
+    reason = "too_large";
+  } else {
+    lua_pushstring(L, t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->code));
+    if (t->code == CURLE_OPERATION_TIMEDOUT) reason = "timeout";
+  }
+  lua_pushstring(L, reason);
+  lua_pushinteger(L, t->code);
+  return 4;
+}
+
+/* transfer:info() -> { total_time, connects, status, upload_now, upload_total } */
+static int transfer_info(lua_State *L) {
+  mk_transfer *t = to_transfer(L, 1);
+  lua_createtable(L, 0, 5);
+  lua_pushnumber(L, t->total_time);
+  lua_setfield(L, -2, "total_time");
+  lua_pushinteger(L, t->connects);
+  lua_setfield(L, -2, "connects");
+  lua_pushinteger(L, t->status);
+  lua_setfield(L, -2, "status");
+  lua_pushnumber(L, (lua_Number)t->upload_now);
+  lua_setfield(L, -2, "upload_now");
+  lua_pushnumber(L, (lua_Number)t->upload_total);
+  lua_setfield(L, -2, "upload_total");
+  return 1;
+}
+
+/* transfer:cancel(): stops a running transfer; curl closes its connection. */
+static int transfer_cancel(lua_State *L) {
+  mk_transfer *t = to_transfer(L, 1);
+  if (t->state == MK_RUNNING) {
+    mk_engine_detach(L, t);
+    t->state = MK_CANCELLED;
+  }
+  return 0;
+}
+
+static int transfer_gc(lua_State *L) {
+  mk_transfer *t = to_transfer(L, 1);
+  mk_engine_detach(L, t);
+  if (t->easy) curl_easy_cleanup(t->easy);
+  t->easy = NULL;
+  curl_slist_free_all(t->headers);
+  t->headers = NULL;
+  if (t->mime) curl_mime_free(t->mime);
+  t->mime = NULL;
+  mk_buf_free(&t->body);
+  mk_buf_free(&t->head);
+  if (t->state == MK_RUNNING) t->state = MK_CANCELLED;
+  return 0;
+}
+
+static int transfer_tostring(lua_State *L) {
+  static const char *names[] = {"idle", "running", "done", "cancelled"};
+  mk_transfer *t = to_transfer(L, 1);
+  lua_pushfstring(L, "misskey.Transfer (%p, %s)", (void *)t, names[t->state]);
+  return 1;
+}
+
+void mk_http_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"done", transfer_done},     {"result", transfer_result},
+                                     {"info", transfer_info},     {"cancel", transfer_cancel},
+                                     {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", transfer_gc}, {"__close", transfer_cancel}, {"__tostring", transfer_tostring}, {NULL, NULL}};
+  luaL_newmetatable(L, MK_TRANSFER_MT);
+  mk_setfuncs(L, meta);
+  lua_pushliteral(L, MK_TRANSFER_MT);
+  lua_setfield(L, -2, "__name");
+  lua_newtable(L);
+  mk_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
