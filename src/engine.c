@@ -65,6 +65,40 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
   return 0;
 }
 
+/* ---- timers: a binary min-heap on `at` ---- */
+
+static void heap_swap(mk_timer *h, size_t a, size_t b) {
+  mk_timer t = h[a];
+  h[a] = h[b];
+  h[b] = t;
+}
+
+static void heap_up(mk_timer *h, size_t i) {
+  while (i > 0 && h[(i - 1) / 2].at > h[i].at) {
+    heap_swap(h, i, (i - 1) / 2);
+    i = (i - 1) / 2;
+  }
+}
+
+static void heap_down(mk_timer *h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && h[l].at < h[m].at) m = l;
+    if (r < n && h[r].at < h[m].at) m = r;
+    if (m == i) return;
+    heap_swap(h, i, m);
+    i = m;
+  }
+}
+
+static void heap_remove(mk_engine *e, size_t i) {
+  e->timers[i] = e->timers[--e->ntimers];
+  if (i < e->ntimers) {
+    heap_down(e->timers, e->ntimers, i);
+    heap_up(e->timers, i);
+  }
+}
+
 /* ---- object plumbing (after liolib: typed accessor, closed check) ---- */
 
 static mk_engine *to_engine(lua_State *L, int i) {
@@ -143,11 +177,30 @@ static int collect(lua_State *L, mk_engine *e) {
 }
 
 /* Seconds until curl's deadline, or -1 when none. */
-static double until_deadline(const mk_engine *e) {
+static double until_curl(const mk_engine *e, double now) {
   double d;
   if (!e->has_deadline) return -1;
-  d = e->deadline - mk_now();
+  d = e->deadline - now;
   return d > 0 ? d : 0;
+}
+
+/* Seconds until the first deadline (curl's or a timer's), or -1 when none. */
+static double until_deadline(const mk_engine *e) {
+  double now = mk_now(), d = until_curl(e, now);
+  if (e->ntimers > 0) {
+    double t = e->timers[0].at - now;
+    if (t < 0) t = 0;
+    if (d < 0 || t < d) d = t;
+  }
+  return d;
+}
+
+static short poll_events(int what) {
+  return (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+}
+
+static const char *interest_name(int what) {
+  return what == CURL_POLL_INOUT ? "rw" : what == CURL_POLL_OUT ? "w" : "r";
 }
 
 static int action(mk_engine *e, curl_socket_t fd, int ev) {
@@ -155,16 +208,20 @@ static int action(mk_engine *e, curl_socket_t fd, int ev) {
   return curl_multi_socket_action(e->multi, fd, ev, &running) == CURLM_OK ? 0 : -1;
 }
 
-/* engine:step([timeout]) -> finished transfers (array, maybe empty), interrupted?
- * Waits up to timeout seconds (default 0) for curl's sockets or deadline, then
- * moves every ready socket and the expired timer. A signal ends the wait early. */
+/* engine:step([timeout]) -> transfers, timers, sockets, interrupted
+ * Waits up to timeout seconds (default 0) for any socket (curl's and the
+ * watched ones) or the first deadline, then moves every ready curl socket, the
+ * expired curl timer and due timers. Returns the transfers that finished
+ * (array), the ids of the timers that fired (array, in deadline order), the
+ * watched sockets that are ready ({ [fd] = "r" | "w" | "rw" | "e" }) and
+ * whether a signal cut the wait short (so Ctrl-C reaches Lua at once). */
 static int engine_step(lua_State *L) {
   mk_engine *e = mk_check_engine(L, 1);
   double wait = luaL_optnumber(L, 2, 0);
-  double due = until_deadline(e);
-  struct pollfd stackfds[16], *fds = stackfds;
-  size_t n = e->nwatches, i;
-  int rc, timeout_ms, interrupted = 0;
+  double due = until_deadline(e), now;
+  struct pollfd stackfds[32], *fds = stackfds;
+  size_t ncurl = e->nwatches, n = e->nwatches + e->nforeign, i;
+  int rc, timeout_ms, interrupted = 0, nt = 0;
 
   if (wait != wait || wait < 0) return luaL_argerror(L, 2, "timeout must be a number >= 0");
   if (due >= 0 && due < wait) wait = due;
@@ -176,52 +233,171 @@ static int engine_step(lua_State *L) {
     if (fds == NULL) return luaL_error(L, "out of memory");
   }
   for (i = 0; i < n; i++) {
-    fds[i].fd = e->watches[i].fd;
-    fds[i].events = (short)(((e->watches[i].what & CURL_POLL_IN) ? POLLIN : 0) |
-                            ((e->watches[i].what & CURL_POLL_OUT) ? POLLOUT : 0));
+    const mk_watch *w = i < ncurl ? &e->watches[i] : &e->foreign[i - ncurl];
+    fds[i].fd = w->fd;
+    fds[i].events = poll_events(w->what);
     fds[i].revents = 0;
   }
   rc = poll(fds, (nfds_t)n, timeout_ms);
   if (rc < 0 && errno == EINTR) interrupted = 1;
   /* Socket actions may change e->watches; fds is our own copy. */
-  for (i = 0; rc > 0 && i < n; i++) {
+  for (i = 0; rc > 0 && i < ncurl; i++) {
     int ev = 0;
     if (fds[i].revents & POLLIN) ev |= CURL_CSELECT_IN;
     if (fds[i].revents & POLLOUT) ev |= CURL_CSELECT_OUT;
     if (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)) ev |= CURL_CSELECT_ERR;
     if (ev) action(e, fds[i].fd, ev);
   }
-  if (fds != stackfds) free(fds);
-  if (e->has_deadline && until_deadline(e) == 0) action(e, CURL_SOCKET_TIMEOUT, 0);
+  now = mk_now();
+  if (e->has_deadline && until_curl(e, now) == 0) action(e, CURL_SOCKET_TIMEOUT, 0);
 
   lua_newtable(L);
   collect(L, e);
+
+  lua_newtable(L);
+  while (e->ntimers > 0 && e->timers[0].at <= now) {
+    lua_pushinteger(L, e->timers[0].id);
+    lua_rawseti(L, -2, ++nt);
+    heap_remove(e, 0);
+  }
+
+  lua_newtable(L);
+  for (i = ncurl; rc > 0 && i < n; i++) {
+    short r = fds[i].revents;
+    const char *s = NULL;
+    if (r & (POLLERR | POLLNVAL)) s = "e";
+    else if ((r & (POLLIN | POLLHUP)) && (r & POLLOUT)) s = "rw";
+    else if (r & (POLLIN | POLLHUP)) s = "r"; /* a hang-up reads as end of stream */
+    else if (r & POLLOUT) s = "w";
+    if (s) {
+      lua_pushstring(L, s);
+      lua_rawseti(L, -2, fds[i].fd);
+    }
+  }
+  if (fds != stackfds) free(fds);
   lua_pushboolean(L, interrupted);
-  return 2;
+  return 4;
+}
+
+/* engine:timer(seconds) -> id: a deadline that step() reports once it passes. */
+static int engine_timer(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  double s = luaL_checknumber(L, 2);
+  if (s != s || s < 0) return luaL_argerror(L, 2, "seconds must be a number >= 0");
+  if (e->ntimers == e->captimers) {
+    size_t cap = e->captimers ? e->captimers * 2 : 16;
+    mk_timer *t = realloc(e->timers, cap * sizeof *t);
+    if (t == NULL) return luaL_error(L, "out of memory");
+    e->timers = t;
+    e->captimers = cap;
+  }
+  e->timers[e->ntimers].at = mk_now() + s;
+  e->timers[e->ntimers].id = ++e->next_timer_id;
+  heap_up(e->timers, e->ntimers++);
+  lua_pushinteger(L, e->next_timer_id);
+  return 1;
+}
+
+/* engine:cancel_timer(id) -> true if it was pending. */
+static int engine_cancel_timer(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  size_t i;
+  for (i = 0; i < e->ntimers; i++) {
+    if (e->timers[i].id == id) {
+      heap_remove(e, i);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+static int check_fd(lua_State *L, int i) {
+  lua_Integer fd = luaL_checkinteger(L, i);
+  if (fd < 0 || fd > 0x7fffffff) luaL_argerror(L, i, "not a file descriptor");
+  return (int)fd;
+}
+
+/* engine:watch(fd, "r" | "w" | "rw"): step() waits on this socket too and
+ * reports it when ready. Watching a watched fd changes its interest. */
+static int engine_watch(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  int fd = check_fd(L, 2), what;
+  const char *ev = luaL_checkstring(L, 3);
+  size_t i;
+  if (strcmp(ev, "r") == 0) what = CURL_POLL_IN;
+  else if (strcmp(ev, "w") == 0) what = CURL_POLL_OUT;
+  else if (strcmp(ev, "rw") == 0) what = CURL_POLL_INOUT;
+  else return luaL_argerror(L, 3, "expected \"r\", \"w\" or \"rw\"");
+  for (i = 0; i < e->nforeign; i++)
+    if (e->foreign[i].fd == fd) break;
+  if (i == e->nforeign) {
+    if (e->nforeign == e->capforeign) {
+      size_t cap = e->capforeign ? e->capforeign * 2 : 8;
+      mk_watch *w = realloc(e->foreign, cap * sizeof *w);
+      if (w == NULL) return luaL_error(L, "out of memory");
+      e->foreign = w;
+      e->capforeign = cap;
+    }
+    e->foreign[e->nforeign++].fd = fd;
+  }
+  e->foreign[i].what = what;
+  return 0;
+}
+
+/* engine:unwatch(fd) -> true if it was watched. */
+static int engine_unwatch(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  int fd = check_fd(L, 2);
+  size_t i;
+  for (i = 0; i < e->nforeign; i++) {
+    if (e->foreign[i].fd == fd) {
+      e->foreign[i] = e->foreign[--e->nforeign];
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  lua_pushboolean(L, 0);
+  return 1;
 }
 
 /* engine:fds() -> { [fd] = "r" | "w" | "rw" } for every socket the engine waits on. */
 static int engine_fds(lua_State *L) {
   mk_engine *e = mk_check_engine(L, 1);
   size_t i;
-  lua_createtable(L, 0, (int)e->nwatches);
+  lua_createtable(L, 0, (int)(e->nwatches + e->nforeign));
   for (i = 0; i < e->nwatches; i++) {
-    int w = e->watches[i].what;
-    const char *s = w == CURL_POLL_INOUT ? "rw" : w == CURL_POLL_OUT ? "w" : "r";
-    lua_pushstring(L, s);
+    lua_pushstring(L, interest_name(e->watches[i].what));
     lua_rawseti(L, -2, (int)e->watches[i].fd);
+  }
+  for (i = 0; i < e->nforeign; i++) {
+    lua_pushstring(L, interest_name(e->foreign[i].what));
+    lua_rawseti(L, -2, e->foreign[i].fd);
   }
   return 1;
 }
 
-/* engine:timeout() -> seconds until the engine must be stepped, or nil when
- * only socket activity can move it (nothing is pending or waiting on a timer). */
+/* engine:timeout() -> seconds until the engine must be stepped (curl's deadline
+ * or the first timer), or nil when only socket activity can move it. */
 static int engine_timeout(lua_State *L) {
   mk_engine *e = mk_check_engine(L, 1);
   double d = until_deadline(e);
   if (d < 0) lua_pushnil(L);
   else lua_pushnumber(L, d);
   return 1;
+}
+
+/* engine:limit(max_host_connections [, max_total_connections]): caps on the
+ * connections curl opens (0 = no cap); transfers over the cap wait in curl. */
+static int engine_limit(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  lua_Integer host = luaL_checkinteger(L, 2), total = luaL_optinteger(L, 3, 0);
+  if (host < 0 || total < 0) return luaL_argerror(L, host < 0 ? 2 : 3, "must be >= 0");
+  curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)host);
+  curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)total);
+  return 0;
 }
 
 /* engine:pending() -> number of transfers in flight. */
@@ -243,6 +419,12 @@ static int engine_close(lua_State *L) {
   free(e->watches);
   e->watches = NULL;
   e->nwatches = e->capwatches = 0;
+  free(e->foreign);
+  e->foreign = NULL;
+  e->nforeign = e->capforeign = 0;
+  free(e->timers);
+  e->timers = NULL;
+  e->ntimers = e->captimers = 0;
   return 0;
 }
 
@@ -257,6 +439,8 @@ void mk_engine_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"request", mk_http_request}, {"step", engine_step},       {"fds", engine_fds},
       {"timeout", engine_timeout},  {"pending", engine_pending}, {"close", engine_close},
+      {"timer", engine_timer},      {"cancel_timer", engine_cancel_timer},
+      {"watch", engine_watch},      {"unwatch", engine_unwatch}, {"limit", engine_limit},
       {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", engine_close}, {"__close", engine_close}, {"__tostring", engine_tostring}, {NULL, NULL}};

@@ -19,6 +19,12 @@ typedef struct mk_watch {
 
 typedef struct mk_transfer mk_transfer;
 
+/* A timer of the engine's min-heap, ordered by `at` (monotonic seconds). */
+typedef struct mk_timer {
+  double at;
+  lua_Integer id;
+} mk_timer;
+
 typedef struct mk_engine {
   CURLM *multi;            /* NULL once closed */
   mk_watch *watches;       /* curl's sockets, kept by the socket callback */
@@ -28,6 +34,11 @@ typedef struct mk_engine {
   mk_transfer *live;       /* transfers added to the multi handle (pinned in the registry) */
   int nlive;
   int oom;                 /* a socket callback could not grow the watch list */
+  mk_watch *foreign;       /* sockets registered from Lua (WebSockets), what = CURL_POLL_* */
+  size_t nforeign, capforeign;
+  mk_timer *timers;        /* min-heap of timers */
+  size_t ntimers, captimers;
+  lua_Integer next_timer_id;
 } mk_engine;
 
 typedef enum { MK_IDLE, MK_RUNNING, MK_DONE, MK_CANCELLED } mk_state;

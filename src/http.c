@@ -4,6 +4,7 @@
 #include "engine.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,65 @@ static void set_headers(lua_State *L, int opts, mk_transfer *t) {
   lua_pop(L, 1);
 }
 
+/* A string field of parts[i], or NULL when absent; no line breaks (they would
+ * end the part's header). */
+static const char *part_string(lua_State *L, int part, int i, const char *key, size_t *len) {
+  const char *s;
+  lua_getfield(L, part, key);
+  if (lua_isnil(L, -1)) s = NULL;
+  else if (lua_type(L, -1) != LUA_TSTRING) s = (luaL_error(L, "request parts[%d].%s must be a string", i, key), NULL);
+  else s = lua_tolstring(L, -1, len);
+  lua_pop(L, 1); /* the string stays alive in the part table */
+  return s;
+}
+
+static void check_part_header(lua_State *L, int i, const char *key, const char *s) {
+  if (s && !valid_header_part(s, 0)) luaL_error(L, "request parts[%d].%s must not contain a line break", i, key);
+}
+
+/* parts = { { name, value } | { name, path, filename?, type? } | { name, data, filename?, type? } }
+ * -> t->mime, in order. A path is streamed from disk while the request is sent
+ * (curl_mime_filedata reads it in small blocks); value and data are copied. */
+static void set_parts(lua_State *L, int parts, mk_transfer *t) {
+  int i, n = (int)mk_rawlen(L, parts);
+  t->mime = curl_mime_init(t->easy); /* freed by __gc, also when we raise below */
+  if (t->mime == NULL) luaL_error(L, "out of memory");
+  for (i = 1; i <= n; i++) {
+    const char *name, *value, *path, *data, *filename, *type;
+    size_t value_len = 0, data_len = 0;
+    curl_mimepart *part;
+    int p;
+    lua_rawgeti(L, parts, i);
+    p = lua_gettop(L);
+    if (!lua_istable(L, p)) luaL_error(L, "request parts[%d] must be a table", i);
+    name = part_string(L, p, i, "name", NULL);
+    value = part_string(L, p, i, "value", &value_len);
+    path = part_string(L, p, i, "path", NULL);
+    data = part_string(L, p, i, "data", &data_len);
+    filename = part_string(L, p, i, "filename", NULL);
+    type = part_string(L, p, i, "type", NULL);
+    if (name == NULL || *name == '\0') luaL_error(L, "request parts[%d].name must be a non-empty string", i);
+    if ((value != NULL) + (path != NULL) + (data != NULL) != 1)
+      luaL_error(L, "request parts[%d] needs exactly one of value, path, data", i);
+    check_part_header(L, i, "name", name);
+    check_part_header(L, i, "filename", filename);
+    check_part_header(L, i, "type", type);
+    part = curl_mime_addpart(t->mime);
+    if (part == NULL || curl_mime_name(part, name) != CURLE_OK) luaL_error(L, "out of memory");
+    if (path) {
+      /* Checks the file is readable and records its size; opened again when sent. */
+      CURLcode rc = curl_mime_filedata(part, path);
+      if (rc == CURLE_READ_ERROR) luaL_error(L, "request parts[%d]: cannot read file '%s'", i, path);
+      if (rc != CURLE_OK) luaL_error(L, "request parts[%d]: %s", i, curl_easy_strerror(rc));
+    } else if (curl_mime_data(part, value ? value : data, value ? value_len : data_len) != CURLE_OK) {
+      luaL_error(L, "out of memory");
+    }
+    if (filename && curl_mime_filename(part, filename) != CURLE_OK) luaL_error(L, "out of memory");
+    if (type && curl_mime_type(part, type) != CURLE_OK) luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+  }
+}
+
 static void configure(lua_State *L, int opts, mk_transfer *t) {
   CURL *c = t->easy;
   const char *url = opt_string(L, opts, "url", NULL);
@@ -174,7 +234,16 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   }
   t->max_size = (size_t)max_size;
 
-  if (strcmp(method, "GET") == 0) {
+  lua_getfield(L, opts, "parts");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1)) luaL_error(L, "request option 'parts' must be a table");
+    if (body) luaL_error(L, "request options 'body' and 'parts' cannot be combined");
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+      luaL_error(L, "request option 'parts' needs a method with a body, not %s", method);
+    set_parts(L, lua_gettop(L), t);
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, t->mime);
+    if (strcmp(method, "POST") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  } else if (strcmp(method, "GET") == 0) {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
   } else if (strcmp(method, "HEAD") == 0) {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -185,6 +254,7 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
       curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, body ? body : "");
     }
   }
+  lua_pop(L, 1); /* parts */
   set_headers(L, opts, t);
   /* No "Expect: 100-continue" round trip for large bodies. */
   t->headers = curl_slist_append(t->headers, "Expect:");
@@ -192,8 +262,10 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->headers);
 }
 
-/* engine:request{ url, method = "POST", headers = {}, body, timeout, connect_timeout,
- *                 low_speed_time, max_size, user_agent, ca_file, insecure } -> transfer */
+/* engine:request{ url, method = "POST", headers = {}, body | parts, timeout, connect_timeout,
+ *                 low_speed_time, low_speed_limit, max_size, user_agent, ca_file, insecure } -> transfer
+ * TLS peer and host verification stay on (libcurl's default) unless insecure is true;
+ * proxies come from the environment (http_proxy, https_proxy, no_proxy), read by libcurl. */
 int mk_http_request(lua_State *L) {
   mk_transfer *t;
   mk_check_engine(L, 1);
@@ -253,7 +325,9 @@ static void push_headers(lua_State *L, const mk_buf *head) {
 }
 
 /* transfer:result() -> status, headers, body
- *                    | nil, message, reason ("timeout" | "too_large" | "cancelled" | "network"), curl_code */
+ *                    | nil, message, reason ("timeout" | "too_large" | "cancelled" | "network"), curl_code,
+ *                      status (of a response whose body was cut short, else 0)
+ * The message ends with "(curl error N)". */
 static int transfer_result(lua_State *L) {
   mk_transfer *t = to_transfer(L, 1);
   const char *reason = "network";
@@ -273,15 +347,20 @@ static int transfer_result(lua_State *L) {
   }
   lua_pushnil(L);
   if (t->too_large) {
-    lua_pushfstring(L, "response larger than the %d byte limit", (int)t->max_size);
+    char limit[32];
+    snprintf(limit, sizeof limit, "%zu", t->max_size); /* lua_pushfstring has no size_t format */
+    lua_pushfstring(L, "response body larger than the %s byte limit (max_size; counted after decompression)",
+                    limit);
     reason = "too_large";
   } else {
-    lua_pushstring(L, t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->code));
+    lua_pushfstring(L, "%s (curl error %d)", t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->code),
+                    (int)t->code);
     if (t->code == CURLE_OPERATION_TIMEDOUT) reason = "timeout";
   }
   lua_pushstring(L, reason);
   lua_pushinteger(L, t->code);
-  return 4;
+  lua_pushinteger(L, t->status);
+  return 5;
 }
 
 /* transfer:info() -> { total_time, connects, status, upload_now, upload_total } */

@@ -15,9 +15,11 @@ Client._VERSION = VERSION
 -- landed yet is unknown too).
 local OPTIONS = {
   host = true, token = true, auth = true, timeout = true, connect_timeout = true,
-  user_agent = true, transport = true, engine = true, max_size = true,
+  user_agent = true, transport = true, engine = true, max_size = true, max_connections = true,
 }
 local CALL_OPTIONS = { timeout = true }
+-- HTTP hardening options (TLS, low-speed abort); see check_http_options.
+OPTIONS.ca_file, OPTIONS.insecure, OPTIONS.low_speed = true, true, true
 
 local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -37,6 +39,47 @@ local function check_positive(opts, name)
   if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0) then
     opterror(name, "a number of seconds > 0 expected, got " .. tostring(v))
   end
+end
+
+-- Abort a transfer that moves fewer than `bytes` per second for `seconds`: a
+-- stalled connection otherwise blocks forever when no timeout is set. 60 s is
+-- the read timeout of nginx's proxy_pass, which fronts most Misskey servers:
+-- a reply silent that long would have been cut there anyway.
+local DEFAULT_LOW_SPEED = { bytes = 1, seconds = 60 }
+
+local function check_count(v, name)
+  if type(v) ~= "number" or v ~= v or v < 1 or v % 1 ~= 0 or v == math.huge then
+    opterror(name, "an integer >= 1 expected, got " .. tostring(v))
+  end
+end
+
+-- ca_file, insecure and low_speed -> the transport fields they become.
+local function check_http_options(opts)
+  local out = {}
+  local ca_file, insecure, low = opts.ca_file, opts.insecure, opts.low_speed
+  if ca_file ~= nil then
+    if type(ca_file) ~= "string" or ca_file == "" then opterror("ca_file", "a file path expected") end
+    local f, why = io.open(ca_file, "r")
+    if not f then opterror("ca_file", "cannot open: " .. tostring(why)) end
+    f:close()
+    out.ca_file = ca_file
+  end
+  if insecure ~= nil and type(insecure) ~= "boolean" then
+    opterror("insecure", "boolean expected, got " .. type(insecure))
+  end
+  if insecure and ca_file then opterror("insecure", "cannot be combined with ca_file") end
+  out.insecure = insecure or nil
+  if low == nil then low = DEFAULT_LOW_SPEED end
+  if low ~= false then
+    if type(low) ~= "table" then opterror("low_speed", "{ bytes = n, seconds = s } or false expected") end
+    for k in pairs(low) do
+      if k ~= "bytes" and k ~= "seconds" then opterror("low_speed", "unknown field '" .. tostring(k) .. "'") end
+    end
+    check_count(low.bytes, "low_speed.bytes")
+    check_count(low.seconds, "low_speed.seconds")
+    out.low_speed_limit, out.low_speed_time = low.bytes, low.seconds
+  end
+  return out
 end
 
 local function default_user_agent()
@@ -83,6 +126,7 @@ function Client.new(opts)
   check_positive(opts, "timeout")
   check_positive(opts, "connect_timeout")
   check_positive(opts, "max_size")
+  local http_options = check_http_options(opts)
   if opts.user_agent ~= nil and type(opts.user_agent) ~= "string" then
     opterror("user_agent", "string expected")
   end
@@ -95,6 +139,15 @@ function Client.new(opts)
   elseif opts.engine ~= nil then
     opterror("engine", "cannot be combined with transport")
   end
+  local cap = opts.max_connections
+  if cap ~= nil then
+    if type(cap) ~= "number" or cap < 1 or cap % 1 ~= 0 then
+      opterror("max_connections", "an integer >= 1 expected")
+    end
+    if not transport.engine then opterror("max_connections", "needs the libcurl transport") end
+    -- A cap of the engine: it applies to every client sharing that engine.
+    transport.engine:limit(cap)
+  end
   return setmetatable({
     base_url = base,
     host = base:match("://(.*)$"),
@@ -103,6 +156,7 @@ function Client.new(opts)
     _timeout = opts.timeout,
     _connect_timeout = opts.connect_timeout,
     _max_size = opts.max_size or DEFAULT_MAX_SIZE,
+    _http_options = http_options,
     _user_agent = opts.user_agent or default_user_agent(),
     _transport = transport,
   }, Client)
@@ -195,10 +249,11 @@ function Client:_interpret(endpoint, res)
 end
 
 -- Sends one request through the transport; redacts the token from failures.
-function Client:_send(endpoint, req)
+function Client:_send(endpoint, req, label)
   req.user_agent = self._user_agent
   req.connect_timeout = self._connect_timeout
-  req.max_size = self._max_size
+  req.max_size = req.max_size or self._max_size
+  for k, v in pairs(self._http_options) do req[k] = v end
   local res, msg, err = self._transport.request(req)
   if not res then
     if not errors.is(err) then
@@ -207,7 +262,11 @@ function Client:_send(endpoint, req)
       err = select(2, errors.new(fields.kind or "network", tostring(msg or "transport failed"), fields))
     end
     err.endpoint = endpoint
-    err.message = errors.redact(("%s: %s"):format(endpoint, err.message), self._token)
+    local text = err.message
+    if err.curl_code == 60 then -- CURLE_PEER_FAILED_VERIFICATION
+      text = text .. "; the server's certificate is not trusted here (see the ca_file option)"
+    end
+    err.message = errors.redact(("%s: %s"):format(label or endpoint, text), self._token)
     return nil, err.message, err
   end
   return res
@@ -240,6 +299,12 @@ function Client:request(endpoint, params, opts)
   })
   if not res then return nil, msg, err end
   return self:_interpret(endpoint, res)
+end
+
+--- client:batch(calls, { concurrency = 8, timeout = s }) -> results, errs (see misskey.batch).
+function Client:batch(calls, opts)
+  check_client(self, "batch")
+  return require("misskey.batch")(self, calls, opts)
 end
 
 return Client

@@ -5,6 +5,7 @@
 -- local note = assert(client:request("notes/create", { text = "hello" }))
 local Client = require "misskey.client"
 local json = require "misskey.json"
+local loop = require "misskey.loop"
 
 local misskey = {
   _VERSION = Client._VERSION,
@@ -20,8 +21,16 @@ function misskey.new(opts)
 end
 
 --- The process's default engine (the C core's curl multi handle, sockets and timers).
-function misskey.engine()
-  return require("misskey.transport.curl").default_engine()
-end
+misskey.engine = require("misskey.engine").default
+
+-- The scheduler (see README "Concurrency").
+misskey.run = loop.run
+misskey.spawn = loop.spawn
+misskey.sleep = loop.sleep
+misskey.gather = loop.gather
+misskey.stop = loop.stop
+misskey.step = loop.step
+misskey.on_error = loop.on_error
+misskey.current = loop.current
 
 return misskey

@@ -3,6 +3,7 @@
 --
 --   local server = require "support.server"
 --   local srv = server.start()   -- srv.port, srv.pid, srv.host, srv.url
+--   local tls = server.start{ tls = server.self_signed() }  -- https://127.0.0.1:<port>
 --   ...
 --   srv:stop()
 --   local port = server.free_port()  -- nothing listens there: "connection refused"
@@ -33,10 +34,16 @@ function Server:stop()
   end
 end
 
-function M.start()
+-- server.start{ tls = { cert = path, key = path } } serves https (srv.url is https://...).
+function M.start(opts)
+  opts = opts or {}
+  local args = ""
+  if opts.tls then
+    args = " --tls " .. shell_quote(opts.tls.cert) .. " " .. shell_quote(opts.tls.key)
+  end
   -- `exec` makes python replace the shell, so its parent is this Lua process
   -- and it exits by itself if this process dies without calling stop().
-  local handle = assert(io.popen("exec " .. PYTHON .. " " .. shell_quote(here .. "server.py"), "r"))
+  local handle = assert(io.popen("exec " .. PYTHON .. " " .. shell_quote(here .. "server.py") .. args, "r"))
   local line = handle:read("*l")
   local port, pid = (line or ""):match("^PORT (%d+) PID (%d+)$")
   if not port then
@@ -50,9 +57,41 @@ function M.start()
     port = tonumber(port),
     pid = tonumber(pid),
     host = "127.0.0.1:" .. port,
-    url = "http://127.0.0.1:" .. port,
+    url = (opts.tls and "https" or "http") .. "://127.0.0.1:" .. port,
   }, Server)
 end
+
+-- A fresh self-signed certificate for 127.0.0.1 (CN and IP SAN) in a new temp
+-- directory: returns { dir, cert, key }; remove it with server.remove_dir(c.dir).
+function M.self_signed()
+  local dir = M.temp_dir()
+  local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+  local ok = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+    .. " -addext subjectAltName=IP:127.0.0.1 -keyout " .. shell_quote(key) .. " -out " .. shell_quote(cert)
+    .. " >/dev/null 2>&1")
+  if ok ~= true and ok ~= 0 then
+    M.remove_dir(dir)
+    error("support.server: openssl could not make a certificate", 2)
+  end
+  return { dir = dir, cert = cert, key = key }
+end
+
+-- A new private temp directory (mktemp -d).
+function M.temp_dir()
+  local handle = assert(io.popen("mktemp -d /tmp/misskey-spec.XXXXXX", "r"))
+  local dir = handle:read("*l")
+  handle:close()
+  if not dir or dir == "" then error("support.server: mktemp -d failed", 2) end
+  return dir
+end
+
+-- Removes a directory made by temp_dir (only those: a guard against accidents).
+function M.remove_dir(dir)
+  assert(type(dir) == "string" and dir:find("^/tmp/misskey%-spec%.[%w]+$"), "not a spec temp dir")
+  os.execute("rm -rf " .. shell_quote(dir))
+end
+
+M.shell_quote = shell_quote
 
 -- A 127.0.0.1 port with no listener, found by binding port 0 and letting go.
 function M.free_port()

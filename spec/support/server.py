@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Local Misskey-like HTTP server for the specs (aiohttp, 127.0.0.1 only).
 
-Run as `/usr/bin/python3 spec/support/server.py`. It binds a free port and prints
+Run as `/usr/bin/python3 spec/support/server.py [--tls CERT KEY]`. It binds a free port and prints
 one line `PORT <n> PID <pid>` on stdout. It exits on SIGTERM, and within 0.2 s
 once its parent (the Lua test process that popen'ed it with `exec`) dies or
 closes the stdout pipe, so a crashed or careless test run never leaves it
@@ -265,7 +265,41 @@ async def large(request):
     return reply([fake_note(i) for i in range(n)])
 
 
+# Requests held by /api/test/hold: how many at once, in what order they came,
+# and how many the client gave up on (its connection closed mid-wait).
+HOLD = {"inflight": 0, "max_inflight": 0, "order": [], "completed": 0, "cancelled": 0}
+
+
+async def hold(request):
+    """Holds the request `delay` seconds (default 0.3), counting concurrency."""
+    params = await json_params(request)
+    HOLD["order"].append(params.get("key"))
+    HOLD["inflight"] += 1
+    HOLD["max_inflight"] = max(HOLD["max_inflight"], HOLD["inflight"])
+    try:
+        await asyncio.sleep(float(params.get("delay", 0.3)))
+        HOLD["completed"] += 1
+    except asyncio.CancelledError:
+        HOLD["cancelled"] += 1  # aiohttp cancels the handler when the peer disconnects
+        raise
+    finally:
+        HOLD["inflight"] -= 1
+    return reply({"key": params.get("key")})
+
+
+async def hold_stats(request):
+    return reply(HOLD)
+
+
+async def hold_reset(request):
+    HOLD.update(inflight=0, max_inflight=0, order=[], completed=0, cancelled=0)
+    return reply(HOLD)
+
+
 ROUTES = {
+    "test/hold": hold,
+    "test/hold/stats": hold_stats,
+    "test/hold/reset": hold_reset,
     "meta": meta,
     "test/no-content": no_content,
     "test/error/invalid-param": error_invalid_param,
@@ -283,6 +317,170 @@ ROUTES = {
     "test/count": count,
     "test/large": large,
 }
+
+
+# ---- HTTP hardening, uploads and client:http (spec/tls_spec, limits_spec, upload_spec, http_spec) ----
+
+def int_param(params, key, default, lo=0, hi=1 << 31):
+    v = params.get(key, default)
+    return min(max(v, lo), hi) if isinstance(v, int) and not isinstance(v, bool) else default
+
+
+async def chunked(request):
+    """`size` bytes of "x" in `chunk`-byte pieces, chunked: no Content-Length."""
+    params = await json_params(request)
+    size, chunk = int_param(params, "size", 1024), int_param(params, "chunk", 65536, 1)
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    sent = 0
+    while sent < size:
+        n = min(chunk, size - sent)
+        await resp.write(b"x" * n)
+        sent += n
+    await resp.write_eof()
+    return resp
+
+
+async def gzipped(request):
+    """A gzip-encoded JSON object that inflates to about `size` bytes; it says
+    which Accept-Encoding the request advertised. Compressed while sent, so a
+    large `size` (a "bomb": zeros compress ~1000:1) costs the server no memory."""
+    import zlib
+    params = await json_params(request)
+    size = int_param(params, "size", 1024)
+    head = json.dumps({"acceptEncoding": request.headers.get("Accept-Encoding"), "size": size})[:-1]
+    head = (head + ',"pad":"').encode()
+    tail = b'"}'
+    resp = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
+    await resp.write(z.compress(head))
+    left = max(0, size - len(head) - len(tail))
+    block = b"0" * (1 << 20)
+    while left > 0:
+        n = min(left, len(block))
+        out = z.compress(block[:n])
+        if out:
+            await resp.write(out)
+        left -= n
+    await resp.write(z.compress(tail) + z.flush())
+    await resp.write_eof()
+    return resp
+
+
+async def dribble(request):
+    """Headers at once, then one byte every `interval` seconds (`bytes` in all)."""
+    params = await json_params(request)
+    total = int_param(params, "bytes", 30, 1, 3600)
+    interval = params.get("interval", 1)
+    interval = float(interval) if isinstance(interval, (int, float)) else 1.0
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": str(total)})
+    await resp.prepare(request)
+    for _ in range(total):
+        await resp.write(b".")
+        await asyncio.sleep(interval)
+    await resp.write_eof()
+    return resp
+
+
+async def target(request):
+    """The request line's target as sent: absolute-form through a proxy."""
+    await request.read()
+    return reply({"method": request.method, "target": request.message.path, "host": request.host,
+                  "proxyHeaders": {k: v for k, v in request.headers.items() if k.lower().startswith("proxy-")}})
+
+
+BLACKHOLE = []
+
+
+async def blackhole(request):
+    """A 127.0.0.1 port whose listen queue is full and never accepted: the
+    kernel drops new SYNs, so a connect there hangs until the client's timeout."""
+    import socket
+    if not BLACKHOLE:
+        lsock = socket.socket()
+        lsock.bind((HOST, 0))
+        lsock.listen(0)
+        port = lsock.getsockname()[1]
+        fillers = []
+        for _ in range(4):  # more than the queue (backlog 0 holds 1) ever takes
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect((HOST, port))
+            except BlockingIOError:
+                pass
+            fillers.append(c)
+        await asyncio.sleep(0.1)
+        BLACKHOLE.extend([lsock, port, fillers])
+    return reply({"port": BLACKHOLE[1]})
+
+
+async def drive_files_create(request):
+    """Misskey's only multipart endpoint, read as a stream: the file part is
+    hashed and counted chunk by chunk, never held in memory. The reply is a
+    DriveFile-like object plus `test`, what the server saw (protocol.md 4)."""
+    import hashlib
+    if not request.content_type.startswith("multipart/form-data"):
+        return web.Response(status=400)  # Misskey: no multipart data, 400 with no body
+    reader = await request.multipart()
+    order, fields, file_info = [], {}, None
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        order.append(part.name)
+        if part.filename is not None:
+            md5, size = hashlib.md5(), 0
+            while True:
+                chunk = await part.read_chunk(1 << 18)
+                if not chunk:
+                    break
+                md5.update(chunk)
+                size += len(chunk)
+            file_info = {"field": part.name, "filename": part.filename, "size": size, "md5": md5.hexdigest(),
+                         "type": part.headers.get("Content-Type")}
+        else:
+            fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")
+    auth = request.headers.get("Authorization")
+    if "i" not in fields and not auth:
+        return api_error(401, "Credential required.", "CREDENTIAL_REQUIRED", "1384574d-a912-4b81-8601-c7b1c4085df1")
+    if file_info is None or file_info["field"] != "file":
+        return api_error(400, "File required.", "FILE_REQUIRED", "4267801e-70d1-416a-b011-4ee502885d8b")
+    name = fields.get("name", file_info["filename"])
+    if not name or not name.strip() or name == "blob":
+        name = None
+    return reply({
+        "id": "9xfile%06d" % (len(order) * 1000 + file_info["size"] % 1000),
+        "createdAt": "2026-05-21T00:00:00.000Z",
+        "name": name,
+        "type": file_info["type"] or "application/octet-stream",
+        "md5": file_info["md5"],
+        "size": file_info["size"],
+        "isSensitive": fields.get("isSensitive") == "true",
+        "comment": fields.get("comment"),
+        "folderId": fields.get("folderId"),
+        "test": {
+            "order": order,
+            "fields": fields,
+            "filename": file_info["filename"],
+            "authorization": auth,
+            "iBeforeFile": "i" in order and order.index("i") < order.index("file"),
+            "contentType": request.content_type,
+        },
+    })
+
+
+ROUTES.update({
+    "test/chunked": chunked,
+    "test/gzip": gzipped,
+    "test/dribble": dribble,
+    "test/target": target,
+    "test/blackhole": blackhole,
+    "drive/files/create": drive_files_create,
+})
 
 
 async def fallback(request):
@@ -329,7 +527,13 @@ async def main():
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     runner = web.AppRunner(make_app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
+    ssl_context = None
+    if "--tls" in sys.argv:  # --tls CERT KEY: serve https with that certificate
+        import ssl
+        i = sys.argv.index("--tls")
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(sys.argv[i + 1], sys.argv[i + 2])
+    site = web.TCPSite(runner, HOST, 0, ssl_context=ssl_context)
     await site.start()
     port = runner.addresses[0][1]
     sys.stdout.write("PORT %d PID %d\n" % (port, os.getpid()))

@@ -1,8 +1,12 @@
-/* testpoll: poll(2) for specs on Lua versions without Debian's luaposix
+/* testpoll: poll(2) and a plain TCP socket for specs on Lua versions without Debian's luaposix
  * (Debian 12 ships lua-posix and lua-socket for 5.1-5.3 only).
  * testpoll.poll({ [fd] = "r" | "w" | "rw" }, timeout_ms) -> { [fd] = "r" | "w" | "rw" | "e" } */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,9 +45,50 @@ static int tp_poll(lua_State *L) {
   return 1;
 }
 
+/* testpoll.connect(port) -> fd: a blocking TCP connection to 127.0.0.1:port. */
+static int tp_connect(lua_State *L) {
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((unsigned short)luaL_checkinteger(L, 1));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    if (fd >= 0) close(fd);
+    return luaL_error(L, "connect failed");
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int tp_write(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  lua_pushinteger(L, (lua_Integer)write((int)luaL_checkinteger(L, 1), s, n));
+  return 1;
+}
+
+static int tp_read(lua_State *L) {
+  char buf[4096];
+  ssize_t n = read((int)luaL_checkinteger(L, 1), buf, sizeof buf);
+  if (n < 0) return 0;
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
+static int tp_close(lua_State *L) {
+  close((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
 __attribute__((visibility("default"))) int luaopen_testpoll(lua_State *L) {
+  static const luaL_Reg f[] = {{"poll", tp_poll},   {"connect", tp_connect}, {"write", tp_write},
+                               {"read", tp_read},   {"close", tp_close},     {NULL, NULL}};
+  const luaL_Reg *r;
   lua_newtable(L);
-  lua_pushcfunction(L, tp_poll);
-  lua_setfield(L, -2, "poll");
+  for (r = f; r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+  }
   return 1;
 }

@@ -1,24 +1,39 @@
 --- The default transport: HTTP through the C engine (libcurl multi).
 -- `transport.request(req)` blocks outside a scheduler task by stepping the
 -- engine until its own transfer finishes.
-local core = require "misskey.core"
+local engines = require "misskey.engine"
 local errors = require "misskey.errors"
+local loop = require "misskey.loop"
 
 local curl = {}
 
-local default_engine
-
 --- The process's default engine, made on first use.
-function curl.default_engine()
-  if not default_engine then default_engine = core.engine() end
-  return default_engine
+curl.default_engine = engines.default
+
+-- Calls req.progress(sent, total) when the upload moved since the last call.
+-- It runs here, between engine steps: never inside a libcurl callback.
+local function report_progress(transfer, req, last)
+  local info = transfer:info()
+  if info.upload_now ~= last.sent or info.upload_total ~= last.total then
+    last.sent, last.total = info.upload_now, info.upload_total
+    req.progress(info.upload_now, info.upload_total)
+  end
 end
 
--- Steps the engine until `transfer` is done. Other transfers finishing meanwhile
--- are left for their owners, who look at their own transfer:done().
-local function wait(engine, transfer)
+-- Waits until `transfer` is done: through the scheduler on the default engine
+-- (yields in a task, blocks outside one); a client's own engine is stepped
+-- here directly, blocking. With a progress function, wakes every 0.1 s to report.
+local function wait(engine, transfer, req)
+  local last = { sent = -1, total = -1 }
+  local tick = req.progress and 0.1 or nil
+  local shared = engine == engines.default()
   while not transfer:done() do
-    engine:step(1)
+    if shared then
+      loop.await_transfer(transfer, tick)
+    else
+      engine:step(tick or 1)
+    end
+    if req.progress then report_progress(transfer, req, last) end
   end
 end
 
@@ -42,7 +57,7 @@ function curl.new(engine)
   local transport = { engine = engine }
   function transport.request(req)
     local transfer = engine:request(req)
-    wait(engine, transfer)
+    wait(engine, transfer, req)
     return to_response(transfer, req)
   end
   return transport

@@ -1,0 +1,365 @@
+--- The scheduler: coroutine tasks over the C engine.
+--
+-- Every wait (a transfer, a timer, a socket) goes through `await`. Inside a
+-- task it registers the wait and yields; the scheduler resumes the task when
+-- the engine reports the event. Outside a task it steps the engine until the
+-- event happens (blocking), queueing other tasks' events for later. So
+-- `client:request` yields in a task and blocks in a plain script: one code path.
+local engines = require "misskey.engine"
+local errors = require "misskey.errors"
+
+local loop = {}
+
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
+local function pack(...) return { n = select("#", ...), ... } end
+
+local Task = { __name = "misskey.Task" }
+Task.__index = Task
+
+local by_co = setmetatable({}, { __mode = "k" })  -- coroutine -> task
+local ready = {}         -- queue of { task, values } to resume
+local transfer_waits = {} -- transfer -> waiter
+local timer_waits = {}    -- timer id -> waiter
+local socket_waits = {}   -- fd -> waiter
+local alive = 0           -- tasks not finished
+local stopping = false
+local running_loop = false
+
+local engine = engines.default
+
+--- The task running now, or nil outside any task.
+function loop.current()
+  local co = coroutine.running()
+  return co and by_co[co] or nil
+end
+
+-- Default handler for errors of tasks nobody joins: print with traceback.
+local function default_handler(err)
+  io.stderr:write("misskey: task failed: ", tostring(err.message), "\n", tostring(err.traceback or ""), "\n")
+end
+local error_handler = default_handler
+
+--- Replaces the handler of errors that no task joins; returns the previous one.
+function loop.on_error(fn)
+  if fn ~= nil and type(fn) ~= "function" then
+    error("bad argument #1 to 'on_error' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local old = error_handler
+  error_handler = fn or default_handler
+  return old
+end
+
+---------------------------------------------------------------------------
+-- waking tasks
+
+-- A waiter is one registration of one wait of one task (or of a blocking
+-- caller when task is nil). Only the first event of a wait wakes the task.
+local function wake(waiter, ...)
+  if waiter.fired then return end
+  waiter.fired = true
+  waiter.values = pack(...)
+  local task = waiter.task
+  if task and task.wait == waiter.wait and task.status == "waiting" then
+    task.status = "ready"
+    ready[#ready + 1] = { task, waiter.values }
+  end
+end
+
+-- One engine step: dispatches what finished to whoever waits on it.
+local function pump(timeout)
+  local transfers, timers, sockets = engine():step(timeout)
+  for i = 1, #transfers do
+    local w = transfer_waits[transfers[i]]
+    if w then
+      transfer_waits[transfers[i]] = nil
+      wake(w, "done")
+    end
+  end
+  for i = 1, #timers do
+    local w = timer_waits[timers[i]]
+    if w then
+      timer_waits[timers[i]] = nil
+      wake(w, "timeout")
+    end
+  end
+  for fd, ev in pairs(sockets) do
+    local w = socket_waits[fd]
+    if w then wake(w, ev) end
+  end
+end
+
+---------------------------------------------------------------------------
+-- tasks
+
+local function finish(task, ok, ...)
+  alive = alive - 1
+  by_co[task.co] = nil
+  if ok then
+    task.status = "done"
+    task.results = pack(...)
+  else
+    task.status = "failed"
+    task.results = pack(...)
+  end
+  local joiners = task.joiners
+  task.joiners = {}
+  for i = 1, #joiners do wake(joiners[i]) end
+  if not ok and #joiners == 0 and not task.joined then
+    local err = task.results[3]
+    local hok, herr = pcall(error_handler, err, task)
+    if not hok then io.stderr:write("misskey: error handler failed: ", tostring(herr), "\n") end
+  end
+end
+
+local function resume(task, values)
+  task.status = "running"
+  task.wait = nil
+  local r = pack(coroutine.resume(task.co, unpack(values, 1, values.n)))
+  if coroutine.status(task.co) == "dead" then
+    if r[1] then
+      finish(task, true, unpack(r, 2, r.n))
+    else
+      local msg = tostring(r[2])
+      local m, err = errors.new("task", "task failed: " .. msg,
+        { traceback = debug.traceback(task.co, msg), error = r[2] })
+      finish(task, false, nil, m, err)
+    end
+  elseif task.status == "running" then
+    if task.wait == nil then
+      -- A plain coroutine.yield(): the task gives way and runs again next round.
+      task.status = "ready"
+      ready[#ready + 1] = { task, pack() }
+    else
+      task.status = "waiting"
+    end
+  end
+end
+
+local function run_ready()
+  local batch = ready
+  ready = {}
+  for i = 1, #batch do
+    local task, values = batch[i][1], batch[i][2]
+    if task.status == "ready" then resume(task, values) end
+  end
+end
+
+--- misskey.spawn(fn, ...) -> task: runs fn(...) as a task (it starts at the
+-- next scheduler round, or when someone joins it).
+function loop.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local task = setmetatable({ status = "ready", joiners = {} }, Task)
+  task.co = coroutine.create(fn)
+  by_co[task.co] = task
+  alive = alive + 1
+  ready[#ready + 1] = { task, pack(...) }
+  return task
+end
+
+-- One scheduler round for a caller that is not a task: run what is ready,
+-- else wait on the engine (at most `timeout` seconds).
+local function round(timeout)
+  if #ready > 0 then
+    run_ready()
+  else
+    pump(timeout)
+    run_ready()
+  end
+end
+
+-- Blocks the calling task until `register(waiter)` leads to a wake; outside a
+-- task, drives the scheduler until the waiter fires. `cleanup` undoes the
+-- registration if the wait ends another way (cancel).
+local function await(register, cleanup, timeout)
+  local task = loop.current()
+  local waiter = { task = task }
+  local timer
+  register(waiter)
+  if timeout then
+    timer = engine():timer(timeout)
+    timer_waits[timer] = waiter
+  end
+  local function undo(cancelling)
+    if cleanup then cleanup(waiter, cancelling) end
+    if timer then
+      engine():cancel_timer(timer)
+      timer_waits[timer] = nil
+    end
+  end
+  if task then
+    local wait = {}
+    waiter.wait = wait
+    task.wait = wait
+    task.cleanup = undo
+    coroutine.yield()
+    task.cleanup = nil
+  else
+    while not waiter.fired do round(60) end
+  end
+  undo(false)
+  return unpack(waiter.values, 1, waiter.values.n)
+end
+
+--- Waits until `transfer` (of the default engine) is done, or `timeout` passes.
+-- Returns "done" or "timeout". Cancelling the task cancels the transfer.
+function loop.await_transfer(transfer, timeout)
+  if transfer:done() then return "done" end
+  return (await(function(w) transfer_waits[transfer] = w end, function(_, cancelling)
+    transfer_waits[transfer] = nil
+    if cancelling then transfer:cancel() end
+  end, timeout))
+end
+
+--- Waits until `fd` is ready for `interest` ("r", "w", "rw") or `timeout`
+-- passes; returns what step() reported ("r", "w", "rw", "e") or "timeout".
+function loop.await_socket(fd, interest, timeout)
+  local e = engine()
+  return (await(function(w)
+    e:watch(fd, interest)
+    socket_waits[fd] = w
+  end, function()
+    socket_waits[fd] = nil
+    e:unwatch(fd)
+  end, timeout))
+end
+
+--- misskey.sleep(seconds): yields in a task, blocks (running other tasks) outside.
+function loop.sleep(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
+    error("bad argument #1 to 'sleep' (number of seconds >= 0 expected, got " .. tostring(seconds) .. ")", 2)
+  end
+  await(function() end, nil, seconds)
+end
+
+--- task:join() -> the task's return values; if it raised: nil, message, err
+-- (err.kind "task", err.traceback). Yields in a task, drives the scheduler outside.
+function Task:join()
+  if getmetatable(self) ~= Task then error("bad self to 'join' (call it as task:join())", 2) end
+  if self == loop.current() then error("a task cannot join itself", 2) end
+  self.joined = true
+  if self.status ~= "done" and self.status ~= "failed" and self.status ~= "cancelled" then
+    await(function(w) self.joiners[#self.joiners + 1] = w end)
+  end
+  return unpack(self.results, 1, self.results.n)
+end
+
+--- task:cancel(): stops the task where it waits (its transfer is aborted and
+-- its connection closed); joiners get nil, "task cancelled", err.
+function Task:cancel()
+  if getmetatable(self) ~= Task then error("bad self to 'cancel' (call it as task:cancel())", 2) end
+  if self.status == "done" or self.status == "failed" or self.status == "cancelled" then return false end
+  if self == loop.current() then error("a task cannot cancel itself; return from it instead", 2) end
+  if self.cleanup then self.cleanup(true) end
+  self.cleanup = nil
+  self.wait = nil
+  local co = self.co
+  local m, err = errors.new("task", "task cancelled", { cancelled = true })
+  self.joined = true -- a cancel is not an error to report
+  finish(self, false, nil, m, err)
+  self.status = "cancelled"
+  local close = rawget(coroutine, "close")
+  if close and coroutine.status(co) == "suspended" then close(co) end
+  return true
+end
+
+function Task:status_name() return self.status end
+
+function Task:__tostring()
+  return ("misskey.Task (%s)"):format(self.status)
+end
+
+---------------------------------------------------------------------------
+-- running
+
+--- misskey.run(fn, ...) -> fn's results: runs fn as a task and drives the
+-- engine until it and every task spawned meanwhile finish, or misskey.stop().
+-- Tasks still alive after stop() are cancelled.
+function loop.run(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if running_loop or loop.current() then
+    return loop.spawn(fn, ...):join()
+  end
+  local main = loop.spawn(fn, ...)
+  main.joined = true
+  running_loop, stopping = true, false
+  local ok, err = pcall(function()
+    while alive > 0 and not stopping do round(60) end
+  end)
+  running_loop = false
+  if stopping then loop.cancel_all() end
+  stopping = false
+  if not ok then error(err, 0) end
+  return unpack(main.results, 1, main.results.n)
+end
+
+--- misskey.stop(): ends misskey.run after the current round.
+function loop.stop()
+  stopping = true
+end
+
+--- Cancels every task that is still alive.
+function loop.cancel_all()
+  for _, task in pairs(by_co) do task:cancel() end
+end
+
+--- misskey.step(timeout) -> number of tasks alive: one round for frame loops
+-- and host event loops; waits at most `timeout` seconds (default 0).
+function loop.step(timeout)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+    error("bad argument #1 to 'step' (number of seconds >= 0 expected)", 2)
+  end
+  run_ready()
+  pump(#ready > 0 and 0 or (timeout or 0))
+  run_ready()
+  return alive
+end
+
+--- Seconds until the scheduler needs a step (0 when tasks are ready), or nil.
+function loop.timeout()
+  if #ready > 0 then return 0 end
+  return engine():timeout()
+end
+
+--- The sockets a host loop must watch: { [fd] = "r" | "w" | "rw" }.
+function loop.fds()
+  return engine():fds()
+end
+
+--- Number of tasks that have not finished.
+function loop.alive() return alive end
+
+--- misskey.gather(f1 or task1, f2 or task2, ...) -> results, errs
+-- Runs the functions as tasks (tasks are joined as they are); results[i] is the
+-- first value of the i-th, errs[i] its err if it failed; results.n = count.
+function loop.gather(...)
+  local n = select("#", ...)
+  local tasks = {}
+  for i = 1, n do
+    local f = select(i, ...)
+    if getmetatable(f) == Task then
+      tasks[i] = f
+    elseif type(f) == "function" then
+      tasks[i] = loop.spawn(f)
+    else
+      error(("bad argument #%d to 'gather' (function or task expected, got %s)"):format(i, type(f)), 2)
+    end
+    tasks[i].joined = true
+  end
+  local results, errs = { n = n }, {}
+  for i = 1, n do
+    local r = pack(tasks[i]:join())
+    if tasks[i].status == "done" then
+      results[i] = r[1]
+    else
+      errs[i] = r[3]
+    end
+  end
+  return results, errs
+end
+
+loop.Task = Task
+return loop
