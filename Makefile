@@ -28,7 +28,7 @@ HEADERS  := $(wildcard src/*.h)
 
 DEBS := lua5.1 lua5.4 luajit liblua5.1-0-dev liblua5.4-dev libluajit-5.1-dev lua-cjson \
         libcurl4-openssl-dev uuid-dev luarocks lua-busted lua-check pkg-config python3-aiohttp \
-        lua-posix lua-socket curl ca-certificates
+        lua-posix lua-socket lua-luv lua-cqueues lua-copas curl ca-certificates openssl
 DEPS_STAMP := build/.deps
 
 .PHONY: all deps test test-one lint asan valgrind demo clean

@@ -11,7 +11,9 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -23,6 +25,22 @@ double mk_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Mirrors one socket's interest (CURL_POLL_*; 0 = none) into the epoll set, so
+ * that engine:pollfd() is readable whenever any socket of the engine is ready.
+ * A socket already closed by curl is simply gone from the set (EBADF/ENOENT). */
+static void mirror(mk_engine *e, int fd, int what) {
+  struct epoll_event ev;
+  if (e->epfd < 0) return;
+  memset(&ev, 0, sizeof ev);
+  ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+  ev.data.fd = fd;
+  if (what == 0 || what == CURL_POLL_REMOVE) {
+    epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, &ev);
+  } else if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT) {
+    epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+  }
+}
+
 /* ---- curl callbacks: bookkeeping only ---- */
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
@@ -32,6 +50,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
   (void)socketp;
   for (i = 0; i < e->nwatches; i++)
     if (e->watches[i].fd == fd) break;
+  mirror(e, fd, what);
   if (what == CURL_POLL_REMOVE) {
     if (i < e->nwatches) e->watches[i] = e->watches[--e->nwatches];
     return 0;
@@ -114,8 +133,11 @@ mk_engine *mk_check_engine(lua_State *L, int i) {
 int mk_engine_new(lua_State *L) {
   mk_engine *e = lua_newuserdata(L, sizeof *e);
   memset(e, 0, sizeof *e); /* closed state first, so a failure below leaves it consistent */
+  e->epfd = -1;
   luaL_getmetatable(L, MK_ENGINE_MT);
   lua_setmetatable(L, -2);
+  e->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (e->epfd < 0) return luaL_error(L, "epoll_create1 failed");
   e->multi = curl_multi_init();
   if (e->multi == NULL) return luaL_error(L, "curl_multi_init failed");
   curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
@@ -344,6 +366,7 @@ static int engine_watch(lua_State *L) {
     e->foreign[e->nforeign++].fd = fd;
   }
   e->foreign[i].what = what;
+  mirror(e, fd, what);
   return 0;
 }
 
@@ -354,6 +377,7 @@ static int engine_unwatch(lua_State *L) {
   size_t i;
   for (i = 0; i < e->nforeign; i++) {
     if (e->foreign[i].fd == fd) {
+      mirror(e, fd, 0);
       e->foreign[i] = e->foreign[--e->nforeign];
       lua_pushboolean(L, 1);
       return 1;
@@ -400,6 +424,13 @@ static int engine_limit(lua_State *L) {
   return 0;
 }
 
+/* engine:pollfd() -> one fd that is readable whenever any socket of the engine
+ * is ready (an epoll set): a host loop watches it and engine:timeout(). */
+static int engine_pollfd(lua_State *L) {
+  lua_pushinteger(L, mk_check_engine(L, 1)->epfd);
+  return 1;
+}
+
 /* engine:pending() -> number of transfers in flight. */
 static int engine_pending(lua_State *L) {
   lua_pushinteger(L, mk_check_engine(L, 1)->nlive);
@@ -425,6 +456,8 @@ static int engine_close(lua_State *L) {
   free(e->timers);
   e->timers = NULL;
   e->ntimers = e->captimers = 0;
+  if (e->epfd >= 0) close(e->epfd);
+  e->epfd = -1;
   return 0;
 }
 
@@ -441,7 +474,7 @@ void mk_engine_open(lua_State *L) {
       {"timeout", engine_timeout},  {"pending", engine_pending}, {"close", engine_close},
       {"timer", engine_timer},      {"cancel_timer", engine_cancel_timer},
       {"watch", engine_watch},      {"unwatch", engine_unwatch}, {"limit", engine_limit},
-      {NULL, NULL}};
+      {"pollfd", engine_pollfd},    {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", engine_close}, {"__close", engine_close}, {"__tostring", engine_tostring}, {NULL, NULL}};
   luaL_newmetatable(L, MK_ENGINE_MT);

@@ -39,6 +39,7 @@ typedef struct mk_engine {
   mk_timer *timers;        /* min-heap of timers */
   size_t ntimers, captimers;
   lua_Integer next_timer_id;
+  int epfd;                /* epoll set mirroring every socket above: one fd for host loops */
 } mk_engine;
 
 typedef enum { MK_IDLE, MK_RUNNING, MK_DONE, MK_CANCELLED } mk_state;

@@ -24,6 +24,13 @@ local socket_waits = {}   -- fd -> waiter
 local alive = 0           -- tasks not finished
 local stopping = false
 local running_loop = false
+local wakeup -- set by a host-loop adapter: called when tasks become ready
+
+-- Queues a task to resume; tells a host-loop adapter that a step is due.
+local function enqueue(task, values)
+  ready[#ready + 1] = { task, values }
+  if wakeup and #ready == 1 then wakeup() end
+end
 
 local engine = engines.default
 
@@ -61,7 +68,7 @@ local function wake(waiter, ...)
   local task = waiter.task
   if task and task.wait == waiter.wait and task.status == "waiting" then
     task.status = "ready"
-    ready[#ready + 1] = { task, waiter.values }
+    enqueue(task, waiter.values)
   end
 end
 
@@ -128,7 +135,7 @@ local function resume(task, values)
     if task.wait == nil then
       -- A plain coroutine.yield(): the task gives way and runs again next round.
       task.status = "ready"
-      ready[#ready + 1] = { task, pack() }
+      enqueue(task, pack())
     else
       task.status = "waiting"
     end
@@ -154,7 +161,7 @@ function loop.spawn(fn, ...)
   task.co = coroutine.create(fn)
   by_co[task.co] = task
   alive = alive + 1
-  ready[#ready + 1] = { task, pack(...) }
+  enqueue(task, pack(...))
   return task
 end
 
@@ -327,6 +334,20 @@ end
 --- The sockets a host loop must watch: { [fd] = "r" | "w" | "rw" }.
 function loop.fds()
   return engine():fds()
+end
+
+--- One fd, readable whenever any socket of the engine is ready (an epoll set):
+-- the simplest thing for a host loop to watch, with loop.timeout().
+function loop.pollfd()
+  return engine():pollfd()
+end
+
+--- For host-loop adapters: `fn()` is called when a task becomes ready outside
+-- a scheduler round, so the adapter can schedule a step. Returns the previous one.
+function loop.set_wakeup(fn)
+  local old = wakeup
+  wakeup = fn
+  return old
 end
 
 --- Number of tasks that have not finished.

@@ -43,11 +43,14 @@ local function to_response(transfer, req)
     return { status = status, headers = headers, body = body }
   end
   local message, reason = headers, body
-  local kind = reason == "timeout" and "timeout" or "network"
+  -- A reply over max_size arrived whole from the server's side: it is an HTTP
+  -- problem (err.reason = "too_large"), not a broken network.
+  local kind = reason == "timeout" and "timeout" or reason == "too_large" and "http" or "network"
   if reason == "timeout" and req.timeout then
     message = ("timed out after %g s (%s)"):format(req.timeout, message)
   end
-  return errors.fail(kind, message, { curl_code = curl_code, reason = reason })
+  local status = transfer:info().status
+  return errors.fail(kind, message, { curl_code = curl_code, reason = reason, status = status ~= 0 and status or nil })
 end
 
 --- Makes a transport on `engine` (default: the process's default engine).
