@@ -49,8 +49,8 @@ local function to_response(transfer, req)
   if reason == "timeout" and req.timeout then
     message = ("timed out after %g s (%s)"):format(req.timeout, message)
   end
-  local status = transfer:info().status
-  return errors.fail(kind, message, { curl_code = curl_code, reason = reason, status = status ~= 0 and status or nil })
+  local got = transfer:info().status -- 0 when no status line arrived
+  return errors.fail(kind, message, { curl_code = curl_code, reason = reason, status = got ~= 0 and got or nil })
 end
 
 --- Makes a transport on `engine` (default: the process's default engine).
