@@ -30,6 +30,7 @@ build = {
     ["misskey.client"] = "lua/misskey/client.lua",
     ["misskey.errors"] = "lua/misskey/errors.lua",
     ["misskey.json"] = "lua/misskey/json.lua",
+    ["misskey.testing"] = "lua/misskey/testing.lua",
     ["misskey.transport.curl"] = "lua/misskey/transport/curl.lua",
     ["misskey.core"] = {
       sources = { "src/buf.c", "src/core.c", "src/engine.c", "src/http.c" },

@@ -1,0 +1,1081 @@
+--- misskey.testing: an in-process fake Misskey server, for tests and demos.
+--
+-- The fake is a *transport* (see docs/architecture.md, "Transport"): the
+-- client hands it the same request table it would hand libcurl and gets a
+-- Misskey-shaped reply back, so everything above the transport (JSON, the
+-- error model, redaction) runs exactly as against a real server. No sockets,
+-- no real clock, no randomness: the same calls give the same ids and dates.
+--
+-- @usage
+-- local testing = require "misskey.testing"
+-- local fake = testing.fake()                      -- users @me and @alice
+-- local client = fake:client()                     -- https://fake.misskey.test, token of @me
+-- local res = assert(client:request("notes/create", { text = "hi" }))
+-- assert(fake.requests[1].endpoint == "notes/create")
+--
+-- API:
+--   testing.fake(opts) -> fake       a new server (options: see testing.fake below)
+--   fake.transport                   { request = function(req) }: pass as misskey.new{ transport = ... }
+--   fake:client(opts)                a client of the fake (token of @me, or of opts.user)
+--   fake.base_url, fake.host         "https://fake.misskey.test", "fake.misskey.test"
+--   fake.requests                    every request seen, oldest first: { method, path, endpoint,
+--                                    params (the decoded body without `i`), auth ("body" | "header" |
+--                                    "none"), user (username or nil), status, error (code or nil) }
+--   fake:reset()                     back to the initial state; fake.requests emptied
+--   fake:now(), fake:advance(ms)     the fake clock (unix ms): +1 ms per created note
+--   fake:user(name)                  { id, username, name, token } or nil
+--   fake:post(name, params)          a note created directly on the server (not a request)
+--   fake.endpoints, testing.endpoints  the endpoint handlers; see "Endpoint handlers" below
+local json = require "misskey.json"
+local baseurl = require "misskey.baseurl"
+
+local null, array, is_array = json.null, json.array, json.is_array
+local type, pairs, ipairs, tostring, error, setmetatable, select, pcall =
+  type, pairs, ipairs, tostring, error, setmetatable, select, pcall
+local floor, huge = math.floor, math.huge
+local format, concat = string.format, table.concat
+
+local testing = {}
+
+local VERSION = "2026.5.4"
+local MAX_NOTE_TEXT_LENGTH = 3000
+-- 2026-05-21T00:00:00.000Z (Misskey 2026.5.4's release day), in unix ms.
+local DEFAULT_NOW = 1779321600000
+-- aid/aidx count milliseconds from 2000-01-01T00:00:00Z.
+local TIME2000 = 946684800000
+-- The 4 "node" characters of an aidx id; Misskey picks them at random per process.
+local AIDX_NODE = "fake"
+
+---------------------------------------------------------------------------
+-- small helpers
+
+local B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+local function base36(n, width)
+  local digits = {}
+  for i = width, 1, -1 do
+    local d = n % 36
+    digits[i] = B36:sub(d + 1, d + 1)
+    n = floor(n / 36)
+  end
+  return concat(digits)
+end
+
+-- ISO-8601 UTC with milliseconds, as JavaScript's Date#toISOString.
+local function iso(ms)
+  local s = floor(ms / 1000)
+  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. format(".%03dZ", ms - s * 1000)
+end
+
+-- Code points, as ajv counts string lengths.
+local function ulen(s)
+  return select(2, s:gsub("[^\128-\191]", ""))
+end
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- A deep copy that keeps array marks and null (for fake.requests).
+local function deep_copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = deep_copy(x) end
+  if is_array(v) then array(c) end
+  return c
+end
+
+local function nn(v)
+  if v == nil then return null end
+  return v
+end
+
+local function present(v)
+  return v ~= nil and v ~= null
+end
+
+---------------------------------------------------------------------------
+-- errors (Misskey's common errors; protocol.md section 2)
+
+local COMMON_ERRORS = {
+  CREDENTIAL_REQUIRED = { id = "1384574d-a912-4b81-8601-c7b1c4085df1", message = "Credential required.",
+                          status = 401 },
+  INVALID_PARAM = { id = "3d81ceae-475f-4600-b2a8-2bc116157532", message = "Invalid param." },
+  UNKNOWN_API_ENDPOINT = { id = "2ca3b769-540a-4f08-9dd5-b5a825b6d0f1", message = "Unknown API endpoint.",
+                           status = 404 },
+  INTERNAL_ERROR = { id = "5d37dbcb-891e-41ca-a3d6-e690c97775ac", kind = "server", status = 500,
+                     message = "Internal error occurred. Please contact us if the error persists." },
+}
+testing.COMMON_ERRORS = COMMON_ERRORS
+
+local AUTH_FAILED_MESSAGE = "Authentication failed. Please ensure your token is correct."
+
+local JSON_HEADERS = {
+  ["content-type"] = "application/json; charset=utf-8",
+  ["cache-control"] = "private, max-age=0, must-revalidate",
+  ["access-control-allow-origin"] = "*",
+}
+
+local function reply(status, value, extra)
+  local headers = copy(JSON_HEADERS)
+  for k, v in pairs(extra or {}) do headers[k] = v end
+  return { status = status, headers = headers, body = json.encode(value) }
+end
+
+local function error_body(code, def, info)
+  local e = { message = def.message, code = code, id = def.id, kind = def.kind or "client" }
+  if info ~= nil then e.info = info end
+  return { error = e }
+end
+
+-- The status and headers Misskey's ApiCallService gives an ApiError.
+local function api_error_reply(code, def, info)
+  local kind, status, headers = def.kind or "client", def.status, {}
+  if status == 401 then
+    headers["www-authenticate"] = 'Bearer realm="Misskey"'
+  elseif code == "RATE_LIMIT_EXCEEDED" then
+    status = 429
+  elseif kind == "client" then
+    headers["www-authenticate"] = ('Bearer realm="Misskey", error="invalid_request", error_description="%s"')
+      :format(def.message)
+    status = status or 400
+  elseif kind == "permission" then
+    if code == "PERMISSION_DENIED" then
+      headers["www-authenticate"] = ('Bearer realm="Misskey", error="insufficient_scope", error_description="%s"')
+        :format(def.message)
+    end
+    status = status or 403
+  else
+    status = status or 500
+  end
+  return reply(status, error_body(code, def, info), headers)
+end
+
+local function auth_failed_reply()
+  return reply(401, error_body("AUTHENTICATION_FAILED",
+    { id = "b0a7f5f8-dc2f-4171-b91f-de88ad238e14", message = AUTH_FAILED_MESSAGE }), {
+    ["www-authenticate"] = ('Bearer realm="Misskey", error="invalid_token", error_description="%s"')
+      :format(AUTH_FAILED_MESSAGE),
+  })
+end
+
+-- Fastify's own replies (no Misskey error body: the client reports kind "http").
+local function fastify_reply(status, code, message)
+  local phrase = ({ [400] = "Bad Request", [404] = "Not Found" })[status]
+  local body = { statusCode = status, error = phrase, message = message }
+  if code then body.code = code end
+  return reply(status, body)
+end
+
+---------------------------------------------------------------------------
+-- parameter validation: the subset of JSON Schema Misskey's endpoints use,
+-- reported as ajv reports its first error ({ param = schemaPath, reason }).
+
+local function has_type(v, want)
+  local tv = type(v)
+  if want == "null" then return v == null end
+  if want == "integer" then return tv == "number" and v % 1 == 0 and v > -huge and v < huge end
+  if want == "number" then return tv == "number" and v == v end
+  if want == "array" then return tv == "table" and is_array(v) end
+  if want == "object" then return tv == "table" and not is_array(v) end
+  return tv == want
+end
+
+local validate
+
+local function check_type(schema, v)
+  local want = schema.type
+  if want == nil then return true end
+  if type(want) == "string" then return has_type(v, want), want end
+  for _, t in ipairs(want) do
+    if has_type(v, t) then return true end
+  end
+  return false, concat(want, ",")
+end
+
+validate = function(schema, v, path)
+  local ok, wanted = check_type(schema, v)
+  if not ok then return path .. "/type", "must be " .. wanted end
+  if schema.enum then
+    local found = false
+    for _, e in ipairs(schema.enum) do
+      if e == v then found = true break end
+    end
+    if not found then return path .. "/enum", "must be equal to one of the allowed values" end
+  end
+  local tv = type(v)
+  if tv == "string" then
+    local n = ulen(v)
+    if schema.maxLength and n > schema.maxLength then
+      return path .. "/maxLength", ("must NOT have more than %d characters"):format(schema.maxLength)
+    end
+    if schema.minLength and n < schema.minLength then
+      return path .. "/minLength", ("must NOT have fewer than %d characters"):format(schema.minLength)
+    end
+    if schema.pattern and not v:find(schema.pattern[2]) then
+      return path .. "/pattern", ('must match pattern "%s"'):format(schema.pattern[1])
+    end
+    if schema.format == "misskey:id" and not v:find("^%w+$") then
+      return path .. "/format", 'must match format "misskey:id"'
+    end
+  elseif tv == "number" then
+    if schema.maximum and v > schema.maximum then
+      return path .. "/maximum", ("must be <= %d"):format(schema.maximum)
+    end
+    if schema.minimum and v < schema.minimum then
+      return path .. "/minimum", ("must be >= %d"):format(schema.minimum)
+    end
+  elseif tv == "table" and is_array(v) then
+    if schema.maxItems and #v > schema.maxItems then
+      return path .. "/maxItems", ("must NOT have more than %d items"):format(schema.maxItems)
+    end
+    if schema.minItems and #v < schema.minItems then
+      return path .. "/minItems", ("must NOT have fewer than %d items"):format(schema.minItems)
+    end
+    if schema.uniqueItems then
+      local seen = {}
+      for i = 1, #v do
+        local x = v[i]
+        if type(x) ~= "table" then
+          if seen[x] then
+            return path .. "/uniqueItems",
+              ("must NOT have duplicate items (items ## %d and %d are identical)"):format(i - 1, seen[x] - 1)
+          end
+          seen[x] = i
+        end
+      end
+    end
+    if schema.items then
+      for i = 1, #v do
+        local p, r = validate(schema.items, v[i], path .. "/items")
+        if p then return p, r end
+      end
+    end
+  elseif tv == "table" then
+    for _, name in ipairs(schema.required or {}) do
+      if v[name] == nil then return path .. "/required", ("must have required property '%s'"):format(name) end
+    end
+    for _, prop in ipairs(schema.properties or {}) do
+      local x = v[prop[1]]
+      if x ~= nil then
+        local p, r = validate(prop[2], x, path .. "/properties/" .. prop[1])
+        if p then return p, r end
+      end
+    end
+  end
+  if schema.anyOf then
+    local first_p, first_r
+    for i, alt in ipairs(schema.anyOf) do
+      local p, r = validate(alt, v, path .. "/anyOf/" .. (i - 1))
+      if not p then first_p = nil break end
+      if i == 1 then first_p, first_r = p, r end
+    end
+    if first_p then return first_p, first_r end
+  end
+  if schema.allOf then
+    for i, sub in ipairs(schema.allOf) do
+      local p, r = validate(sub, v, path .. "/allOf/" .. (i - 1))
+      if p then return p, r end
+    end
+  end
+  return nil
+end
+testing.validate = function(schema, v) return validate(schema, v, "#") end
+
+local ID = { type = "string", format = "misskey:id" }
+local NULLABLE_ID = { type = { "string", "null" }, format = "misskey:id" }
+local ID_LIST = { type = "array", uniqueItems = true, items = ID }
+local BOOLEAN = { type = "boolean" }
+
+local function object(properties, required)
+  return { type = "object", properties = properties, required = required }
+end
+
+---------------------------------------------------------------------------
+-- the Fake
+
+local Fake = { __name = "misskey.testing.Fake" }
+Fake.__index = Fake
+testing.Fake = Fake
+
+function Fake:__tostring()
+  return ("misskey.testing.Fake (%s)"):format(self.base_url)
+end
+
+--- The fake clock: unix milliseconds. It only moves when a note is created
+-- (1 ms each) or by fake:advance(ms).
+function Fake:now()
+  return self._clock
+end
+
+--- Moves the fake clock forward by `ms` milliseconds (an integer >= 0).
+function Fake:advance(ms)
+  if type(ms) ~= "number" or ms < 0 or ms % 1 ~= 0 then
+    error("bad argument #1 to 'advance' (an integer number of milliseconds >= 0 expected)", 2)
+  end
+  self._clock = self._clock + ms
+  return self._clock
+end
+
+-- A Misskey `aidx` id for the current time: 8 base-36 digits of ms since
+-- 2000-01-01, 4 node characters and a 4-digit counter: 16 chars of [0-9a-z],
+-- so byte order is time order.
+function Fake:_gen_id()
+  self._counter = (self._counter + 1) % 1679616   -- 36^4
+  return base36(self._clock - TIME2000, 8) .. AIDX_NODE .. base36(self._counter, 4)
+end
+
+local USER_OPTIONS = { username = true, name = true, token = true, description = true, isBot = true,
+                       isCat = true, following = true }
+
+function Fake:_add_user(spec)
+  local user = {
+    id = self:_gen_id(), createdAt = self._clock, username = spec.username, name = spec.name,
+    token = spec.token or ("fake-token-" .. spec.username), description = spec.description,
+    isBot = spec.isBot or false, isCat = spec.isCat or false, following = {},
+  }
+  self._users[#self._users + 1] = user
+  self._by_id[user.id] = user
+  self._by_name[user.username:lower()] = user
+  if self._by_token[user.token] then
+    error(("testing.fake: two users have the token %q"):format(user.token), 4)
+  end
+  self._by_token[user.token] = user
+  return user
+end
+
+local function check_user_spec(spec, i)
+  if type(spec) ~= "table" then error(("bad option 'users' (users[%d]: a table expected)"):format(i), 4) end
+  for k in pairs(spec) do
+    if not USER_OPTIONS[k] then error(("bad option 'users' (users[%d]: unknown field '%s')"):format(i, k), 4) end
+  end
+  if type(spec.username) ~= "string" or not spec.username:find("^[%w_]+$") or #spec.username > 20 then
+    error(("bad option 'users' (users[%d].username: 1 to 20 letters, digits or _ expected)"):format(i), 4)
+  end
+  if spec.token ~= nil and (type(spec.token) ~= "string" or spec.token == "") then
+    error(("bad option 'users' (users[%d].token: a non-empty string expected)"):format(i), 4)
+  end
+end
+
+-- Builds the initial state from the options (also what fake:reset() returns to).
+function Fake:_init()
+  local opts = self._opts
+  self._clock = opts.now or DEFAULT_NOW
+  self._counter = 0
+  self._users, self._by_id, self._by_name, self._by_token = {}, {}, {}, {}
+  self._notes, self._order = {}, {}
+  local specs = {
+    { username = "me", name = "Me", token = opts.token or "fake-token-me", following = { "alice" } },
+    { username = "alice", name = "Alice", token = "fake-token-alice", following = { "me" } },
+  }
+  for i, spec in ipairs(opts.users or {}) do
+    check_user_spec(spec, i)
+    local merged
+    for _, s in ipairs(specs) do
+      if s.username == spec.username then merged = s end
+    end
+    if not merged then
+      merged = {}
+      specs[#specs + 1] = merged
+    end
+    for k, v in pairs(spec) do merged[k] = v end
+  end
+  for _, spec in ipairs(specs) do self:_add_user(spec) end
+  for _, spec in ipairs(specs) do
+    local user = self._by_name[spec.username:lower()]
+    for _, name in ipairs(spec.following or {}) do
+      local other = self._by_name[name:lower()]
+      if not other then
+        error(("bad option 'users' (@%s follows @%s, who is not a user)"):format(spec.username, name), 3)
+      end
+      user.following[other.id] = true
+    end
+  end
+  for i, n in ipairs(opts.notes or {}) do
+    if type(n) ~= "table" or type(n.user) ~= "string" then
+      error(("bad option 'notes' (notes[%d]: a table with user = <username> expected)"):format(i), 3)
+    end
+    local params = copy(n)
+    params.user = nil
+    local ok, msg = pcall(self.post, self, n.user, params)
+    if not ok then error(("bad option 'notes' (notes[%d]: %s)"):format(i, msg), 3) end
+  end
+end
+
+local FAKE_OPTIONS = { host = true, token = true, users = true, notes = true, name = true, version = true,
+                       now = true }
+
+--- testing.fake(opts) -> fake. Options (all optional):
+--   host     the fake's host or base URL (default "fake.misskey.test", i.e. https://fake.misskey.test)
+--   token    @me's token (default "fake-token-me")
+--   users    more users, or changes to @me/@alice: { { username =, name =, token =, description =,
+--            isBot =, isCat =, following = { usernames } }, ... } (a user's token defaults to
+--            "fake-token-<username>")
+--   notes    notes to create at the start: { { user = "alice", text = "hi", ... }, ... }
+--   name     the server's name in `meta` (default "Fake Misskey")
+--   version  the Misskey version in `meta` (default "2026.5.4")
+--   now      the fake clock's start, unix ms (default 2026-05-21T00:00:00Z)
+function testing.fake(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'fake' (options table expected, got " .. type(opts) .. ")", 2)
+  end
+  for k in pairs(opts) do
+    if not FAKE_OPTIONS[k] then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
+  end
+  local base, why = baseurl.parse(opts.host or "fake.misskey.test")
+  if not base then error(("bad option 'host' (%s)"):format(why), 2) end
+  if opts.token ~= nil and (type(opts.token) ~= "string" or opts.token == "") then
+    error("bad option 'token' (a non-empty string expected)", 2)
+  end
+  if opts.now ~= nil and (type(opts.now) ~= "number" or opts.now % 1 ~= 0 or opts.now < TIME2000) then
+    error("bad option 'now' (unix milliseconds after 2000-01-01 expected)", 2)
+  end
+  for _, k in ipairs({ "name", "version" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then error(("bad option '%s' (string expected)"):format(k), 2) end
+  end
+  local self = setmetatable({
+    base_url = base,
+    host = base:match("://(.*)$"),
+    requests = {},
+    endpoints = setmetatable({}, { __index = testing.endpoints }),
+    _opts = copy(opts),
+  }, Fake)
+  self.transport = {
+    request = function(req) return self:handle(req) end,
+  }
+  self:_init()
+  return self
+end
+
+--- Back to the state right after testing.fake(opts): users, notes (only
+-- the `notes` option's), clock; fake.requests is emptied (the same table).
+-- Handlers added to fake.endpoints stay.
+function Fake:reset()
+  for i = #self.requests, 1, -1 do self.requests[i] = nil end
+  self:_init()
+  return self
+end
+
+--- A client of this fake: misskey.new with host = fake.base_url, the token of
+-- @me (or of `opts.user`, a username) and transport = fake.transport. Other
+-- options go to misskey.new (`token = false` makes it anonymous).
+function Fake:client(opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local username = o.user
+  o.user = nil
+  local user = self._by_name[(username or "me"):lower()]
+  if not user then error(("bad option 'user' (no user @%s on the fake)"):format(tostring(username)), 2) end
+  o.host = self.base_url
+  o.transport = self.transport
+  if o.token == nil then o.token = user.token end
+  return require("misskey.client").new(o)
+end
+
+--- A user's public facts: { id, username, name, token }, or nil.
+function Fake:user(username)
+  local u = type(username) == "string" and self._by_name[username:gsub("^@", ""):lower()]
+  if not u then return nil end
+  return { id = u.id, username = u.username, name = u.name, token = u.token }
+end
+
+---------------------------------------------------------------------------
+-- packing: the JSON shapes of api.json's components.schemas
+
+function Fake:_avatar_url(user)
+  return ("%s/identicon/%s@%s"):format(self.base_url, user.username:lower(), self.host)
+end
+
+local function follows(a, b_id)
+  return a.following[b_id] == true
+end
+
+function Fake:_counts(user)
+  local notes, followers, following = 0, 0, 0
+  for _, id in ipairs(self._order) do
+    if self._notes[id].userId == user.id then notes = notes + 1 end
+  end
+  for _, other in ipairs(self._users) do
+    if other.following[user.id] then followers = followers + 1 end
+  end
+  for _ in pairs(user.following) do following = following + 1 end
+  return notes, followers, following
+end
+
+-- UserLite
+function Fake:_pack_user_lite(user)
+  return {
+    id = user.id, name = nn(user.name), username = user.username, host = null,
+    avatarUrl = self:_avatar_url(user), avatarBlurhash = null, avatarDecorations = array{},
+    isBot = user.isBot, isCat = user.isCat, emojis = {}, onlineStatus = "unknown", badgeRoles = array{},
+  }
+end
+
+-- UserDetailed: UserDetailedNotMe for others (with the relation to `viewer`
+-- when there is one), MeDetailed for the viewer themself.
+function Fake:_pack_user_detailed(user, viewer)
+  local u = self:_pack_user_lite(user)
+  local notes, followers, following = self:_counts(user)
+  local d = {
+    url = null, uri = null, movedTo = null, alsoKnownAs = null, createdAt = iso(user.createdAt),
+    updatedAt = null, lastFetchedAt = null, bannerUrl = null, bannerBlurhash = null, isLocked = false,
+    isSilenced = false, isSuspended = false, description = nn(user.description), location = null,
+    birthday = null, lang = null, fields = array{}, verifiedLinks = array{}, followersCount = followers,
+    followingCount = following, notesCount = notes, pinnedNoteIds = array{}, pinnedNotes = array{},
+    pinnedPageId = null, pinnedPage = null, publicReactions = true, followingVisibility = "public",
+    followersVisibility = "public", chatScope = "mutual", canChat = true, roles = array{}, memo = null,
+    twoFactorEnabled = false, usePasswordLessLogin = false, securityKeys = false,
+  }
+  for k, v in pairs(d) do u[k] = v end
+  if viewer and viewer ~= user then
+    u.isFollowing = follows(viewer, user.id)
+    u.isFollowed = follows(user, viewer.id)
+    u.hasPendingFollowRequestFromYou = false
+    u.hasPendingFollowRequestToYou = false
+    u.isBlocking, u.isBlocked, u.isMuted, u.isRenoteMuted = false, false, false, false
+    u.notify = "none"
+    u.withReplies = false
+  elseif viewer == user then
+    local me = {
+      avatarId = null, bannerId = null, followedMessage = null, isModerator = false, isAdmin = false,
+      injectFeaturedNote = true, receiveAnnouncementEmail = true, alwaysMarkNsfw = false, autoSensitive = false,
+      carefulBot = false, autoAcceptFollowed = true, noCrawle = false, preventAiLearning = true,
+      isExplorable = true, isDeleted = false, twoFactorBackupCodesStock = "none", hideOnlineStatus = false,
+      hasUnreadSpecifiedNotes = false, hasUnreadMentions = false, hasUnreadAnnouncement = false,
+      unreadAnnouncements = array{}, hasUnreadAntenna = false, hasUnreadChannel = false,
+      hasUnreadChatMessages = false, hasUnreadNotification = false, hasPendingReceivedFollowRequest = false,
+      unreadNotificationsCount = 0, mutedWords = array{}, hardMutedWords = array{}, mutedInstances = array{},
+      emailNotificationTypes = array{}, achievements = array{}, loggedInDays = 1, email = null,
+      emailVerified = false, securityKeysList = array{},
+    }
+    for k, v in pairs(me) do u[k] = v end
+  end
+  return u
+end
+
+local function is_pure_renote(note)
+  return note.renoteId ~= nil and note.text == nil and note.cw == nil and note.poll == nil
+end
+
+-- Can `viewer` (a user or nil) see the note's content?
+local function visible_to(note, viewer)
+  local v = note.visibility
+  if v == "public" or v == "home" then return true end
+  if not viewer then return false end
+  if note.userId == viewer.id then return true end
+  if v == "followers" then return follows(viewer, note.userId) end
+  for _, id in ipairs(note.visibleUserIds) do
+    if id == viewer.id then return true end
+  end
+  return false
+end
+
+-- Note, as NoteEntityService.pack gives it to `viewer`; a note the viewer
+-- may not see comes back with isHidden = true and no content.
+function Fake:_pack_note(note, viewer, detail)
+  local user = self._by_id[note.userId]
+  local p = {
+    id = note.id, createdAt = iso(note.createdAt), userId = note.userId, user = self:_pack_user_lite(user),
+    text = nn(note.text), cw = nn(note.cw), visibility = note.visibility, localOnly = note.localOnly or nil,
+    reactionAcceptance = nn(note.reactionAcceptance), renoteCount = note.renoteCount,
+    repliesCount = note.repliesCount, reactionCount = 0, reactions = {}, reactionEmojis = {},
+    fileIds = array{}, files = array{}, replyId = nn(note.replyId), renoteId = nn(note.renoteId),
+  }
+  if note.visibility == "specified" then
+    local ids = array{}
+    for i, id in ipairs(note.visibleUserIds) do ids[i] = id end
+    p.visibleUserIds = ids
+  end
+  if note.poll then
+    local choices = array{}
+    for i, text in ipairs(note.poll.choices) do choices[i] = { text = text, votes = 0, isVoted = false } end
+    p.hasPoll = true
+    p.poll = { multiple = note.poll.multiple, expiresAt = note.poll.expiresAt and iso(note.poll.expiresAt) or null,
+               choices = choices }
+  end
+  if detail then
+    p.clippedCount = 0
+    if note.replyId and self._notes[note.replyId] then
+      p.reply = self:_pack_note(self._notes[note.replyId], viewer, false)
+    end
+    if note.renoteId and self._notes[note.renoteId] then
+      p.renote = self:_pack_note(self._notes[note.renoteId], viewer, true)
+    end
+    if viewer then p.myReaction = null end
+  end
+  if not visible_to(note, viewer) then
+    p.visibleUserIds, p.poll, p.text, p.cw = nil, nil, null, null
+    p.fileIds, p.files = array{}, array{}
+    p.isHidden = true
+  end
+  return p
+end
+
+---------------------------------------------------------------------------
+-- notes
+
+local VISIBILITIES = { "public", "home", "followers", "specified" }
+
+local POLL = {
+  type = { "object", "null" },
+  required = { "choices" },
+  properties = {
+    { "choices", { type = "array", uniqueItems = true, minItems = 2, maxItems = 10,
+                   items = { type = "string", minLength = 1, maxLength = 50 } } },
+    { "multiple", BOOLEAN },
+    { "expiresAt", { type = { "integer", "null" } } },
+    { "expiredAfter", { type = { "integer", "null" }, minimum = 1 } },
+  },
+}
+
+local CREATE_PARAMS = object({
+  { "visibility", { type = "string", enum = VISIBILITIES } },
+  { "visibleUserIds", ID_LIST },
+  { "cw", { type = { "string", "null" }, minLength = 1, maxLength = 100 } },
+  { "localOnly", BOOLEAN },
+  { "reactionAcceptance", { type = { "string", "null" }, enum = { null, "likeOnly", "likeOnlyForRemote",
+    "nonSensitiveOnly", "nonSensitiveOnlyForLocalLikeOnlyForRemote" } } },
+  { "noExtractMentions", BOOLEAN },
+  { "noExtractHashtags", BOOLEAN },
+  { "noExtractEmojis", BOOLEAN },
+  { "replyId", NULLABLE_ID },
+  { "renoteId", NULLABLE_ID },
+  { "channelId", NULLABLE_ID },
+  { "text", { type = { "string", "null" }, minLength = 1, maxLength = MAX_NOTE_TEXT_LENGTH } },
+  { "fileIds", { type = "array", uniqueItems = true, minItems = 1, maxItems = 16, items = ID } },
+  { "mediaIds", { type = "array", uniqueItems = true, minItems = 1, maxItems = 16, items = ID } },
+  { "poll", POLL },
+})
+
+-- The schema's `if` (no renote, files, media or poll) / `then` (a text with
+-- a non-space character is required).
+local CREATE_THEN = object({
+  { "text", { type = "string", minLength = 1, maxLength = MAX_NOTE_TEXT_LENGTH,
+              pattern = { "[^\\s]+", "%S" } } },
+}, { "text" })
+
+-- Creates a note for `user` from validated params: the note, or nil and an
+-- error code of notes/create.
+function Fake:_create_note(user, ps)
+  local visibility = ps.visibility or "public"
+  if present(ps.fileIds) or present(ps.mediaIds) then return nil, "NO_SUCH_FILE" end
+  local renote, parent
+  if present(ps.renoteId) then
+    renote = self._notes[ps.renoteId]
+    if not renote then return nil, "NO_SUCH_RENOTE_TARGET" end
+    if is_pure_renote(renote) then return nil, "CANNOT_RENOTE_TO_A_PURE_RENOTE" end
+    if renote.visibility == "followers" and renote.userId ~= user.id or renote.visibility == "specified" then
+      return nil, "CANNOT_RENOTE_DUE_TO_VISIBILITY"
+    end
+  end
+  if present(ps.replyId) then
+    parent = self._notes[ps.replyId]
+    if not parent then return nil, "NO_SUCH_REPLY_TARGET" end
+    if is_pure_renote(parent) then return nil, "CANNOT_REPLY_TO_A_PURE_RENOTE" end
+    if not visible_to(parent, user) then return nil, "CANNOT_REPLY_TO_AN_INVISIBLE_NOTE" end
+    if parent.visibility == "specified" and visibility ~= "specified" then
+      return nil, "CANNOT_REPLY_TO_SPECIFIED_VISIBILITY_NOTE_WITH_EXTENDED_VISIBILITY"
+    end
+  end
+  local poll
+  if present(ps.poll) then
+    local expires = present(ps.poll.expiresAt) and ps.poll.expiresAt or nil
+    if present(ps.poll.expiredAfter) then expires = self._clock + ps.poll.expiredAfter end
+    if expires and expires < self._clock then return nil, "CANNOT_CREATE_ALREADY_EXPIRED_POLL" end
+    local choices = {}
+    for i, c in ipairs(ps.poll.choices) do choices[i] = c end
+    poll = { choices = choices, multiple = ps.poll.multiple == true, expiresAt = expires }
+  end
+  if present(ps.channelId) then return nil, "NO_SUCH_CHANNEL" end
+
+  -- NoteCreateService trims the text; an all-space text with a renote becomes no text.
+  local text = present(ps.text) and trim(ps.text) or nil
+  if text == "" then text = nil end
+  self._clock = self._clock + 1
+  local visible = {}
+  if visibility == "specified" then
+    for _, id in ipairs(present(ps.visibleUserIds) and ps.visibleUserIds or {}) do
+      if self._by_id[id] then visible[#visible + 1] = id end
+    end
+  end
+  local note = {
+    id = self:_gen_id(), createdAt = self._clock, userId = user.id, text = text,
+    cw = present(ps.cw) and ps.cw or nil, visibility = visibility, visibleUserIds = visible,
+    localOnly = ps.localOnly == true, reactionAcceptance = present(ps.reactionAcceptance) and ps.reactionAcceptance
+    or nil, replyId = parent and parent.id, renoteId = renote and renote.id, poll = poll,
+    renoteCount = 0, repliesCount = 0,
+  }
+  self._notes[note.id] = note
+  self._order[#self._order + 1] = note.id
+  if parent then parent.repliesCount = parent.repliesCount + 1 end
+  if renote then renote.renoteCount = renote.renoteCount + 1 end
+  return note
+end
+
+-- Deletes a note and, as the database's ON DELETE CASCADE does, its replies and renotes.
+function Fake:_delete_note(note)
+  if not self._notes[note.id] then return end
+  self._notes[note.id] = nil
+  for i, id in ipairs(self._order) do
+    if id == note.id then table.remove(self._order, i) break end
+  end
+  local parent = note.replyId and self._notes[note.replyId]
+  if parent then parent.repliesCount = parent.repliesCount - 1 end
+  local target = note.renoteId and self._notes[note.renoteId]
+  if target then target.renoteCount = target.renoteCount - 1 end
+  local children = {}
+  for _, id in ipairs(self._order) do
+    local n = self._notes[id]
+    if n.replyId == note.id or n.renoteId == note.id then children[#children + 1] = n end
+  end
+  for _, n in ipairs(children) do self:_delete_note(n) end
+end
+
+--- Creates a note as @username directly on the server (nothing is recorded
+-- in fake.requests) with the params of notes/create. Returns the note as its
+-- author sees it; raises if notes/create would refuse the params.
+function Fake:post(username, params)
+  local user = type(username) == "string" and self._by_name[username:gsub("^@", ""):lower()]
+  if not user then error(("bad argument #1 to 'post' (no user @%s on the fake)"):format(tostring(username)), 2) end
+  if type(params) ~= "table" then error("bad argument #2 to 'post' (params table expected)", 2) end
+  local ps = json.decode(json.encode(params, "params"))
+  local spec = testing.endpoints["notes/create"]
+  local p, r = validate(spec.params, ps, "#")
+  if not p and spec.check then p, r = spec.check(ps) end
+  if p then error(("fake:post: INVALID_PARAM [%s: %s]"):format(p, r), 2) end
+  local note, code = self:_create_note(user, ps)
+  if not note then error("fake:post: " .. code, 2) end
+  return self:_pack_note(note, user, true)
+end
+
+---------------------------------------------------------------------------
+-- Endpoint handlers
+--
+-- testing.endpoints[name] = {
+--   credential = true,          -- CREDENTIAL_REQUIRED without a token
+--   params = schema,            -- validated before the handler (INVALID_PARAM as ajv reports it)
+--   check = function(params) -> nil | param, reason   -- extra validation (e.g. if/then)
+--   errors = { CODE = { id =, message =, status =?, kind =? } },  -- the endpoint's own errors
+--   handler = function(fake, params, ctx) -> value (200 JSON) | nil (204) | nil, CODE, info?
+-- }
+-- ctx = { user = the authenticated user's record or nil, endpoint = name, request = req }.
+-- CODE is looked up in the endpoint's `errors`, then in testing.COMMON_ERRORS.
+-- A fake's own table, fake.endpoints, falls back to testing.endpoints: set
+-- fake.endpoints[name] to add or replace a handler for one fake (false removes one).
+
+local endpoints = {}
+testing.endpoints = endpoints
+
+endpoints["meta"] = {
+  params = object({ { "detail", BOOLEAN } }),
+  handler = function(self, ps)
+    local m = {
+      maintainerName = null, maintainerEmail = null, version = self._opts.version or VERSION,
+      providesTarball = false, name = self._opts.name or "Fake Misskey", shortName = null, uri = self.base_url,
+      description = "An in-process fake Misskey server (misskey.testing).", langs = array{}, tosUrl = null,
+      repositoryUrl = "https://github.com/misskey-dev/misskey",
+      feedbackUrl = "https://github.com/misskey-dev/misskey/issues/new", defaultDarkTheme = null,
+      defaultLightTheme = null, disableRegistration = true, emailRequiredForSignup = false,
+      enableHcaptcha = false, hcaptchaSiteKey = null, enableMcaptcha = false, mcaptchaSiteKey = null,
+      mcaptchaInstanceUrl = null, enableRecaptcha = false, recaptchaSiteKey = null, enableTurnstile = false,
+      turnstileSiteKey = null, enableTestcaptcha = false, googleAnalyticsMeasurementId = null,
+      swPublickey = null, mascotImageUrl = "/assets/ai.png", bannerUrl = null, serverErrorImageUrl = null,
+      infoImageUrl = null, notFoundImageUrl = null, iconUrl = null, maxNoteTextLength = MAX_NOTE_TEXT_LENGTH,
+      ads = array{}, notesPerOneAd = 0, enableEmail = false, enableServiceWorker = false,
+      translatorAvailable = false, sentryForFrontend = null, mediaProxy = self.base_url .. "/proxy",
+      enableUrlPreview = false, backgroundImageUrl = null, impressumUrl = null, logoImageUrl = null,
+      privacyPolicyUrl = null, inquiryUrl = null, serverRules = array{}, themeColor = null,
+      noteSearchableScope = "local", maxFileSize = 262144000, federation = "none",
+    }
+    if ps.detail ~= false then
+      m.features = {
+        registration = false, emailRequiredForSignup = false, localTimeline = true, globalTimeline = true,
+        hcaptcha = false, turnstile = false, recaptcha = false, objectStorage = false, serviceWorker = false,
+        miauth = true,
+      }
+      m.proxyAccountName = null
+      m.requireSetup = false
+      m.cacheRemoteFiles = false
+      m.cacheRemoteSensitiveFiles = false
+    end
+    return m
+  end,
+}
+
+endpoints["i"] = {
+  credential = true,
+  handler = function(self, _, ctx)
+    return self:_pack_user_detailed(ctx.user, ctx.user)
+  end,
+}
+
+endpoints["notes/create"] = {
+  credential = true,
+  params = CREATE_PARAMS,
+  check = function(ps)
+    if not (present(ps.renoteId) or present(ps.fileIds) or present(ps.mediaIds) or present(ps.poll)) then
+      return validate(CREATE_THEN, ps, "#/then")
+    end
+  end,
+  errors = {
+    NO_SUCH_RENOTE_TARGET = { id = "b5c90186-4ab0-49c8-9bba-a1f76c282ba4", message = "No such renote target." },
+    CANNOT_RENOTE_TO_A_PURE_RENOTE = { id = "fd4cc33e-2a37-48dd-99cc-9b806eb2031a",
+                                       message = "You can not Renote a pure Renote." },
+    CANNOT_RENOTE_DUE_TO_VISIBILITY = { id = "be9529e9-fe72-4de0-ae43-0b363c4938af",
+                                        message = "You can not Renote due to target visibility." },
+    NO_SUCH_REPLY_TARGET = { id = "749ee0f6-d3da-459a-bf02-282e2da4292c", message = "No such reply target." },
+    CANNOT_REPLY_TO_AN_INVISIBLE_NOTE = { id = "b98980fa-3780-406c-a935-b6d0eeee10d1",
+                                          message = "You cannot reply to an invisible Note." },
+    CANNOT_REPLY_TO_A_PURE_RENOTE = { id = "3ac74a84-8fd5-4bb0-870f-01804f82ce15",
+                                      message = "You can not reply to a pure Renote." },
+    CANNOT_REPLY_TO_SPECIFIED_VISIBILITY_NOTE_WITH_EXTENDED_VISIBILITY = {
+      id = "ed940410-535c-4d5e-bfa3-af798671e93c",
+      message = "You cannot reply to a specified visibility note with extended visibility." },
+    CANNOT_CREATE_ALREADY_EXPIRED_POLL = { id = "04da457d-b083-4055-9082-955525eda5a5",
+                                           message = "Poll is already expired." },
+    NO_SUCH_CHANNEL = { id = "b1653923-5453-4edc-b786-7c4f39bb0bbb", message = "No such channel." },
+    NO_SUCH_FILE = { id = "b6992544-63e7-67f0-fa7f-32444b1b5306", message = "Some files are not found." },
+  },
+  handler = function(self, ps, ctx)
+    local note, code = self:_create_note(ctx.user, ps)
+    if not note then return nil, code end
+    return { createdNote = self:_pack_note(note, ctx.user, true) }
+  end,
+}
+
+endpoints["notes/show"] = {
+  params = object({ { "noteId", ID } }, { "noteId" }),
+  errors = {
+    NO_SUCH_NOTE = { id = "24fcbfc6-2e37-42b6-8388-c29b3861a08d", message = "No such note." },
+  },
+  handler = function(self, ps, ctx)
+    local note = self._notes[ps.noteId]
+    if not note then return nil, "NO_SUCH_NOTE" end
+    return self:_pack_note(note, ctx.user, true)
+  end,
+}
+
+endpoints["notes/delete"] = {
+  credential = true,
+  params = object({ { "noteId", ID } }, { "noteId" }),
+  errors = {
+    NO_SUCH_NOTE = { id = "490be23f-8c1f-4796-819f-94cb4f9d1630", message = "No such note." },
+    ACCESS_DENIED = { id = "fe8d7103-0ea8-4ec3-814d-f8b401dc69e9", message = "Access denied." },
+  },
+  handler = function(self, ps, ctx)
+    local note = self._notes[ps.noteId]
+    if not note then return nil, "NO_SUCH_NOTE" end
+    if note.userId ~= ctx.user.id then return nil, "ACCESS_DENIED" end
+    self:_delete_note(note)
+    return nil
+  end,
+}
+
+local TIMELINE_PARAMS = object({
+  { "limit", { type = "integer", minimum = 1, maximum = 100 } },
+  { "sinceId", ID },
+  { "untilId", ID },
+  { "sinceDate", { type = "integer" } },
+  { "untilDate", { type = "integer" } },
+  { "allowPartial", BOOLEAN },
+  { "includeMyRenotes", BOOLEAN },
+  { "includeRenotedMyNotes", BOOLEAN },
+  { "includeLocalRenotes", BOOLEAN },
+  { "withFiles", BOOLEAN },
+  { "withRenotes", BOOLEAN },
+})
+
+-- Misskey's pagination over the notes that `keep(note)` accepts: newest
+-- first, except with sinceId/sinceDate alone (no until): the `limit` notes
+-- just after it, oldest first (protocol.md section 8).
+function Fake:_paginate(ps, keep)
+  local limit = ps.limit or 10
+  local since = ps.sinceId ~= nil or ps.sinceDate ~= nil
+  local ascending = since and ps.untilId == nil and ps.untilDate == nil
+  local order, out = self._order, array{}
+  local from, to, step = #order, 1, -1
+  if ascending then from, to, step = 1, #order, 1 end
+  for i = from, to, step do
+    local note = self._notes[order[i]]
+    if (ps.sinceId == nil or note.id > ps.sinceId) and (ps.untilId == nil or note.id < ps.untilId)
+       and (ps.sinceDate == nil or note.createdAt > ps.sinceDate)
+       and (ps.untilDate == nil or note.createdAt < ps.untilDate) and keep(note) then
+      out[#out + 1] = note
+      if #out >= limit then break end
+    end
+  end
+  return out
+end
+
+endpoints["notes/timeline"] = {
+  credential = true,
+  params = TIMELINE_PARAMS,
+  handler = function(self, ps, ctx)
+    local me = ctx.user
+    local notes = self:_paginate(ps, function(note)
+      if note.userId ~= me.id and not follows(me, note.userId) then return false end
+      if ps.withRenotes == false and is_pure_renote(note) then return false end
+      if ps.withFiles == true then return false end   -- no note has files yet
+      return visible_to(note, me)
+    end)
+    for i, note in ipairs(notes) do notes[i] = self:_pack_note(note, me, true) end
+    return notes
+  end,
+}
+
+endpoints["users/show"] = {
+  params = {
+    allOf = {
+      { anyOf = {
+        object({ { "userId", ID } }, { "userId" }),
+        object({ { "userIds", ID_LIST } }, { "userIds" }),
+        object({ { "username", { type = "string" } } }, { "username" }),
+      } },
+      object({ { "host", { type = { "string", "null" } } } }),
+    },
+  },
+  errors = {
+    FAILED_TO_RESOLVE_REMOTE_USER = { id = "ef7b9be4-9cba-4e6f-ab41-90ed171c7d3c",
+                                      message = "Failed to resolve remote user.", kind = "server" },
+    NO_SUCH_USER = { id = "4362f8dc-731f-4ad8-a694-be5a88922a24", message = "No such user.", status = 404 },
+  },
+  handler = function(self, ps, ctx)
+    if ps.userIds ~= nil then
+      local out = array{}
+      for _, id in ipairs(ps.userIds) do
+        local u = self._by_id[id]
+        if u then out[#out + 1] = self:_pack_user_detailed(u, ctx.user) end
+      end
+      return out
+    end
+    local user
+    if ps.userId ~= nil then
+      user = self._by_id[ps.userId]
+    else
+      if present(ps.host) and ps.host:lower() ~= self.host then return nil, "FAILED_TO_RESOLVE_REMOTE_USER" end
+      user = self._by_name[ps.username:lower()]
+    end
+    if not user then return nil, "NO_SUCH_USER" end
+    return self:_pack_user_detailed(user, ctx.user)
+  end,
+}
+
+---------------------------------------------------------------------------
+-- the transport
+
+local function header(headers, name)
+  for k, v in pairs(headers or {}) do
+    if type(k) == "string" and k:lower() == name then return v end
+  end
+  return nil
+end
+
+local function network_error(msg)
+  return nil, msg, { kind = "network" }
+end
+
+--- Answers one transport request, as Misskey's ApiServerService and
+-- ApiCallService would: fake.transport.request(req) calls this.
+function Fake:handle(req)
+  if type(req) ~= "table" or type(req.url) ~= "string" then
+    error("bad argument #1 to 'request' (a request table with a url expected)", 2)
+  end
+  local base, path = req.url:match("^(https?://[^/?#]+)(.*)$")
+  if not base or base:lower() ~= self.base_url then
+    return network_error(("fake: no server at %s (this fake is %s)"):format(tostring(base or req.url), self.base_url))
+  end
+  path = path:gsub("[?#].*$", "")
+  local method = (req.method or "POST"):upper()
+  local endpoint = path:match("^/api/(.+)$")
+  local record = { method = method, path = path, endpoint = endpoint, auth = "none" }
+  self.requests[#self.requests + 1] = record
+  local res = self:_answer(req, record)
+  record.status = res.status
+  return res
+end
+
+function Fake:_answer(req, record)
+  local method, endpoint = record.method, record.endpoint
+  if not endpoint then
+    return fastify_reply(404, nil, ("Route %s:%s not found"):format(method, record.path))
+  end
+  local spec = self.endpoints[endpoint]
+  local function fail(code, info)
+    local def = spec and spec.errors and spec.errors[code] or COMMON_ERRORS[code]
+    if not def then
+      error(("misskey.testing: endpoint %s returned the unknown error code %s"):format(endpoint, tostring(code)))
+    end
+    record.error = code
+    return api_error_reply(code, def, info)
+  end
+  if not spec then return fail("UNKNOWN_API_ENDPOINT") end
+  if method ~= "POST" then return { status = 405, headers = {}, body = "" } end
+
+  -- Fastify parses the JSON body before Misskey sees it.
+  local body = req.body
+  if body == nil or body:find("^%s*$") then
+    return fastify_reply(400, "FST_ERR_CTP_EMPTY_JSON_BODY",
+      "Body cannot be empty when content-type is set to 'application/json'")
+  end
+  local ps = json.decode(body)
+  if ps == nil then
+    return fastify_reply(400, "FST_ERR_CTP_INVALID_JSON_BODY",
+      "Body is not valid JSON but content-type is set to 'application/json'")
+  end
+
+  -- The token: a Bearer header beats the body's `i` (ApiCallService.handleRequest).
+  local token
+  local authorization = header(req.headers, "authorization")
+  local is_object = type(ps) == "table" and not is_array(ps)
+  if type(authorization) == "string" and authorization:sub(1, 7) == "Bearer " then
+    token = authorization:sub(8)
+    record.auth = "header"
+  elseif is_object and ps.i ~= nil then
+    token = ps.i
+    record.auth = "body"
+  end
+  if is_object then
+    ps.i = nil
+    record.params = deep_copy(ps)
+  end
+  if token ~= nil and type(token) ~= "string" then
+    return { status = 400, headers = {}, body = "" }
+  end
+  local user
+  if token ~= nil then
+    user = self._by_token[token]
+    if not user then
+      record.error = "AUTHENTICATION_FAILED"
+      return auth_failed_reply()
+    end
+    record.user = user.username
+  end
+  if spec.credential and not user then return fail("CREDENTIAL_REQUIRED") end
+
+  if not is_object then
+    return fail("INVALID_PARAM", { param = "#/type", reason = "must be object" })
+  end
+  if spec.params then
+    local p, r = validate(spec.params, ps, "#")
+    if p then return fail("INVALID_PARAM", { param = p, reason = r }) end
+  end
+  if spec.check then
+    local p, r = spec.check(ps)
+    if p then return fail("INVALID_PARAM", { param = p, reason = r }) end
+  end
+
+  local result, code, info = spec.handler(self, ps, { user = user, endpoint = endpoint, request = req })
+  if code ~= nil then return fail(code, info) end
+  if result == nil then return { status = 204, headers = { ["cache-control"] = JSON_HEADERS["cache-control"],
+    ["access-control-allow-origin"] = "*" }, body = "" } end
+  return reply(200, result)
+end
+
+return testing
