@@ -1078,4 +1078,23 @@ function Fake:_answer(req, record)
   return reply(200, result)
 end
 
+--- For examples and demos: a client of the real server when MISSKEY_HOST and
+-- MISSKEY_TOKEN are both set, else of a new fake with a little history.
+-- Returns client, fake (nil for a real server), and a line saying which it is.
+function testing.demo_client(opts)
+  local getenv = require("misskey.client")._getenv
+  local host, token = getenv("MISSKEY_HOST"), getenv("MISSKEY_TOKEN")
+  if host and host ~= "" and token and token ~= "" then
+    local o = { host = host, token = token }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    local client = require("misskey").new(o)
+    return client, nil, ("using the Misskey server at %s (MISSKEY_HOST, MISSKEY_TOKEN)"):format(client.base_url)
+  end
+  local fake = testing.fake()
+  fake:post("alice", { text = "Good morning, fediverse!" })
+  fake:post("alice", { text = "Anyone else testing Lua clients today?" })
+  return fake:client(opts), fake,
+    ("using the fake Misskey server at %s (set MISSKEY_HOST and MISSKEY_TOKEN for a real one)"):format(fake.base_url)
+end
+
 return testing
