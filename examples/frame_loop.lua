@@ -22,7 +22,8 @@ local status = "connecting"
 misskey.spawn(function()
   local me = assert(client:request("i"))
   status = "signed in as @" .. me.username
-  local created = assert(client:request("notes/create", { text = "posted from a frame loop", visibility = "specified" }))
+  local created = assert(client:request("notes/create",
+    { text = "posted from a frame loop", visibility = "specified" }))
   status = "posted " .. created.createdNote.id
   misskey.sleep(0.1) -- a timer, not a frame count: fires on time whatever the frame rate
   assert(client:request("notes/delete", { noteId = created.createdNote.id }))
