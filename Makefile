@@ -28,10 +28,11 @@ HEADERS  := $(wildcard src/*.h)
 
 DEBS := lua5.1 lua5.4 luajit liblua5.1-0-dev liblua5.4-dev libluajit-5.1-dev lua-cjson \
         libcurl4-openssl-dev uuid-dev luarocks lua-busted lua-check pkg-config python3-aiohttp \
-        lua-posix lua-socket lua-luv lua-cqueues lua-copas curl ca-certificates openssl
+        lua-posix lua-socket lua-luv lua-cqueues lua-copas curl ca-certificates openssl \
+        cppcheck valgrind
 DEPS_STAMP := build/.deps
 
-.PHONY: all deps test test-one lint asan valgrind demo clean
+.PHONY: all deps test test-one lint asan valgrind demo rock clean clean-module
 
 all: $(MODULE)
 
@@ -72,6 +73,8 @@ test: | $(DEPS_STAMP)
 
 lint: | $(DEPS_STAMP)
 	luacheck -q lua spec examples bench tools
+	cppcheck --error-exitcode=1 --enable=warning,portability,performance --std=c99 -q \
+	  -I src -D__GNUC__ --suppress=missingIncludeSystem src spec/support/testpoll.c
 	$(MAKE) --no-print-directory clean-module LUA=$(LUA)
 	$(MAKE) --no-print-directory $(MODULE) CFLAGS="-O2 -g -Wshadow -Wconversion -Wno-sign-conversion"
 
@@ -98,6 +101,18 @@ valgrind: $(MODULE) $(TESTPOLL)
 	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --suppressions=tools/valgrind.supp -q \
 	  $(LUA_BIN) /usr/bin/busted -o TAP $(BUSTED_FLAGS)
+
+# The rock builds and loads with luarocks itself (offline: Debian's lua-cjson is
+# invisible to luarocks, hence --deps-mode=none), on 5.1 and 5.4, into a temporary tree.
+rock: | $(DEPS_STAMP)
+	@set -e; for v in 5.1 5.4; do \
+	  tree=$$(mktemp -d); \
+	  luarocks --lua-version=$$v --tree=$$tree make --deps-mode=none misskey-scm-1.rockspec >/dev/null; \
+	  lua$$v -e "package.path='$$tree/share/lua/$$v/?.lua;$$tree/share/lua/$$v/?/init.lua;'..package.path; \
+	    package.cpath='$$tree/lib/lua/$$v/?.so;'..package.cpath; local m = require 'misskey'; \
+	    assert(require('misskey.core').engine()); print('luarocks make on Lua $$v: misskey ' .. m._VERSION)"; \
+	  rm -rf $$tree; \
+	done; rm -rf misskey
 
 clean:
 	rm -rf build
