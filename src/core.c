@@ -23,9 +23,15 @@ static int core_curl_version(lua_State *L) {
   return 2;
 }
 
+/* core.now() -> monotonic seconds (the engine's clock; for timing, not dates). */
+static int core_now(lua_State *L) {
+  lua_pushnumber(L, mk_now());
+  return 1;
+}
+
 MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"engine", mk_engine_new}, {"curl_version", core_curl_version}, {NULL, NULL}};
+      {"engine", mk_engine_new}, {"curl_version", core_curl_version}, {"now", core_now}, {NULL, NULL}};
   /* Reference-counted in libcurl: safe to call once per state that loads us. */
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
   mk_engine_open(L);

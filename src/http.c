@@ -373,9 +373,9 @@ static int transfer_info(lua_State *L) {
   lua_setfield(L, -2, "connects");
   lua_pushinteger(L, t->status);
   lua_setfield(L, -2, "status");
-  lua_pushnumber(L, (lua_Number)t->upload_now);
+  lua_pushinteger(L, (lua_Integer)t->upload_now);
   lua_setfield(L, -2, "upload_now");
-  lua_pushnumber(L, (lua_Number)t->upload_total);
+  lua_pushinteger(L, (lua_Integer)t->upload_total);
   lua_setfield(L, -2, "upload_total");
   return 1;
 }

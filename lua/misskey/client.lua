@@ -301,6 +301,273 @@ function Client:request(endpoint, params, opts)
   return self:_interpret(endpoint, res)
 end
 
+-- ---- client:upload: drive/files/create as multipart/form-data ----
+
+local UPLOAD_OPTIONS = { timeout = true, progress = true }
+local FILE_KEYS = { path = true, data = true, filename = true, type = true }
+local UPLOAD_ENDPOINT = "drive/files/create"
+
+local function basename(path)
+  return path:match("([^/]+)/*$") or path
+end
+
+-- A field value as multipart text: Misskey casts "true"/"false" and numbers
+-- back (protocol.md 4). (misskey.null never gets here: it leaves the field out.)
+local function field_text(key, v)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" and v == v and v ~= math.huge and v ~= -math.huge then
+    if v % 1 == 0 and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
+    return ("%.17g"):format(v)
+  end
+  argerror("upload", 2, ("fields.%s must be a string, number or boolean, got %s"):format(key, tostring(v)), 3)
+end
+
+-- The file argument -> the `file` part (not yet checked on disk) and the
+-- default of the `name` field (the file name; none for nameless data).
+local function file_part(file)
+  if type(file) == "string" then
+    if file == "" then argerror("upload", 1, "file path is empty", 3) end
+    return { name = "file", path = file, filename = basename(file) }, basename(file)
+  end
+  if type(file) ~= "table" then
+    argerror("upload", 1, "a file path or { data = ..., filename = ... } expected, got " .. type(file), 3)
+  end
+  for k in pairs(file) do
+    if not FILE_KEYS[k] then argerror("upload", 1, "unknown field '" .. tostring(k) .. "'", 3) end
+  end
+  for k in pairs(FILE_KEYS) do
+    if file[k] ~= nil and type(file[k]) ~= "string" then
+      argerror("upload", 1, ("field '%s' must be a string, got %s"):format(k, type(file[k])), 3)
+    end
+  end
+  if (file.path == nil) == (file.data == nil) then
+    argerror("upload", 1, "give exactly one of path and data", 3)
+  end
+  if file.path == "" then argerror("upload", 1, "file path is empty", 3) end
+  -- In-memory data without a filename is a browser's Blob: Misskey stores no name.
+  local filename = file.filename or (file.path and basename(file.path))
+  return { name = "file", path = file.path, data = file.data, type = file.type, filename = filename or "blob" },
+    filename
+end
+
+-- A path that cannot be read fails like any other call (`nil, message, err`),
+-- before anything is sent: it is a fact of the disk, not a programming error.
+local function unreadable(path)
+  local f, why = io.open(path, "rb")
+  if f then
+    local ok, rerr = f:read(0) -- a directory opens, but reading it fails
+    f:close()
+    if ok == nil and rerr then why = path .. ": " .. tostring(rerr) else return nil end
+  end
+  return tostring(why)
+end
+
+--- client:upload(file, fields, opts) -> DriveFile | nil, message, err
+-- `file` is a path (string; streamed from disk, never read into memory) or a
+-- table `{ path = ... | data = "bytes", filename = "x.txt", type = "mime/type" }`.
+-- `fields` are drive/files/create's other parameters (name, folderId, comment,
+-- isSensitive, force, ...); `name` defaults to the file name. `opts.timeout`
+-- bounds the call, `opts.progress(sent, total)` reports the bytes sent.
+function Client:upload(file, fields, opts)
+  check_client(self, "upload")
+  local part, default_name = file_part(file)
+  if fields ~= nil and type(fields) ~= "table" then
+    argerror("upload", 2, "fields must be a table, got " .. type(fields), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("upload", 3, "options table expected, got " .. type(opts), 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not UPLOAD_OPTIONS[k] then argerror("upload", 3, "unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local t = opts.timeout
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
+    argerror("upload", 3, "option 'timeout' must be a number of seconds > 0", 2)
+  end
+  if opts.progress ~= nil and type(opts.progress) ~= "function" then
+    argerror("upload", 3, "option 'progress' must be a function(sent, total)", 2)
+  end
+  -- Text fields first (the server reads them after streaming the file), `i`
+  -- first of all as misskey-js does, then the others in sorted order.
+  local values, keys = {}, {}
+  for k, v in pairs(fields or {}) do
+    if type(k) ~= "string" then argerror("upload", 2, "field names must be strings", 2) end
+    if k == "i" or k == "file" then
+      argerror("upload", 2, ("field '%s' is set by upload itself"):format(k), 2)
+    end
+    if v ~= json.null then
+      values[k] = field_text(k, v)
+      keys[#keys + 1] = k
+    end
+  end
+  if values.name == nil and default_name and (fields == nil or fields.name == nil) then
+    values.name = default_name
+    keys[#keys + 1] = "name"
+  end
+  table.sort(keys)
+  local parts, headers = {}, { Accept = "application/json" }
+  if self._token then
+    if self._auth == "header" then
+      headers.Authorization = "Bearer " .. self._token
+    else
+      parts[1] = { name = "i", value = self._token }
+    end
+  end
+  for _, k in ipairs(keys) do parts[#parts + 1] = { name = k, value = values[k] } end
+  parts[#parts + 1] = part
+  if part.path then
+    local why = unreadable(part.path)
+    if why then
+      return errors.fail("invalid", errors.redact(("%s: cannot read the file to upload (%s)"):format(
+        UPLOAD_ENDPOINT, why), self._token), { endpoint = UPLOAD_ENDPOINT, param = "file", path = part.path })
+    end
+  end
+  local res, msg, err = self:_send(UPLOAD_ENDPOINT, {
+    method = "POST", url = self.base_url .. "/api/" .. UPLOAD_ENDPOINT, headers = headers, parts = parts,
+    timeout = opts.timeout or self._timeout, progress = opts.progress,
+  })
+  if not res then return nil, msg, err end
+  return self:_interpret(UPLOAD_ENDPOINT, res)
+end
+
+-- ---- client:http: raw HTTP to the client's host (non-API URLs) ----
+
+local HTTP_KEYS = {
+  method = true, path = true, query = true, headers = true, body = true, timeout = true, auth = true,
+  json = true, max_size = true,
+}
+
+-- RFC 3986 unreserved characters stay; everything else is %XX.
+local function pct(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+local function query_value(key, v)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" and v == v and v ~= math.huge and v ~= -math.huge then
+    if v % 1 == 0 and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
+    return ("%.17g"):format(v)
+  end
+  argerror("http", 1, ("query.%s must be a string, number, boolean or a list of them"):format(key), 4)
+end
+
+-- { b = "2", a = { "x", "y" } } -> "a=x&a=y&b=2" (sorted keys: deterministic).
+local function encode_query(query)
+  if type(query) ~= "table" then argerror("http", 1, "query must be a table, got " .. type(query), 3) end
+  local keys = {}
+  for k in pairs(query) do
+    if type(k) ~= "string" then argerror("http", 1, "query keys must be strings", 3) end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = query[k]
+    if type(v) == "table" then
+      for i = 1, #v do out[#out + 1] = pct(k) .. "=" .. pct(query_value(k, v[i])) end
+    else
+      out[#out + 1] = pct(k) .. "=" .. pct(query_value(k, v))
+    end
+  end
+  return table.concat(out, "&")
+end
+
+local function is_json_type(ctype)
+  ctype = (ctype or ""):lower()
+  return ctype:find("^application/json") ~= nil or ctype:find("^application/[%w%.%-]+%+json") ~= nil
+end
+
+--- client:http{ method = "GET", path = "/x", query = {}, headers = {}, body = "", timeout = s,
+--               auth = false, json = false, max_size = n } -> res[, value] | nil, message, err
+-- Raw HTTP to the client's own host. `res = { status, headers, body }` for every
+-- status (the caller interprets it); `nil, message, err` only when no reply
+-- came (network, timeout, a body over max_size). The token is sent only with
+-- `auth = true` (as `Authorization: Bearer`). With `json = true` a JSON reply is
+-- decoded into the second result.
+function Client:http(req)
+  check_client(self, "http")
+  if type(req) ~= "table" then argerror("http", 1, "request table expected, got " .. type(req), 2) end
+  for k in pairs(req) do
+    if not HTTP_KEYS[k] then argerror("http", 1, "unknown field '" .. tostring(k) .. "'", 2) end
+  end
+  local method, path, body = req.method or "GET", req.path, req.body
+  if type(method) ~= "string" or not method:find("^%u+$") then
+    argerror("http", 1, "method must be an upper-case HTTP method such as \"GET\"", 2)
+  end
+  if type(path) ~= "string" then argerror("http", 1, "path must be a string, got " .. type(path), 2) end
+  if path:sub(1, 1) ~= "/" then
+    argerror("http", 1, ("path must start with '/' (the client's host is implied): %q"):format(path), 2)
+  end
+  if path:find("[%s%c#]") then
+    argerror("http", 1, ("path must not contain spaces, control characters or '#': %q"):format(path), 2)
+  end
+  if body ~= nil and type(body) ~= "string" then
+    argerror("http", 1, "body must be a string, got " .. type(body), 2)
+  end
+  if body and (method == "GET" or method == "HEAD") then
+    argerror("http", 1, method .. " cannot carry a body", 2)
+  end
+  local t = req.timeout
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
+    argerror("http", 1, "timeout must be a number of seconds > 0", 2)
+  end
+  local m = req.max_size
+  if m ~= nil and (type(m) ~= "number" or m ~= m or m < 1) then
+    argerror("http", 1, "max_size must be a number of bytes >= 1", 2)
+  end
+  for _, k in ipairs{ "auth", "json" } do
+    if req[k] ~= nil and type(req[k]) ~= "boolean" then
+      argerror("http", 1, k .. " must be a boolean, got " .. type(req[k]), 2)
+    end
+  end
+  local headers, lower = {}, {}
+  if req.headers ~= nil and type(req.headers) ~= "table" then
+    argerror("http", 1, "headers must be a table, got " .. type(req.headers), 2)
+  end
+  for k, v in pairs(req.headers or {}) do
+    if type(k) ~= "string" or not k:find("^[!#$%%&'*+%-.^_`|~%w]+$") then
+      argerror("http", 1, "header names must be HTTP tokens, got " .. ("%q"):format(tostring(k)), 2)
+    end
+    if type(v) ~= "string" or v:find("[\r\n%z]") then
+      argerror("http", 1, ("headers[%q] must be a string without line breaks"):format(k), 2)
+    end
+    headers[k], lower[k:lower()] = v, true
+  end
+  if req.auth then
+    if not self._token then argerror("http", 1, "auth = true but the client has no token", 2) end
+    if lower.authorization then argerror("http", 1, "auth = true and an Authorization header", 2) end
+    headers.Authorization = "Bearer " .. self._token
+  end
+  if req.json and not lower.accept then headers.Accept = "application/json" end
+  local url = self.base_url .. path
+  if req.query ~= nil then
+    local qs = encode_query(req.query)
+    if qs ~= "" then url = url .. (path:find("?", 1, true) and "&" or "?") .. qs end
+  end
+  local label = method .. " " .. path
+  local res, msg, err = self:_send(path, {
+    method = method, url = url, headers = headers, body = body, timeout = t or self._timeout, max_size = m,
+  }, label)
+  if not res then return nil, msg, err end
+  res.headers = res.headers or {}
+  res.body = res.body or ""
+  if req.json and res.body ~= "" and is_json_type(res.headers["content-type"]) then
+    local value, derr = json.decode(res.body)
+    if value == nil then
+      local excerpt_ = errors.redact(excerpt(res.body), self._token)
+      return errors.fail("decode", errors.redact(("%s: invalid JSON in HTTP %d reply (%s)"):format(
+        label, res.status, derr), self._token), { status = res.status, endpoint = path, body = excerpt_ })
+    end
+    return res, value
+  end
+  return res
+end
+
 --- client:batch(calls, { concurrency = 8, timeout = s }) -> results, errs (see misskey.batch).
 function Client:batch(calls, opts)
   check_client(self, "batch")

@@ -334,11 +334,14 @@ async def chunked(request):
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     sent = 0
-    while sent < size:
-        n = min(chunk, size - sent)
-        await resp.write(b"x" * n)
-        sent += n
-    await resp.write_eof()
+    try:
+        while sent < size:
+            n = min(chunk, size - sent)
+            await resp.write(b"x" * n)
+            sent += n
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client gave up (its size cap): expected
     return resp
 
 
@@ -356,17 +359,20 @@ async def gzipped(request):
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     z = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
-    await resp.write(z.compress(head))
     left = max(0, size - len(head) - len(tail))
     block = b"0" * (1 << 20)
-    while left > 0:
-        n = min(left, len(block))
-        out = z.compress(block[:n])
-        if out:
-            await resp.write(out)
-        left -= n
-    await resp.write(z.compress(tail) + z.flush())
-    await resp.write_eof()
+    try:
+        await resp.write(z.compress(head))
+        while left > 0:
+            n = min(left, len(block))
+            out = z.compress(block[:n])
+            if out:
+                await resp.write(out)
+            left -= n
+        await resp.write(z.compress(tail) + z.flush())
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client gave up (its size cap): expected
     return resp
 
 
@@ -378,17 +384,20 @@ async def dribble(request):
     interval = float(interval) if isinstance(interval, (int, float)) else 1.0
     resp = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": str(total)})
     await resp.prepare(request)
-    for _ in range(total):
-        await resp.write(b".")
-        await asyncio.sleep(interval)
-    await resp.write_eof()
+    try:
+        for _ in range(total):
+            await resp.write(b".")
+            await asyncio.sleep(interval)
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client gave up (its low-speed limit): expected
     return resp
 
 
 async def target(request):
     """The request line's target as sent: absolute-form through a proxy."""
     await request.read()
-    return reply({"method": request.method, "target": request.message.path, "host": request.host,
+    return reply({"method": request.method, "target": request.raw_path, "host": request.host,
                   "proxyHeaders": {k: v for k, v in request.headers.items() if k.lower().startswith("proxy-")}})
 
 

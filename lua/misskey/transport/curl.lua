@@ -16,7 +16,11 @@ local function report_progress(transfer, req, last)
   local info = transfer:info()
   if info.upload_now ~= last.sent or info.upload_total ~= last.total then
     last.sent, last.total = info.upload_now, info.upload_total
-    req.progress(info.upload_now, info.upload_total)
+    local ok, err = pcall(req.progress, info.upload_now, info.upload_total)
+    if not ok then
+      transfer:cancel() -- a raising progress function must not leave the upload running
+      error(err, 0)
+    end
   end
 end
 
@@ -46,7 +50,9 @@ local function to_response(transfer, req)
   -- A reply over max_size arrived whole from the server's side: it is an HTTP
   -- problem (err.reason = "too_large"), not a broken network.
   local kind = reason == "timeout" and "timeout" or reason == "too_large" and "http" or "network"
-  if reason == "timeout" and req.timeout then
+  -- Only the total timeout is "timed out after N s"; a connect timeout or a
+  -- low-speed abort keeps curl's own words.
+  if reason == "timeout" and req.timeout and message:find("^Operation timed out") then
     message = ("timed out after %g s (%s)"):format(req.timeout, message)
   end
   local got = transfer:info().status -- 0 when no status line arrived
