@@ -1,0 +1,69 @@
+-- Concurrent throughput: client:batch against a raw libcurl multi C program.
+--
+--   lua5.4 bench/batch_bench.lua URL [--n 20000] [--concurrency 100] [--runs 3] [--multi PATH]
+--
+-- URL is the bench nginx of bench/run.sh. N `meta` calls at the given
+-- concurrency through client:batch (tasks on the scheduler, one engine, JSON
+-- encode and decode included) next to build/bench/curl_multi doing the same N
+-- POSTs with the same concurrency on one curl multi handle; one warm-up each,
+-- then interleaved runs (C, Lua, C, Lua, ...), medians and the ratio Lua/C.
+-- Prints figures only; asserts nothing about speed.
+local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
+local root = script_dir .. "/.."
+local LUA = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/" .. LUA .. "/?.so;" .. package.cpath
+
+local misskey = require "misskey"
+local core = require "misskey.core"
+
+local TOKEN = "bench0123456789abcdefghijklmnopq"
+local url = assert(arg[1], "usage: batch_bench.lua URL [--n N] [--concurrency C] [--runs R] [--multi PATH]")
+local opts = { n = 20000, concurrency = 100, runs = 3, multi = root .. "/build/bench/curl_multi" }
+for i = 2, #arg - 1, 2 do opts[arg[i]:gsub("^%-%-", "")] = arg[i + 1] end
+local n, conc, runs = tonumber(opts.n), tonumber(opts.concurrency), tonumber(opts.runs)
+
+local client = misskey.new{ host = url, token = TOKEN, timeout = 30 }
+local ua = client._user_agent
+
+local function c_rate()
+  local cmd = ("%q %q %d %d %q %q 60"):format(opts.multi, url .. "/api/meta", n, conc, '{"i":"' .. TOKEN .. '"}', ua)
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  return assert(tonumber(out:match("rate=([%d.]+)")), "curl_multi failed: " .. out)
+end
+
+local calls = {}
+for i = 1, n do calls[i] = { "meta" } end
+
+local function lua_rate(count)
+  local list = calls
+  if count ~= n then
+    list = {}
+    for i = 1, count do list[i] = calls[i] end
+  end
+  local t0 = core.now()
+  local results, errs = client:batch(list, { concurrency = conc })
+  local t = core.now() - t0
+  local _, e = next(errs)
+  assert(e == nil, e and e.message)
+  assert(results.n == count and results[count].version, "a batch result is missing")
+  return count / t
+end
+
+local function median(t)
+  table.sort(t)
+  return t[math.floor((#t + 1) / 2)]
+end
+
+lua_rate(conc) -- warm-up: opens the connections
+local cs, ls = {}, {}
+for _ = 1, runs do
+  cs[#cs + 1] = c_rate()
+  ls[#ls + 1] = lua_rate(n)
+  collectgarbage()
+end
+local c, l = median(cs), median(ls)
+print(("%-7s batch: %d meta calls at concurrency %d: C multi %.0f req/s, client:batch %.0f req/s, Lua/C %.2f")
+  :format(LUA, n, conc, c, l, l / c))
