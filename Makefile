@@ -6,6 +6,10 @@
 #   make lint            luacheck + the C warnings
 #   make asan|valgrind   the suite under AddressSanitizer/UBSan, or valgrind
 #   make deps            install missing Debian packages (idempotent)
+#   make endpoints       regenerate lua/misskey/endpoints.lua, types/, docs/endpoints.md
+#   make docs            LDoc of the public API into docs/api/
+#   make bench           request and JSON benchmarks against a local nginx (docs/benchmarks.md)
+#   make install         bin/misskey, the modules and misskey.core under PREFIX (default /usr/local)
 
 LUA      ?= 5.4
 LUAS     := 5.4 5.1 luajit
@@ -27,12 +31,12 @@ SOURCES  := $(wildcard src/*.c)
 HEADERS  := $(wildcard src/*.h)
 
 DEBS := lua5.1 lua5.4 luajit liblua5.1-0-dev liblua5.4-dev libluajit-5.1-dev lua-cjson \
-        libcurl4-openssl-dev uuid-dev luarocks lua-busted lua-check pkg-config python3-aiohttp \
+        libcurl4-openssl-dev uuid-dev luarocks clang lua-busted lua-check pkg-config python3-aiohttp \
         lua-posix lua-socket lua-luv lua-cqueues lua-copas curl ca-certificates openssl \
         cppcheck valgrind
 DEPS_STAMP := build/.deps
 
-.PHONY: all deps test test-one lint asan valgrind demo rock clean clean-module
+.PHONY: all deps test test-one lint asan valgrind demo rock fuzz clean clean-module
 
 all: $(MODULE)
 
@@ -72,7 +76,7 @@ test: | $(DEPS_STAMP)
 	done; exit $$status
 
 lint: | $(DEPS_STAMP)
-	luacheck -q lua spec examples bench tools
+	luacheck -q lua spec examples bench tools bin
 	cppcheck --error-exitcode=1 --enable=warning,portability,performance --std=c99 -q \
 	  -I src -D__GNUC__ --suppress=missingIncludeSystem src spec/support/testpoll.c
 	$(MAKE) --no-print-directory clean-module LUA=$(LUA)
@@ -102,6 +106,15 @@ valgrind: $(MODULE) $(TESTPOLL)
 	  --suppressions=tools/valgrind.supp -q \
 	  $(LUA_BIN) /usr/bin/busted -o TAP $(BUSTED_FLAGS)
 
+# libFuzzer on the WebSocket codec, time-bounded (CI runs it briefly).
+FUZZ_SECONDS ?= 20
+fuzz: | $(DEPS_STAMP)
+	@mkdir -p build/fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -o build/fuzz/wsframe tools/fuzz_wsframe.c src/wsframe.c src/buf.c
+	printf '\201\005Hello' > build/fuzz/corpus/text
+	printf '\001\003Hel\211\000\200\002lo' > build/fuzz/corpus/fragments
+	build/fuzz/wsframe -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/corpus
+
 # The rock builds and loads with luarocks itself (offline: Debian's lua-cjson is
 # invisible to luarocks, hence --deps-mode=none), on 5.1 and 5.4, into a temporary tree.
 rock: | $(DEPS_STAMP)
@@ -113,6 +126,51 @@ rock: | $(DEPS_STAMP)
 	    assert(require('misskey.core').engine()); print('luarocks make on Lua $$v: misskey ' .. m._VERSION)"; \
 	  rm -rf $$tree; \
 	done; rm -rf misskey
+
+# Benchmarks (docs/benchmarks.md): misskey.core for every Lua, then bench/run.sh (nginx on a
+# free 127.0.0.1 port, stopped at the end). Figures only. Installing nginx starts Debian's
+# default site on a systemd machine: the bench does not use it, so it is stopped and disabled.
+BENCH_DEBS := nginx valgrind
+.PHONY: bench
+bench: | $(DEPS_STAMP)
+	@missing=$$(for p in $(BENCH_DEBS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make bench: installing$$(echo $$missing | tr '\n' ' ')"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then \
+	    $$SUDO systemctl disable --now -q nginx; fi; \
+	fi
+	@for v in $(LUAS); do $(MAKE) --no-print-directory all LUA=$$v || exit 1; done
+	LUAS="$(LUAS)" CC="$(CC)" bash bench/run.sh
+
+# The endpoint catalogue, its LuaLS annotations and docs/endpoints.md, from Misskey's
+# own data (a tool input only: the build and the tests never read it).
+MISSKEY_DATA ?= ../shared/misskey
+.PHONY: endpoints docs
+endpoints:
+	lua5.4 tools/gen-endpoints.lua $(MISSKEY_DATA)/api.json $(MISSKEY_DATA)/endpoints.json
+
+# The public API with LDoc into docs/api/ (config.ld); docs/endpoints.md comes from `make endpoints`.
+docs:
+	ldoc -c config.ld .
+
+# Installs bin/misskey, the Lua modules and misskey.core for one Lua version under PREFIX
+# (LuaJIT shares 5.1's paths). The launcher's shebang names that interpreter.
+#   make install LUA=5.4 PREFIX=$$HOME/.local      (DESTDIR for staging)
+PREFIX   ?= /usr/local
+LUA_ABI  := $(if $(filter luajit,$(LUA)),5.1,$(LUA))
+LMOD_DIR := $(DESTDIR)$(PREFIX)/share/lua/$(LUA_ABI)
+CMOD_DIR := $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)
+.PHONY: install
+install: $(MODULE)
+	@set -e; for f in $$(cd lua && find misskey -name '*.lua'); do \
+	  install -D -m 644 lua/$$f $(LMOD_DIR)/$$f; done
+	install -D -m 755 $(MODULE) $(CMOD_DIR)/misskey/core.so
+	@mkdir -p $(DESTDIR)$(PREFIX)/bin
+	sed '1s|.*|#!/usr/bin/env $(LUA_BIN)|' bin/misskey > $(DESTDIR)$(PREFIX)/bin/misskey
+	chmod 755 $(DESTDIR)$(PREFIX)/bin/misskey
 
 clean:
 	rm -rf build

@@ -117,7 +117,7 @@ describe("errors", function()
   end)
 
   it("429 takes retry_after from Retry-After", function()
-    local err, msg = fails("test/error/rate-limit", { resetIn = 7 })
+    local err, msg = fails("test/error/rate-limit", { resetIn = 7 }, new{ ratelimit = "throw" })
     assert.equal(429, err.status)
     assert.equal("RATE_LIMIT_EXCEEDED", err.code)
     assert.equal(7, err.retry_after)
@@ -125,7 +125,8 @@ describe("errors", function()
   end)
 
   it("429 without Retry-After takes retry_after from info.resetMs", function()
-    local err = fails("test/error/rate-limit", { resetIn = 30, noRetryAfter = true })
+    local err = fails("test/error/rate-limit", { resetIn = 30, noRetryAfter = true },
+      new{ ratelimit = "throw" })
     assert.is_number(err.info.resetMs)
     assert.truthy(err.retry_after >= 28 and err.retry_after <= 31, tostring(err.retry_after))
   end)
@@ -239,8 +240,8 @@ describe("bad input raises naming the argument", function()
   it("params and options", function()
     assert.has_error(function() client:request("meta", "x") end,
       "bad argument #2 to 'request' (params must be a table, got string)")
-    assert.has_error(function() client:request("meta", {}, { retries = 3 }) end,
-      "bad argument #3 to 'request' (unknown option 'retries')")
+    assert.has_error(function() client:request("meta", {}, { colour = 3 }) end,
+      "bad argument #3 to 'request' (unknown option 'colour')")
     assert.has_error(function() client:request("meta", {}, { timeout = -1 }) end)
   end)
 
@@ -300,7 +301,8 @@ describe("host", function()
     assert.has_error(function() base(42) end)
     with_env({}, function()
       assert.has_error(function() misskey.new{} end,
-        "bad option 'host' (a host is required: pass host = ... or set MISSKEY_HOST)")
+        "bad option 'host' (a host is required: pass host = ..., set MISSKEY_HOST, "
+        .. "or log in with `misskey login`)")
     end)
   end)
 end)

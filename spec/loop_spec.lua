@@ -253,3 +253,18 @@ describe("engine timers and sockets", function()
     assert.has_error(function() e:watch(fd, "x") end)
   end)
 end)
+
+describe("signals", function()
+  it("Ctrl-C (SIGINT) ends a blocking wait at once with the interpreter's 'interrupted!'", function()
+    local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+    local version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+    local cmd = ("env -u LD_PRELOAD timeout -s INT 0.3 %s -e \"package.path='./lua/?.lua;./lua/?/init.lua;'"
+      .. "..package.path; package.cpath='./build/%s/?.so;'..package.cpath; "
+      .. "require('misskey').sleep(30); print('slept through')\" 2>&1"):format(interpreter, version)
+    local p = assert(io.popen(cmd))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("interrupted!", out)
+    assert.is_nil(out:find("slept through", 1, true))
+  end)
+end)

@@ -5,6 +5,13 @@
 
 #include "compat.h"
 #include "engine.h"
+#include "file.h"
+#include "hash.h"
+#include "miauth.h"
+#include "random.h"
+#include "uuid.h"
+#include "listen.h"
+#include "ws.h"
 
 /* core.curl_version() -> "7.88.1", { ssl = "OpenSSL/3.0.x", features... }
  * curl_version_info, not curl_version: the latter makes LDAP/SASL leak under valgrind. */
@@ -31,11 +38,22 @@ static int core_now(lua_State *L) {
 
 MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"engine", mk_engine_new}, {"curl_version", core_curl_version}, {"now", core_now}, {NULL, NULL}};
+      {"engine", mk_engine_new}, {"curl_version", core_curl_version}, {"now", core_now},
+      /* the WebSocket codec, for unit vectors (ws.c, wsframe.c) */
+      {"_ws_parse", mk_l_ws_parse}, {"_ws_encode", mk_l_ws_encode}, {"_utf8_valid", mk_l_utf8_valid},
+      /* the OAuth redirect listener of `misskey login` (listen.c) */
+      {"listen", mk_l_listen},
+      /* authentication primitives (uuid.c, hash.c, random.c, miauth.c, file.c) */
+      {"uuid", mk_l_uuid}, {"sha256", mk_l_sha256}, {"sha1", mk_l_sha1}, {"base64url", mk_l_base64url},
+      {"random", mk_l_random}, {"urlencode", mk_l_urlencode}, {"check_permissions", mk_l_check_permissions},
+      {"miauth_url", mk_l_miauth_url}, {"write_private", mk_l_write_private},
+      {"read_private", mk_l_read_private}, {"file_mode", mk_l_file_mode}, {NULL, NULL}};
   /* Reference-counted in libcurl: safe to call once per state that loads us. */
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
   mk_engine_open(L);
   mk_http_open(L);
+  mk_ws_open(L);
+  mk_listen_open(L);
   lua_newtable(L);
   mk_setfuncs(L, funcs);
   return 1;

@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 
 #include "compat.h"
+#include "ws.h"
 
 double mk_now(void) {
   struct timespec ts;
@@ -166,6 +167,15 @@ int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t) {
   return 0;
 }
 
+CURL *mk_engine_easy(mk_engine *e) {
+  if (e->npool > 0) {
+    CURL *c = e->pool[--e->npool];
+    curl_easy_reset(c);
+    return c;
+  }
+  return curl_easy_init();
+}
+
 void mk_engine_detach(lua_State *L, mk_transfer *t) {
   mk_engine *e = t->engine;
   if (e == NULL) return;
@@ -189,11 +199,19 @@ static int collect(lua_State *L, mk_engine *e) {
     mk_transfer *t = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-    if (t == NULL || t->engine != e) continue;
+    if (t == NULL) continue;
+    if (t->kind == MK_KIND_WS) { /* a WebSocket's connect finished: it stays in the multi handle */
+      mk_ws_pin(L, (mk_ws *)t);
+      lua_rawseti(L, -2, ++n);
+      mk_ws_connected(L, (mk_ws *)t, msg->data.result);
+      continue;
+    }
+    if (t->engine != e) continue;
     mk_transfer_finish(t, msg->data.result);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     lua_rawseti(L, -2, ++n);
     mk_engine_detach(L, t);
+    mk_transfer_release(t, e);
   }
   return n;
 }
@@ -445,6 +463,7 @@ static int engine_close(lua_State *L) {
     mk_engine_detach(L, t);
     t->state = MK_CANCELLED;
   }
+  while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);
   curl_multi_cleanup(e->multi);
   e->multi = NULL;
   free(e->watches);
@@ -474,7 +493,7 @@ void mk_engine_open(lua_State *L) {
       {"timeout", engine_timeout},  {"pending", engine_pending}, {"close", engine_close},
       {"timer", engine_timer},      {"cancel_timer", engine_cancel_timer},
       {"watch", engine_watch},      {"unwatch", engine_unwatch}, {"limit", engine_limit},
-      {"pollfd", engine_pollfd},    {NULL, NULL}};
+      {"pollfd", engine_pollfd},    {"websocket", mk_ws_new},    {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", engine_close}, {"__close", engine_close}, {"__tostring", engine_tostring}, {NULL, NULL}};
   luaL_newmetatable(L, MK_ENGINE_MT);

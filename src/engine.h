@@ -40,11 +40,18 @@ typedef struct mk_engine {
   size_t ntimers, captimers;
   lua_Integer next_timer_id;
   int epfd;                /* epoll set mirroring every socket above: one fd for host loops */
+  CURL *pool[16];          /* finished easy handles kept for the next requests (curl_easy_reset) */
+  int npool;
 } mk_engine;
 
 typedef enum { MK_IDLE, MK_RUNNING, MK_DONE, MK_CANCELLED } mk_state;
 
+/* CURLINFO_PRIVATE of an easy handle points at one of these; `kind` comes first in both. */
+#define MK_KIND_TRANSFER 0
+#define MK_KIND_WS 1
+
 struct mk_transfer {
+  int kind;                    /* MK_KIND_TRANSFER */
   CURL *easy;
   mk_engine *engine;           /* set while running */
   mk_transfer *prev, *next;    /* engine->live list */
@@ -77,5 +84,9 @@ int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t);
 void mk_engine_detach(lua_State *L, mk_transfer *t);
 /* Fills result fields from the easy handle once curl reports it finished. */
 void mk_transfer_finish(mk_transfer *t, CURLcode code);
+/* Hands a detached transfer's easy handle back to its engine's pool (or frees it). */
+void mk_transfer_release(mk_transfer *t, mk_engine *e);
+/* An easy handle from the pool (reset) or a new one; NULL when out of memory. */
+CURL *mk_engine_easy(mk_engine *e);
 
 #endif

@@ -62,6 +62,22 @@ void mk_transfer_finish(mk_transfer *t, CURLcode code) {
   t->connects = connects;
 }
 
+void mk_transfer_release(mk_transfer *t, mk_engine *e) {
+  /* Reused easy handles skip curl_easy_init's setup; the connection cache lives
+   * in the multi handle either way. A cancelled transfer's connection was closed
+   * when it left the multi handle. */
+  if (t->easy && e && e->multi && e->npool < (int)(sizeof e->pool / sizeof e->pool[0])) {
+    e->pool[e->npool++] = t->easy;
+  } else if (t->easy) {
+    curl_easy_cleanup(t->easy);
+  }
+  t->easy = NULL;
+  curl_slist_free_all(t->headers);
+  t->headers = NULL;
+  if (t->mime) curl_mime_free(t->mime);
+  t->mime = NULL;
+}
+
 /* ---- building a request ---- */
 
 static const char *opt_string(lua_State *L, int opts, const char *key, const char *def) {
@@ -275,7 +291,7 @@ int mk_http_request(lua_State *L) {
   t->self_ref = t->engine_ref = LUA_NOREF;
   luaL_getmetatable(L, MK_TRANSFER_MT);
   lua_setmetatable(L, -2);
-  t->easy = curl_easy_init();
+  t->easy = mk_engine_easy(mk_check_engine(L, 1));
   if (t->easy == NULL) return luaL_error(L, "curl_easy_init failed");
   configure(L, 2, t);
   mk_engine_add(L, 1, lua_gettop(L), t);
@@ -384,7 +400,9 @@ static int transfer_info(lua_State *L) {
 static int transfer_cancel(lua_State *L) {
   mk_transfer *t = to_transfer(L, 1);
   if (t->state == MK_RUNNING) {
+    mk_engine *e = t->engine;
     mk_engine_detach(L, t);
+    mk_transfer_release(t, e);
     t->state = MK_CANCELLED;
   }
   return 0;

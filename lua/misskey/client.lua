@@ -4,6 +4,7 @@
 local baseurl = require "misskey.baseurl"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
+local ratelimit = require "misskey.ratelimit"
 
 local Client = { __name = "misskey.Client" }
 Client.__index = Client
@@ -18,8 +19,15 @@ local OPTIONS = {
   user_agent = true, transport = true, engine = true, max_size = true, max_connections = true,
 }
 local CALL_OPTIONS = { timeout = true }
+-- Rate limits and retries (misskey.ratelimit): per client, and per call.
+OPTIONS.ratelimit, OPTIONS.max_wait, OPTIONS.retries = true, true, true
+CALL_OPTIONS.ratelimit, CALL_OPTIONS.max_wait, CALL_OPTIONS.retries, CALL_OPTIONS.idempotent = true, true, true, true
+-- Parameter validation against the catalogue (misskey.schema), per client and per call.
+OPTIONS.validate, CALL_OPTIONS.validate = true, true
 -- HTTP hardening options (TLS, low-speed abort); see check_http_options.
 OPTIONS.ca_file, OPTIONS.insecure, OPTIONS.low_speed = true, true, true
+-- An account of the credential store (misskey.credentials), "@user@host".
+OPTIONS.account = true
 
 local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -89,21 +97,45 @@ local function default_user_agent()
 end
 
 -- Credentials: explicit arguments win; then MISSKEY_HOST and MISSKEY_TOKEN,
--- and the environment's token only goes to the environment's host.
+-- and the environment's token only goes to the environment's host; then the
+-- credential store's default account (only for its own host). `account`
+-- names a stored account instead (explicit host/token still win).
 local function resolve_credentials(opts)
   local getenv = Client._getenv
   local env_host, env_token = getenv("MISSKEY_HOST"), getenv("MISSKEY_TOKEN")
   if env_host == "" then env_host = nil end
   if env_token == "" then env_token = nil end
-  local host = opts.host or env_host
+  local host, stored = opts.host or env_host, nil
+  if opts.account ~= nil then
+    if type(opts.account) ~= "string" or opts.account == "" then
+      opterror("account", 'an account name such as "@me@misskey.example" expected')
+    end
+    local entry, why = require("misskey.credentials").get(opts.account)
+    if not entry then opterror("account", why) end
+    host, stored = opts.host or entry.host, entry
+  elseif opts.token == nil and not (env_host and env_token) then
+    -- The store is read only when it can supply something; a broken store
+    -- (say, a world-readable file) is an error only when it is needed for the host.
+    local entry, why, err = require("misskey.credentials").get()
+    if entry then
+      stored = entry
+      host = host or entry.host
+    elseif host == nil and err and err.reason ~= "unknown" then
+      opterror("host", "no host given, and " .. why)
+    end
+  end
   if host == nil then
-    error("bad option 'host' (a host is required: pass host = ... or set MISSKEY_HOST)", 4)
+    error("bad option 'host' (a host is required: pass host = ..., set MISSKEY_HOST, "
+      .. "or log in with `misskey login`)", 4)
   end
   local base, why = baseurl.parse(host)
   if not base then opterror("host", why .. ": " .. ("%q"):format(tostring(host))) end
   local token = opts.token
   if token == nil and env_host and env_token and baseurl.parse(env_host) == base then
     token = env_token
+  end
+  if token == nil and stored and baseurl.parse(stored.host) == base then
+    token = stored.token
   end
   if token == false then token = nil end
   if token ~= nil and type(token) ~= "string" then
@@ -127,6 +159,11 @@ function Client.new(opts)
   check_positive(opts, "connect_timeout")
   check_positive(opts, "max_size")
   local http_options = check_http_options(opts)
+  if opts.idempotent ~= nil then error("bad option 'idempotent' (unknown option)", 3) end
+  if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
+    opterror("validate", "boolean expected, got " .. type(opts.validate))
+  end
+  ratelimit.check(opts, "bad option ", nil, 2)
   if opts.user_agent ~= nil and type(opts.user_agent) ~= "string" then
     opterror("user_agent", "string expected")
   end
@@ -148,7 +185,7 @@ function Client.new(opts)
     -- A cap of the engine: it applies to every client sharing that engine.
     transport.engine:limit(cap)
   end
-  return setmetatable({
+  local client = setmetatable({
     base_url = base,
     host = base:match("://(.*)$"),
     _token = token,
@@ -159,7 +196,15 @@ function Client.new(opts)
     _http_options = http_options,
     _user_agent = opts.user_agent or default_user_agent(),
     _transport = transport,
+    _ratelimit = opts.ratelimit or ratelimit.DEFAULT_MODE,
+    _max_wait = opts.max_wait or ratelimit.DEFAULT_MAX_WAIT,
+    _retries = opts.retries or ratelimit.DEFAULT_RETRIES,
+    _validate = opts.validate or false,
+    _catalogue = nil, -- the bundled catalogue (misskey.endpoints) until client:schema()
   }, Client)
+  -- client.api.notes.create{...}: names through the client's catalogue (misskey.api).
+  client.api = require("misskey.api").new(client)
+  return client
 end
 
 function Client:__tostring()
@@ -195,6 +240,10 @@ local function check_call_options(opts)
   local t = opts.timeout
   if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
     argerror("request", 3, "option 'timeout' must be a number of seconds > 0", 3)
+  end
+  ratelimit.check(opts, "bad argument #3 to 'request' (option ", ")", 3)
+  if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
+    argerror("request", 3, "option 'validate' must be a boolean", 3)
   end
   return opts
 end
@@ -272,6 +321,26 @@ function Client:_send(endpoint, req, label)
   return res
 end
 
+-- Validation before sending (opts.validate): `message, err` of kind "invalid", or nil.
+function Client:_check(endpoint, params)
+  local schema = require "misskey.schema"
+  local entry = schema.lookup(endpoint, self._catalogue)
+  if not entry then
+    local msg, suggestions = schema.unknown_message(endpoint, self._catalogue)
+    return errors.new("invalid", endpoint .. ": " .. msg, { endpoint = endpoint, suggestions = suggestions })
+  end
+  local msg, param = schema.validate(entry, params)
+  if not msg then
+    msg = schema.check_token(entry, self._token)
+    param = msg and "i" or nil
+  end
+  if msg then
+    return errors.new("invalid", errors.redact(endpoint .. ": " .. msg, self._token),
+      { endpoint = endpoint, param = param })
+  end
+  return nil
+end
+
 --- client:request(endpoint, params, opts) -> value | true (204) | nil, message, err
 -- `params` is a table of the endpoint's parameters; `opts.timeout` (seconds) bounds this call.
 function Client:request(endpoint, params, opts)
@@ -281,6 +350,12 @@ function Client:request(endpoint, params, opts)
     argerror("request", 2, "params must be a table, got " .. type(params), 2)
   end
   opts = check_call_options(opts)
+  local validate = opts.validate
+  if validate == nil then validate = self._validate end
+  if validate then
+    local msg, err = self:_check(endpoint, params)
+    if msg then return nil, msg, err end
+  end
   local body = {}
   for k, v in pairs(params or {}) do body[k] = v end
   local headers = { ["Content-Type"] = "application/json", Accept = "application/json" }
@@ -293,12 +368,15 @@ function Client:request(endpoint, params, opts)
   end
   local ok, encoded = pcall(json.encode, body, "params")
   if not ok then error(errors.redact(encoded, self._token), 2) end
-  local res, msg, err = self:_send(endpoint, {
-    method = "POST", url = self.base_url .. "/api/" .. endpoint, headers = headers, body = encoded,
-    timeout = opts.timeout or self._timeout,
-  })
-  if not res then return nil, msg, err end
-  return self:_interpret(endpoint, res)
+  local url, timeout = self.base_url .. "/api/" .. endpoint, opts.timeout or self._timeout
+  -- One attempt on the wire; misskey.ratelimit repeats it for 429s and retries.
+  return ratelimit.run(self, endpoint, opts, function()
+    local res, msg, err = self:_send(endpoint, {
+      method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
+    })
+    if not res then return nil, nil, msg, err end
+    return res.headers, self:_interpret(endpoint, res)
+  end)
 end
 
 -- ---- client:upload: drive/files/create as multipart/form-data ----
@@ -568,10 +646,32 @@ function Client:http(req)
   return res
 end
 
+--- client:paginate(endpoint, params, opts) -> iterator (see misskey.paginate).
+function Client:paginate(endpoint, params, opts)
+  check_client(self, "paginate")
+  return require("misskey.paginate").new(self, endpoint, params, opts)
+end
+
+--- client:schema() -> { software, version, endpoints = n, source = "server"|"cache" } | nil, message, err
+-- Loads the server's own catalogue (GET /api.json, cached on disk per host and
+-- version); from then on this client's validation and client.api follow it.
+function Client:schema()
+  check_client(self, "schema")
+  return require("misskey.schema").fetch(self)
+end
+
 --- client:batch(calls, { concurrency = 8, timeout = s }) -> results, errs (see misskey.batch).
 function Client:batch(calls, opts)
   check_client(self, "batch")
   return require("misskey.batch")(self, calls, opts)
+end
+
+--- client:stream(opts) -> Stream: the Streaming API over one WebSocket (see misskey.stream).
+-- opts: reconnect (true), backoff ({ min = 1, max = 60 } s), watchdog (120 s),
+-- confirm_timeout (10 s), backfill (true); an unknown option raises.
+function Client:stream(opts)
+  check_client(self, "stream")
+  return require("misskey.stream").new(self, opts)
 end
 
 return Client

@@ -20,6 +20,16 @@ function misskey.new(opts)
   return Client.new(opts)
 end
 
+--- The permissions a token needs for the endpoints `names` (sorted, unique):
+-- `misskey.permissions_for{ "notes/create", "drive/files/create" }`. An
+-- unknown endpoint raises, naming the nearest known ones.
+function misskey.permissions_for(names)
+  local schema = require "misskey.schema"
+  local ok, perms = pcall(schema.permissions_for, names)
+  if not ok then error((tostring(perms):gsub("^[^:]*:%d+: ", "")), 2) end
+  return perms
+end
+
 --- The process's default engine (the C core's curl multi handle, sockets and timers).
 misskey.engine = require("misskey.engine").default
 

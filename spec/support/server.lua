@@ -43,14 +43,15 @@ function M.start(opts)
   end
   -- `exec` makes python replace the shell, so its parent is this Lua process
   -- and it exits by itself if this process dies without calling stop().
-  local handle = assert(io.popen("exec " .. PYTHON .. " " .. shell_quote(here .. "server.py") .. args, "r"))
+  local script = opts.script or "server.py" -- or "wsserver.py", the raw WebSocket server
+  local handle = assert(io.popen("exec " .. PYTHON .. " " .. shell_quote(here .. script) .. args, "r"))
   local line = handle:read("*l")
   local port, pid = (line or ""):match("^PORT (%d+) PID (%d+)$")
   if not port then
     handle:close()
     error("support.server: test server did not start (first stdout line: "
       .. (line and ("%q"):format(line) or "none")
-      .. "); run `" .. PYTHON .. " " .. here .. "server.py` to see its error", 2)
+      .. "); run `" .. PYTHON .. " " .. here .. script .. "` to see its error", 2)
   end
   return setmetatable({
     handle = handle,

@@ -492,6 +492,194 @@ ROUTES.update({
 })
 
 
+# ---- pagination, rate limits and retries (spec/paginate_spec.lua, spec/ratelimit_spec.lua) ----
+
+# Per-key request logs: arrival time (server-side monotonic seconds), status, params (without `i`).
+LOG = {}
+
+
+def log_request(key, params, status):
+    entry = {"t": time.monotonic(), "status": status,
+             "params": {k: v for k, v in params.items() if k != "i"}}
+    LOG.setdefault(str(key), []).append(entry)
+    return len(LOG[str(key)])
+
+
+async def request_log(request):
+    key = str((await json_params(request)).get("key"))
+    entries = LOG.get(key, [])
+    return reply({"count": len(entries), "times": [e["t"] for e in entries],
+                  "statuses": [e["status"] for e in entries], "params": [e["params"] for e in entries]})
+
+
+B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def base36(n, width):
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = B36[r] + out
+    return out.rjust(width, "0")
+
+
+# 1,000 items with Misskey's `aid` ids: 8 base36 digits of ms since 2000-01-01 + a 2-digit counter,
+# so byte order is time order. Two items share each millisecond (a date cursor must cope).
+AID_EPOCH_MS = 946684800000
+ITEMS_T0 = 1779321600000  # 2026-05-21T00:00:00Z
+ITEMS = []
+for _i in range(1000):
+    _ms = ITEMS_T0 + (_i // 2) * 1000
+    ITEMS.append({
+        "id": base36(_ms - AID_EPOCH_MS, 8) + base36(_i % 2, 2),
+        "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(_ms // 1000)) + ".%03dZ" % (_ms % 1000),
+        "n": _i + 1,
+        "_ms": _ms,
+    })
+
+
+def public(item):
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+def invalid_param(param, reason):
+    return api_error(400, "Invalid param.", "INVALID_PARAM", "3d81ceae-475f-4600-b2a8-2bc116157532",
+                     info={"param": param, "reason": reason})
+
+
+def page_limit(params):
+    limit = params.get("limit", 10)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1 or limit > 100:
+        return None
+    return limit
+
+
+async def items(request):
+    """protocol.md 8: sinceId/sinceDate alone -> the `limit` items just after, oldest first;
+    none, untilId/untilDate, or both -> newest first. Dates compare the item's ms."""
+    params = await json_params(request)
+    key = params.get("key", "items")
+    limit = page_limit(params)
+    if limit is None:
+        log_request(key, params, 400)
+        return invalid_param("#/properties/limit/maximum", "must be 1..100")
+    since, until = params.get("sinceId"), params.get("untilId")
+    since_d, until_d = params.get("sinceDate"), params.get("untilDate")
+    sel = [it for it in ITEMS
+           if (since is None or it["id"] > since) and (until is None or it["id"] < until)
+           and (since_d is None or it["_ms"] > since_d) and (until_d is None or it["_ms"] < until_d)]
+    ascending = (since is not None or since_d is not None) and until is None and until_d is None
+    if not ascending:
+        sel.reverse()
+    log_request(key, params, 200)
+    return reply([public(it) for it in sel[:limit]])
+
+
+async def items_offset(request):
+    """An offset endpoint (like `users`): newest first, `offset` items skipped."""
+    params = await json_params(request)
+    key = params.get("key", "items-offset")
+    limit = page_limit(params)
+    offset = params.get("offset", 0)
+    if limit is None or not isinstance(offset, int) or offset < 0:
+        log_request(key, params, 400)
+        return invalid_param("#/properties/limit/maximum", "bad limit or offset")
+    log_request(key, params, 200)
+    newest = ITEMS[::-1]
+    return reply([public(it) for it in newest[offset:offset + limit]])
+
+
+def rate_limit_error(reset_in, headers, info=True):
+    reset_ms = math.floor((time.time() + reset_in) * 1000)
+    return api_error(429, "Rate limit exceeded. Please try again later.", "RATE_LIMIT_EXCEEDED",
+                     "d5826d14-3982-4d2e-8011-b9e9f02499ef",
+                     info={"remaining": 0, "reset": reset_ms // 1000, "resetMs": reset_ms, "total": 3}
+                     if info else None, headers=headers)
+
+
+async def limited(request):
+    """The first `times` (default 1) requests of a key get 429 with `Retry-After: retryAfter`
+    (default 1) and info.resetMs; later ones 200. `blind`: no Retry-After and no info.
+    `sharkey`: X-RateLimit-Reset (fractional s), -Remaining 0, -Clear as Sharkey sends them."""
+    params = await json_params(request)
+    key = params.get("key", "limited")
+    times = params.get("times", 1)
+    seen = len(LOG.get(str(key), []))
+    if seen < times:
+        log_request(key, params, 429)
+        if params.get("blind"):
+            return rate_limit_error(0, {}, info=False)
+        retry = float(params.get("retryAfter", 1))
+        headers = {"Retry-After": str(max(0, math.ceil(retry)))}
+        if "sharkey" in params:
+            reset = float(params["sharkey"])
+            headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "%.3f" % reset,
+                            "X-RateLimit-Clear": "%.3f" % (reset * 3)})
+        return rate_limit_error(retry, headers)
+    n = log_request(key, params, 200)
+    return reply({"ok": True, "n": n})
+
+
+async def paced(request):
+    """Logs and answers 200: the spec checks the spacing of arrivals."""
+    params = await json_params(request)
+    n = log_request(params.get("key", "paced"), params, 200)
+    return reply({"ok": True, "n": n})
+
+
+# Sharkey-style leaky bucket per key: `size` requests, one drips out every `drip` seconds.
+BUCKETS = {}
+
+
+async def bucket(request):
+    params = await json_params(request)
+    key = str(params.get("key", "bucket"))
+    size, drip = int(params.get("size", 2)), float(params.get("drip", 0.5))
+    now = time.monotonic()
+    level, last = BUCKETS.get(key, (0.0, now))
+    level = max(0.0, level - (now - last) / drip)
+    if level + 1 > size:
+        BUCKETS[key] = (level, now)
+        log_request(key, params, 429)
+        wait = (level + 1 - size) * drip
+        headers = {"Retry-After": str(math.ceil(wait)), "X-RateLimit-Remaining": "0",
+                   "X-RateLimit-Reset": "%.3f" % wait, "X-RateLimit-Clear": "%.3f" % (level * drip)}
+        return rate_limit_error(wait, headers)
+    level += 1
+    BUCKETS[key] = (level, now)
+    n = log_request(key, params, 200)
+    remaining = int(math.floor(size - level))
+    headers = {"X-RateLimit-Remaining": str(remaining), "X-RateLimit-Clear": "%.3f" % (level * drip)}
+    if remaining == 0:
+        headers["X-RateLimit-Reset"] = "%.3f" % ((level + 1 - size) * drip)
+    return reply({"ok": True, "n": n}, headers=headers)
+
+
+async def flaky(request):
+    """The first `fail` (default 2) requests of a key get an HTML 502, later ones 200.
+    Also served as test/flaky-write (the client's catalogue says which is a write)."""
+    params = await json_params(request)
+    key = params.get("key", "flaky")
+    seen = len(LOG.get(str(key), []))
+    if seen < params.get("fail", 2):
+        log_request(key, params, 502)
+        return await bad_gateway(request)
+    n = log_request(key, params, 200)
+    return reply({"ok": True, "n": n})
+
+
+ROUTES.update({
+    "test/log": request_log,
+    "test/items": items,
+    "test/items-offset": items_offset,
+    "test/limited": limited,
+    "test/paced": paced,
+    "test/bucket": bucket,
+    "test/flaky": flaky,
+    "test/flaky-write": flaky,
+})
+
+
 async def fallback(request):
     name = request.match_info["name"]
     if request.method == "GET" and name in ROUTES:
@@ -502,6 +690,461 @@ async def fallback(request):
                      "2ca3b769-540a-4f08-9dd5-b5a825b6d0f1", headers={})
 
 
+# ---- authentication (spec/auth_spec.lua, spec/cli_spec.lua): MiAuth, legacy app, OAuth 2.0 ----
+# protocol.md 5. Tokens handed out here authenticate `i` (body or Bearer).
+
+AUTH = {"miauth": {}, "apps": {}, "sessions": {}, "codes": {}, "tokens": {}}
+
+
+def auth_user(username):
+    return {"id": "9" + username, "username": username, "name": username.capitalize(), "host": None}
+
+
+def random_token(n):
+    import secrets
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+async def miauth_check(request):
+    """Misskey: {ok:true, token, user} exactly once after approval, else {ok:false} (HTTP 200)."""
+    entry = AUTH["miauth"].get(request.match_info["session"])
+    if entry is None or entry["fetched"]:
+        return reply({"ok": False})
+    entry["fetched"] = True
+    return reply({"ok": True, "token": entry["token"], "user": entry["user"]})
+
+
+async def test_miauth_approve(request):
+    """{session, token?, username?}: what the MiAuth page's Accept does (miauth/gen-token)."""
+    params = await json_params(request)
+    token = params.get("token") or random_token(32)
+    user = auth_user(params.get("username") or "alice")
+    AUTH["miauth"][params["session"]] = {"token": token, "user": user, "fetched": False}
+    AUTH["tokens"][token] = user
+    return reply({"ok": True})
+
+
+async def app_create(request):
+    params = await json_params(request)
+    for key in ("name", "description", "permission"):
+        if key not in params:
+            return invalid_param_auth(key)
+    # `secret` is a test-only override (Misskey ignores unknown params) for a known vector.
+    secret = params.get("secret") or random_token(32)
+    app = {"id": "app" + random_token(6), "name": params["name"], "callbackUrl": params.get("callbackUrl"),
+           "permission": params["permission"], "secret": secret}
+    AUTH["apps"][secret] = app
+    return reply(app)
+
+
+def invalid_param_auth(key):
+    return api_error(400, "Invalid param.", "INVALID_PARAM", "3d81ceae-475f-4600-b2a8-2bc116157532",
+                     info={"param": "#/properties/" + key, "reason": "is required"})
+
+
+async def auth_session_generate(request):
+    params = await json_params(request)
+    if params.get("appSecret") not in AUTH["apps"]:
+        return api_error(400, "No such app.", "NO_SUCH_APP", "92f93e63-428e-4f2f-a5a4-39e1407fe998")
+    import uuid
+    token = str(uuid.uuid4())
+    AUTH["sessions"][token] = {"secret": params["appSecret"], "accessToken": None}
+    port = request.transport.get_extra_info("sockname")[1]
+    return reply({"token": token, "url": "http://%s:%d/auth/%s" % (HOST, port, token)})
+
+
+async def test_auth_approve(request):
+    """{token, accessToken?, username?}: the user accepts the app (auth/accept)."""
+    import hashlib
+    params = await json_params(request)
+    session = AUTH["sessions"].get(params.get("token"))
+    if session is None:
+        return reply({"ok": False})
+    session["accessToken"] = params.get("accessToken") or random_token(32)
+    session["user"] = auth_user(params.get("username") or "alice")
+    api_token = hashlib.sha256((session["accessToken"] + session["secret"]).encode()).hexdigest()
+    AUTH["tokens"][api_token] = session["user"]
+    return reply({"ok": True, "apiToken": api_token})
+
+
+async def auth_session_userkey(request):
+    params = await json_params(request)
+    if params.get("appSecret") not in AUTH["apps"]:
+        return api_error(400, "No such app.", "NO_SUCH_APP", "fcab192a-2c5a-43b7-8ad8-9b7054d8d40d")
+    session = AUTH["sessions"].get(params.get("token"))
+    if session is None or session["secret"] != params["appSecret"]:
+        return api_error(400, "No such session.", "NO_SUCH_SESSION", "5b5a1503-8bc8-4bd0-8054-dc189e8cdcb3")
+    if session["accessToken"] is None:
+        return api_error(400, "This session is not completed yet.", "PENDING_SESSION",
+                         "8c8a4145-02cc-4cca-8e66-29ba60445a8e")
+    del AUTH["sessions"][params["token"]]  # deleted on success: a second call gets NO_SUCH_SESSION
+    return reply({"accessToken": session["accessToken"], "user": session["user"]})
+
+
+async def auth_i(request):
+    params = await json_params(request)
+    token = params.get("i")
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        token = header[7:]
+    user = AUTH["tokens"].get(token)
+    if user is None:
+        return await error_auth(request)
+    return reply(dict(user, isBot=False))
+
+
+async def oauth_metadata(request):
+    port = request.transport.get_extra_info("sockname")[1]
+    base = "http://%s:%d" % (HOST, port)
+    return reply({"issuer": base, "authorization_endpoint": base + "/oauth/authorize",
+                  "token_endpoint": base + "/oauth/token", "scopes_supported": ["read:account", "write:notes"],
+                  "response_types_supported": ["code"], "grant_types_supported": ["authorization_code"],
+                  "code_challenge_methods_supported": ["S256"], "service_documentation": "test"})
+
+
+async def test_oauth_authorize(request):
+    """The user approves on /oauth/authorize: the query's fields in, a code out."""
+    params = await json_params(request)
+    if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+        return reply({"error": "invalid_request"}, status=400)
+    code = random_token(24)
+    AUTH["codes"][code] = dict(params, username=params.get("username") or "alice")
+    return reply({"code": code})
+
+
+async def oauth_token(request):
+    import hashlib
+    form = await request.post()
+    code = AUTH["codes"].pop(form.get("code", ""), None)
+
+    def refuse(what):
+        return reply({"error": "invalid_grant", "error_description": what}, status=400)
+    if form.get("grant_type") != "authorization_code":
+        return reply({"error": "unsupported_grant_type"}, status=400)
+    if code is None:
+        return refuse("unknown or used code")
+    if form.get("client_id") != code.get("client_id") or form.get("redirect_uri") != code.get("redirect_uri"):
+        return refuse("client_id or redirect_uri mismatch")
+    digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+    if base64.urlsafe_b64encode(digest).decode().rstrip("=") != code["code_challenge"]:
+        return refuse("code_verifier does not match the code_challenge")
+    token = random_token(128)
+    AUTH["tokens"][token] = auth_user(code["username"])
+    return reply({"access_token": token, "token_type": "Bearer", "scope": code.get("scope", "")})
+
+
+ROUTES.update({
+    "test/miauth/approve": test_miauth_approve,
+    "app/create": app_create,
+    "auth/session/generate": auth_session_generate,
+    "auth/session/userkey": auth_session_userkey,
+    "test/auth/approve": test_auth_approve,
+    "test/oauth/authorize": test_oauth_authorize,
+})
+ROUTES.setdefault("i", auth_i)
+
+
+# ---- client:schema() (spec/schema_spec.lua): GET /api.json, /nodeinfo/2.1 ----
+
+SCHEMA_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                              "api-2025.7.0.json")
+SCHEMA_STATS = {"api_json": 0}
+
+
+async def api_json(request):
+    """The OpenAPI document, served at the root as Misskey does (a trimmed 2025.7.0 one)."""
+    SCHEMA_STATS["api_json"] += 1
+    with open(SCHEMA_FIXTURE, "rb") as f:
+        body = f.read()
+    return web.Response(body=body, content_type="application/json",
+                        headers={"Cache-Control": "public, max-age=600"})
+
+
+async def nodeinfo(request):
+    return reply({"version": "2.1", "software": {"name": "misskey", "version": "2025.7.0"},
+                  "protocols": ["activitypub"], "services": {"inbound": [], "outbound": []},
+                  "openRegistrations": False, "usage": {"users": {}}, "metadata": {}})
+
+
+async def schema_count(request):
+    return reply({"api_json": SCHEMA_STATS["api_json"]})
+
+
+ROUTES["test/schema-count"] = schema_count
+
+
+# ---- streaming (spec/stream_spec.lua): protocol.md 7 ----
+# GET on any path upgrades (Misskey does not check the path). `bad-token` (in ?i= or a Bearer
+# header, the header wins) gets the 401 before the upgrade; any other token or none is accepted.
+# Channels: `connect` is answered with `connected` when pong is true, except for `noSuchChannel`
+# and beyond 32 channels (ignored silently, as Misskey does). Everything the client sent is
+# recorded per socket for test/stream/state; no record carries a time.
+
+STREAM = {"attempts": 0, "refused": 0, "sockets": [], "notes": [], "notifications": [], "seq": 0,
+          "ping": None}
+
+
+def stream_reset():
+    gate = STREAM.pop("gate", None)
+    if gate is not None:
+        gate.set()
+    LOG.pop("notes/timeline", None)
+    LOG.pop("i/notifications", None)
+    for sock in STREAM["sockets"]:
+        if not sock["closed"]:
+            sock["request"].transport and sock["request"].transport.abort()
+    STREAM.update({"attempts": 0, "refused": 0, "sockets": [], "notes": [], "notifications": [],
+                   "ping": None})
+
+
+def stream_id():
+    """aidx-like: 8 base36 time digits + 4 node + 4 counter, fixed width, time ordered."""
+    STREAM["seq"] += 1
+    ms = int(time.time() * 1000) - AID_EPOCH_MS
+    last = STREAM.get("last_ms", 0)
+    ms = max(ms, last)
+    STREAM["last_ms"] = ms
+    return base36(ms, 8) + "0000" + base36(STREAM["seq"] % (36 ** 4), 4)
+
+
+def stream_token(request):
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[7:], "header"
+    token = request.query.get("i")
+    return token, "query" if token is not None else None
+
+
+async def stream_send(sock, obj):
+    if sock["closed"]:
+        return
+    try:
+        await sock["ws"].send_str(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+async def stream_emit(channel, type_, body):
+    """Sends a channel event to every open socket's channels named `channel`."""
+    n = 0
+    for sock in STREAM["sockets"]:
+        for cid, ch in list(sock["channels"].items()):
+            if ch["channel"] == channel:
+                await stream_send(sock, {"type": "channel", "body": {"id": cid, "type": type_, "body": body}})
+                n += 1
+    return n
+
+
+async def stream_pinger(sock, interval):
+    while not sock["closed"]:
+        await asyncio.sleep(interval)
+        try:
+            await sock["ws"].ping()
+        except (ConnectionError, RuntimeError):
+            return
+
+
+async def streaming(request):
+    STREAM["attempts"] += 1
+    print("SRV upgrade", request.path_qs, request.transport.get_extra_info("peername"), file=sys.stderr, flush=True)  # DBGTMP
+    token, via = stream_token(request)
+    if token == "bad-token":
+        STREAM["refused"] += 1
+        # Misskey destroys the socket after the refusal: no keep-alive.
+        return web.Response(status=401, headers={"Connection": "close",
+            "WWW-Authenticate": 'Bearer realm="Misskey", error="invalid_token", '
+                                'error_description="Failed to authenticate"'})
+    if STREAM.get("gate") is not None:
+        await STREAM["gate"].wait()  # test/stream/drop {hold = true}: upgrades wait for test/stream/release
+    ws = web.WebSocketResponse(autoping=True)
+    await ws.prepare(request)
+    print("SRV prepared", file=sys.stderr, flush=True)  # DBGTMP
+    sock = {"n": len(STREAM["sockets"]) + 1, "ws": ws, "request": request, "closed": False,
+            "path": request.path, "auth": via, "anonymous": token is None,
+            "connects": [], "disconnects": [], "channels": {}, "subs": {}, "subNote": [], "unsubNote": [],
+            "messages": [], "ignored": []}
+    STREAM["sockets"].append(sock)
+    pinger = STREAM["ping"] and asyncio.ensure_future(stream_pinger(sock, STREAM["ping"]))
+    try:
+        async for msg in ws:
+            if msg.type != web.WSMsgType.TEXT:
+                continue
+            try:
+                frame = json.loads(msg.data)
+            except ValueError:
+                continue  # Misskey ignores what is not JSON
+            if not isinstance(frame, dict):
+                continue
+            type_, body = frame.get("type"), frame.get("body")
+            body = body if isinstance(body, dict) else {}
+            if type_ == "connect":
+                sock["connects"].append({"channel": body.get("channel"), "id": body.get("id"),
+                                         "params": body.get("params"), "pong": body.get("pong")})
+                if body.get("channel") == "noSuchChannel" or len(sock["channels"]) >= 32:
+                    sock["ignored"].append(body.get("id"))
+                    continue
+                sock["channels"][body.get("id")] = {"channel": body.get("channel"), "params": body.get("params")}
+                if body.get("pong"):
+                    await stream_send(sock, {"type": "connected", "body": {"id": body.get("id")}})
+            elif type_ == "disconnect":
+                sock["disconnects"].append(body.get("id"))
+                sock["channels"].pop(body.get("id"), None)
+            elif type_ in ("channel", "ch"):
+                sock["messages"].append(body)
+                ch = sock["channels"].get(body.get("id"))
+                if ch and body.get("type") == "echo":
+                    await stream_send(sock, {"type": "channel", "body": {
+                        "id": body.get("id"), "type": "echoed", "body": body.get("body")}})
+            elif type_ in ("subNote", "s", "sr"):
+                nid = body.get("id")
+                sock["subNote"].append(nid)
+                sock["subs"][nid] = sock["subs"].get(nid, 0) + 1
+            elif type_ in ("unsubNote", "un"):
+                nid = body.get("id")
+                sock["unsubNote"].append(nid)
+                if sock["subs"].get(nid):
+                    sock["subs"][nid] -= 1
+                    if sock["subs"][nid] == 0:
+                        del sock["subs"][nid]
+    finally:
+        sock["closed"] = True
+        if pinger:
+            pinger.cancel()
+    return ws
+
+
+def stream_page(items, params):
+    """Misskey's order (protocol.md 8): sinceId alone -> oldest first; otherwise newest first."""
+    limit = page_limit(params)
+    if limit is None:
+        return None
+    since, until = params.get("sinceId"), params.get("untilId")
+    sel = [it for it in items if (since is None or it["id"] > since) and (until is None or it["id"] < until)]
+    if not (since is not None and until is None):
+        sel.reverse()
+    return sel[:limit]
+
+
+async def notes_timeline(request):
+    params = await json_params(request)
+    log_request("notes/timeline", params, 200)
+    page = stream_page(STREAM["notes"], params)
+    if page is None:
+        return invalid_param("#/properties/limit/maximum", "must be 1..100")
+    return reply(page)
+
+
+async def i_notifications(request):
+    params = await json_params(request)
+    log_request("i/notifications", params, 200)
+    page = stream_page(STREAM["notifications"], params)
+    if page is None:
+        return invalid_param("#/properties/limit/maximum", "must be 1..100")
+    return reply(page)
+
+
+async def test_stream_post(request):
+    params = await json_params(request)
+    note = {"id": stream_id(), "text": params.get("text"), "userId": "9alice",
+            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+    STREAM["notes"].append(note)
+    await stream_emit("homeTimeline", "note", note)
+    return reply(note)
+
+
+async def test_stream_notify(request):
+    params = await json_params(request)
+    body = params.get("body") if isinstance(params.get("body"), dict) else {}
+    note = dict(body, id=stream_id())
+    STREAM["notifications"].append(note)
+    await stream_emit("main", params.get("type", "notification"), note)
+    return reply(note)
+
+
+async def test_stream_emit(request):
+    """{channel, type, body}: a channel event; or {type, body} without channel: a top-level message."""
+    params = await json_params(request)
+    if params.get("channel"):
+        return reply({"sent": await stream_emit(params["channel"], params.get("type"), params.get("body"))})
+    n = 0
+    for sock in STREAM["sockets"]:
+        if not sock["closed"]:
+            await stream_send(sock, {"type": params.get("type"), "body": params.get("body")})
+            n += 1
+    return reply({"sent": n})
+
+
+async def test_stream_raw(request):
+    """{text}: a raw text frame (not JSON) to every socket."""
+    params = await json_params(request)
+    for sock in STREAM["sockets"]:
+        if not sock["closed"]:
+            try:
+                await sock["ws"].send_str(params.get("text", ""))
+            except (ConnectionError, RuntimeError):
+                pass
+    return reply({"ok": True})
+
+
+async def test_stream_drop(request):
+    """Closes every streaming socket abruptly (no close frame). {hold = true}: new upgrades
+    wait until test/stream/release, so whatever is posted meanwhile is missed for sure."""
+    if (await json_params(request)).get("hold"):
+        STREAM["gate"] = asyncio.Event()
+    n = 0
+    for sock in STREAM["sockets"]:
+        if not sock["closed"]:
+            sock["closed"] = True
+            transport = sock["request"].transport
+            if transport:
+                transport.abort()
+            n += 1
+    return reply({"dropped": n})
+
+
+async def test_stream_release(request):
+    gate = STREAM.pop("gate", None)
+    if gate is not None:
+        gate.set()
+    return reply({"ok": True})
+
+
+async def test_stream_config(request):
+    """{ping = seconds}: new sockets get a protocol PING that often."""
+    params = await json_params(request)
+    STREAM["ping"] = params.get("ping")
+    return reply({"ok": True})
+
+
+async def test_stream_reset(request):
+    stream_reset()
+    return reply({"ok": True})
+
+
+async def test_stream_state(request):
+    socks = []
+    for s in STREAM["sockets"]:
+        socks.append({k: v for k, v in s.items() if k not in ("ws", "request")})
+    return reply({"attempts": STREAM["attempts"], "refused": STREAM["refused"], "sockets": socks,
+                  "open": sum(1 for s in STREAM["sockets"] if not s["closed"])})
+
+
+for _name, _handler in (("notes/timeline", notes_timeline), ("i/notifications", i_notifications)):
+    ROUTES.setdefault(_name, _handler)
+ROUTES.update({
+    "test/stream/post": test_stream_post,
+    "test/stream/notify": test_stream_notify,
+    "test/stream/emit": test_stream_emit,
+    "test/stream/raw": test_stream_raw,
+    "test/stream/drop": test_stream_drop,
+    "test/stream/config": test_stream_config,
+    "test/stream/release": test_stream_release,
+    "test/stream/reset": test_stream_reset,
+    "test/stream/state": test_stream_state,
+})
+
+
 def make_app():
     # Allow big uploads through echo; Misskey's own 1 MiB limit is not modelled.
     app = web.Application(middlewares=[api_middleware], client_max_size=64 * 1024 * 1024)
@@ -509,6 +1152,12 @@ def make_app():
     app.router.add_route("*", "/echo/{tail:.*}", echo)
     for name, handler in ROUTES.items():
         app.router.add_post("/api/" + name, handler)
+    app.router.add_post("/api/miauth/{session}/check", miauth_check)
+    app.router.add_get("/.well-known/oauth-authorization-server", oauth_metadata)
+    app.router.add_post("/oauth/token", oauth_token)
+    app.router.add_get("/api.json", api_json)
+    app.router.add_get("/nodeinfo/2.1", nodeinfo)
+    app.router.add_get("/streaming", streaming)  # Misskey upgrades any path; the client uses this one
     app.router.add_route("*", "/api/{name:.*}", fallback)  # must stay last
     return app
 

@@ -30,7 +30,9 @@ end
 local function wait(engine, transfer, req)
   local last = { sent = -1, total = -1 }
   local tick = req.progress and 0.1 or nil
-  local shared = engine == engines.default()
+  -- A plain script with no tasks: nothing else can be waiting, so step the
+  -- engine directly (the scheduler's bookkeeping costs more than the step).
+  local shared = engine == engines.default() and (loop.current() or loop.alive() > 0)
   while not transfer:done() do
     if shared then
       loop.await_transfer(transfer, tick)
@@ -68,6 +70,10 @@ function curl.new(engine)
     local transfer = engine:request(req)
     wait(engine, transfer, req)
     return to_response(transfer, req)
+  end
+  --- transport.websocket(req) -> ws | nil, msg, err (see misskey.transport.websocket)
+  function transport.websocket(req)
+    return require("misskey.transport.websocket").connect(engine, req)
   end
   return transport
 end

@@ -1,0 +1,138 @@
+/* curl_loop: the raw libcurl baseline of bench/request_bench.lua.
+ *
+ *   curl_loop URL COUNT BODY USER_AGENT [MAX_SECONDS]
+ *
+ * One easy handle, set up once and reused, POSTs BODY (application/json, the
+ * headers misskey's client sends) to URL: one warm-up request, then COUNT
+ * requests one after the other on the kept-alive connection, stopping early
+ * after MAX_SECONDS (default 30). Each reply's headers and body are kept in
+ * growable buffers, as the Lua client's engine does. Prints one line:
+ *
+ *   requests=N seconds=S rate=R bytes=B connects=C
+ *
+ * (B: body bytes of the last reply; C: new connections opened after the
+ * warm-up, 0 when keep-alive works.) Exits 1 on any failure or non-2xx status. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+typedef struct {
+  char *data;
+  size_t len, cap;
+} buf;
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud) {
+  buf *b = ud;
+  size_t len = size * n;
+  if (b->len + len > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    char *d;
+    while (cap < b->len + len) cap *= 2;
+    d = realloc(b->data, cap);
+    if (d == NULL) return 0;
+    b->data = d;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, p, len);
+  b->len += len;
+  return len;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One request; returns 0 on a 2xx reply. */
+static int perform(CURL *c, buf *head, buf *body, long *connects) {
+  long status = 0, n = 0;
+  CURLcode rc;
+  head->len = body->len = 0;
+  rc = curl_easy_perform(c);
+  if (rc != CURLE_OK) {
+    fprintf(stderr, "curl_loop: %s\n", curl_easy_strerror(rc));
+    return -1;
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &n);
+  *connects += n;
+  if (status < 200 || status > 299) {
+    fprintf(stderr, "curl_loop: HTTP %ld\n", status);
+    return -1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *url, *body, *ua;
+  long count, i, connects = 0;
+  double max_seconds = 30, t0, dt;
+  buf head = {NULL, 0, 0}, data = {NULL, 0, 0};
+  struct curl_slist *headers = NULL;
+  CURL *c;
+  int status = 0;
+
+  if (argc < 5 || argc > 6) {
+    fprintf(stderr, "usage: curl_loop URL COUNT BODY USER_AGENT [MAX_SECONDS]\n");
+    return 2;
+  }
+  url = argv[1];
+  count = strtol(argv[2], NULL, 10);
+  body = argv[3];
+  ua = argv[4];
+  if (argc == 6) max_seconds = strtod(argv[5], NULL);
+  if (count < 1) count = 1;
+
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  c = curl_easy_init();
+  if (c == NULL) return 1;
+  headers = curl_slist_append(headers, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Accept: application/json");
+  headers = curl_slist_append(headers, "Expect:");
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
+  curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &data);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &head);
+
+  if (perform(c, &head, &data, &connects) != 0) { /* warm-up: connects */
+    status = 1;
+    goto done;
+  }
+  connects = 0;
+  t0 = now();
+  for (i = 0; i < count; i++) {
+    if (perform(c, &head, &data, &connects) != 0) {
+      status = 1;
+      goto done;
+    }
+    if ((i & 63) == 63 && now() - t0 > max_seconds) {
+      i++;
+      break;
+    }
+  }
+  dt = now() - t0;
+  printf("requests=%ld seconds=%.6f rate=%.1f bytes=%lu connects=%ld\n", i, dt, (double)i / dt,
+         (unsigned long)data.len, connects);
+
+done:
+  curl_easy_cleanup(c);
+  curl_slist_free_all(headers);
+  curl_global_cleanup();
+  free(head.data);
+  free(data.data);
+  return status;
+}

@@ -1,0 +1,340 @@
+--- Getting a token: MiAuth, the legacy app flow and OAuth 2.0 with PKCE.
+-- See README "Getting a token". Every function that talks to a server takes
+-- `host` as a host name, a base URL or a client (misskey.new) to go through.
+-- Misuse raises; operational failures return `nil, message, err`, where
+-- `err.kind` is "pending" (not approved yet), "timeout", "auth" (OAuth refused
+-- or a state mismatch) or the client's usual kinds.
+-- @usage
+-- local s = auth.miauth{ host = "misskey.example", name = "my bot", permission = { "read:account" } }
+-- print("open " .. s.url)
+-- local token, user = assert(s:wait{ timeout = 300, save = true })
+local Client = require "misskey.client"
+local core = require "misskey.core"
+local credentials = require "misskey.credentials"
+local errors = require "misskey.errors"
+local json = require "misskey.json"
+local loop = require "misskey.loop"
+
+local auth = {}
+
+--- Misskey's permission names (85, Misskey's order) from the generated catalogue, or nil.
+function auth.permissions()
+  local ok, endpoints = pcall(require, "misskey.endpoints")
+  if ok and type(endpoints) == "table" and type(endpoints.permissions) == "table" then
+    return endpoints.permissions
+  end
+  return nil
+end
+
+local function argerror(fname, what, level)
+  error(("bad argument #1 to '%s' (%s)"):format(fname, what), (level or 2) + 1)
+end
+
+local function check_keys(fname, opts, allowed)
+  if type(opts) ~= "table" then argerror(fname, "options table expected, got " .. type(opts), 3) end
+  for k in pairs(opts) do
+    if not allowed[k] then argerror(fname, "unknown option '" .. tostring(k) .. "'", 3) end
+  end
+end
+
+local function check_string(fname, opts, key, required)
+  local v = opts[key]
+  if v == nil and not required then return end
+  if type(v) ~= "string" or (v == "" and required) then
+    argerror(fname, ("option '%s' must be a %sstring"):format(key, required and "non-empty " or ""), 3)
+  end
+end
+
+-- A client to go through: the given one, or an anonymous one for `host`.
+local function client_for(fname, host)
+  if getmetatable(host) == Client then return host end
+  if type(host) ~= "string" or host == "" then
+    argerror(fname, "host (a host name, base URL or client) expected, got " .. type(host), 3)
+  end
+  return Client.new{ host = host, token = false }
+end
+
+-- The permission list, checked (C) against Misskey's unless strict = false; duplicates dropped.
+local function check_permissions(fname, permission, strict)
+  if permission == nil then return {} end
+  if type(permission) == "string" then
+    local list = {}
+    for name in permission:gmatch("[^,%s]+") do list[#list + 1] = name end
+    permission = list
+  end
+  if type(permission) ~= "table" then argerror(fname, "permission must be a list of names", 3) end
+  local ok, list = pcall(core.check_permissions, permission, auth.permissions(), strict ~= false)
+  if not ok then
+    list = tostring(list):gsub("^permission: ", "")
+    argerror(fname, list, 3)
+  end
+  return list
+end
+
+local function poll(fname, once, opts)
+  if opts == nil then opts = {} end
+  check_keys(fname, opts, { timeout = true, interval = true, save = true })
+  local timeout, interval = opts.timeout or 300, opts.interval or 2
+  for _, k in ipairs{ "timeout", "interval" } do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0) then
+      argerror(fname, ("option '%s' must be a number of seconds > 0"):format(k), 3)
+    end
+  end
+  local deadline = core.now() + timeout
+  while true do
+    local left = deadline - core.now()
+    local token, user, err = once(math.max(left, 1))
+    if token then return token, user end
+    if err.kind ~= "pending" then return nil, user, err end
+    left = deadline - core.now()
+    if left <= 0 then
+      return errors.fail("timeout", ("%s: not approved within %g s (%s)"):format(fname, timeout, user),
+        { endpoint = err.endpoint })
+    end
+    loop.sleep(math.min(interval, left))
+  end
+end
+
+-- Stores a fresh token at once (it is handed out only once). On a failed save the
+-- token is still returned, the save's message and err after it.
+local function saved(client, token, user, save)
+  if not token or not save then return token, user end
+  local key, msg, err = credentials.add{ host = client.base_url, token = token, user = user }
+  if not key then return token, user, msg, err end
+  return token, user
+end
+
+-- ---- MiAuth ----
+
+local Session = { __name = "misskey.auth.Session" }
+Session.__index = Session
+
+function Session:__tostring()
+  return ("misskey.auth.Session (%s)"):format(self.url)
+end
+
+local MIAUTH_OPTIONS = { host = true, name = true, icon = true, callback = true, permission = true, strict = true }
+
+--- auth.miauth{ host, name, icon, callback, permission = { ... }, strict = true } -> session
+-- `session.session` is a fresh UUID v4, `session.url` the page to send the user to.
+-- Permission names outside Misskey's list raise unless `strict = false` (a fork's own).
+function auth.miauth(opts)
+  check_keys("miauth", opts, MIAUTH_OPTIONS)
+  for _, k in ipairs{ "name", "icon", "callback" } do check_string("miauth", opts, k) end
+  local client = client_for("miauth", opts.host)
+  local permission = check_permissions("miauth", opts.permission, opts.strict)
+  local session = core.uuid()
+  local url = core.miauth_url{
+    base = client.base_url, session = session, name = opts.name, icon = opts.icon, callback = opts.callback,
+    permission = permission, strict = false, -- checked above
+  }
+  return setmetatable({
+    session = session, url = url, permission = permission, base_url = client.base_url, host = client.host,
+    _client = client,
+  }, Session)
+end
+
+local PENDING = "the session is not approved: Misskey answers the same for a pending, unknown or already-used session"
+
+--- session:check([{ timeout = s }]) -> token, user | nil, message, err (err.kind "pending")
+-- POSTs /api/miauth/<session>/check once. Misskey hands the token out exactly once.
+function Session:check(opts)
+  if getmetatable(self) ~= Session then error("bad self to 'check' (call it as session:check())", 2) end
+  local endpoint = "miauth/" .. self.session .. "/check"
+  local res, value, err = self._client:http{
+    method = "POST", path = "/api/" .. endpoint, headers = { ["Content-Type"] = "application/json" },
+    body = "{}", json = true, timeout = opts and opts.timeout,
+  }
+  if not res then return nil, value, err end
+  if res.status ~= 200 or type(value) ~= "table" then
+    return errors.fail("http", ("%s: HTTP %d (%s)"):format(endpoint, res.status,
+      res.headers["content-type"] or "no content type"), { status = res.status, endpoint = endpoint })
+  end
+  if value.ok == true and type(value.token) == "string" then return value.token, value.user end
+  return errors.fail("pending", endpoint .. ": " .. PENDING, { endpoint = endpoint, session = self.session })
+end
+
+--- session:wait{ timeout = 300, interval = 2, save = false } -> token, user | nil, message, err
+-- Polls check() (misskey.sleep between: yields in a task, blocks in a script) until
+-- approved or `timeout` seconds pass (err.kind "timeout"). `save = true` stores the
+-- account in the credential store as soon as the token arrives.
+function Session:wait(opts)
+  if getmetatable(self) ~= Session then error("bad self to 'wait' (call it as session:wait{...})", 2) end
+  local token, user, err = poll("wait", function(t) return self:check{ timeout = t } end, opts)
+  if not token then return nil, user, err end
+  return saved(self._client, token, user, opts and opts.save)
+end
+
+-- ---- Legacy app flow ----
+
+local APP_OPTIONS = { host = true, name = true, description = true, permission = true, callback = true, strict = true }
+
+--- auth.app_create{ host, name, description, permission, callback, strict } -> app | nil, message, err
+-- `app.id`, `app.secret` (keep the secret private).
+function auth.app_create(opts)
+  check_keys("app_create", opts, APP_OPTIONS)
+  check_string("app_create", opts, "name", true)
+  check_string("app_create", opts, "callback")
+  if opts.description ~= nil and type(opts.description) ~= "string" then
+    argerror("app_create", "option 'description' must be a string", 2)
+  end
+  local client = client_for("app_create", opts.host)
+  local permission = check_permissions("app_create", opts.permission, opts.strict)
+  return client:request("app/create", {
+    name = opts.name, description = opts.description or "", permission = json.array(permission),
+    callbackUrl = opts.callback,
+  })
+end
+
+local function check_secret(fname, secret, n)
+  if type(secret) ~= "string" or secret == "" then
+    error(("bad argument #%d to '%s' (%s expected)"):format(n, fname, n == 2 and "app secret" or "session token"), 3)
+  end
+end
+
+--- auth.app_session(host, secret) -> { token, url } | nil, message, err
+-- Send the user to `url`; then auth.app_userkey with `token`.
+function auth.app_session(host, secret)
+  local client = client_for("app_session", host)
+  check_secret("app_session", secret, 2)
+  return client:request("auth/session/generate", { appSecret = secret })
+end
+
+--- auth.app_userkey(host, secret, session_token) -> api_token, user | nil, message, err
+-- api_token = sha256hex(accessToken .. secret). err.kind "pending" until the user accepts.
+function auth.app_userkey(host, secret, token)
+  local client = client_for("app_userkey", host)
+  check_secret("app_userkey", secret, 2)
+  check_secret("app_userkey", token, 3)
+  local endpoint = "auth/session/userkey"
+  local res, msg, err = client:request(endpoint, { appSecret = secret, token = token })
+  if not res then
+    msg = errors.redact(errors.redact(msg, secret), token)
+    err.message = msg
+    if err.kind == "api" and err.code == "PENDING_SESSION" then
+      err.kind = "pending"
+      err.message = endpoint .. ": the user has not accepted the app yet (PENDING_SESSION)"
+      return nil, err.message, err
+    end
+    return nil, msg, err
+  end
+  if type(res) ~= "table" or type(res.accessToken) ~= "string" then
+    return errors.fail("decode", endpoint .. ": no accessToken in the reply", { endpoint = endpoint })
+  end
+  return core.sha256(res.accessToken .. secret, "hex"), res.user
+end
+
+--- auth.app_wait(host, secret, session_token, { timeout, interval, save }) -> api_token, user | nil, message, err
+function auth.app_wait(host, secret, token, opts)
+  local client = client_for("app_wait", host)
+  local api_token, user, err = poll("app_wait", function()
+    return auth.app_userkey(client, secret, token)
+  end, opts)
+  if not api_token then return nil, user, err end
+  return saved(client, api_token, user, opts and opts.save)
+end
+
+-- ---- OAuth 2.0, authorization code with PKCE S256 ----
+
+local function form(pairs_)
+  local out = {}
+  for i = 1, #pairs_, 2 do
+    local v = pairs_[i + 1]
+    if v ~= nil and v ~= "" then out[#out + 1] = pairs_[i] .. "=" .. core.urlencode(v) end
+  end
+  return table.concat(out, "&")
+end
+
+--- auth.oauth_discover(host) -> metadata | nil, message, err
+-- RFC 8414 metadata from /.well-known/oauth-authorization-server.
+function auth.oauth_discover(host)
+  local client = client_for("oauth_discover", host)
+  local path = "/.well-known/oauth-authorization-server"
+  local res, value, err = client:http{ path = path, json = true }
+  if not res then return nil, value, err end
+  if res.status ~= 200 or type(value) ~= "table" then
+    return errors.fail("http", ("GET %s: HTTP %d: the server has no OAuth 2.0 metadata (Misskey >= 2023.9.0)")
+      :format(path, res.status), { status = res.status, endpoint = path })
+  end
+  return value
+end
+
+local START_OPTIONS = {
+  host = true, client_id = true, redirect_uri = true, permission = true, strict = true,
+  authorization_endpoint = true,
+}
+
+--- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint }
+-- -> { url, state, verifier, challenge }. Keep `state` and `verifier` for oauth_exchange.
+function auth.oauth_start(opts)
+  check_keys("oauth_start", opts, START_OPTIONS)
+  check_string("oauth_start", opts, "client_id", true)
+  check_string("oauth_start", opts, "redirect_uri", true)
+  check_string("oauth_start", opts, "authorization_endpoint")
+  local client = client_for("oauth_start", opts.host)
+  local permission = check_permissions("oauth_start", opts.permission, opts.strict)
+  local verifier = core.base64url(core.random(32)) -- 43 characters (RFC 7636 4.1)
+  local state = core.base64url(core.random(16))
+  local challenge = core.base64url(core.sha256(verifier))
+  local endpoint = opts.authorization_endpoint or client.base_url .. "/oauth/authorize"
+  local url = endpoint .. (endpoint:find("?", 1, true) and "&" or "?") .. form{
+    "response_type", "code", "client_id", opts.client_id, "redirect_uri", opts.redirect_uri,
+    "scope", table.concat(permission, " "), "state", state,
+    "code_challenge", challenge, "code_challenge_method", "S256",
+  }
+  return { url = url, state = state, verifier = verifier, challenge = challenge }
+end
+
+local function unescape(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- auth.oauth_parse_redirect(url) -> { code, state, error, error_description } from a redirect URL's query.
+function auth.oauth_parse_redirect(url)
+  if type(url) ~= "string" then argerror("oauth_parse_redirect", "URL string expected", 2) end
+  local query = url:match("%?([^#]*)") or ""
+  local out = {}
+  for k, v in query:gmatch("([^&=]+)=?([^&]*)") do out[unescape(k)] = unescape(v) end
+  return out
+end
+
+local EXCHANGE_OPTIONS = {
+  host = true, code = true, state = true, expected_state = true, verifier = true, client_id = true,
+  redirect_uri = true, token_path = true,
+}
+
+--- auth.oauth_exchange{ host, code, state, expected_state, verifier, client_id, redirect_uri }
+-- -> token, reply | nil, message, err. A state that differs from expected_state is refused
+-- before anything is sent (err.kind "auth"); so is a refusal by the server.
+function auth.oauth_exchange(opts)
+  check_keys("oauth_exchange", opts, EXCHANGE_OPTIONS)
+  for _, k in ipairs{ "code", "verifier", "client_id", "redirect_uri", "expected_state" } do
+    check_string("oauth_exchange", opts, k, true)
+  end
+  local client = client_for("oauth_exchange", opts.host)
+  local path = opts.token_path or "/oauth/token"
+  if opts.state ~= opts.expected_state then
+    return errors.fail("auth", "OAuth: the state in the redirect does not match the one sent "
+      .. "(a stale or forged redirect); start again", { endpoint = path })
+  end
+  local res, value, err = client:http{
+    method = "POST", path = path, json = true,
+    headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+    body = form{
+      "grant_type", "authorization_code", "code", opts.code, "redirect_uri", opts.redirect_uri,
+      "client_id", opts.client_id, "code_verifier", opts.verifier,
+    },
+  }
+  if not res then return nil, value, err end
+  if res.status ~= 200 or type(value) ~= "table" or type(value.access_token) ~= "string" then
+    local e = type(value) == "table" and value or {}
+    local what = type(e.error) == "string" and e.error or "no access_token"
+    if type(e.error_description) == "string" then what = what .. ": " .. e.error_description end
+    return errors.fail("auth", errors.redact(("POST %s: OAuth token request refused (HTTP %d): %s"):format(
+      path, res.status, what), opts.code), { status = res.status, endpoint = path, error = e.error })
+  end
+  return value.access_token, value
+end
+
+return auth

@@ -1,0 +1,377 @@
+--- The `misskey` command (bin/misskey is a thin launcher). See README "The misskey command".
+-- `cli.main(argv)` returns the exit status: 0 success, 1 an API, network or
+-- credential-store failure, 2 a usage error. Only `misskey token` prints a token.
+local Client = require "misskey.client"
+local auth = require "misskey.auth"
+local credentials = require "misskey.credentials"
+local json = require "misskey.json"
+
+local cli = {}
+
+local USAGE = [[
+usage: misskey COMMAND [options]
+
+commands:
+  login      get a token in the browser and store it (MiAuth, legacy app or OAuth)
+  logout     forget a stored account
+  accounts   list the stored accounts (* marks the default)
+  whoami     show the account a token belongs to
+  token      print the token (the only command that prints one)
+  api        call an API endpoint and print the JSON reply
+
+Host and token come from --host/--account, then MISSKEY_HOST + MISSKEY_TOKEN,
+then the credential store's default account.
+`misskey COMMAND --help` describes a command.]]
+
+local HELP = {
+  login = [[
+usage: misskey login [--host HOST] [--permission a,b] [--method miauth|app|oauth]
+                     [--name NAME] [--timeout SECONDS] [--default]
+                     [--client-id URL --redirect-uri URI]   (oauth)
+
+Prints a URL to open in a browser, waits until you approve it there, and stores
+the account ("@user@host") in the credential store. The first account stored
+becomes the default; --default makes this one the default.
+  --host        the server (default: MISSKEY_HOST)
+  --permission  comma-separated permission names (default: every non-admin one)
+  --method      miauth (default), app (legacy app flow) or oauth (OAuth 2.0 + PKCE)
+  --timeout     seconds to wait for the approval (default 300)
+  --client-id, --redirect-uri   oauth: your client's id (a URL) and redirect URI;
+                after approving, paste the address the browser was sent to.]],
+  logout = [[
+usage: misskey logout [ACCOUNT]
+
+Removes ACCOUNT ("@user@host"; default: the default account) from the credential
+store. The token itself stays valid on the server: revoke it in the web UI
+(Settings > Security/API) if it may have leaked.]],
+  accounts = [[
+usage: misskey accounts
+
+Lists the stored accounts; * marks the default.]],
+  whoami = [[
+usage: misskey whoami [--host HOST] [--account ACCOUNT]
+
+Calls `i` and prints @user@host and the display name.]],
+  token = [[
+usage: misskey token [--host HOST] [--account ACCOUNT]
+
+Prints the token that the other commands would use. Keep it secret.]],
+  api = [[
+usage: misskey api ENDPOINT [key=value ...] [key:=json ...] [--input FILE|-]
+                   [--host HOST] [--account ACCOUNT]
+
+Calls ENDPOINT (e.g. notes/create) and prints the reply as indented JSON.
+  key=value    a string parameter
+  key:=json    a raw JSON parameter (key:=10, key:=true, key:='["a"]')
+  --input F    a JSON object of parameters from file F (- for stdin); key=value
+               arguments are applied on top of it.]],
+}
+
+local OPTIONS = {
+  login = { host = 1, permission = 1, method = 1, name = 1, timeout = 1, interval = 1, default = 0,
+            ["client-id"] = 1, ["redirect-uri"] = 1 },
+  logout = {}, accounts = {},
+  whoami = { host = 1, account = 1 }, token = { host = 1, account = 1 },
+  api = { host = 1, account = 1, input = 1 },
+}
+
+-- A usage error (exit 2) or a failure (exit 1), raised inside main and caught there.
+local Exit = {}
+local function usage(msg) error(setmetatable({ code = 2, msg = msg }, Exit), 0) end
+local function failure(msg) error(setmetatable({ code = 1, msg = msg }, Exit), 0) end
+
+local function out(s) io.stdout:write(s, "\n") end
+local function note(s) io.stderr:write(s, "\n") end
+
+local function parse(command, argv, from)
+  local spec, opts, args = OPTIONS[command], {}, {}
+  local i = from
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then
+      opts.help = true
+    elseif a:sub(1, 2) == "--" and #a > 2 then
+      local name, value = a:match("^%-%-([^=]+)=(.*)$")
+      name = name or a:sub(3)
+      local arity = spec[name]
+      if arity == nil then usage(("misskey %s: unknown option --%s"):format(command, name)) end
+      if arity == 1 and value == nil then
+        i = i + 1
+        value = argv[i]
+        if value == nil then usage(("misskey %s: --%s needs a value"):format(command, name)) end
+      elseif arity == 0 then
+        if value ~= nil then usage(("misskey %s: --%s takes no value"):format(command, name)) end
+        value = true
+      end
+      opts[name] = value
+    else
+      args[#args + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, args
+end
+
+local function number_opt(command, opts, name, default)
+  if opts[name] == nil then return default end
+  local n = tonumber(opts[name])
+  if not n or n <= 0 then usage(("misskey %s: --%s must be a number of seconds > 0"):format(command, name)) end
+  return n
+end
+
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
+
+-- Library misuse (a bad host, an unknown permission) raises: for the command it is a usage error.
+local function guarded(fn, ...)
+  local res = { n = select("#", ...), pcall(fn, ...) }
+  if not res[1] then
+    if getmetatable(res[2]) == Exit then error(res[2], 0) end
+    usage((tostring(res[2]):gsub("^[^:]*:%d+: ", "")))
+  end
+  return unpack(res, 2, 4)
+end
+
+local function client_for(opts)
+  return guarded(Client.new, { host = opts.host, account = opts.account })
+end
+
+local function account_name(client, user)
+  return credentials.key(user.username or "?", client.base_url)
+end
+
+-- ---- commands ----
+
+local commands = {}
+
+function commands.accounts(_, args)
+  if #args > 0 then usage("misskey accounts: no arguments expected") end
+  local store, msg, err = credentials.load()
+  if not store then failure(msg) end
+  if msg and not err then failure(msg) end
+  local keys = credentials.list(store)
+  if #keys == 0 then
+    note("no stored accounts (log in with `misskey login`)")
+    return 0
+  end
+  for _, key in ipairs(keys) do
+    out((key == store.default and "* " or "  ") .. key .. "  " .. tostring(store.accounts[key].host))
+  end
+  return 0
+end
+
+function commands.logout(_, args)
+  if #args > 1 then usage("misskey logout: at most one ACCOUNT expected") end
+  local key, msg = credentials.remove(args[1])
+  if not key then failure(msg) end
+  out("removed " .. key .. " from the credential store")
+  return 0
+end
+
+function commands.whoami(opts, args)
+  if #args > 0 then usage("misskey whoami: no arguments expected") end
+  local client = client_for(opts)
+  if not client._token then failure("misskey whoami: no token for " .. client.base_url .. " (log in first)") end
+  local me, msg = client:request("i")
+  if not me then failure(msg) end
+  out(account_name(client, me) .. (type(me.name) == "string" and ("  (" .. me.name .. ")") or ""))
+  return 0
+end
+
+function commands.token(opts, args)
+  if #args > 0 then usage("misskey token: no arguments expected") end
+  local client = client_for(opts)
+  if not client._token then failure("misskey token: no token for " .. client.base_url) end
+  out(client._token)
+  return 0
+end
+
+local function read_input(name)
+  local text
+  if name == "-" then
+    text = io.stdin:read("*a")
+  else
+    local f, why = io.open(name, "rb")
+    if not f then usage("misskey api: --input: " .. tostring(why)) end
+    text = f:read("*a")
+    f:close()
+  end
+  local value, why = json.decode(text or "")
+  if type(value) ~= "table" or value[1] ~= nil then
+    usage("misskey api: --input must hold a JSON object" .. (why and (" (" .. why .. ")") or ""))
+  end
+  return value
+end
+
+function commands.api(opts, args)
+  local endpoint = args[1]
+  if not endpoint then usage("misskey api: ENDPOINT expected (e.g. misskey api meta)") end
+  local params = opts.input and read_input(opts.input) or {}
+  for i = 2, #args do
+    local a = args[i]
+    local key, raw = a:match("^([^=:]+):=(.*)$")
+    if key then
+      local value, why = json.decode(raw)
+      if value == nil and raw ~= "null" then
+        usage(("misskey api: %s: not JSON (%s)"):format(a, tostring(why)))
+      end
+      params[key] = value == nil and json.null or value
+    else
+      local k, v = a:match("^([^=]+)=(.*)$")
+      if not k then usage(("misskey api: %q is neither key=value nor key:=json"):format(a)) end
+      params[k] = v
+    end
+  end
+  local client = client_for(opts)
+  local result, msg = guarded(client.request, client, endpoint, params)
+  if result == nil then failure(msg) end
+  if result ~= true then out(json.pretty(result)) end
+  return 0
+end
+
+local function default_permissions()
+  local all = auth.permissions()
+  if not all then return nil end
+  local list = {}
+  for _, p in ipairs(all) do
+    if not p:find(":admin:", 1, true) then list[#list + 1] = p end
+  end
+  return list
+end
+
+local function same_origin_path(url, base)
+  if type(url) ~= "string" or url:sub(1, #base + 1) ~= base .. "/" then return nil end
+  return url:sub(#base + 1)
+end
+
+local function login_oauth(client, opts, permission, strict)
+  local id, redirect = opts["client-id"], opts["redirect-uri"]
+  if not id or not redirect then usage("misskey login --method oauth: --client-id and --redirect-uri are required") end
+  local md, msg = auth.oauth_discover(client)
+  if not md then failure(msg) end
+  local start = guarded(auth.oauth_start, {
+    host = client, client_id = id, redirect_uri = redirect, permission = permission, strict = strict,
+    authorization_endpoint = type(md.authorization_endpoint) == "string" and md.authorization_endpoint or nil,
+  })
+  -- A loopback redirect_uri (http://127.0.0.1:PORT/... or localhost): listen on
+  -- exactly that port for the browser's redirect; anything else: paste it.
+  local port = redirect:match("^http://127%.0%.0%.1:(%d+)/") or redirect:match("^http://localhost:(%d+)/")
+  local listener, lerr
+  if port then listener, lerr = require("misskey.core").listen(tonumber(port)) end
+  if port and not listener then failure("misskey login: " .. lerr) end
+  out("Open this URL in a browser and approve the app:")
+  out("  " .. start.url)
+  io.stdout:flush()
+  local line
+  if listener then
+    note("Waiting for the browser's redirect to " .. redirect .. " ...")
+    local target, aerr = listener:accept(tonumber(opts.timeout) or 300)
+    listener:close()
+    if not target then failure("misskey login: no redirect came (" .. tostring(aerr) .. ")") end
+    line = "http://127.0.0.1:" .. port .. target
+  else
+    note("Then paste here the address your browser was sent to (" .. redirect .. "?code=...):")
+    line = io.stdin:read("*l")
+  end
+  if not line or line == "" then failure("misskey login: no redirect address given") end
+  local q = auth.oauth_parse_redirect(line)
+  if q.error then failure("misskey login: the server refused: " .. q.error) end
+  if not q.code then failure("misskey login: no code in the pasted address") end
+  local token, emsg = auth.oauth_exchange{
+    host = client, code = q.code, state = q.state, expected_state = start.state, verifier = start.verifier,
+    client_id = id, redirect_uri = redirect, token_path = same_origin_path(md.token_endpoint, client.base_url),
+  }
+  if not token then failure(emsg) end
+  return token
+end
+
+function commands.login(opts, args)
+  if #args > 0 then usage("misskey login: no arguments expected (use --host HOST)") end
+  local method = opts.method or "miauth"
+  if method ~= "miauth" and method ~= "app" and method ~= "oauth" then
+    usage("misskey login: --method must be miauth, app or oauth")
+  end
+  local host = opts.host or Client._getenv("MISSKEY_HOST")
+  if not host or host == "" then usage("misskey login: --host HOST expected (or set MISSKEY_HOST)") end
+  local permission, strict = default_permissions(), auth.permissions() ~= nil
+  if opts.permission then
+    permission = {}
+    for p in opts.permission:gmatch("[^,%s]+") do permission[#permission + 1] = p end
+  end
+  if not permission then usage("misskey login: --permission a,b expected (no permission list is installed)") end
+  local timeout = number_opt("login", opts, "timeout", 300)
+  local interval = number_opt("login", opts, "interval", 2)
+  local name = opts.name or "misskey (Lua command line)"
+  local client = guarded(Client.new, { host = host, token = false })
+  local wait = { timeout = timeout, interval = interval }
+  local token, user, msg
+  if method == "miauth" then
+    local s = guarded(auth.miauth, { host = client, name = name, permission = permission, strict = strict })
+    out("Open this URL in a browser and approve the app:")
+    out("  " .. s.url)
+    io.stdout:flush()
+    note(("Waiting for the approval (up to %g s)..."):format(timeout))
+    token, user = s:wait(wait)
+    if not token then failure(user) end
+  elseif method == "app" then
+    local app
+    app, msg = guarded(auth.app_create, { host = client, name = name, permission = permission, strict = strict,
+      description = "misskey command-line client" })
+    if not app then failure(msg) end
+    local session
+    session, msg = auth.app_session(client, app.secret)
+    if not session then failure(msg) end
+    out("Open this URL in a browser and approve the app:")
+    out("  " .. tostring(session.url))
+    io.stdout:flush()
+    note(("Waiting for the approval (up to %g s)..."):format(timeout))
+    token, user = auth.app_wait(client, app.secret, session.token, wait)
+    if not token then failure(user) end
+  else
+    token = login_oauth(client, opts, permission, strict)
+  end
+  if type(user) ~= "table" or type(user.username) ~= "string" then
+    local c = Client.new{ host = client.base_url, token = token, auth = "header" }
+    user, msg = c:request("i")
+    if not user then failure(msg) end
+  end
+  local key
+  key, msg = credentials.add{ host = client.base_url, token = token, user = user, default = opts.default }
+  if not key then failure("misskey login: approved, but the token could not be stored: " .. msg) end
+  out("logged in as " .. key .. " (stored in " .. tostring(credentials.path()) .. ")")
+  return 0
+end
+
+--- cli.main(argv) -> exit status (0, 1 or 2). argv is the script's `arg` table.
+function cli.main(argv)
+  argv = argv or {}
+  local command = argv[1]
+  if command == nil or command == "--help" or command == "-h" or command == "help" then
+    local target = command == "help" and argv[2]
+    if target and HELP[target] then out(HELP[target]) else out(USAGE) end
+    return command == nil and 2 or 0
+  end
+  if not commands[command] then
+    note("misskey: unknown command '" .. command .. "'\n" .. USAGE)
+    return 2
+  end
+  local ok, code = pcall(function()
+    local opts, args = parse(command, argv, 2)
+    if opts.help then
+      out(HELP[command])
+      return 0
+    end
+    return commands[command](opts, args)
+  end)
+  if ok then return code end
+  if getmetatable(code) == Exit then
+    note(code.msg)
+    if code.code == 2 and not code.msg:find("--help", 1, true) then
+      note("(misskey " .. command .. " --help for usage)")
+    end
+    return code.code
+  end
+  note("misskey " .. command .. ": internal error: " .. tostring(code))
+  return 1
+end
+
+return cli

@@ -1,0 +1,484 @@
+--- Endpoint catalogue access, parameter validation and permissions.
+--
+-- The catalogue (misskey.endpoints, generated) is loaded on first use only,
+-- so `require "misskey"` stays fast. Every function takes an optional
+-- catalogue (a client's, after client:schema()); the default is the bundled one.
+--
+--   schema.catalogue()                 the bundled catalogue
+--   schema.lookup(name [, cat])        the entry of an endpoint, or nil
+--   schema.names([cat])                sorted endpoint names
+--   schema.suggest(name [, cat])       up to 3 nearest names (edit distance)
+--   schema.validate(entry, params)     nil, or message, param
+--   schema.check_token(entry, token)   nil, or message (secure endpoints want a native token)
+--   schema.permissions_for(names [, cat])  sorted unique permissions; raises on an unknown name
+local json = require "misskey.json"
+
+local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
+local sort, concat = table.sort, table.concat
+local format = string.format
+
+local schema = {}
+
+local default
+
+--- The bundled catalogue (loaded on first call).
+function schema.catalogue()
+  if not default then default = require "misskey.endpoints" end
+  return default
+end
+
+local names_cache = setmetatable({}, { __mode = "k" })
+
+--- Sorted endpoint names of a catalogue.
+function schema.names(cat)
+  cat = cat or schema.catalogue()
+  local names = names_cache[cat]
+  if not names then
+    names = {}
+    for name in pairs(cat.endpoints) do names[#names + 1] = name end
+    sort(names)
+    names_cache[cat] = names
+  end
+  return names
+end
+
+--- The entry of endpoint `name`, or nil.
+function schema.lookup(name, cat)
+  cat = cat or schema.catalogue()
+  if type(name) ~= "string" then return nil end
+  return cat.endpoints[name]
+end
+
+local prefix_cache = setmetatable({}, { __mode = "k" })
+
+--- Is `prefix` a name or a leading part ("i/registry") of one?
+function schema.is_prefix(prefix, cat)
+  cat = cat or schema.catalogue()
+  local set = prefix_cache[cat]
+  if not set then
+    set = {}
+    for name in pairs(cat.endpoints) do
+      local p = name
+      while p do
+        set[p] = true
+        p = p:match("^(.*)/[^/]*$")
+      end
+    end
+    prefix_cache[cat] = set
+  end
+  return set[prefix] == true
+end
+
+local function distance(a, b, cap)
+  local la, lb = #a, #b
+  if math.abs(la - lb) > cap then return cap + 1 end
+  local prev, cur = {}, {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    cur[0] = i
+    local best = i
+    local ca = a:byte(i)
+    for j = 1, lb do
+      local cost = ca == b:byte(j) and 0 or 1
+      local v = prev[j - 1] + cost
+      if prev[j] + 1 < v then v = prev[j] + 1 end
+      if cur[j - 1] + 1 < v then v = cur[j - 1] + 1 end
+      cur[j] = v
+      if v < best then best = v end
+    end
+    if best > cap then return cap + 1 end
+    prev, cur = cur, prev
+  end
+  return prev[lb]
+end
+
+--- Up to `n` (3) endpoint names nearest to `name`, best first.
+function schema.suggest(name, cat, n)
+  n = n or 3
+  name = tostring(name)
+  local cap = math.max(2, math.floor(#name / 3))
+  local scored = {}
+  for _, cand in ipairs(schema.names(cat)) do
+    local d = distance(name, cand, cap)
+    -- A name that ends like the query ("create" for "note/create") is a good hint too.
+    if d > cap and #name >= 4 and (cand:sub(-#name) == name or name:sub(-#cand) == cand) then d = cap end
+    if d <= cap then scored[#scored + 1] = { d = d, name = cand } end
+  end
+  sort(scored, function(x, y)
+    if x.d ~= y.d then return x.d < y.d end
+    return x.name < y.name
+  end)
+  local out = {}
+  for i = 1, math.min(n, #scored) do out[i] = scored[i].name end
+  return out
+end
+
+--- "unknown endpoint 'x' (did you mean 'a', 'b'?)"
+function schema.unknown_message(name, cat)
+  local s = schema.suggest(name, cat)
+  local msg = format("unknown endpoint '%s'", tostring(name))
+  if #s > 0 then msg = msg .. " (did you mean '" .. concat(s, "', '") .. "'?)" end
+  return msg, s
+end
+
+-- ---- validation ----
+
+local null = json.null
+
+local function utf8_len(s)
+  -- Code points, as the server's ajv counts them: every byte that does not continue a sequence.
+  local _, n = s:gsub("[^\128-\191]", "")
+  return n
+end
+
+local function is_array(v)
+  if json.is_array(v) then return true end
+  return v[1] ~= nil or next(v) == nil
+end
+
+local function is_object(v)
+  return not json.is_array(v) and (v[1] == nil)
+end
+
+local function lua_type_name(v)
+  if v == null then return "null" end
+  local t = type(v)
+  if t == "table" then return is_array(v) and next(v) ~= nil and "array" or (next(v) == nil and "empty table"
+    or "object") end
+  if t == "number" and v % 1 == 0 then return "integer" end
+  return t
+end
+
+local function is_type(v, t)
+  if t == "string" then return type(v) == "string" end
+  if t == "boolean" then return type(v) == "boolean" end
+  if t == "number" then return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+  if t == "integer" then return type(v) == "number" and v % 1 == 0 and v == v end
+  if t == "array" then return type(v) == "table" and is_array(v) end
+  if t == "object" then return type(v) == "table" and is_object(v) end
+  if t == "null" then return v == null end
+  return true
+end
+
+local function show(v)
+  if type(v) == "string" then return format("%q", v) end
+  if v == null then return "null" end
+  return tostring(v)
+end
+
+local check
+
+local function check_props(p, v, path)
+  local props = p.properties
+  if p.required then
+    for _, k in ipairs(p.required) do
+      if v[k] == nil then return format("parameter '%s.%s' is required", path, k), path .. "." .. k end
+    end
+  end
+  if props and not p.additional then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    sort(keys)
+    for _, k in ipairs(keys) do
+      if props[k] == nil then return format("unknown parameter '%s.%s'", path, k), path .. "." .. k end
+    end
+  end
+  if props then
+    for k, sub in pairs(props) do
+      if v[k] ~= nil then
+        local msg, param = check(sub, v[k], path .. "." .. k)
+        if msg then return msg, param end
+      end
+    end
+  end
+end
+
+-- One value against one flattened schema; `path` names it in messages.
+check = function(p, v, path)
+  if v == null then
+    if p.nullable or p.type == "null" then return nil end
+    if type(p.type) == "table" then
+      for _, t in ipairs(p.type) do if t == "null" then return nil end end
+    end
+    if p.type or p.enum then return format("parameter '%s' must not be null", path), path end
+    return nil
+  end
+  if p.any_of then
+    local first
+    for _, alt in ipairs(p.any_of) do
+      local msg = check(alt, v, path)
+      if not msg then first = nil break end
+      first = first or msg
+    end
+    if first then return first, path end
+  end
+  local t = p.type
+  if t then
+    local ok = false
+    if type(t) == "table" then
+      for _, x in ipairs(t) do if is_type(v, x) then ok = true end end
+      t = concat(t, " or ")
+    else
+      ok = is_type(v, t)
+    end
+    if not ok then
+      local article = (t == "array" or t == "object" or t == "integer") and "an " or "a "
+      return format("parameter '%s' must be %s%s, got %s", path, article, t, lua_type_name(v)), path
+    end
+  end
+  if p.enum then
+    local found = false
+    for _, e in ipairs(p.enum) do if e == v then found = true break end end
+    if not found then
+      local alts = {}
+      for i, e in ipairs(p.enum) do alts[i] = show(e) end
+      return format("parameter '%s' must be one of %s, got %s", path, concat(alts, ", "), show(v)), path
+    end
+  end
+  local tv = type(v)
+  if tv == "number" then
+    if p.minimum and v < p.minimum then
+      return format("parameter '%s' must be >= %s, got %s", path, tostring(p.minimum), show(v)), path
+    end
+    if p.maximum and v > p.maximum then
+      return format("parameter '%s' must be <= %s, got %s", path, tostring(p.maximum), show(v)), path
+    end
+  elseif tv == "string" then
+    if p.min_length or p.max_length then
+      local n = utf8_len(v)
+      if p.min_length and n < p.min_length then
+        return format("parameter '%s' must be at least %d characters, got %d", path, p.min_length, n), path
+      end
+      if p.max_length and n > p.max_length then
+        return format("parameter '%s' must be at most %d characters, got %d", path, p.max_length, n), path
+      end
+    end
+    if p.id and not v:find("^[a-zA-Z0-9]+$") then
+      return format("parameter '%s' must be a Misskey id (letters and digits), got %s", path, show(v)), path
+    end
+  elseif tv == "table" then
+    if is_type(v, "array") and (p.items or p.min_items or p.max_items or p.unique) and not p.properties then
+      local n = #v
+      if p.min_items and n < p.min_items then
+        return format("parameter '%s' must have at least %d items, got %d", path, p.min_items, n), path
+      end
+      if p.max_items and n > p.max_items then
+        return format("parameter '%s' must have at most %d items, got %d", path, p.max_items, n), path
+      end
+      local seen = {}
+      for i = 1, n do
+        local x = v[i]
+        if p.unique and type(x) ~= "table" then
+          if seen[x] then return format("parameter '%s' must not repeat %s", path, show(x)), path end
+          seen[x] = true
+        end
+        if p.items then
+          local ipath = format("%s[%d]", path, i)
+          local msg, param = check(p.items, x, ipath)
+          if msg then return msg, param end
+        end
+      end
+    elseif p.properties then
+      local msg, param = check_props(p, v, path)
+      if msg then return msg, param end
+    end
+  end
+  return nil
+end
+
+--- Checks `params` against an endpoint entry: nil when fine, else `message, param`.
+-- Rules: required (and one of any_of_required), types (null only where
+-- nullable), enum, minimum/maximum, min/max length in characters, items,
+-- misskey:id, unknown parameters (`i`, the token, is always allowed).
+function schema.validate(entry, params, _opts)
+  params = params or {}
+  if type(params) ~= "table" then return "params must be a table", nil end
+  local spec = entry.params or {}
+  for _, k in ipairs(entry.required or {}) do
+    if params[k] == nil then return format("parameter '%s' is required", k), k end
+  end
+  if entry.any_of_required then
+    local ok = false
+    for _, set in ipairs(entry.any_of_required) do
+      local all = true
+      for _, k in ipairs(set) do if params[k] == nil then all = false break end end
+      if all then ok = true break end
+    end
+    if not ok then
+      local alts = {}
+      for i, set in ipairs(entry.any_of_required) do alts[i] = "'" .. concat(set, "' + '") .. "'" end
+      return "one of these parameters is required: " .. concat(alts, " or "), entry.any_of_required[1][1]
+    end
+  end
+  local keys = {}
+  for k in pairs(params) do
+    if type(k) ~= "string" then return format("parameter names must be strings, got %s", tostring(k)), nil end
+    keys[#keys + 1] = k
+  end
+  sort(keys)
+  for _, k in ipairs(keys) do
+    local p = spec[k]
+    if p == nil then
+      if k ~= "i" and not entry.additional then
+        local known = {}
+        for name in pairs(spec) do known[#known + 1] = name end
+        sort(known)
+        local hint = #known > 0 and (" (known: " .. concat(known, ", ") .. ")") or " (it takes no parameters)"
+        return format("unknown parameter '%s'%s", k, hint), k
+      end
+    else
+      local msg, param = check(p, params[k], k)
+      if msg then return msg, param end
+    end
+  end
+  return nil
+end
+
+--- Native (web login) tokens are exactly 16 letters and digits (protocol.md 5).
+function schema.is_native(token)
+  return type(token) == "string" and #token == 16 and token:find("^[0-9A-Za-z]+$") ~= nil
+end
+
+--- A secure endpoint with a non-native token is refused by the server with
+-- ACCESS_DENIED; say so before sending. nil when fine, else a message.
+function schema.check_token(entry, token)
+  if entry.secure and token ~= nil and not schema.is_native(token) then
+    return "this endpoint accepts only a native (web login) token; app, MiAuth and OAuth tokens get ACCESS_DENIED"
+  end
+  if entry.secure and token == nil then
+    return "this endpoint needs a native (web login) token"
+  end
+  return nil
+end
+
+--- The permissions a token needs for the endpoints `names`: sorted, unique.
+-- An unknown endpoint raises, naming the nearest known ones.
+function schema.permissions_for(names, cat)
+  if type(names) == "string" then names = { names } end
+  if type(names) ~= "table" then
+    error("bad argument #1 to 'permissions_for' (list of endpoint names expected, got " .. type(names) .. ")", 2)
+  end
+  local set, out = {}, {}
+  for _, name in ipairs(names) do
+    local entry = schema.lookup(name, cat)
+    if not entry then error("bad argument #1 to 'permissions_for' (" .. schema.unknown_message(name, cat) .. ")", 2) end
+    local p = entry.permission
+    if p and not set[p] then set[p], out[#out + 1] = true, p end
+  end
+  sort(out)
+  return out
+end
+
+-- ---- client:schema(): the server's own catalogue, cached on disk ----
+
+--- The cache directory: $XDG_CACHE_HOME/misskey, else ~/.cache/misskey (nil if neither is known).
+function schema.cache_dir(getenv)
+  getenv = getenv or os.getenv
+  local xdg = getenv("XDG_CACHE_HOME")
+  if xdg and xdg ~= "" then return xdg .. "/misskey" end
+  local home = getenv("HOME")
+  if home and home ~= "" then return home .. "/.cache/misskey" end
+  return nil
+end
+
+local function safe(s)
+  return (tostring(s):gsub("[^%w%.%-_]", "_"))
+end
+
+--- The cache file of a host, software and version.
+function schema.cache_path(dir, host, software, version)
+  return format("%s/schema-%s-%s-%s.lua", dir, safe(host), safe(software), safe(version))
+end
+
+local function write_file(path, text)
+  local dir = path:match("^(.*)/[^/]*$")
+  local ok, core = pcall(require, "misskey.core")
+  if ok and type(core) == "table" and type(core.write_private) == "function" then
+    local done, why = core.write_private(path, text)
+    if done then return true end
+    return nil, tostring(why)
+  end
+  if dir and not io.open(dir, "r") then
+    os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  end
+  local tmp = format("%s.%d.tmp", path, math.random(1, 1e9))
+  local f, why = io.open(tmp, "wb")
+  if not f then return nil, why end
+  local wrote, werr = f:write(text)
+  f:close()
+  if not wrote then os.remove(tmp) return nil, werr end
+  local renamed, rerr = os.rename(tmp, path)
+  if not renamed then os.remove(tmp) return nil, rerr end
+  return true
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function count(cat)
+  local n = 0
+  for _ in pairs(cat.endpoints) do n = n + 1 end
+  return n
+end
+
+local function use(client, cat)
+  client._catalogue = cat
+  client.api = require("misskey.api").new(client)
+end
+
+--- client:schema() (see misskey.client): nodeinfo + meta for the version, then
+-- the cache, else GET /api.json converted by misskey.openapi.
+function schema.fetch(client)
+  local openapi = require "misskey.openapi"
+  local errors = require "misskey.errors"
+  local software, version
+  local res, info = client:http{ method = "GET", path = "/nodeinfo/2.1", json = true }
+  if res and res.status == 200 and type(info) == "table" and type(info.software) == "table" then
+    software = type(info.software.name) == "string" and info.software.name or nil
+    version = type(info.software.version) == "string" and info.software.version or nil
+  end
+  local meta = client:request("meta", { detail = false })
+  if type(meta) == "table" and type(meta.version) == "string" then version = meta.version end
+  software = software or "misskey"
+  local getenv = require("misskey.client")._getenv
+  local dir = schema.cache_dir(getenv)
+  local path = dir and version and schema.cache_path(dir, client.host, software, version)
+  if path then
+    local cat = openapi.load(read_file(path) or "", "=" .. path)
+    if cat then
+      use(client, cat)
+      return { software = software, version = version, endpoints = count(cat), source = "cache", path = path }
+    end
+  end
+  local doc, herr
+  res, doc, herr = client:http{ method = "GET", path = "/api.json", json = true, max_size = 64 * 1024 * 1024 }
+  if not res then return nil, doc, herr end
+  if res.status ~= 200 or type(doc) ~= "table" then
+    return errors.fail("http", format("GET /api.json: HTTP %d, no OpenAPI document", res.status),
+      { status = res.status, endpoint = "/api.json" })
+  end
+  local cat, why = openapi.convert(doc, { software = software, permissions = schema.catalogue().permissions })
+  if not cat then
+    return errors.fail("decode", "GET /api.json: " .. why, { status = res.status, endpoint = "/api.json" })
+  end
+  version = version or cat.source.version
+  cat.source.version = version
+  cat.source.host = client.host
+  use(client, cat)
+  local summary = { software = software, version = version, endpoints = count(cat), source = "server" }
+  if dir then
+    path = schema.cache_path(dir, client.host, software, version)
+    local header = format("-- misskey: the endpoint catalogue of %s (%s %s), from GET /api.json.",
+      tostring(client.host), software, version)
+    local ok, werr = write_file(path, openapi.serialize(cat, header))
+    if ok then summary.path = path else summary.cache_error = werr end
+  end
+  return summary
+end
+
+return schema

@@ -1,0 +1,116 @@
+--- WebSockets on the C engine: `transport.websocket(req)` of the curl transport.
+-- `ws:receive()` yields in a scheduler task and blocks outside one, like every
+-- other wait; the socket is watched through the engine (engine:watch).
+local errors = require "misskey.errors"
+local loop = require "misskey.loop"
+
+local WebSocket = { __name = "misskey.transport.WebSocket" }
+WebSocket.__index = WebSocket
+
+local websocket = {}
+
+-- Turns C events into queued messages; returns nil, msg, err on a failure.
+function WebSocket:_absorb(events)
+  for i = 1, #events do
+    local ev = events[i]
+    local kind = ev[1]
+    if kind == "text" or kind == "binary" then
+      self._queue[#self._queue + 1] = ev[2]
+    elseif kind == "ping" then
+      self.last_ping = ev[2]
+    elseif kind == "pong" then
+      self.last_pong = ev[2]
+    elseif kind == "open" then
+      self.open = true
+    elseif kind == "close" then
+      self.closed = { code = ev[3], reason = ev[2] }
+    elseif kind == "eof" then
+      self.closed = { code = 1006, reason = "connection closed without a close frame" }
+    elseif kind == "refused" then
+      local status = ev[3]
+      local auth = status == 401 or status == 403
+      self.closed = { err = select(2, errors.new(auth and "auth" or "http",
+        ("websocket upgrade refused: HTTP %d"):format(status), { status = status, body = ev[2] })) }
+    elseif kind == "error" then
+      self.closed = { err = select(2, errors.new("network", "websocket: " .. ev[2],
+        { close_code = ev[3] ~= 0 and ev[3] or nil })) }
+    end
+  end
+end
+
+-- One round of I/O: poll the socket, and wait for it when nothing is ready.
+function WebSocket:_pump(timeout)
+  local events, want = self._ws:poll()
+  self:_absorb(events)
+  if want and #self._queue == 0 and not self.closed then
+    local r = loop.await_socket(self._ws:fd(), want, timeout)
+    if r == "timeout" then return "timeout" end
+    events, want = self._ws:poll()
+    self:_absorb(events)
+  end
+  if not want and not self.closed then self.closed = { code = 1006, reason = "closed" } end
+end
+
+local function closed_error(self)
+  local c = self.closed
+  if c.err then return nil, c.err.message, c.err end
+  return errors.fail("network", ("websocket closed (%s%s)"):format(tostring(c.code),
+    c.reason and c.reason ~= "" and (": " .. c.reason) or ""), { close_code = c.code, closed = true })
+end
+
+--- ws:receive([timeout]) -> message | nil, msg, err (err.kind "timeout" when
+-- nothing came in `timeout` seconds; "network" with err.closed once closed).
+function WebSocket:receive(timeout)
+  while #self._queue == 0 do
+    if self.closed then return closed_error(self) end
+    if self:_pump(timeout) == "timeout" then
+      return errors.fail("timeout", ("no message within %g s"):format(timeout), { timeout = true })
+    end
+  end
+  return table.remove(self._queue, 1)
+end
+
+--- ws:send(text [, "binary" | "ping"]) -> true | nil, msg, err
+function WebSocket:send(data, kind)
+  if self.closed then return closed_error(self) end
+  local ok, msg = self._ws:send(data, kind)
+  if not ok then return errors.fail("network", "websocket: " .. tostring(msg)) end
+  return true
+end
+
+--- ws:close([code, reason]): the closing handshake, waiting (bounded) for the server's close.
+function WebSocket:close(code, reason)
+  if self.closed then return true end
+  self._ws:close(code or 1000, reason)
+  for _ = 1, 10 do
+    if self.closed or self:_pump(1) == "timeout" then break end
+  end
+  self._ws:cancel()
+  self.closed = self.closed or { code = code or 1000 }
+  return true
+end
+
+--- ws:state() -> "connecting" | "handshake" | "open" | "closing" | "closed"
+function WebSocket:state() return self._ws:state() end
+
+--- websocket.connect(engine, req) -> ws | nil, msg, err
+-- req = { url = "ws(s)://…", headers, connect_timeout, ca_file, insecure, max_message, timeout }
+function websocket.connect(engine, req)
+  local ws = engine:websocket(req)
+  local self = setmetatable({ _ws = ws, _queue = {} }, WebSocket)
+  local timeout = req.timeout or 30
+  if loop.await_transfer(ws, timeout) == "timeout" then
+    ws:cancel()
+    return errors.fail("timeout", ("websocket connect timed out after %g s"):format(timeout))
+  end
+  while not self.open do
+    if self.closed then return closed_error(self) end
+    if self:_pump(timeout) == "timeout" then
+      ws:cancel()
+      return errors.fail("timeout", ("websocket upgrade timed out after %g s"):format(timeout))
+    end
+  end
+  return self
+end
+
+return websocket

@@ -1,0 +1,336 @@
+-- bin/misskey as a subprocess on the interpreter under test, against the test
+-- server, with XDG_CONFIG_HOME in a temp dir: every command, its exit status
+-- (0 ok, 1 API/network/store failure, 2 usage), and no token printed except by
+-- `misskey token`.
+local misskey = require "misskey"
+local server = require "support.server"
+
+local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+local version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+local q = server.shell_quote
+
+local srv, admin, dir
+
+local function command(args, env)
+  local vars = { "XDG_CONFIG_HOME=" .. q(dir) }
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+  return ("env -u LD_PRELOAD -u MISSKEY_HOST -u MISSKEY_TOKEN %s %s -e "
+    .. "'package.path=\"./lua/?.lua;./lua/?/init.lua;\"..package.path; "
+    .. "package.cpath=\"./build/%s/?.so;\"..package.cpath' bin/misskey %s")
+    :format(table.concat(vars, " "), interpreter, version, args)
+end
+
+-- Runs the command; returns stdout, stderr, exit status.
+local function run(args, env, stdin)
+  local errfile = dir .. "/stderr"
+  local cmd = command(args, env) .. " 2>" .. q(errfile)
+  if stdin then cmd = "printf %s " .. q(stdin) .. " | " .. cmd end
+  local p = assert(io.popen(cmd .. "; echo \"exit=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local f = assert(io.open(errfile, "rb"))
+  local err = f:read("*a")
+  f:close()
+  local code = tonumber(out:match("exit=(%d+)%s*$"))
+  return out:gsub("exit=%d+%s*$", ""), err, code
+end
+
+local function store_account(username, token)
+  assert(admin:request("test/miauth/approve", { session = "cli-" .. username, token = token, username = username }))
+  -- Log in through the library's store writer with this process's env pointed at dir.
+  local Client = require "misskey.client"
+  local saved = Client._getenv
+  Client._getenv = function(name) return name == "XDG_CONFIG_HOME" and dir or nil end
+  local ok, err = pcall(require("misskey.credentials").add,
+    { host = srv.url, token = token, user = { id = "9" .. username, username = username } })
+  Client._getenv = saved
+  assert(ok, err)
+end
+
+setup(function()
+  srv = server.start()
+  admin = misskey.new{ host = srv.url, token = false }
+end)
+teardown(function() srv:stop() end)
+before_each(function() dir = server.temp_dir() end)
+after_each(function() server.remove_dir(dir) end)
+
+describe("misskey (command)", function()
+  it("prints usage: exit 2 without a command, 0 with --help, 2 for an unknown one", function()
+    local out, _, code = run("")
+    assert.equal(2, code)
+    assert.matches("usage: misskey COMMAND", out)
+    out, _, code = run("--help")
+    assert.equal(0, code)
+    assert.matches("whoami", out)
+    local _, err
+    _, err, code = run("frobnicate")
+    assert.equal(2, code)
+    assert.matches("unknown command 'frobnicate'", err)
+  end)
+
+  it("has --help on every command", function()
+    for _, c in ipairs{ "login", "logout", "accounts", "whoami", "token", "api" } do
+      local out, _, code = run(c .. " --help")
+      assert.equal(0, code, c)
+      assert.matches("usage: misskey " .. c, out)
+    end
+  end)
+
+  it("rejects unknown options and missing values with exit 2", function()
+    local _, err, code = run("whoami --bogus")
+    assert.equal(2, code)
+    assert.matches("unknown option %-%-bogus", err)
+    _, err, code = run("login --host")
+    assert.equal(2, code)
+    assert.matches("needs a value", err)
+    _, err, code = run("login")
+    assert.equal(2, code)
+    assert.matches("%-%-host", err)
+  end)
+end)
+
+describe("misskey login", function()
+  local function login(args, approve)
+    local p = assert(io.popen(command("login --host " .. srv.url .. " --interval 0.05 --timeout 10 " .. args)
+      .. " 2>&1; echo \"exit=$?\""))
+    local lines = {}
+    for line in p:lines() do
+      lines[#lines + 1] = line
+      local url = line:match("^%s+(http%S+)$")
+      if url then
+        approve(url)
+        break
+      end
+    end
+    lines[#lines + 1] = p:read("*a")
+    p:close()
+    local out = table.concat(lines, "\n")
+    return out, tonumber(out:match("exit=(%d+)%s*$"))
+  end
+
+  it("prints the MiAuth URL, waits for the approval and stores the account", function()
+    local token = "CliMiAuthToken0123456789abcdefAB"
+    local out, code = login("--permission read:account,write:notes", function(url)
+      local session = url:match("/miauth/([%x%-]+)%?")
+      assert.matches("permission=read:account,write:notes", url)
+      assert(admin:request("test/miauth/approve", { session = session, token = token, username = "frank" }))
+    end)
+    assert.equal(0, code, out)
+    assert.matches("logged in as @frank@" .. srv.host:gsub("%.", "%%."), out)
+    assert.not_matches(token, out)
+    local listed, _, lcode = run("accounts")
+    assert.equal(0, lcode)
+    assert.matches("%* @frank@", listed)
+    local printed = run("token")
+    assert.equal(token .. "\n", printed)
+  end)
+
+  it("uses the legacy app flow with --method app", function()
+    local out, code = login("--method app --permission read:account", function(url)
+      local session = url:match("/auth/([%x%-]+)$")
+      assert(admin:request("test/auth/approve", { token = session, username = "gina" }))
+    end)
+    assert.equal(0, code, out)
+    assert.matches("logged in as @gina@", out)
+    local me, _, wcode = run("whoami")
+    assert.equal(0, wcode)
+    assert.matches("^@gina@", me)
+  end)
+
+  it("fails with exit 1 when the approval does not come in time", function()
+    local out, code = login("--permission read:account --timeout 0.3", function() end)
+    assert.equal(1, code, out)
+    assert.matches("not approved within", out)
+  end)
+
+  it("refuses unknown permissions with exit 2", function()
+    local _, err, code = run("login --host " .. srv.url .. " --permission read:nope")
+    assert.equal(2, code)
+    assert.matches("unknown permission: read:nope", err)
+  end)
+
+  it("logs in through OAuth with the pasted redirect address", function()
+    local fifo = dir .. "/stdin"
+    os.execute("mkfifo " .. q(fifo))
+    local redirect = "https://app.example/cb" -- not loopback: the command asks for the address
+    local p = assert(io.popen(command("login --method oauth --host " .. srv.url .. " --client-id https://app.example/"
+      .. " --redirect-uri " .. redirect .. " --permission read:account") .. " <" .. q(fifo)
+      .. " 2>&1; echo \"exit=$?\""))
+    local w = assert(io.open(fifo, "w"))
+    local lines = {}
+    for line in p:lines() do
+      lines[#lines + 1] = line
+      local url = line:match("^%s+(http%S+)$")
+      if url then
+        local query = require("misskey.auth").oauth_parse_redirect(url)
+        local code = assert(admin:request("test/oauth/authorize", query)).code
+        w:write(redirect .. "?code=" .. code .. "&state=" .. query.state .. "\n")
+        w:close()
+        break
+      end
+    end
+    lines[#lines + 1] = p:read("*a")
+    p:close()
+    local out = table.concat(lines, "\n")
+    assert.matches("exit=0", out)
+    assert.matches("logged in as @alice@", out)
+  end)
+end)
+
+describe("misskey login --method oauth with a loopback redirect", function()
+  it("listens on exactly the redirect_uri's port and takes the browser's redirect", function()
+    local port = server.free_port()
+    local redirect = "http://127.0.0.1:" .. port .. "/callback"
+    local p = assert(io.popen(command("login --method oauth --host " .. srv.url .. " --client-id https://app.example/"
+      .. " --redirect-uri " .. redirect .. " --permission read:account --timeout 20") .. " </dev/null"
+      .. " 2>&1; echo \"exit=$?\""))
+    local lines, browser = {}, nil
+    for line in p:lines() do
+      lines[#lines + 1] = line
+      local url = line:match("^%s+(http%S+)$")
+      if url then
+        local query = require("misskey.auth").oauth_parse_redirect(url)
+        local code = assert(admin:request("test/oauth/authorize", query)).code
+        -- The browser follows the redirect to the listening command (retry while it starts listening).
+        local target = ("%s?code=%s&state=%s"):format(redirect, code, query.state)
+        local b = assert(io.popen("env -u LD_PRELOAD curl -s --retry 20 --retry-connrefused --retry-delay 0 "
+          .. "--max-time 20 '" .. target .. "'"))
+        browser = b:read("*a")
+        b:close()
+        break
+      end
+    end
+    lines[#lines + 1] = p:read("*a")
+    p:close()
+    local out = table.concat(lines, "\n")
+    assert.matches("exit=0", out)
+    assert.matches("logged in as @alice@", out)
+    assert.matches("You can close this window", browser)
+  end)
+end)
+
+describe("core.listen", function()
+  it("times out when no browser comes, and refuses a port in use", function()
+    local core = require "misskey.core"
+    local port = server.free_port()
+    local l = assert(core.listen(port))
+    local target, why = l:accept(0.05)
+    assert.is_nil(target)
+    assert.equal("timeout", why)
+    local again, msg = core.listen(port)
+    assert.is_nil(again)
+    assert.matches("cannot listen on 127.0.0.1:" .. port, msg)
+    l:close()
+    assert.has_error(function() l:accept(0) end, "attempt to use a closed listener")
+    assert.has_error(function() core.listen(0) end)
+  end)
+end)
+
+describe("misskey whoami, token, accounts, logout", function()
+  it("work on the stored default account", function()
+    store_account("hank", "HankToken0123456789abcdefABCDEFgh")
+    local out, _, code = run("whoami")
+    assert.equal(0, code)
+    assert.equal("@hank@" .. srv.host .. "  (Hank)\n", out)
+    out, _, code = run("token")
+    assert.equal(0, code)
+    assert.equal("HankToken0123456789abcdefABCDEFgh\n", out)
+    out, _, code = run("accounts")
+    assert.equal(0, code)
+    assert.equal("* @hank@" .. srv.host .. "  " .. srv.url .. "\n", out)
+    out, _, code = run("logout")
+    assert.equal(0, code)
+    assert.matches("removed @hank@", out)
+    local _, err
+    _, err, code = run("logout @hank@" .. srv.host)
+    assert.equal(1, code)
+    assert.matches("no account", err)
+    _, err, code = run("whoami")
+    assert.equal(2, code)
+    assert.matches("host", err)
+  end)
+
+  it("takes the MISSKEY_HOST + MISSKEY_TOKEN pair from the environment", function()
+    store_account("ivan", "IvanToken0123456789abcdefABCDEFgh")
+    local out, _, code = run("whoami", { MISSKEY_HOST = srv.url, MISSKEY_TOKEN = "IvanToken0123456789abcdefABCDEFgh" })
+    assert.equal(0, code)
+    assert.matches("^@ivan@", out)
+  end)
+
+  it("fails with exit 1 on a refused token, without printing it", function()
+    local out, err, code = run("whoami", { MISSKEY_HOST = srv.url, MISSKEY_TOKEN = "WrongToken0123456789abcdefABCDEF" })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.matches("AUTHENTICATION_FAILED", err)
+    assert.not_matches("WrongToken", err)
+  end)
+
+  it("refuses a world-readable credentials file with the chmod that fixes it", function()
+    store_account("judy", "JudyToken0123456789abcdefABCDEFgh")
+    os.execute("chmod 644 " .. q(dir .. "/misskey/credentials.json"))
+    local _, err, code = run("accounts")
+    assert.equal(1, code)
+    assert.matches("chmod 600", err)
+    assert.not_matches("JudyToken", err)
+  end)
+end)
+
+describe("misskey api", function()
+  local env
+
+  before_each(function() env = { MISSKEY_HOST = srv.url, MISSKEY_TOKEN = "ApiToken0123456789abcdefABCDEFghi" } end)
+
+  it("sends key=value as strings and key:=json as JSON, and pretty-prints the reply", function()
+    local out, _, code = run("api test/echo text=hello/world n:=3 flag:=true list:='[\"a\"]' obj:='{\"k\":null}'", env)
+    assert.equal(0, code, out)
+    assert.matches('\n  "json": {\n', out)
+    assert.matches('"text": "hello/world"', out, 1, true)
+    local echo = require("misskey.json").decode(out).json
+    assert.equal("hello/world", echo.text)
+    assert.equal(3, echo.n)
+    assert.is_true(echo.flag)
+    assert.same({ "a" }, { echo.list[1] })
+    assert.equal(misskey.null, echo.obj.k)
+  end)
+
+  it("reads parameters from --input (a file or -)", function()
+    local out, _, code = run("api test/echo --input - b=2", env, '{"a": 1, "b": 1}')
+    assert.equal(0, code, out)
+    local echo = require("misskey.json").decode(out).json
+    assert.equal(1, echo.a)
+    assert.equal("2", echo.b)
+    local _, err
+    _, err, code = run("api test/echo --input " .. q(dir .. "/none.json"), env)
+    assert.equal(2, code)
+    assert.matches("none.json", err)
+  end)
+
+  it("prints nothing for a 204 reply", function()
+    local out, _, code = run("api test/no-content", env)
+    assert.equal(0, code)
+    assert.equal("", out)
+  end)
+
+  it("exits 1 on an API error and on a network failure, 2 on bad arguments", function()
+    local _
+    local out, err, code = run("api test/error/no-such-user", env)
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.matches("NO_SUCH_USER", err)
+    assert.not_matches("ApiToken", err)
+    _, err, code = run("api meta", { MISSKEY_HOST = "http://127.0.0.1:" .. server.free_port() })
+    assert.equal(1, code)
+    assert.matches("meta", err)
+    _, err, code = run("api test/echo n:=nope", env)
+    assert.equal(2, code)
+    assert.matches("not JSON", err)
+    _, _, code = run("api '/bad//name'", env)
+    assert.equal(2, code)
+    _, err, code = run("api test/echo plain", env)
+    assert.equal(2, code)
+    assert.matches("neither key=value nor key:=json", err)
+    _, _, code = run("api")
+    assert.equal(2, code)
+  end)
+end)

@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""A raw WebSocket server for the specs (asyncio only, 127.0.0.1 only).
+
+It speaks RFC 6455 by hand so that it can also break it on purpose: the path of
+the upgrade request picks a scenario. It prints `PORT <n> PID <pid>` and exits
+when its parent dies or closes the pipe, like server.py. `GET /log` (plain
+HTTP) returns what clients sent in JSON: close codes, whether each client frame
+was masked, pongs, texts.
+"""
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import select
+import signal
+import struct
+import sys
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+LOG = {"closes": [], "unmasked": 0, "pongs": [], "texts": [], "upgrades": 0}
+
+
+def frame(opcode, payload=b"", fin=True, rsv=0, mask=None, length_form=None):
+    """A server frame; every field can be made wrong on purpose."""
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    if length_form == 127 or (length_form is None and n > 0xFFFF):
+        head += bytes([mbit | 127]) + struct.pack(">Q", n)
+    elif length_form == 126 or (length_form is None and n > 125):
+        head += bytes([mbit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([mbit | n])
+    if mask:
+        head += mask
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + payload
+
+
+async def read_frame(reader):
+    """One client frame: (opcode, payload), unmasked; records unmasked frames."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", await reader.readexactly(2))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", await reader.readexactly(8))[0]
+    mask = await reader.readexactly(4) if b1 & 0x80 else None
+    if mask is None:
+        LOG["unmasked"] += 1
+    data = await reader.readexactly(n)
+    if mask:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return b0 & 0x0F, data
+
+
+async def client_frames(reader, until_close=True):
+    """Logs what the client sends until it closes (or the connection ends)."""
+    try:
+        while True:
+            op, data = await read_frame(reader)
+            if op == 0x8:
+                LOG["closes"].append(struct.unpack(">H", data[:2])[0] if len(data) >= 2 else None)
+                return op, data
+            if op == 0xA:
+                LOG["pongs"].append(data.decode("utf-8", "replace"))
+            if op == 0x1:
+                LOG["texts"].append(data.decode("utf-8", "replace"))
+            if not until_close:
+                return op, data
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None, None
+
+
+async def scenario(name, reader, writer):
+    send = writer.write
+    if name == "echo":
+        # Echoes text and binary messages; answers pings; echoes a close.
+        while True:
+            try:
+                op, data = await read_frame(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if op == 0x1:
+                LOG["texts"].append(data.decode("utf-8", "replace"))
+            if op in (0x1, 0x2):
+                send(frame(op, data))
+            elif op == 0x9:
+                send(frame(0xA, data))
+            elif op == 0xA:
+                LOG["pongs"].append(data.decode("utf-8", "replace"))
+            elif op == 0x8:
+                LOG["closes"].append(struct.unpack(">H", data[:2])[0] if len(data) >= 2 else None)
+                send(frame(0x8, data))
+                await writer.drain()
+                return
+    elif name == "ping":
+        send(frame(0x9, b"are-you-there"))
+        await writer.drain()
+        op, data = await client_frames(reader, until_close=False)
+        send(frame(0x1, b"got " + (b"pong:" + data if op == 0xA else b"nothing")))
+        await client_frames(reader)
+    elif name == "fragmented":
+        # "Hello, " + ping + "fragmented " + "world": one message with a control frame inside.
+        send(frame(0x1, b"Hello, ", fin=False))
+        send(frame(0x9, b"mid"))
+        send(frame(0x0, "fragmented ".encode(), fin=False))
+        send(frame(0x0, "wörld".encode(), fin=True))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "big":
+        # A 70,000-byte message needs the 64-bit length form; then a 300-byte one (16-bit form).
+        send(frame(0x1, b"x" * 70000, length_form=127))
+        send(frame(0x2, bytes(range(256)) + b"y" * 44))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "invalid-utf8":
+        send(frame(0x1, b"bad \xff\xfe text"))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "bad-opcode":
+        send(frame(0x3, b"?"))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "reserved-bits":
+        send(frame(0x1, b"rsv", rsv=4))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "masked":
+        send(frame(0x1, b"masked by the server", mask=b"\x01\x02\x03\x04"))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "fragmented-control":
+        send(frame(0x9, b"half", fin=False))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "oversized":
+        send(frame(0x1, b"z" * 5000))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "server-close":
+        send(frame(0x8, struct.pack(">H", 1001) + b"going away"))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "drop":
+        send(frame(0x1, b"bye"))
+        await writer.drain()
+        writer.transport.abort()
+
+
+async def handle(reader, writer):
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        writer.close()
+        return
+    lines = head.decode("latin-1").split("\r\n")
+    target = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "/"
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    path = target.split("?")[0].strip("/")
+    if path == "log":
+        body = json.dumps(LOG).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+        return
+    if path == "refuse401":
+        # Misskey refuses a bad token before the upgrade, as plain HTTP.
+        writer.write(b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="Misskey", '
+                     b'error="invalid_token", error_description="Failed to authenticate"\r\n'
+                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        return
+    LOG["upgrades"] += 1
+    LOG.setdefault("targets", []).append(target)
+    LOG.setdefault("auth", []).append(headers.get("authorization"))
+    key = headers.get("sec-websocket-key", "").encode()
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    if path == "bad-accept":
+        accept = base64.b64encode(b"0" * 20)
+    reply = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    if path == "with-101":
+        # The first message in the same packet as the 101 reply.
+        writer.write(reply + frame(0x1, b"early bird"))
+        await writer.drain()
+        await client_frames(reader)
+    else:
+        writer.write(reply)
+        await writer.drain()
+        if path != "bad-accept":
+            await scenario(path, reader, writer)
+    try:
+        writer.close()
+    except ConnectionError:
+        pass
+
+
+def parent_gone(parent, out):
+    if os.getppid() != parent:
+        return True
+    return bool(out.poll(0))  # POLLERR/POLLHUP on our stdout: the reader closed the pipe
+
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print("PORT %d PID %d" % (port, os.getpid()), flush=True)
+    parent = os.getppid()
+    out = select.poll()
+    out.register(sys.stdout.fileno(), select.POLLERR | select.POLLHUP)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    while not stop.is_set() and not parent_gone(parent, out):
+        try:
+            await asyncio.wait_for(stop.wait(), 0.2)
+        except asyncio.TimeoutError:
+            pass
+    server.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,19 @@
+/* The WebSocket client (ws.c) on an engine. */
+#ifndef MK_WS_H
+#define MK_WS_H
+
+#include "engine.h"
+
+typedef struct mk_ws mk_ws;
+
+int mk_ws_new(lua_State *L);   /* engine:websocket(opts) */
+void mk_ws_open(lua_State *L); /* metatable */
+/* The engine saw the connect phase end: records it and unpins the object
+ * (its caller has pushed it onto the finished list already). */
+void mk_ws_connected(lua_State *L, mk_ws *w, CURLcode code);
+int mk_ws_pin(lua_State *L, mk_ws *w); /* pushes the pinned object */
+int mk_l_ws_parse(lua_State *L);  /* core._ws_parse: the codec, for unit vectors */
+int mk_l_ws_encode(lua_State *L); /* core._ws_encode */
+int mk_l_utf8_valid(lua_State *L); /* core._utf8_valid */
+
+#endif

@@ -1,0 +1,367 @@
+#!/usr/bin/env lua
+-- Generates the endpoint catalogue from Misskey's OpenAPI document and the
+-- per-endpoint facts of endpoints.json:
+--
+--   lua tools/gen-endpoints.lua API_JSON ENDPOINTS_JSON [OUT]
+--       [--permissions PERMISSIONS_JSON] [--types TYPES_OUT] [--docs DOCS_OUT] [--no-check]
+--
+-- OUT defaults to lua/misskey/endpoints.lua; then the LuaLS annotations go to
+-- types/misskey-endpoints.lua and the endpoint list to docs/endpoints.md
+-- (with an explicit OUT they are written only when --types/--docs say where).
+-- The permission list comes from permissions.json next to ENDPOINTS_JSON
+-- unless --permissions names it. --no-check skips the count checks (for
+-- trimmed documents). Output is byte-identical on every Lua and every run.
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+local cjson = require "cjson"
+local openapi = require "misskey.openapi"
+
+local function die(msg)
+  io.stderr:write("gen-endpoints: ", msg, "\n")
+  os.exit(1)
+end
+
+local args, flags = {}, {}
+do
+  local i = 1
+  while arg[i] do
+    local a = arg[i]
+    if a == "--no-check" then
+      flags.no_check = true
+    elseif a == "--permissions" or a == "--types" or a == "--docs" then
+      flags[a:sub(3)] = arg[i + 1] or die(a .. " needs a path")
+      i = i + 1
+    elseif a:sub(1, 2) == "--" then
+      die("unknown flag " .. a)
+    else
+      args[#args + 1] = a
+    end
+    i = i + 1
+  end
+end
+local api_path, ep_path, out_path = args[1], args[2], args[3]
+if not api_path or not ep_path then
+  die("usage: gen-endpoints.lua API_JSON ENDPOINTS_JSON [OUT] [--permissions P] [--types T] [--docs D] [--no-check]")
+end
+if not out_path then
+  out_path = "lua/misskey/endpoints.lua"
+  flags.types = flags.types or "types/misskey-endpoints.lua"
+  flags.docs = flags.docs or "docs/endpoints.md"
+end
+flags.permissions = flags.permissions or ((ep_path:match("^(.*/)") or "./") .. "permissions.json")
+
+local function slurp(path)
+  local f, err = io.open(path, "rb")
+  if not f then die(err) end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function sha256(path)
+  local p = io.popen("sha256sum '" .. path:gsub("'", "'\\''") .. "'")
+  local line = p and p:read("*l")
+  if p then p:close() end
+  local hex = line and line:match("^(%x+)")
+  if not hex or #hex ~= 64 then die("sha256sum failed on " .. path) end
+  return hex
+end
+
+local function write(path, text)
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then die(err) end
+  f:write(text)
+  f:close()
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then die(rerr) end
+end
+
+local function int(v) return math.floor(v + 0.5) end
+local function decode(path) return cjson.decode(slurp(path)) end
+
+local api, eps, perms = decode(api_path), decode(ep_path), decode(flags.permissions)
+local version = api.info and api.info.version or die("api.json has no info.version")
+
+local catalogue = assert(openapi.convert(api, { permissions = {} }))
+for i, p in ipairs(perms.permissions) do catalogue.permissions[i] = p end
+catalogue.source = {
+  software = "misskey",
+  version = version,
+  api_json_sha256 = sha256(api_path),
+  endpoints_json_sha256 = sha256(ep_path),
+}
+
+-- endpoints.json adds what api.json cannot say.
+local seen = {}
+for _, ep in ipairs(eps.endpoints) do
+  local e = catalogue.endpoints[ep.name] or die("endpoints.json has " .. ep.name .. ", api.json has not")
+  seen[ep.name] = true
+  e.credential = ep.requireCredential == true
+  e.permission = type(ep.permission) == "string" and ep.permission or nil
+  e.secure = ep.secure == true
+  e.moderator = ep.requireModerator == true
+  e.admin = ep.requireAdmin == true
+  e.get = ep.allowGet == true
+  e.multipart = ep.requireFile == true or ep.contentType == "multipart/form-data"
+  local s = tostring(ep.success)
+  e.returns = (s == "204" and 204) or (s == "200" and 200) or "200|204"
+  local rl = ep.rateLimit
+  if type(rl) == "table" then
+    e.limit = {
+      duration = type(rl.duration) == "number" and int(rl.duration) or nil,
+      max = type(rl.max) == "number" and int(rl.max) or nil,
+      min_interval = type(rl.minInterval) == "number" and int(rl.minInterval) or nil,
+    }
+    e.rate_limited = true
+  else
+    e.limit, e.rate_limited = nil, nil
+  end
+  local errs = {}
+  for _, er in ipairs(ep.errors or {}) do
+    local status = er.httpStatusCode
+    if type(status) ~= "number" then
+      status = (er.kind == "server" and 500) or (er.kind == "permission" and 403) or 400
+    end
+    if errs[er.code] == nil then errs[er.code] = int(status) end
+  end
+  e.errors = errs
+  if type(ep.description) == "string" then
+    local line = ep.description:match("^%s*([^\n]*%S)")
+    if line and #line > 200 then line = line:sub(1, 197) .. "..." end
+    e.doc = line
+  end
+  e.write = openapi.is_write(ep.name, e)
+end
+for name in pairs(catalogue.endpoints) do
+  if not seen[name] then die("api.json has " .. name .. ", endpoints.json has not") end
+end
+
+-- ---- counts (protocol.md section 10) ----
+local names = {}
+for name in pairs(catalogue.endpoints) do names[#names + 1] = name end
+table.sort(names)
+local counts = { endpoints = #names, permissions = #catalogue.permissions, limited = 0, get = 0, multipart = 0,
+  ["204"] = 0 }
+for _, name in ipairs(names) do
+  local e = catalogue.endpoints[name]
+  if e.limit then counts.limited = counts.limited + 1 end
+  if e.get then counts.get = counts.get + 1 end
+  if e.multipart then counts.multipart = counts.multipart + 1 end
+  if e.returns == 204 then counts["204"] = counts["204"] + 1 end
+end
+local EXPECTED = { endpoints = 434, permissions = 85, limited = 61, get = 25, multipart = 1, ["204"] = 156 }
+if not flags.no_check then
+  for _, k in ipairs{ "endpoints", "permissions", "limited", "get", "multipart", "204" } do
+    if counts[k] ~= EXPECTED[k] then
+      die(("count %s: expected %d, got %d (use --no-check for a trimmed document)"):format(k, EXPECTED[k], counts[k]))
+    end
+  end
+end
+
+local header = ("-- GENERATED by tools/gen-endpoints.lua from Misskey %s (api.json sha256 %s); do not edit.")
+  :format(version, catalogue.source.api_json_sha256)
+write(out_path, openapi.serialize(catalogue, header))
+
+-- ---- LuaLS annotations ----
+local function class_name(prefix)
+  return (prefix == "" and "misskey.api" or "misskey.api." .. prefix:gsub("/", "."):gsub("%-", "_"))
+end
+
+local function field_key(k)
+  if k:find("^[%a_][%w_]*$") then return k end
+  return '["' .. k .. '"]'
+end
+
+local function one_line(s)
+  return (s:gsub("[\r\n]+", " "))
+end
+
+local luatype
+luatype = function(p)
+  if p.enum and #p.enum > 0 then
+    local alts = {}
+    for i, v in ipairs(p.enum) do
+      alts[i] = type(v) == "string" and ('"' .. v:gsub('[\\"]', "\\%0") .. '"') or tostring(v)
+    end
+    local t = table.concat(alts, "|")
+    return p.nullable and (t .. "|misskey.Null") or t
+  end
+  local types = type(p.type) == "table" and p.type or { p.type }
+  local out = {}
+  for _, t in ipairs(types) do
+    if t == "array" then
+      local it = p.items and luatype(p.items) or "any"
+      out[#out + 1] = (it:find("|", 1, true) and ("(" .. it .. ")") or it) .. "[]"
+    elseif t == "object" then out[#out + 1] = "table"
+    elseif t == "null" then out[#out + 1] = "misskey.Null"
+    elseif t == "string" or t == "integer" or t == "number" or t == "boolean" then out[#out + 1] = t
+    end
+  end
+  if p.any_of then
+    for _, alt in ipairs(p.any_of) do out[#out + 1] = luatype(alt) end
+  end
+  if #out == 0 then out[1] = "any" end
+  if p.nullable then out[#out + 1] = "misskey.Null" end
+  return table.concat(out, "|")
+end
+
+local function constraints(p)
+  local c = {}
+  if p.doc then c[#c + 1] = p.doc end
+  if p.id then c[#c + 1] = "a Misskey id" end
+  if p.min_length or p.max_length then
+    c[#c + 1] = ("%s..%s characters"):format(p.min_length or 0, p.max_length or "")
+  end
+  if p.minimum or p.maximum then c[#c + 1] = ("%s..%s"):format(p.minimum or "", p.maximum or "") end
+  if p.min_items or p.max_items then c[#c + 1] = ("%s..%s items"):format(p.min_items or 0, p.max_items or "") end
+  if p.default ~= nil then c[#c + 1] = "default " .. (type(p.default) == "string" and ("%q"):format(p.default)
+    or tostring(p.default)) end
+  return one_line(table.concat(c, "; "))
+end
+
+local function rate(e)
+  local l = e.limit
+  if not l then return nil end
+  local parts = {}
+  if l.max and l.duration then
+    local d = l.duration
+    local function per(n, u) return ("%d %s"):format(d / n, u) end
+    local unit = (d % 3600000 == 0 and per(3600000, "h")) or (d % 60000 == 0 and per(60000, "min"))
+      or (d % 1000 == 0 and per(1000, "s")) or per(1, "ms")
+    parts[#parts + 1] = ("%d per %s"):format(l.max, unit:gsub("^1 ", ""))
+  end
+  if l.min_interval then parts[#parts + 1] = ("%g s apart"):format(l.min_interval / 1000) end
+  return table.concat(parts, ", ")
+end
+
+local function summary(name, e)
+  local s = {}
+  if e.doc then s[#s + 1] = e.doc end
+  s[#s + 1] = e.permission and ("permission " .. e.permission) or (e.credential and "credential" or "no credential")
+  if e.secure then s[#s + 1] = "native token only" end
+  if e.admin then s[#s + 1] = "admin" elseif e.moderator then s[#s + 1] = "moderator" end
+  local r = rate(e)
+  if r then s[#s + 1] = "rate limit " .. r end
+  return one_line(name .. ": " .. table.concat(s, "; "))
+end
+
+if flags.types then
+  local lines = {
+    "---@meta",
+    "-- GENERATED by tools/gen-endpoints.lua from Misskey " .. version .. "; do not edit.",
+    "-- LuaLS annotations for client.api (see README \"Endpoints, validation and permissions\").",
+    "",
+    "---@alias misskey.Null lightuserdata JSON null (misskey.null)",
+    "",
+    "---@class misskey.api.CallOptions",
+    "---@field timeout? number seconds for this call",
+    "---@field validate? boolean check the parameters against the catalogue before sending",
+    "",
+    "---@class misskey.Client",
+    "---@field api misskey.api the endpoints by name: client.api.notes.create{ text = \"hi\" }",
+    "",
+  }
+  local function add(s) lines[#lines + 1] = s end
+  -- namespaces: prefix -> { children = set }
+  local children = { [""] = {} }
+  for _, name in ipairs(names) do
+    local prefix = ""
+    for seg in name:gmatch("[^/]+") do
+      local full = prefix == "" and seg or (prefix .. "/" .. seg)
+      children[prefix] = children[prefix] or {}
+      children[prefix][seg] = full
+      prefix = full
+    end
+  end
+  local function sig(name)
+    local e = catalogue.endpoints[name]
+    local opt = #e.required == 0 and not e.any_of_required and "?" or ""
+    return ("fun(params%s: %s, opts?: misskey.api.CallOptions): any, string?, misskey.Error?")
+      :format(opt, "misskey.api.params." .. name:gsub("/", "."):gsub("%-", "_"))
+  end
+  local prefixes = {}
+  for prefix in pairs(children) do prefixes[#prefixes + 1] = prefix end
+  table.sort(prefixes)
+  for _, prefix in ipairs(prefixes) do
+    if prefix == "" then
+      add("--- The endpoints by name; also callable: client.api(\"i/registry/get-all\", params, opts).")
+    end
+    add("---@class " .. class_name(prefix))
+    if prefix == "" then
+      add("---@overload fun(name: string, params?: table, opts?: misskey.api.CallOptions): "
+        .. "any, string?, misskey.Error?")
+    elseif catalogue.endpoints[prefix] then
+      add("---@overload " .. sig(prefix))
+    end
+    local segs = {}
+    for seg in pairs(children[prefix]) do segs[#segs + 1] = seg end
+    table.sort(segs)
+    for _, seg in ipairs(segs) do
+      local full = children[prefix][seg]
+      if children[full] then
+        local doc = catalogue.endpoints[full] and (" " .. summary(full, catalogue.endpoints[full])) or ""
+        add(("---@field %s %s%s"):format(field_key(seg), class_name(full), doc))
+      else
+        add(("---@field %s %s %s"):format(field_key(seg), sig(full), summary(full, catalogue.endpoints[full])))
+      end
+    end
+    add("")
+  end
+  for _, name in ipairs(names) do
+    local e = catalogue.endpoints[name]
+    add("--- Parameters of " .. name .. (e.doc and (": " .. one_line(e.doc)) or ""))
+    add("---@class misskey.api.params." .. name:gsub("/", "."):gsub("%-", "_"))
+    local req = {}
+    for _, k in ipairs(e.required) do req[k] = true end
+    local pnames = {}
+    for k in pairs(e.params) do pnames[#pnames + 1] = k end
+    table.sort(pnames)
+    for _, k in ipairs(pnames) do
+      local p = e.params[k]
+      local doc = constraints(p)
+      add(("---@field %s%s %s%s"):format(field_key(k), req[k] and "" or "?", luatype(p),
+        doc ~= "" and (" " .. doc) or ""))
+    end
+    add("")
+  end
+  write(flags.types, table.concat(lines, "\n"))
+end
+
+-- ---- docs/endpoints.md ----
+if flags.docs then
+  local md = {
+    "# Endpoints",
+    "",
+    ("GENERATED by `tools/gen-endpoints.lua` (`make endpoints`) from Misskey %s; do not edit."):format(version),
+    "",
+    ("%d endpoints, %d permissions; %d rate-limited, %d allow GET, %d multipart, %d return 204."):format(
+      counts.endpoints, counts.permissions, counts.limited, counts.get, counts.multipart, counts["204"]),
+    "Credential: `yes` needs a token, `mod`/`admin` a moderator/administrator account.",
+    "Secure endpoints accept only a native (web login) token. Rate limits are per user (or IP),",
+    "scaled by the role's rate limit factor.",
+    "",
+    "| endpoint | permission | credential | secure | rate limit | returns | notes |",
+    "|---|---|---|---|---|---|---|",
+  }
+  for _, name in ipairs(names) do
+    local e = catalogue.endpoints[name]
+    local cred = e.admin and "admin" or (e.moderator and "mod" or (e.credential and "yes" or "no"))
+    local notes = {}
+    if e.get then notes[#notes + 1] = "GET" end
+    if e.multipart then notes[#notes + 1] = "multipart" end
+    if e.paginate then notes[#notes + 1] = "paginate: " .. e.paginate .. (e.date and "+date" or "") end
+    if e.doc then notes[#notes + 1] = one_line(e.doc):gsub("|", "\\|") end
+    md[#md + 1] = ("| `%s` | %s | %s | %s | %s | %s | %s |"):format(name,
+      e.permission and ("`" .. e.permission .. "`") or "", cred, e.secure and "yes" or "", rate(e) or "",
+      tostring(e.returns), table.concat(notes, "; "))
+  end
+  md[#md + 1] = ""
+  md[#md + 1] = "## Permissions"
+  md[#md + 1] = ""
+  for _, p in ipairs(catalogue.permissions) do md[#md + 1] = "- `" .. p .. "`" end
+  md[#md + 1] = ""
+  write(flags.docs, table.concat(md, "\n"))
+end
+
+io.write(("gen-endpoints: %d endpoints, %d permissions, %d rate-limited, %d GET, %d multipart, %d return 204 -> %s\n")
+  :format(counts.endpoints, counts.permissions, counts.limited, counts.get, counts.multipart, counts["204"], out_path))
