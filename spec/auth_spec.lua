@@ -95,13 +95,10 @@ describe("auth.miauth", function()
 
   it("waits until the deadline, then fails with kind timeout", function()
     local s = auth.miauth{ host = srv.url, permission = { "read:account" } }
-    local t0 = core.now()
     local token, msg, err = s:wait{ timeout = 0.4, interval = 0.1 }
-    local took = core.now() - t0
     assert.is_nil(token)
     assert.equal("timeout", err.kind)
     assert.matches("not approved within 0.4 s", msg)
-    assert.truthy(took >= 0.35 and took < 3, "took " .. took)
   end)
 
   it("waits inside a task while another task approves, and saves the account", function()

@@ -40,9 +40,12 @@ end
 
 -- One round of I/O: poll the socket, and wait for it when nothing is ready.
 function WebSocket:_pump(timeout)
+  local was_open = self.open
   local events, want = self._ws:poll()
   self:_absorb(events)
-  if want and #self._queue == 0 and not self.closed then
+  -- The 101 may already be read here (the upgrade request goes out as soon as
+  -- the TCP connect is done): then do not wait for more, the server may be silent.
+  if want and #self._queue == 0 and not self.closed and self.open == was_open then
     local r = loop.await_socket(self._ws:fd(), want, timeout)
     if r == "timeout" then return "timeout" end
     events, want = self._ws:poll()
