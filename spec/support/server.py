@@ -947,7 +947,6 @@ async def stream_pinger(sock, interval):
 
 async def streaming(request):
     STREAM["attempts"] += 1
-    print("SRV upgrade", request.path_qs, request.transport.get_extra_info("peername"), file=sys.stderr, flush=True)  # DBGTMP
     token, via = stream_token(request)
     if token == "bad-token":
         STREAM["refused"] += 1
@@ -959,7 +958,6 @@ async def streaming(request):
         await STREAM["gate"].wait()  # test/stream/drop {hold = true}: upgrades wait for test/stream/release
     ws = web.WebSocketResponse(autoping=True)
     await ws.prepare(request)
-    print("SRV prepared", file=sys.stderr, flush=True)  # DBGTMP
     sock = {"n": len(STREAM["sockets"]) + 1, "ws": ws, "request": request, "closed": False,
             "path": request.path, "auth": via, "anonymous": token is None,
             "connects": [], "disconnects": [], "channels": {}, "subs": {}, "subNote": [], "unsubNote": [],
