@@ -503,12 +503,16 @@ function Client:upload(file, fields, opts)
         UPLOAD_ENDPOINT, why), self._token), { endpoint = UPLOAD_ENDPOINT, param = "file", path = part.path })
     end
   end
-  local res, msg, err = self:_send(UPLOAD_ENDPOINT, {
-    method = "POST", url = self.base_url .. "/api/" .. UPLOAD_ENDPOINT, headers = headers, parts = parts,
-    timeout = opts.timeout or self._timeout, progress = opts.progress,
-  })
-  if not res then return nil, msg, err end
-  return self:_interpret(UPLOAD_ENDPOINT, res)
+  -- 429s are waited out as for client:request (Misskey checks the limit before
+  -- storing anything); a write, so never retried after other failures.
+  return ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, function()
+    local res, msg, err = self:_send(UPLOAD_ENDPOINT, {
+      method = "POST", url = self.base_url .. "/api/" .. UPLOAD_ENDPOINT, headers = headers, parts = parts,
+      timeout = opts.timeout or self._timeout, progress = opts.progress,
+    })
+    if not res then return nil, nil, msg, err end
+    return res.headers, self:_interpret(UPLOAD_ENDPOINT, res)
+  end)
 end
 
 -- ---- client:http: raw HTTP to the client's host (non-API URLs) ----

@@ -20,6 +20,7 @@
 -- after the last item delivered).
 local errors = require "misskey.errors"
 local ratelimit = require "misskey.ratelimit"
+local loop = require "misskey.loop"
 
 local M = {}
 
@@ -353,7 +354,16 @@ function Iterator:next()
 end
 
 -- `for item in it do`: the generic for calls it(state, control); both are ignored.
-Iterator.__call = function(self) return self:next() end
+-- PUC Lua 5.1 cannot yield from a function a generic for calls, so there a
+-- task must use it:next() (in a plain script, where nothing yields, `for` works).
+local PUC51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
+Iterator.__call = function(self)
+  if PUC51 and loop.current() then
+    error("misskey: on Lua 5.1 a for loop cannot yield; inside a task use "
+      .. "`local item = it:next()` in a while loop instead of `for item in it`", 2)
+  end
+  return self:next()
+end
 
 --- it:cursor() -> a string that resumes the walk after the last item delivered:
 -- client:paginate(endpoint, params, { cursor = s }) with the same params.

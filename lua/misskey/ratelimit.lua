@@ -134,7 +134,7 @@ local function pace_state(client, endpoint)
   end
   local st = all[endpoint]
   if not st then
-    st = { sent = {}, first = 1 }
+    st = { sent = {}, first = 1, last = 0 } -- sent[first..last]: the sends still in the window
     all[endpoint] = st
   end
   return st
@@ -147,22 +147,23 @@ local function pace_delay(st, limit, t)
   if type(limit) == "table" then
     local sent = st.sent
     local min_interval = tonumber(limit.min_interval)
-    if min_interval and min_interval > 0 and #sent >= st.first then
-      local due = sent[#sent] + min_interval / 1000 + M.PACE_MARGIN
+    if min_interval and min_interval > 0 and st.last >= st.first then
+      local due = sent[st.last] + min_interval / 1000 + M.PACE_MARGIN
       if due - t > wait then wait = due - t end
     end
     local duration, max = tonumber(limit.duration), tonumber(limit.max)
     if duration and max and duration > 0 and max >= 1 then
       local window = duration / 1000
       -- Forget sends that left the window.
-      while st.first <= #sent and sent[st.first] + window + M.PACE_MARGIN <= t do
+      -- (Keep the last one for min_interval.)
+      while st.first < st.last and sent[st.first] + window + M.PACE_MARGIN <= t do
         sent[st.first] = nil
         st.first = st.first + 1
       end
-      local inside = #sent - st.first + 1
+      local inside = st.last - st.first + 1
       if inside >= max then
         -- The oldest send that must leave the window before this one may go.
-        local due = sent[#sent - max + 1] + window + M.PACE_MARGIN
+        local due = sent[st.last - max + 1] + window + M.PACE_MARGIN
         if due - t > wait then wait = due - t end
       end
     end
@@ -182,10 +183,11 @@ local function pace(client, endpoint, entry)
       -- Keep the list compact: rebase it once the forgotten prefix is long.
       if st.first > 64 then
         local sent, moved = st.sent, {}
-        for i = st.first, #sent do moved[#moved + 1] = sent[i] end
-        st.sent, st.first = moved, 1
+        for i = st.first, st.last do moved[#moved + 1] = sent[i] end
+        st.sent, st.first, st.last = moved, 1, #moved
       end
-      st.sent[#st.sent + 1] = t
+      st.last = st.last + 1
+      st.sent[st.last] = t
       return
     end
     M._sleep(wait)
