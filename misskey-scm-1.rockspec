@@ -46,6 +46,7 @@ build = {
     ["misskey.ratelimit"] = "lua/misskey/ratelimit.lua",
     ["misskey.schema"] = "lua/misskey/schema.lua",
     ["misskey.stream"] = "lua/misskey/stream.lua",
+    ["misskey.bot"] = "lua/misskey/bot.lua",
     ["misskey.testing"] = "lua/misskey/testing.lua",
     ["misskey.transport.curl"] = "lua/misskey/transport/curl.lua",
     ["misskey.transport.websocket"] = "lua/misskey/transport/websocket.lua",

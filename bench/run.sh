@@ -2,7 +2,8 @@
 # What `make bench` runs once misskey.core is built for every Lua version.
 #
 #   bash bench/run.sh             request_bench.lua, batch_bench.lua and json_bench.lua on every
-#                                 Lua, then a summary table
+#                                 Lua, then a summary table, then the streaming stage
+#                                 (stream_bench.lua against misskey-js; STREAM=0 skips it)
 #   bash bench/run.sh --profile   callgrind: instructions per meta call, part by part (Lua 5.4)
 #
 # Builds the C baselines (build/bench/curl_loop, curl_multi), writes the fixtures and
@@ -43,7 +44,9 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/misskey-bench.XXXXXX")
 NGINX_PID=
 CHILD=
+STREAM_PIDS=
 cleanup() {
+  for pid in $STREAM_PIDS; do kill "$pid" 2>/dev/null || true; done
   if [ -n "$CHILD" ]; then
     kill "$CHILD" 2>/dev/null || true
     wait "$CHILD" 2>/dev/null || true
@@ -167,3 +170,44 @@ awk -F '\t' '
       $6, $7, $8, $9, $10, $11, $12, $13, $14
   }' "$SUMMARY"
 if [ -s "$TMP/batch.txt" ]; then echo; echo "batch: client:batch against curl_multi (one multi handle)"; cat "$TMP/batch.txt"; fi
+
+# ---- streaming: bench/stream_server.py floods homeTimeline notes (~2.4 KB each) to
+# stream_bench.lua on 5.4 and LuaJIT and to misskey-js's Stream (installed from npm into the
+# ignored bench/node_modules), then a 1,000,000-event memory run on 5.4. Not pinned: the
+# server and the client each get a CPU.
+start_stream_server() { # n -> sets SPORT
+  /usr/bin/python3 bench/stream_server.py --n "$1" >"$TMP/stream.$1.out" 2>&1 &
+  STREAM_PIDS="$STREAM_PIDS $!"
+  SPORT=
+  for _ in $(seq 1 50); do
+    SPORT=$(awk '/^PORT/ { print $2 }' "$TMP/stream.$1.out")
+    [ -n "$SPORT" ] && break
+    sleep 0.1
+  done
+  if [ -z "$SPORT" ]; then echo "bench: stream_server.py did not start" >&2; cat "$TMP/stream.$1.out" >&2; exit 1; fi
+}
+if [ "${STREAM:-1}" != 0 ]; then
+  echo
+  start_stream_server 100000
+  SURL="http://127.0.0.1:$SPORT"
+  SSUM="$TMP/stream.tsv"
+  for v in 5.4 luajit; do
+    stage 60 "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" --summary "$SSUM" || echo "stream_bench.lua failed on $v"
+  done
+  if command -v node >/dev/null; then
+    if [ ! -d bench/node_modules/misskey-js ] || [ ! -d bench/node_modules/ws ]; then
+      stage 120 npm install --prefix bench --no-package-lock --no-audit --no-fund >/dev/null || true
+    fi
+    stage 60 node bench/stream_misskeyjs.mjs "$SURL" --summary "$SSUM" || echo "stream_misskeyjs.mjs failed"
+  fi
+  echo
+  echo "stream: note events/s (more is better)"
+  awk -F '\t' '$1 == "misskey-js" { js = $2 } $1 != "misskey-js" { n++; lua[n] = $1; rate[n] = $2; cj[n] = $4 }
+    END { for (i = 1; i <= n; i++)
+      printf "  %-7s %8d/s   cjson.decode alone %8d/s   Lua/misskey-js %s\n", lua[i], rate[i], cj[i],
+        js ? sprintf("%.2f", rate[i] / js) : "-"
+      if (js) printf "  %-7s %8d/s\n", "misskey-js", js }' "$SSUM"
+  echo
+  start_stream_server 1000000
+  stage 90 lua5.4 bench/stream_bench.lua "http://127.0.0.1:$SPORT" --memory 1000000 || echo "memory run stopped"
+fi

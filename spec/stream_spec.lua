@@ -86,6 +86,25 @@ describe("misskey.stream", function()
     assert.is_true(sock.connects[1].pong)
   end)
 
+  it("runs handlers while a burst is read: tasks do not pile up (bounded memory)", function()
+    local s = client():stream()
+    local seen, most_alive = 0, 0
+    local tl = s:channel("homeTimeline")
+    tl:on("connected", function()
+      call("test/stream/emit", { channel = "homeTimeline", type = "note", body = { text = "burst" }, count = 300 })
+    end)
+    tl:on("note", function(note)
+      seen = seen + 1
+      most_alive = math.max(most_alive, loop.alive())
+      if note.seq == 300 then s:close() end
+    end)
+    assert.is_false(run_bounded(s, 10))
+    assert.equal(300, seen)
+    -- Without giving way after each frame the reader would spawn ~300 handler
+    -- tasks before the first one ran, each holding its note.
+    assert.truthy(most_alive < 10, "tasks alive at once: " .. most_alive)
+  end)
+
   it("sends the token as a Bearer header with auth = \"header\", none when anonymous", function()
     for _, case in ipairs{ { auth = "header" }, { token = false } } do
       local s = client(case):stream()

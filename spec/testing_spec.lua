@@ -555,7 +555,7 @@ end)
 
 describe("the fake as a server", function()
   it("answers UNKNOWN_API_ENDPOINT (404) for an endpoint it does not implement", function()
-    local err = fails(me, "notes/reactions/create", { noteId = "x", reaction = "👍" }, "UNKNOWN_API_ENDPOINT", 404)
+    local err = fails(me, "notes/favorites/create", { noteId = "x" }, "UNKNOWN_API_ENDPOINT", 404)
     assert.equal("2ca3b769-540a-4f08-9dd5-b5a825b6d0f1", err.id)
   end)
 
@@ -647,25 +647,25 @@ end)
 
 describe("fake.endpoints", function()
   it("takes handlers of its own, per fake", function()
-    fake.endpoints["notes/reactions/create"] = {
+    fake.endpoints["notes/favorites/create"] = {
       credential = true,
       params = { type = "object", required = { "noteId", "reaction" },
                  properties = { { "noteId", { type = "string", format = "misskey:id" } } } },
       errors = { NO_SUCH_NOTE = { id = "033d0620-5bfe-4027-965d-980b0c85a3ea", message = "No such note." } },
       handler = function(f, ps, ctx)
         assert.equal("me", ctx.user.username)
-        assert.equal("notes/reactions/create", ctx.endpoint)
+        assert.equal("notes/favorites/create", ctx.endpoint)
         if not f:user("alice") then return nil, "INTERNAL_ERROR" end
         if ps.noteId == "0000000000000000" then return nil, "NO_SUCH_NOTE" end
         return nil -- 204
       end,
     }
-    assert.is_true(me:request("notes/reactions/create", { noteId = "abc", reaction = "👍" }))
-    fails(me, "notes/reactions/create", { noteId = "0000000000000000", reaction = "👍" }, "NO_SUCH_NOTE", 400)
-    fails(me, "notes/reactions/create", { noteId = "abc" }, "INVALID_PARAM", 400)
-    fails(client_of(fake, { token = false }), "notes/reactions/create", {}, "CREDENTIAL_REQUIRED", 401)
+    assert.is_true(me:request("notes/favorites/create", { noteId = "abc", reaction = "👍" }))
+    fails(me, "notes/favorites/create", { noteId = "0000000000000000", reaction = "👍" }, "NO_SUCH_NOTE", 400)
+    fails(me, "notes/favorites/create", { noteId = "abc" }, "INVALID_PARAM", 400)
+    fails(client_of(fake, { token = false }), "notes/favorites/create", {}, "CREDENTIAL_REQUIRED", 401)
     -- Other fakes are not affected; false removes an endpoint.
-    fails(testing.fake():client(), "notes/reactions/create", {}, "UNKNOWN_API_ENDPOINT", 404)
+    fails(testing.fake():client(), "notes/favorites/create", {}, "UNKNOWN_API_ENDPOINT", 404)
     fake.endpoints.meta = false
     fails(me, "meta", {}, "UNKNOWN_API_ENDPOINT", 404)
   end)

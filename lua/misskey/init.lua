@@ -30,6 +30,11 @@ function misskey.permissions_for(names)
   return perms
 end
 
+--- misskey.bot(client[, opts]) -> a bot (see README "Bots").
+function misskey.bot(client, opts)
+  return require("misskey.bot").new(client, opts)
+end
+
 --- The process's default engine (the C core's curl multi handle, sockets and timers).
 misskey.engine = require("misskey.engine").default
 

@@ -240,6 +240,44 @@ function loop.sleep(seconds)
   await(function() end, nil, seconds)
 end
 
+-- obj -> list of waiters of loop.wait_event (weak keys: a forgotten object frees them).
+local event_waits = setmetatable({}, { __mode = "k" })
+
+--- loop.wait_event(obj[, timeout]) -> "signal" | "timeout": waits until
+-- loop.signal(obj) is called (any value as the key) or `timeout` seconds pass.
+-- Yields in a task, drives the scheduler outside one. A condition variable:
+-- check your own state before waiting, and again after waking.
+function loop.wait_event(obj, timeout)
+  if obj == nil then error("bad argument #1 to 'wait_event' (a key expected, got nil)", 2) end
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+    error("bad argument #2 to 'wait_event' (number of seconds >= 0 expected)", 2)
+  end
+  return (await(function(w)
+    local list = event_waits[obj]
+    if not list then
+      list = {}
+      event_waits[obj] = list
+    end
+    list[#list + 1] = w
+  end, function(w)
+    local list = event_waits[obj]
+    if not list then return end
+    for i = #list, 1, -1 do
+      if list[i] == w then table.remove(list, i) end
+    end
+    if #list == 0 then event_waits[obj] = nil end
+  end, timeout))
+end
+
+--- loop.signal(obj) -> number of waiters woken: wakes everyone in loop.wait_event(obj).
+function loop.signal(obj)
+  local list = event_waits[obj]
+  if not list then return 0 end
+  event_waits[obj] = nil
+  for i = 1, #list do wake(list[i], "signal") end
+  return #list
+end
+
 --- task:join() -> the task's return values; if it raised: nil, message, err
 -- (err.kind "task", err.traceback). Yields in a task, drives the scheduler outside.
 function Task:join()

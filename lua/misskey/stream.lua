@@ -554,6 +554,10 @@ function Stream:_read(ws)
     if text then
       got = true
       self:_frame(text)
+      -- Give way after each frame: the handler tasks it spawned run before the
+      -- next frame is read. Without this a steady sender starves them and every
+      -- event waits as a suspended task holding its note (memory grows without bound).
+      if loop.current() then coroutine.yield() end
     elseif err and err.kind == "timeout" then
       return got, ("no frame for %g s (watchdog)"):format(self._opts.watchdog), err
     else

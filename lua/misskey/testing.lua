@@ -26,6 +26,12 @@
 --   fake:user(name)                  { id, username, name, token } or nil
 --   fake:post(name, params)          a note created directly on the server (not a request)
 --   fake.endpoints, testing.endpoints  the endpoint handlers; see "Endpoint handlers" below
+--   fake.transport.websocket(req)    an in-process WebSocket speaking the streaming protocol; the
+--                                    fake's actions publish events (see "streaming" below)
+--   fake:as(name)                    act as a user through the API: :post, :reply, :follow, :unfollow,
+--                                    :react, :request
+--   fake:run_until_idle()            run the scheduler until no task is ready (from the test)
+--   fake:notes(filter), fake:sockets(), fake:drop_streams()
 local json = require "misskey.json"
 local baseurl = require "misskey.baseurl"
 
@@ -370,6 +376,8 @@ function Fake:_init()
   self._counter = 0
   self._users, self._by_id, self._by_name, self._by_token = {}, {}, {}, {}
   self._notes, self._order = {}, {}
+  self._notifications, self._registry = {}, {}
+  self:_close_sockets()
   local specs = {
     { username = "me", name = "Me", token = opts.token or "fake-token-me", following = { "alice" } },
     { username = "alice", name = "Alice", token = "fake-token-alice", following = { "me" } },
@@ -449,7 +457,9 @@ function testing.fake(opts)
   }, Fake)
   self.transport = {
     request = function(req) return self:handle(req) end,
+    websocket = function(req) return self:_websocket(req) end,
   }
+  self._sockets = {}
   self:_init()
   return self
 end
@@ -585,7 +595,8 @@ function Fake:_pack_note(note, viewer, detail)
     id = note.id, createdAt = iso(note.createdAt), userId = note.userId, user = self:_pack_user_lite(user),
     text = nn(note.text), cw = nn(note.cw), visibility = note.visibility, localOnly = note.localOnly or nil,
     reactionAcceptance = nn(note.reactionAcceptance), renoteCount = note.renoteCount,
-    repliesCount = note.repliesCount, reactionCount = 0, reactions = {}, reactionEmojis = {},
+    repliesCount = note.repliesCount, reactionCount = note.reactionCount or 0, reactions = copy(note.reactions or {}),
+    reactionEmojis = {},
     fileIds = array{}, files = array{}, replyId = nn(note.replyId), renoteId = nn(note.renoteId),
   }
   if note.visibility == "specified" then
@@ -608,7 +619,7 @@ function Fake:_pack_note(note, viewer, detail)
     if note.renoteId and self._notes[note.renoteId] then
       p.renote = self:_pack_note(self._notes[note.renoteId], viewer, true)
     end
-    if viewer then p.myReaction = null end
+    if viewer then p.myReaction = nn(note.reacted and note.reacted[viewer.id]) end
   end
   if not visible_to(note, viewer) then
     p.visibleUserIds, p.poll, p.text, p.cw = nil, nil, null, null
@@ -716,6 +727,7 @@ function Fake:_create_note(user, ps)
   self._order[#self._order + 1] = note.id
   if parent then parent.repliesCount = parent.repliesCount + 1 end
   if renote then renote.renoteCount = renote.renoteCount + 1 end
+  self:_note_events(note)
   return note
 end
 
@@ -723,6 +735,7 @@ end
 function Fake:_delete_note(note)
   if not self._notes[note.id] then return end
   self._notes[note.id] = nil
+  self:_note_updated(note.id, "deleted", { deletedAt = iso(self._clock) })
   for i, id in ipairs(self._order) do
     if id == note.id then table.remove(self._order, i) break end
   end
@@ -1076,6 +1089,513 @@ function Fake:_answer(req, record)
   if result == nil then return { status = 204, headers = { ["cache-control"] = JSON_HEADERS["cache-control"],
     ["access-control-allow-origin"] = "*" }, body = "" } end
   return reply(200, result)
+end
+
+---------------------------------------------------------------------------
+-- streaming: fake.transport.websocket(req) -> an in-process WebSocket
+--
+-- It speaks Misskey's streaming protocol (protocol.md 7): connect (with
+-- pong = true it answers connected), disconnect, subNote/unsubNote; the
+-- fake's actions publish events: notes -> "note" on homeTimeline (author and
+-- followers), localTimeline/hybridTimeline/globalTimeline (public notes);
+-- mention/reply/renote and notification on the main channel; follow,
+-- followed, unfollow; noteUpdated (reacted, deleted) for captured notes.
+-- receive(timeout) waits through misskey.loop: it yields in a task and
+-- blocks outside one, like the real socket.
+
+local loop -- required lazily: the fake's HTTP side works without the C core
+
+local FakeSocket = { __name = "misskey.testing.WebSocket" }
+FakeSocket.__index = FakeSocket
+testing.WebSocket = FakeSocket
+
+local TIMELINES = { homeTimeline = "home", localTimeline = "public", hybridTimeline = "hybrid",
+                    globalTimeline = "public", main = "main" }
+local NEEDS_LOGIN = { homeTimeline = true, hybridTimeline = true, main = true }
+
+function Fake:_websocket(req)
+  loop = loop or require "misskey.loop"
+  local errors = require "misskey.errors"
+  if type(req) ~= "table" or type(req.url) ~= "string" then
+    error("bad argument #1 to 'websocket' (a request table with a url expected)", 2)
+  end
+  local base, rest = req.url:match("^(wss?://[^/?#]+)(.*)$")
+  if not base or base:gsub("^ws", "http"):lower() ~= self.base_url then
+    return errors.fail("network", ("fake: no server at %s (this fake is %s)"):format(tostring(base or req.url),
+      self.base_url))
+  end
+  local token
+  local authorization = header(req.headers, "authorization")
+  if type(authorization) == "string" and authorization:sub(1, 7) == "Bearer " then
+    token = authorization:sub(8)
+  else
+    local q = rest:match("[?&]i=([^&#]*)")
+    if q then token = q:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end) end
+  end
+  local user
+  if token ~= nil and token ~= "" then
+    user = self._by_token[token]
+    if not user then
+      return errors.fail("auth", "websocket upgrade refused: HTTP 401", { status = 401 })
+    end
+  end
+  local ws = setmetatable({ fake = self, user = user, _queue = {}, channels = {}, captures = {}, sent = {} },
+    FakeSocket)
+  self._sockets[#self._sockets + 1] = ws
+  return ws
+end
+
+function FakeSocket:_push(msg)
+  if self.closed then return end
+  self._queue[#self._queue + 1] = json.encode(msg)
+  loop.signal(self)
+end
+
+--- ws:receive([timeout]) -> text | nil, msg, err (kind "timeout", or "network" with err.closed)
+function FakeSocket:receive(timeout)
+  local errors = require "misskey.errors"
+  while #self._queue == 0 do
+    if self.closed then
+      return errors.fail("network", ("websocket closed (%d)"):format(self.closed), { close_code = self.closed,
+        closed = true })
+    end
+    if loop.wait_event(self, timeout) == "timeout" and #self._queue == 0 and not self.closed then
+      return errors.fail("timeout", ("no message within %g s"):format(timeout), { timeout = true })
+    end
+  end
+  return table.remove(self._queue, 1)
+end
+
+--- ws:send(text) -> true | nil, msg, err: a client frame, handled at once.
+function FakeSocket:send(text)
+  if self.closed then
+    return require("misskey.errors").fail("network", "websocket closed", { closed = true })
+  end
+  self.sent[#self.sent + 1] = text
+  local msg = json.decode(text)
+  if type(msg) ~= "table" or type(msg.type) ~= "string" or type(msg.body) ~= "table" then return true end
+  local t, body = msg.type, msg.body
+  if t == "connect" then
+    local kind = TIMELINES[body.channel]
+    if kind and type(body.id) == "string" and (self.user or not NEEDS_LOGIN[body.channel]) then
+      self.channels[body.id] = { name = body.channel, params = body.params }
+      if body.pong then self:_push({ type = "connected", body = { id = body.id } }) end
+    end
+  elseif t == "disconnect" then
+    if type(body.id) == "string" then self.channels[body.id] = nil end
+  elseif t == "subNote" or t == "s" or t == "sr" then
+    if type(body.id) == "string" then self.captures[body.id] = (self.captures[body.id] or 0) + 1 end
+  elseif t == "unsubNote" or t == "un" then
+    if type(body.id) == "string" then self.captures[body.id] = nil end
+  end
+  return true
+end
+
+--- ws:close([code]): closes the socket; a waiting receive returns "closed".
+function FakeSocket:close(code)
+  if self.closed then return true end
+  self.closed = code or 1000
+  local list = self.fake._sockets
+  for i = #list, 1, -1 do
+    if list[i] == self then table.remove(list, i) end
+  end
+  if loop then loop.signal(self) end
+  return true
+end
+
+function FakeSocket:state() return self.closed and "closed" or "open" end
+
+function Fake:_close_sockets(code)
+  for _, ws in ipairs(self._sockets or {}) do
+    ws.closed = code or 1001
+    if loop then loop.signal(ws) end
+  end
+  self._sockets = {}
+end
+
+--- fake:drop_streams(): the server closes every open WebSocket (1006), as a restart would.
+function Fake:drop_streams()
+  local n = #self._sockets
+  self:_close_sockets(1006)
+  return n
+end
+
+--- fake.sockets(): the open fake WebSockets ({ user, channels = { id = { name, params } }, captures, sent }).
+function Fake:sockets()
+  local out = {}
+  for i, ws in ipairs(self._sockets) do out[i] = ws end
+  return out
+end
+
+-- Sends `event` with a body built per socket user (`make(user)` -> body or nil)
+-- to every channel whose name is in `names`.
+function Fake:_publish(names, event, make)
+  for _, ws in ipairs(self._sockets) do
+    for id, ch in pairs(ws.channels) do
+      if names[ch.name] then
+        local body = make(ws.user, ch)
+        if body ~= nil then ws:_push({ type = "channel", body = { id = id, type = event, body = body } }) end
+      end
+    end
+  end
+end
+
+-- A main channel event for one user.
+function Fake:_main(user, event, body)
+  self:_publish({ main = true }, event, function(u) if u == user then return body end end)
+end
+
+function Fake:_note_updated(note_id, event, body)
+  for _, ws in ipairs(self._sockets) do
+    if ws.captures[note_id] then
+      ws:_push({ type = "noteUpdated", body = { id = note_id, type = event, body = body } })
+    end
+  end
+end
+
+-- Stores a notification for `user` and publishes it on the main channel.
+function Fake:_notify(user, kind, from, fields)
+  if from and from.id == user.id then return end
+  local n = { id = self:_gen_id(), createdAt = self._clock, type = kind, userId = from and from.id,
+              fields = fields or {}, isRead = false }
+  local list = self._notifications[user.id] or {}
+  self._notifications[user.id] = list
+  list[#list + 1] = n
+  self:_main(user, "notification", self:_pack_notification(n, user))
+end
+
+function Fake:_pack_notification(n, viewer)
+  local p = { id = n.id, createdAt = iso(n.createdAt), type = n.type, isRead = n.isRead }
+  if n.userId then
+    p.userId = n.userId
+    p.user = self:_pack_user_lite(self._by_id[n.userId])
+  end
+  if n.fields.noteId and self._notes[n.fields.noteId] then
+    p.note = self:_pack_note(self._notes[n.fields.noteId], viewer, true)
+  end
+  if n.fields.reaction then p.reaction = n.fields.reaction end
+  return p
+end
+
+-- The local users a note's text mentions (@name or @name@<this host>).
+function Fake:_mentioned(text)
+  local out, seen = {}, {}
+  if not text then return out end
+  for name, host in text:gmatch("@([%w_]+)@?([%w%.%-:]*)") do
+    if host == "" or host:lower() == self.host then
+      local u = self._by_name[name:lower()]
+      if u and not seen[u] then
+        seen[u] = true
+        out[#out + 1] = u
+      end
+    end
+  end
+  return out
+end
+
+-- Publishes what a new note causes (NoteCreateService's events, simplified).
+function Fake:_note_events(note)
+  local author = self._by_id[note.userId]
+  self:_publish({ homeTimeline = true, hybridTimeline = true, localTimeline = true, globalTimeline = true },
+    "note", function(u, ch)
+      local home = u and (u == author or follows(u, author.id)) and visible_to(note, u)
+      if ch.name == "homeTimeline" and not home then return nil end
+      if (ch.name == "localTimeline" or ch.name == "globalTimeline") and note.visibility ~= "public" then return nil end
+      if ch.name == "hybridTimeline" and not home and note.visibility ~= "public" then return nil end
+      local params = ch.params
+      if type(params) == "table" and params.withRenotes == false and is_pure_renote(note) then return nil end
+      return self:_pack_note(note, u, true)
+    end)
+  local done = {}
+  local parent = note.replyId and self._notes[note.replyId]
+  if parent then
+    local to = self._by_id[parent.userId]
+    if to ~= author then
+      done[to] = true
+      self:_main(to, "reply", self:_pack_note(note, to, true))
+      self:_notify(to, "reply", author, { noteId = note.id })
+    end
+  end
+  local target = note.renoteId and self._notes[note.renoteId]
+  if target then
+    local to = self._by_id[target.userId]
+    if to ~= author then
+      self:_main(to, "renote", self:_pack_note(note, to, true))
+      if is_pure_renote(note) then
+        self:_notify(to, "renote", author, { noteId = note.id })
+      else
+        done[to] = true
+        self:_notify(to, "quote", author, { noteId = note.id })
+      end
+    end
+  end
+  local mentioned = self:_mentioned(note.text)
+  for _, id in ipairs(note.visibleUserIds) do
+    local u = self._by_id[id]
+    local found = false
+    for _, m in ipairs(mentioned) do if m == u then found = true end end
+    if not found then mentioned[#mentioned + 1] = u end
+  end
+  for _, u in ipairs(mentioned) do
+    if u ~= author and visible_to(note, u) then
+      self:_main(u, "mention", self:_pack_note(note, u, true))
+      if not done[u] then self:_notify(u, "mention", author, { noteId = note.id }) end
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- follows, reactions, notifications, the registry
+
+local NO_SUCH_USER_FOLLOW = { id = "fcd2eef9-a9b2-4c4f-8624-038099e90aa5", message = "No such user." }
+
+function Fake:_follow(follower, followee)
+  if follower == followee then return nil, "FOLLOWEE_IS_YOURSELF" end
+  if follows(follower, followee.id) then return nil, "ALREADY_FOLLOWING" end
+  follower.following[followee.id] = true
+  self:_main(follower, "follow", self:_pack_user_detailed(followee, follower))
+  self:_main(followee, "followed", self:_pack_user_lite(follower))
+  self:_notify(followee, "follow", follower)
+  return true
+end
+
+function Fake:_unfollow(follower, followee)
+  if follower == followee then return nil, "FOLLOWEE_IS_YOURSELF" end
+  if not follows(follower, followee.id) then return nil, "NOT_FOLLOWING" end
+  follower.following[followee.id] = nil
+  self:_main(follower, "unfollow", self:_pack_user_detailed(followee, follower))
+  return true
+end
+
+function Fake:_react(user, note, reaction)
+  note.reacted = note.reacted or {}
+  note.reactions = note.reactions or {}
+  if note.reacted[user.id] then return nil, "ALREADY_REACTED" end
+  note.reacted[user.id] = reaction
+  note.reactions[reaction] = (note.reactions[reaction] or 0) + 1
+  note.reactionCount = (note.reactionCount or 0) + 1
+  self:_note_updated(note.id, "reacted", { reaction = reaction, emoji = null, userId = user.id })
+  self:_notify(self._by_id[note.userId], "reaction", user, { noteId = note.id, reaction = reaction })
+  return true
+end
+
+local FOLLOW_ERRORS = {
+  NO_SUCH_USER = NO_SUCH_USER_FOLLOW,
+  FOLLOWEE_IS_YOURSELF = { id = "26fbe7bb-a331-4857-af17-205b426669a9", message = "Followee is yourself." },
+  ALREADY_FOLLOWING = { id = "35387507-38c7-4cb9-9197-300b93783fa0", message = "You are already following that user." },
+  NOT_FOLLOWING = { id = "5dbf82f5-c92b-40b1-87d1-6c8c0741fd09", message = "You are not following that user." },
+}
+
+endpoints["following/create"] = {
+  credential = true,
+  params = object({ { "userId", ID }, { "withReplies", BOOLEAN } }, { "userId" }),
+  errors = FOLLOW_ERRORS,
+  handler = function(self, ps, ctx)
+    local followee = self._by_id[ps.userId]
+    if not followee then return nil, "NO_SUCH_USER" end
+    local ok, code = self:_follow(ctx.user, followee)
+    if not ok then return nil, code end
+    return self:_pack_user_lite(followee)
+  end,
+}
+
+endpoints["following/delete"] = {
+  credential = true,
+  params = object({ { "userId", ID } }, { "userId" }),
+  errors = FOLLOW_ERRORS,
+  handler = function(self, ps, ctx)
+    local followee = self._by_id[ps.userId]
+    if not followee then return nil, "NO_SUCH_USER" end
+    local ok, code = self:_unfollow(ctx.user, followee)
+    if not ok then return nil, code end
+    return self:_pack_user_lite(followee)
+  end,
+}
+
+endpoints["notes/reactions/create"] = {
+  credential = true,
+  params = object({ { "noteId", ID }, { "reaction", { type = "string" } } }, { "noteId", "reaction" }),
+  errors = {
+    NO_SUCH_NOTE = { id = "033d0620-5bfe-4027-965d-980b0c85a3ea", message = "No such note." },
+    ALREADY_REACTED = { id = "71efcf98-86d6-4e2b-b2ad-9d032369366b",
+                        message = "You are already reacting to that note." },
+  },
+  handler = function(self, ps, ctx)
+    local note = self._notes[ps.noteId]
+    if not note or not visible_to(note, ctx.user) then return nil, "NO_SUCH_NOTE" end
+    local ok, code = self:_react(ctx.user, note, ps.reaction)
+    if not ok then return nil, code end
+    return nil
+  end,
+}
+
+local NOTIFICATION_TYPES = { "note", "follow", "mention", "reply", "renote", "quote", "reaction", "pollEnded",
+  "receiveFollowRequest", "followRequestAccepted", "roleAssigned", "achievementEarned", "app", "test" }
+
+endpoints["i/notifications"] = {
+  credential = true,
+  params = object({
+    { "limit", { type = "integer", minimum = 1, maximum = 100 } },
+    { "sinceId", ID }, { "untilId", ID },
+    { "sinceDate", { type = "integer" } }, { "untilDate", { type = "integer" } },
+    { "markAsRead", BOOLEAN },
+    { "includeTypes", { type = "array", items = { type = "string", enum = NOTIFICATION_TYPES } } },
+    { "excludeTypes", { type = "array", items = { type = "string", enum = NOTIFICATION_TYPES } } },
+  }),
+  handler = function(self, ps, ctx)
+    local list = self._notifications[ctx.user.id] or {}
+    local include, exclude = {}, {}
+    for _, t in ipairs(ps.includeTypes or {}) do include[t] = true end
+    for _, t in ipairs(ps.excludeTypes or {}) do exclude[t] = true end
+    local limit = ps.limit or 10
+    local ascending = ps.sinceId ~= nil and ps.untilId == nil
+    local out = array{}
+    local from, to, step = #list, 1, -1
+    if ascending then from, to, step = 1, #list, 1 end
+    for i = from, to, step do
+      local n = list[i]
+      if (ps.sinceId == nil or n.id > ps.sinceId) and (ps.untilId == nil or n.id < ps.untilId)
+         and (not ps.includeTypes or include[n.type]) and not exclude[n.type] then
+        out[#out + 1] = self:_pack_notification(n, ctx.user)
+        if #out >= limit then break end
+      end
+    end
+    if ps.markAsRead ~= false then
+      for _, n in ipairs(list) do n.isRead = true end
+    end
+    return out
+  end,
+}
+
+local SCOPE = { type = "array", items = { type = "string", pattern = { "^[a-zA-Z0-9_]+$", "^[%w_]+$" } } }
+
+local function registry_of(self, user, scope)
+  local key = concat(scope or {}, "\0")
+  local r = self._registry[user.id] or {}
+  self._registry[user.id] = r
+  r[key] = r[key] or {}
+  return r[key]
+end
+
+endpoints["i/registry/get"] = {
+  credential = true,
+  params = object({ { "key", { type = "string" } }, { "scope", SCOPE }, { "domain", { type = { "string", "null" } } } },
+    { "key", "scope" }),
+  errors = { NO_SUCH_KEY = { id = "ac3ed68a-62f0-422b-a7bc-d5e09e8f6a6a", message = "No such key." } },
+  handler = function(self, ps, ctx)
+    local r = registry_of(self, ctx.user, ps.scope)
+    if r[ps.key] == nil then return nil, "NO_SUCH_KEY" end
+    return json.decode(r[ps.key])
+  end,
+}
+
+endpoints["i/registry/set"] = {
+  credential = true,
+  params = object({ { "key", { type = "string", minLength = 1 } }, { "scope", SCOPE },
+                    { "domain", { type = { "string", "null" } } } }, { "key", "value", "scope" }),
+  handler = function(self, ps, ctx)
+    registry_of(self, ctx.user, ps.scope)[ps.key] = json.encode(ps.value)
+    self:_main(ctx.user, "registryUpdated", { scope = ps.scope, key = ps.key, value = ps.value })
+    return nil
+  end,
+}
+
+---------------------------------------------------------------------------
+-- acting as a user, and running the loop until idle
+
+local Actor = { __name = "misskey.testing.Actor" }
+Actor.__index = Actor
+testing.Actor = Actor
+
+--- fake:as(username) -> actor: acts as that user through the API (recorded in
+-- fake.requests): actor:post(text, params), actor:reply(note, text, params),
+-- actor:follow(username), actor:unfollow(username), actor:react(note_id, reaction),
+-- actor:request(endpoint, params); actor.client, actor.user.
+-- Each returns what the API returns (post: the created note), or nil, msg, err.
+function Fake:as(username)
+  local u = type(username) == "string" and self._by_name[username:gsub("^@", ""):lower()]
+  if not u then error(("bad argument #1 to 'as' (no user @%s on the fake)"):format(tostring(username)), 2) end
+  return setmetatable({ fake = self, user = self:user(u.username), client = self:client{ user = u.username } }, Actor)
+end
+
+function Actor:request(endpoint, params)
+  return self.client:request(endpoint, params)
+end
+
+function Actor:post(text, params)
+  local ps = {}
+  for k, v in pairs(params or {}) do ps[k] = v end
+  ps.text = text
+  local res, msg, err = self.client:request("notes/create", ps)
+  if not res then return nil, msg, err end
+  return res.createdNote
+end
+
+function Actor:reply(note, text, params)
+  local ps = {}
+  for k, v in pairs(params or {}) do ps[k] = v end
+  ps.replyId = type(note) == "table" and note.id or note
+  return self:post(text, ps)
+end
+
+local function user_id(self, username)
+  local u = self.fake:user(username)
+  if not u then error(("no user @%s on the fake"):format(tostring(username)), 3) end
+  return u.id
+end
+
+function Actor:follow(username)
+  return self.client:request("following/create", { userId = user_id(self, username) })
+end
+
+function Actor:unfollow(username)
+  return self.client:request("following/delete", { userId = user_id(self, username) })
+end
+
+function Actor:react(note_id, reaction)
+  if type(note_id) == "table" then note_id = note_id.id end
+  return self.client:request("notes/reactions/create", { noteId = note_id, reaction = reaction or "👍" })
+end
+
+--- fake:run_until_idle([max_rounds]) -> rounds: runs scheduler rounds (from
+-- outside any task) until no task is ready and no fake socket has a message
+-- waiting; at most max_rounds (default 10000) rounds. Timers in the future
+-- (sleeps, every) do not count as work: the fake has no clock of its own there.
+function Fake:run_until_idle(max_rounds)
+  loop = loop or require "misskey.loop"
+  if loop.current() then error("fake:run_until_idle: call it from outside a task (in the test itself)", 2) end
+  max_rounds = max_rounds or 10000
+  local rounds = 0
+  while rounds < max_rounds do
+    local busy = loop.timeout() == 0
+    if not busy then
+      for _, ws in ipairs(self._sockets) do
+        if #ws._queue > 0 then busy = true break end
+      end
+    end
+    if not busy and rounds > 0 then break end
+    loop.step(0)
+    rounds = rounds + 1
+  end
+  return rounds
+end
+
+--- fake:notes(filter) -> the notes on the server, oldest first, as `viewer`
+-- (a username; default the author) sees them; filter = { user =, replyId =, text = } (all optional).
+function Fake:notes(filter)
+  filter = filter or {}
+  local out = {}
+  for _, id in ipairs(self._order) do
+    local n = self._notes[id]
+    local author = self._by_id[n.userId]
+    if (filter.user == nil or author.username:lower() == filter.user:gsub("^@", ""):lower())
+       and (filter.replyId == nil or n.replyId == filter.replyId)
+       and (filter.text == nil or (n.text and n.text:find(filter.text, 1, true))) then
+      local viewer = filter.viewer and self._by_name[filter.viewer:lower()] or author
+      out[#out + 1] = self:_pack_note(n, viewer, true)
+    end
+  end
+  return out
 end
 
 --- For examples and demos: a client of the real server when MISSKEY_HOST and

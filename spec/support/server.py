@@ -1064,7 +1064,12 @@ async def test_stream_emit(request):
     """{channel, type, body}: a channel event; or {type, body} without channel: a top-level message."""
     params = await json_params(request)
     if params.get("channel"):
-        return reply({"sent": await stream_emit(params["channel"], params.get("type"), params.get("body"))})
+        # {count = n}: n copies back to back, a burst the client reads in one go.
+        sent = 0
+        for i in range(int(params.get("count", 1))):
+            body = dict(params.get("body") or {}, seq=i + 1) if params.get("count") else params.get("body")
+            sent += await stream_emit(params["channel"], params.get("type"), body)
+        return reply({"sent": sent})
     n = 0
     for sock in STREAM["sockets"]:
         if not sock["closed"]:

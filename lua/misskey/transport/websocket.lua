@@ -15,7 +15,8 @@ function WebSocket:_absorb(events)
     local ev = events[i]
     local kind = ev[1]
     if kind == "text" or kind == "binary" then
-      self._queue[#self._queue + 1] = ev[2]
+      self._qtail = self._qtail + 1
+      self._queue[self._qtail] = ev[2]
     elseif kind == "ping" then
       self.last_ping = ev[2]
     elseif kind == "pong" then
@@ -45,7 +46,7 @@ function WebSocket:_pump(timeout)
   self:_absorb(events)
   -- The 101 may already be read here (the upgrade request goes out as soon as
   -- the TCP connect is done): then do not wait for more, the server may be silent.
-  if want and #self._queue == 0 and not self.closed and self.open == was_open then
+  if want and self._qhead > self._qtail and not self.closed and self.open == was_open then
     local r = loop.await_socket(self._ws:fd(), want, timeout)
     if r == "timeout" then return "timeout" end
     events, want = self._ws:poll()
@@ -64,13 +65,18 @@ end
 --- ws:receive([timeout]) -> message | nil, msg, err (err.kind "timeout" when
 -- nothing came in `timeout` seconds; "network" with err.closed once closed).
 function WebSocket:receive(timeout)
-  while #self._queue == 0 do
+  while self._qhead > self._qtail do
     if self.closed then return closed_error(self) end
     if self:_pump(timeout) == "timeout" then
       return errors.fail("timeout", ("no message within %g s"):format(timeout), { timeout = true })
     end
   end
-  return table.remove(self._queue, 1)
+  -- A head index, not table.remove(q, 1): one read can queue hundreds of frames.
+  local head = self._qhead
+  local text = self._queue[head]
+  self._queue[head] = nil
+  self._qhead = head + 1
+  return text
 end
 
 --- ws:send(text [, "binary" | "ping"]) -> true | nil, msg, err
@@ -100,7 +106,7 @@ function WebSocket:state() return self._ws:state() end
 -- req = { url = "ws(s)://…", headers, connect_timeout, ca_file, insecure, max_message, timeout }
 function websocket.connect(engine, req)
   local ws = engine:websocket(req)
-  local self = setmetatable({ _ws = ws, _queue = {} }, WebSocket)
+  local self = setmetatable({ _ws = ws, _queue = {}, _qhead = 1, _qtail = 0 }, WebSocket)
   local timeout = req.timeout or 30
   if loop.await_transfer(ws, timeout) == "timeout" then
     ws:cancel()

@@ -1,0 +1,226 @@
+-- Streaming throughput: note events decoded and dispatched per second.
+--
+--   lua5.4 bench/stream_bench.lua URL [--n N] [--summary FILE]
+--   lua5.4 bench/stream_bench.lua URL --memory N
+--
+-- URL is bench/stream_server.py (http://127.0.0.1:PORT), which sends every client that
+-- joins homeTimeline its N note events (~2.4 KB each; N is the server's --n) and a last
+-- note {"id":"END"}. Needs build/<v>/misskey/core.so (`make`, `make LUA=luajit`).
+-- Prints figures only; asserts nothing about speed.
+--
+--   stream   misskey.new{ host = URL, token = "t" }:stream{ backfill = false } with a
+--            homeTimeline handler counting notes (it reads note.id); the stream is closed
+--            on END. Events/s and MB/s of frame payload, from stream:run() to END
+--            (the connect included: ~1 ms).
+--   parts    the same frames taken apart, each part timed alone (core.now):
+--              receive   the WebSocket alone (transport.websocket + ws:receive: libcurl,
+--                        C framing, the message queue), no decoding
+--              decode    misskey.json.decode of a note frame (cjson + the array walk)
+--              cjson     cjson.decode of the same frame: the floor
+--              spawn     loop.spawn of a no-op handler per event and running it
+--              inline    receive, misskey.json.decode and the handler called in place, one
+--                        loop: what the stream would cost dispatching without a task
+--            and what is left of the stream's time per event (framing, dispatch, `seen`).
+--   --memory N  the stream alone over N events (the server must send N): Lua heap
+--            (collectgarbage "count") and VmRSS every 100,000 frames read, and once the
+--            handlers ran; stops once the heap passes --max-heap-mb (2048).
+--
+-- --summary FILE appends "lua events/s MB/s cjson/s" (tab-separated) for bench/run.sh.
+
+local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
+local root = script_dir .. "/.."
+local jit = rawget(_G, "jit")
+local LUA = jit and "luajit" or _VERSION:match("%d+%.%d+")
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/" .. LUA .. "/?.so;" .. package.cpath
+
+local misskey = require "misskey"
+local core = require "misskey.core"
+local json = require "misskey.json"
+local loop = require "misskey.loop"
+local cjson = require "cjson"
+
+local opts = {}
+do
+  local i = 1
+  while arg[i] do
+    local a = arg[i]
+    if a:sub(1, 2) == "--" then
+      opts[a:sub(3)] = arg[i + 1]
+      i = i + 2
+    else
+      opts.url = a
+      i = i + 1
+    end
+  end
+  if not opts.url then
+    io.stderr:write("usage: stream_bench.lua URL [--n N] [--summary FILE] | URL --memory N\n")
+    os.exit(2)
+  end
+  opts.url = opts.url:gsub("/+$", "")
+  opts.memory = opts.memory and assert(tonumber(opts.memory), "--memory")
+end
+
+local SAMPLE = 1024 -- frames kept for the decode parts (64 variants on the server)
+
+local function vmrss_kb()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return 0 end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
+end
+
+local function fail(what, msg)
+  io.stderr:write("stream_bench: ", what, ": ", tostring(msg), "\n")
+  os.exit(1)
+end
+
+-- The stream: counts notes until END; `every`/`report` for the memory mode.
+local function run_stream(every, report)
+  local client = misskey.new { host = opts.url, token = "t" }
+  local stream = client:stream { backfill = false, reconnect = false }
+  local count, t_end = 0, nil
+  stream:channel("homeTimeline"):on("note", function(note)
+    local id = note.id
+    if id == "END" then
+      t_end = core.now()
+      stream:close()
+      return
+    end
+    count = count + 1
+    if every and count % every == 0 then report(count) end
+  end)
+  local t0 = core.now()
+  local ok, msg = stream:run()
+  if not ok then fail("stream", msg) end
+  if not t_end then fail("stream", "closed before END after " .. count .. " notes") end
+  return count, t_end - t0
+end
+
+-- The WebSocket alone: receive every frame, keep a sample and the byte count.
+local function run_receive(decode)
+  local transport = require("misskey.transport.curl").new()
+  local url = opts.url:gsub("^http", "ws") .. "/streaming?i=t"
+  local sample, bytes, count = {}, 0, 0
+  local elapsed
+  loop.run(function()
+    local ws, msg = transport.websocket { url = url, timeout = 30 }
+    if not ws then fail("websocket", msg) end
+    ws:send('{"type":"connect","body":{"channel":"homeTimeline","id":"1","pong":true}}')
+    local t0
+    while true do
+      local text, m = ws:receive(30)
+      if not text then fail("receive", m) end
+      if text:find('"body":{"id":"END"}', 1, true) then break end
+      if text:find('"type":"channel"', 1, true) then
+        if count == 0 then t0 = core.now() end
+        count = count + 1
+        bytes = bytes + #text
+        if count <= SAMPLE then sample[count] = text end
+        if decode then
+          local dm = decode(text)
+          local ch = dm.type == "channel" and dm.body
+          if ch and ch.type == "note" and ch.body.id == nil then error("no id") end
+        end
+      end
+    end
+    elapsed = core.now() - t0
+    ws:close(1000)
+  end)
+  return count, bytes, elapsed, sample
+end
+
+-- Seconds for n calls of decode over the sample, cycling.
+local function time_decode(decode, sample, n)
+  local k = #sample
+  local t0 = core.now()
+  for i = 1, n do
+    local msg = decode(sample[(i - 1) % k + 1])
+    if msg.body.body.id == nil then error("no id") end
+  end
+  return core.now() - t0
+end
+
+local function time_spawn(n)
+  local seen = 0
+  local function handler(note) if note then seen = seen + 1 end end
+  local t0 = core.now()
+  loop.run(function()
+    for i = 1, n do
+      loop.spawn(handler, i)
+      if i % 256 == 0 then loop.sleep(0) end -- let the spawned tasks run, as the reader does between polls
+    end
+  end)
+  assert(seen == n)
+  return core.now() - t0
+end
+
+local engine = LUA == "luajit" and jit.version or _VERSION
+if opts.memory then
+  print(("stream memory, %s: %d events"):format(engine, opts.memory))
+  -- Frames are counted where the stream decodes them (misskey.json.decode, wrapped here),
+  -- handler calls where they run: the two differ when events pile up before dispatch.
+  local limit = (tonumber(opts["max-heap-mb"]) or 2048) * 1024
+  print("  read = frames decoded by the stream's reader, handled = handler calls")
+  print("      read   handled    heap KB   VmRSS KB")
+  collectgarbage("collect")
+  local read, handled = 0, 0
+  local function row()
+    print(("%10d %9d %10.0f %10d"):format(read, handled, collectgarbage("count"), vmrss_kb()))
+    io.stdout:flush()
+  end
+  row()
+  local decode = json.decode
+  json.decode = function(text)
+    read = read + 1
+    if read % 100000 == 0 then
+      row()
+      if collectgarbage("count") > limit then
+        print(("  stopped: the Lua heap passed %d MB after %d frames (%d handled): not flat"):format(
+          math.floor(limit / 1024), read, handled))
+        os.exit(0)
+      end
+    end
+    return decode(text)
+  end
+  local count, secs = run_stream(100000, function(c)
+    handled = c
+    if c >= read - 1 then row() end
+  end)
+  row()
+  print(("  %d events in %.1f s (%.0f/s)"):format(count, secs, count / secs))
+  os.exit(0)
+end
+
+-- On LuaJIT a warm-up stream (traces), not reported; then the measured one.
+local count, secs = run_stream()
+if LUA == "luajit" then count, secs = run_stream() end
+collectgarbage("collect")
+local rcount, bytes, rsecs, sample = run_receive()
+local icount, _, isecs = run_receive(json.decode)
+if rcount ~= count then fail("receive", ("got %d frames, the stream %d"):format(rcount, count)) end
+local n = tonumber(opts.n) or count
+local t_cjson = time_decode(cjson.decode, sample, n)
+local t_json = time_decode(json.decode, sample, n)
+local t_spawn = time_spawn(n)
+local rate = count / secs
+local mb = bytes / count * rate / 1e6
+
+print(("stream, %s: %d note events, %.0f bytes each"):format(engine, count, bytes / count))
+print(("  stream      %9.0f events/s  %6.1f MB/s  (%.2f s)"):format(rate, mb, secs))
+print(("  cjson       %9.0f decodes/s %6.1f MB/s  (the floor: cjson.decode alone)"):format(n / t_cjson,
+  bytes / count * n / t_cjson / 1e6))
+print(("  stream/cjson %8.2f"):format(rate / (n / t_cjson)))
+local us = function(t, k) return t / k * 1e6 end
+local per = us(secs, count)
+local r, d, c, s = us(rsecs, rcount), us(t_json, n), us(t_cjson, n), us(t_spawn, n)
+print(("  inline      %9.0f events/s  (receive + json.decode + the handler called in the reader:"
+  .. " no task per event)"):format(icount / isecs))
+print(("  per event   %6.2f us: receive %.2f, json.decode %.2f (cjson %.2f + walk %.2f), spawn+run %.2f,"
+  .. " rest %.2f"):format(per, r, d, c, d - c, s, per - r - d - s))
+if opts.summary then
+  local f = assert(io.open(opts.summary, "a"))
+  f:write(("%s\t%.0f\t%.1f\t%.0f\n"):format(LUA, rate, mb, n / t_cjson))
+  f:close()
+end

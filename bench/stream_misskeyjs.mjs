@@ -1,0 +1,51 @@
+// misskey-js's Stream on bench/stream_server.py: note events per second.
+//
+//   npm install --prefix bench --no-package-lock misskey-js ws    (bench/node_modules is ignored)
+//   node bench/stream_misskeyjs.mjs URL [--summary FILE]
+//
+// new Stream(URL, { token: 't' }, { WebSocket }) with the `ws` package, a homeTimeline
+// channel (useChannel) whose 'note' handler counts notes (reading note.id) until the
+// note {"id":"END"}. Events/s from the Stream's creation to END, after one warm-up run.
+// Prints figures only.
+import { appendFileSync, readFileSync } from 'node:fs';
+import { Stream } from 'misskey-js';
+import WebSocket from 'ws';
+
+const url = process.argv[2];
+if (!url) {
+  console.error('usage: stream_misskeyjs.mjs URL [--summary FILE]');
+  process.exit(2);
+}
+const version = JSON.parse(readFileSync(new URL('./node_modules/misskey-js/package.json', import.meta.url))).version;
+const si = process.argv.indexOf('--summary');
+const summary = si > 0 ? process.argv[si + 1] : null;
+
+function run() {
+  return new Promise((resolve, reject) => {
+    let count = 0;
+    const t0 = process.hrtime.bigint();
+    const stream = new Stream(url, { token: 't' }, { WebSocket });
+    const timer = setTimeout(() => { stream.close(); reject(new Error(`timeout after ${count} notes`)); }, 60000);
+    stream.useChannel('homeTimeline').on('note', (note) => {
+      if (note.id === 'END') {
+        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        clearTimeout(timer);
+        stream.close();
+        resolve({ count, secs });
+      } else {
+        count++;
+      }
+    });
+  });
+}
+
+await run(); // warm-up (JIT)
+const { count, secs } = await run();
+const rate = count / secs;
+const mem = process.memoryUsage();
+console.log(`stream, misskey-js ${version} (node ${process.version}, ws):` +
+  ` ${count} note events`);
+console.log(`  stream      ${rate.toFixed(0).padStart(9)} events/s  (${secs.toFixed(2)} s;` +
+  ` heap ${(mem.heapUsed / 1048576).toFixed(0)} MB, rss ${(mem.rss / 1048576).toFixed(0)} MB after the run)`);
+if (summary) appendFileSync(summary, `misskey-js\t${rate.toFixed(0)}\n`);
+process.exit(0);

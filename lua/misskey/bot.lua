@@ -1,0 +1,526 @@
+--- misskey.bot: a bot framework over the streaming API.
+--
+--   local bot = misskey.bot(client)
+--   bot:command("ping", function(ctx, args) ctx:reply("pong") end)   -- "@bot ping a b" -> args {"a","b"}
+--   bot:on("followed", function(ctx, user) ... end)
+--   bot:run()                                                       -- until bot:stop()
+--
+-- One stream (client:stream()) carries the main channel (mention, reply,
+-- renote, follow, followed, unfollow, notification), homeTimeline when
+-- something listens on "note", and noteUpdated for captured notes ("reacted").
+-- Every handler runs in a task of its own, so it may call the API, sleep and
+-- wait_for. The bot asks `i` at start, ignores what it did itself, and handles
+-- an event seen twice (two channels, a backfill) once.
+local errors = require "misskey.errors"
+local json = require "misskey.json"
+local loop = require "misskey.loop"
+
+local bot = {}
+
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
+
+local Bot = { __name = "misskey.Bot" }
+Bot.__index = Bot
+
+local Context = { __name = "misskey.bot.Context" }
+Context.__index = Context
+
+local Store = { __name = "misskey.bot.Store" }
+Store.__index = Store
+
+--- The registry scope of bot.store (Misskey allows [a-zA-Z0-9_] in scope names).
+bot.SCOPE = { "misskey_lua_bot" }
+--- Events remembered to drop duplicates (a ring).
+bot.SEEN = 2000
+
+-- Main channel events the bot listens to; their payloads.
+local MAIN = { mention = "note", reply = "note", renote = "note", follow = "user", followed = "user",
+               unfollow = "user", notification = "notification", chat = "chat" }
+-- Bot event -> the main channel's event name, where they differ.
+local WIRE = { chat = "newChatMessage" }
+local EVENTS = { mention = true, reply = true, renote = true, follow = true, followed = true, unfollow = true,
+                 notification = true, note = true, reacted = true, ready = true, error = true, command = true,
+                 chat = true }
+bot.EVENTS = EVENTS
+
+local OPTIONS = { help = true, stream = true, timeline = true, clock = true }
+
+local function argerror(n, fname, what)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, what), 3)
+end
+
+local function check_self(self, fname)
+  if getmetatable(self) ~= Bot then error(("bad self to '%s' (call it as bot:%s(...))"):format(fname, fname), 3) end
+end
+
+local function monotonic()
+  return require("misskey.core").now()
+end
+
+--- misskey.bot(client[, opts]) -> Bot. Options:
+--   help      false: no generated "help" command (default: one, unless you define "help")
+--   timeline  the channel of "note" events (default "homeTimeline")
+--   stream    options for client:stream
+--   clock     function() -> seconds, for cooldowns (default: a monotonic clock)
+function bot.new(client, opts)
+  if type(client) ~= "table" or type(client.request) ~= "function" then
+    argerror(1, "bot", "a misskey client expected, got " .. type(client))
+  end
+  if opts ~= nil and type(opts) ~= "table" then argerror(2, "bot", "options table expected") end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not OPTIONS[k] then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
+  end
+  if opts.clock ~= nil and type(opts.clock) ~= "function" then
+    error("bad option 'clock' (function expected)", 2)
+  end
+  if opts.timeline ~= nil and (type(opts.timeline) ~= "string" or opts.timeline == "main") then
+    error("bad option 'timeline' (a timeline channel name expected)", 2)
+  end
+  local self = setmetatable({
+    client = client,
+    _opts = opts,
+    _clock = opts.clock or monotonic,
+    _handlers = {},   -- event -> { fn, ... }
+    _commands = {},   -- in registration order: { name, pattern?, fn, cooldown, description, last = {} }
+    _waiters = {},    -- event -> { waiter, ... }
+    _timers = {},     -- { seconds, fn }
+    _tasks = {},      -- task -> true (cancelled by stop)
+    _seen = { set = {}, ring = {}, pos = 0 },
+    _stopsig = {},
+  }, Bot)
+  self.store = setmetatable({ _bot = self }, Store)
+  return self
+end
+
+function Bot:__tostring()
+  return ("misskey.Bot (%s%s)"):format(self.me and ("@" .. self.me.username) or "not started",
+    self._stopped and ", stopped" or self._running and ", running" or "")
+end
+
+-- Spawns fn(...) as a task the bot tracks (stop cancels it).
+function Bot:_spawn(fn, ...)
+  local task
+  task = loop.spawn(function(...)
+    fn(...)
+    self._tasks[task] = nil
+  end, ...)
+  self._tasks[task] = true
+  return task
+end
+
+local function remember(self, key)
+  local s = self._seen
+  if s.set[key] then return false end
+  s.pos = s.pos % bot.SEEN + 1
+  local old = s.ring[s.pos]
+  if old ~= nil then s.set[old] = nil end
+  s.ring[s.pos], s.set[key] = key, true
+  return true
+end
+
+---------------------------------------------------------------------------
+-- listeners
+
+--- bot:on(event, fn): fn(ctx, payload) in a task of its own for each event:
+-- mention, reply, renote, note (timeline; payload the note), follow, followed,
+-- unfollow (payload the user), notification (the notification), chat (a chat
+-- message: newChatMessage on the main channel; ctx.user is its sender), reacted
+-- ({ note_id, reaction, userId } on captured notes), command (ctx, name), ready (ctx, me), error (ctx, err).
+function Bot:on(event, fn)
+  check_self(self, "on")
+  if not EVENTS[event] then argerror(1, "on", "unknown bot event " .. tostring(event)) end
+  if type(fn) ~= "function" then argerror(2, "on", "function expected, got " .. type(fn)) end
+  local list = self._handlers[event] or {}
+  self._handlers[event] = list
+  list[#list + 1] = fn
+  if event == "note" and self._stream then self:_open_timeline() end
+  return self
+end
+
+--- bot:command(name | pattern, fn[, { cooldown = s, description = text }]):
+-- fn(ctx, args) for mentions "@bot name a "b c"" (args {"a", "b c"}). A name of
+-- letters, digits, _ and - matches the first word (case-insensitive); anything
+-- else is a Lua pattern matched against the text after the mentions, and its
+-- captures are the args. cooldown: seconds between two runs per user.
+function Bot:command(name, fn, opts)
+  check_self(self, "command")
+  if type(name) ~= "string" or name == "" then argerror(1, "command", "command name or pattern expected") end
+  if type(fn) ~= "function" then argerror(2, "command", "function expected, got " .. type(fn)) end
+  if opts ~= nil and type(opts) ~= "table" then argerror(3, "command", "options table expected") end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "cooldown" and k ~= "description" then
+      error(("bad option '%s' (unknown option)"):format(tostring(k)), 2)
+    end
+  end
+  if opts.cooldown ~= nil and (type(opts.cooldown) ~= "number" or opts.cooldown < 0) then
+    error("bad option 'cooldown' (seconds >= 0 expected)", 2)
+  end
+  local plain = name:find("^[%w_%-]+$") ~= nil
+  self._commands[#self._commands + 1] = {
+    name = plain and name:lower() or nil, pattern = not plain and name or nil, fn = fn,
+    cooldown = opts.cooldown, description = opts.description, last = {},
+  }
+  return self
+end
+
+--- bot:every(seconds, fn): fn(ctx) every `seconds` (the first run after one period), while the bot runs.
+function Bot:every(seconds, fn)
+  check_self(self, "every")
+  if type(seconds) ~= "number" or seconds ~= seconds or seconds <= 0 then
+    argerror(1, "every", "seconds > 0 expected")
+  end
+  if type(fn) ~= "function" then argerror(2, "every", "function expected, got " .. type(fn)) end
+  local t = { seconds = seconds, fn = fn }
+  self._timers[#self._timers + 1] = t
+  if self._running then self:_start_timer(t) end
+  return self
+end
+
+function Bot:_start_timer(t)
+  self:_spawn(function()
+    while not self._stopped do
+      loop.sleep(t.seconds)
+      if self._stopped then break end
+      self:_spawn(t.fn, self:_context("timer"))
+    end
+  end)
+end
+
+--- bot:wait_for(event[, { timeout = s, filter = function(payload, ctx) -> bool }])
+-- -> payload, ctx | nil, msg, err (err.kind "timeout"). For conversations:
+-- waits (in a task) for the next such event the filter accepts.
+function Bot:wait_for(event, opts)
+  check_self(self, "wait_for")
+  if not EVENTS[event] then argerror(1, "wait_for", "unknown bot event " .. tostring(event)) end
+  if opts ~= nil and type(opts) ~= "table" then argerror(2, "wait_for", "options table expected") end
+  opts = opts or {}
+  if opts.filter ~= nil and type(opts.filter) ~= "function" then error("bad option 'filter' (function expected)", 2) end
+  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
+    error("bad option 'timeout' (seconds >= 0 expected)", 2)
+  end
+  local w = { filter = opts.filter }
+  local list = self._waiters[event] or {}
+  self._waiters[event] = list
+  list[#list + 1] = w
+  while not w.done and not self._stopped do
+    if loop.wait_event(w, opts.timeout) == "timeout" then break end
+  end
+  for i = #list, 1, -1 do
+    if list[i] == w then table.remove(list, i) end
+  end
+  if w.done then return w.payload, w.ctx end
+  if self._stopped then return errors.fail("task", "bot:wait_for: the bot stopped", { cancelled = true }) end
+  return errors.fail("timeout", ("bot:wait_for(%q): no event within %g s"):format(event, opts.timeout),
+    { timeout = true })
+end
+
+---------------------------------------------------------------------------
+-- dispatch
+
+function Bot:_context(event, payload)
+  local ctx = setmetatable({ bot = self, client = self.client, event = event, me = self.me }, Context)
+  if MAIN[event] == "note" or event == "note" then
+    ctx.note = payload
+    ctx.user = type(payload) == "table" and payload.user or nil
+  elseif MAIN[event] == "user" then
+    ctx.user = payload
+  elseif event == "notification" and type(payload) == "table" then
+    ctx.notification = payload
+    ctx.user = payload.user
+    ctx.note = payload.note
+  elseif event == "chat" and type(payload) == "table" then
+    ctx.message = payload
+    ctx.user = payload.fromUser
+  end
+  return ctx
+end
+
+-- Runs the handlers and resolves the waiters of `event`.
+function Bot:_emit(event, payload, ctx)
+  ctx = ctx or self:_context(event, payload)
+  for _, fn in ipairs(self._handlers[event] or {}) do
+    self:_spawn(fn, ctx, payload)
+  end
+  local list = self._waiters[event]
+  if list then
+    for i = 1, #list do
+      local w = list[i]
+      if not w.done then
+        local ok, accept = true, true
+        if w.filter then ok, accept = pcall(w.filter, payload, ctx) end
+        if ok and accept then
+          w.done, w.payload, w.ctx = true, payload, ctx
+          loop.signal(w)
+        end
+      end
+    end
+  end
+end
+
+local function own(self, payload)
+  return self.me and type(payload) == "table" and (payload.userId == self.me.id or payload.fromUserId == self.me.id
+    or type(payload.user) == "table" and payload.user.id == self.me.id)
+end
+
+-- An event from the stream.
+function Bot:_event(event, payload)
+  if self._stopped or type(payload) ~= "table" then return end
+  local kind = MAIN[event] or (event == "note" and "note") or event
+  if kind == "note" or kind == "notification" or kind == "chat" then
+    if own(self, payload) then return end
+    if type(payload.id) == "string" and not remember(self, event .. ":" .. payload.id) then return end
+  end
+  local ctx = self:_context(event, payload)
+  self:_emit(event, payload, ctx)
+  if (event == "mention" or event == "reply") and type(payload.id) == "string"
+     and remember(self, "command:" .. payload.id) then
+    self:_command(ctx, payload)
+  end
+  -- A mention missed while disconnected comes back as a notification (the
+  -- stream's backfill): its command runs then, once.
+  local note = payload.note
+  if event == "notification" and (payload.type == "mention" or payload.type == "reply")
+     and type(note) == "table" and type(note.id) == "string" and not own(self, note)
+     and remember(self, "command:" .. note.id) then
+    self:_command(self:_context("mention", note), note)
+  end
+end
+
+--- bot.split(text) -> words: splits at spaces, keeping "quoted words" (or 'these') together.
+function bot.split(text)
+  local args, i, n = {}, 1, #text
+  while i <= n do
+    local c = text:sub(i, i)
+    if c:find("%s") then
+      i = i + 1
+    elseif c == '"' or c == "'" then
+      local j = text:find(c, i + 1, true)
+      if not j then j = n + 1 end
+      args[#args + 1] = text:sub(i + 1, j - 1)
+      i = j + 1
+    else
+      local j = text:find("[%s\"']", i) or n + 1
+      args[#args + 1] = text:sub(i, j - 1)
+      i = j
+    end
+  end
+  return args
+end
+
+-- The text of a mention after the leading mentions ("@bot @x ping" -> "ping").
+local function command_text(text)
+  text = text:gsub("^%s+", "")
+  while true do
+    local rest = text:match("^@[%w_]+@?[%w%.%-]*%s*(.*)$")
+    if not rest then break end
+    text = rest
+  end
+  return (text:gsub("%s+$", ""))
+end
+
+function Bot:_command(ctx, note)
+  if type(note.text) ~= "string" then return end
+  local text = command_text(note.text)
+  if text == "" then return end
+  local words = bot.split(text)
+  local first = (words[1] or ""):lower():gsub("^/", "")
+  local found, args
+  for _, c in ipairs(self._commands) do
+    if c.name and c.name == first then
+      found = c
+      args = { unpack(words, 2) }
+      break
+    end
+  end
+  if not found then
+    for _, c in ipairs(self._commands) do
+      if c.pattern then
+        local caps = { text:match(c.pattern) }
+        if caps[1] ~= nil then
+          found = c
+          if not c.pattern:find("(", 1, true) then caps = words end
+          args = caps
+          break
+        end
+      end
+    end
+  end
+  if not found and first == "help" and self._opts.help ~= false then
+    self:_spawn(function() ctx:reply(self:help_text()) end)
+    return
+  end
+  if not found then return end
+  local who = ctx.user and ctx.user.id or "?"
+  if found.cooldown then
+    local now, last = self._clock(), found.last[who]
+    if last and now - last < found.cooldown then return end
+    found.last[who] = now
+  end
+  ctx.command, ctx.args, ctx.text = found.name or found.pattern, args, text
+  self:_emit("command", ctx.command, ctx)
+  self:_spawn(found.fn, ctx, args)
+end
+
+--- bot:help_text() -> the generated help: one line per command.
+function Bot:help_text()
+  local lines = { "Commands:" }
+  for _, c in ipairs(self._commands) do
+    local line = "- " .. (c.name or c.pattern)
+    if c.description then line = line .. ": " .. c.description end
+    if c.cooldown then line = line .. (" (every %g s at most)"):format(c.cooldown) end
+    lines[#lines + 1] = line
+  end
+  lines[#lines + 1] = "- help: this list"
+  return table.concat(lines, "\n")
+end
+
+---------------------------------------------------------------------------
+-- context
+
+--- ctx:reply(text[, params]) -> note | nil, msg, err: replies in thread
+-- (replyId), mentioning the author (@user or @user@host), with the incoming
+-- note's visibility (specified: visible to the author). params go to notes/create.
+function Context:reply(text, params)
+  if type(text) ~= "string" then error("bad argument #1 to 'reply' (string expected, got " .. type(text) .. ")", 2) end
+  local ps = {}
+  local note, user = self.note, self.user
+  if type(user) == "table" and user.username then
+    local mention = "@" .. user.username
+    if user.host ~= nil and user.host ~= json.null then mention = mention .. "@" .. user.host end
+    if not text:find(mention, 1, true) then text = mention .. " " .. text end
+  end
+  ps.text = text
+  if type(note) == "table" and note.id then
+    ps.replyId = note.id
+    local v = note.visibility
+    if v and v ~= "public" then ps.visibility = v end
+    if v == "specified" then ps.visibleUserIds = json.array{ note.userId or user.id } end
+  end
+  for k, v in pairs(params or {}) do ps[k] = v end
+  local res, msg, err = self.client:request("notes/create", ps)
+  if not res then return nil, msg, err end
+  return res.createdNote
+end
+
+--- ctx:react(reaction) -> true | nil, msg, err: reacts to the incoming note.
+function Context:react(reaction)
+  if type(self.note) ~= "table" then error("ctx:react: this event has no note", 2) end
+  return self.client:request("notes/reactions/create", { noteId = self.note.id, reaction = reaction or "👍" })
+end
+
+---------------------------------------------------------------------------
+-- store: Misskey's registry (i/registry/get, i/registry/set), scope bot.SCOPE
+
+--- bot.store:get(key) -> value | nil (no such key) | nil, msg, err
+function Store:get(key)
+  if type(key) ~= "string" then error("bad argument #1 to 'get' (string key expected)", 2) end
+  local v, msg, err = self._bot.client:request("i/registry/get", { key = key, scope = bot.SCOPE })
+  if v == nil and err and err.code == "NO_SUCH_KEY" then return nil end
+  if v == nil then return nil, msg, err end
+  return v
+end
+
+--- bot.store:set(key, value) -> true | nil, msg, err (value: anything JSON encodes)
+function Store:set(key, value)
+  if type(key) ~= "string" or key == "" then error("bad argument #1 to 'set' (non-empty string key expected)", 2) end
+  if value == nil then value = json.null end
+  return self._bot.client:request("i/registry/set", { key = key, value = value, scope = bot.SCOPE })
+end
+
+---------------------------------------------------------------------------
+-- running
+
+function Bot:_open_timeline()
+  if self._timeline or not self._stream then return end
+  self._timeline = self._stream:channel(self._opts.timeline or "homeTimeline")
+  self._timeline:on("note", function(note) self:_event("note", note) end)
+end
+
+--- bot:capture(note_id): "reacted" events for that note.
+function Bot:capture(id)
+  check_self(self, "capture")
+  self._captures = self._captures or {}
+  self._captures[#self._captures + 1] = id
+  if self._stream then self._stream:capture(id) end
+end
+
+function Bot:_main()
+  local me, msg, err = self.client:request("i")
+  if not me then
+    self:_emit("error", err)
+    self._failure = err or select(2, errors.new("network", tostring(msg)))
+    self:stop()
+    return
+  end
+  self.me = me
+  if self._stopped then return end
+  local s = self.client:stream(self._opts.stream)
+  self._stream = s
+  for event in pairs(MAIN) do
+    s:on(WIRE[event] or event, function(body) self:_event(event, body) end)
+  end
+  s:on("noteUpdated", function(body)
+    if type(body) == "table" and body.type == "reacted" and type(body.body) == "table" then
+      if self.me and body.body.userId == self.me.id then return end
+      self:_emit("reacted", { note_id = body.id, reaction = body.body.reaction, userId = body.body.userId,
+        emoji = body.body.emoji })
+    end
+  end)
+  s:on("error", function(e) self:_emit("error", e) end)
+  local ready = false
+  s:on("connected", function()
+    if ready then return end
+    ready = true
+    self:_emit("ready", self.me)
+  end)
+  for _, id in ipairs(self._captures or {}) do s:capture(id) end
+  if self._handlers.note then self:_open_timeline() end
+  for _, t in ipairs(self._timers) do self:_start_timer(t) end
+  s:start()
+end
+
+--- bot:start() -> bot: starts the bot's tasks and returns (in a task or before a loop runs).
+function Bot:start()
+  check_self(self, "start")
+  if self._running then return self end
+  if self._stopped then error("bot:start: the bot was stopped", 2) end
+  self._running = true
+  self:_spawn(self._main, self)
+  return self
+end
+
+--- bot:run() -> true | nil, msg, err: runs until bot:stop(). Blocks a plain
+-- script; inside misskey.run it waits in its task while the bot's tasks run.
+function Bot:run()
+  check_self(self, "run")
+  self:start()
+  local function wait()
+    while not self._stopped do loop.wait_event(self._stopsig) end
+  end
+  if loop.current() then wait() else loop.run(wait) end
+  if self._failure then return nil, self._failure.message, self._failure end
+  return true
+end
+
+--- bot:stop(): closes the stream, cancels the bot's tasks (but the calling one) and ends run().
+function Bot:stop()
+  check_self(self, "stop")
+  if self._stopped then return false end
+  self._stopped = true
+  if self._stream then self._stream:close() end
+  local current = loop.current()
+  for task in pairs(self._tasks) do
+    if task ~= current then task:cancel() end
+  end
+  self._tasks = {}
+  for _, list in pairs(self._waiters) do
+    for _, w in ipairs(list) do loop.signal(w) end
+  end
+  loop.signal(self._stopsig)
+  return true
+end
+
+bot.Bot, bot.Context, bot.Store = Bot, Context, Store
+return bot
