@@ -334,3 +334,172 @@ describe("misskey api", function()
     assert.equal(2, code)
   end)
 end)
+
+describe("misskey post, upload, stream, endpoints", function()
+  local env
+  local json = require "misskey.json"
+
+  before_each(function() env = { MISSKEY_HOST = srv.url, MISSKEY_TOKEN = "PostToken0123456789abcdefABCDEFgh" } end)
+
+  local function write_file(name, bytes)
+    local path = dir .. "/" .. name
+    local f = assert(io.open(path, "wb"))
+    f:write(bytes)
+    f:close()
+    return path
+  end
+
+  it("has --help on each", function()
+    for _, c in ipairs{ "post", "upload", "stream", "endpoints" } do
+      local out, _, code = run(c .. " --help")
+      assert.equal(0, code, c)
+      assert.matches("usage: misskey " .. c, out)
+    end
+  end)
+
+  it("post creates a note and prints its id and address", function()
+    local out, err, code = run("post 'hello from the command' --cw spoiler --visibility home", env)
+    assert.equal(0, code, err)
+    local id = out:match("^(%w+)  " .. srv.url:gsub("%p", "%%%0") .. "/notes/(%w+)\n$")
+    assert.is_string(id, out)
+    local notes = assert(admin:request("test/notes/list"))
+    local last = notes[#notes]
+    assert.equal(id, last.id)
+    assert.equal("hello from the command", last.text)
+    assert.equal("spoiler", last.cw)
+    assert.equal("home", last.visibility)
+    assert.not_matches("PostToken", out .. err)
+  end)
+
+  it("post --file uploads first and attaches the file", function()
+    local path = write_file("cat.png", ("\137PNG"):rep(1000))
+    local out, err, code = run("post 'with a cat' --file " .. q(path), env)
+    assert.equal(0, code, err)
+    assert.equal("", err)   -- stderr is no terminal: no progress bar
+    local notes = assert(admin:request("test/notes/list"))
+    local last = notes[#notes]
+    assert.matches(last.id, out, 1, true)
+    assert.equal(1, #last.fileIds)
+    assert.matches("^9xfile", last.fileIds[1])
+  end)
+
+  it("post: usage errors exit 2, API errors exit 1", function()
+    local _, err, code = run("post", env)
+    assert.equal(2, code)
+    assert.matches("TEXT", err)
+    _, err, code = run("post hi --visibility everyone", env)
+    assert.equal(2, code)
+    assert.matches("visibility", err)
+    _, err, code = run("post hi --file " .. q(dir .. "/missing.png"), env)
+    assert.equal(1, code)
+    assert.matches("missing.png", err)
+    _, err, code = run("post hi", { MISSKEY_HOST = srv.url })
+    assert.equal(1, code)
+    assert.matches("no token", err)
+    _, err, code = run("post hi", { MISSKEY_HOST = "http://127.0.0.1:" .. server.free_port(),
+                                     MISSKEY_TOKEN = env.MISSKEY_TOKEN })
+    assert.equal(1, code)
+    assert.matches("notes/create", err)
+    assert.not_matches("PostToken", err)
+  end)
+
+  it("upload prints the drive file's id, name and size, and no bar when stderr is no terminal", function()
+    local path = write_file("data.bin", ("x"):rep(12345))
+    local out, err, code = run("upload " .. q(path) .. " --name renamed.bin --comment hi", env)
+    assert.equal(0, code, err)
+    assert.matches("^9xfile%d+  renamed%.bin  12345 bytes\n$", out)
+    assert.equal("", err)
+    local _
+    _, _, code = run("upload", env)
+    assert.equal(2, code)
+    _, err, code = run("upload " .. q(dir .. "/nope.bin"), env)
+    assert.equal(1, code)
+    assert.matches("nope.bin", err)
+  end)
+
+  it("draws a progress bar with cli.progress_bar when asked", function()
+    local cli = require "misskey.cli"
+    local buf = {}
+    local sink = { flush = function() end }
+    function sink.write(_, ...) for _, x in ipairs{ ... } do buf[#buf + 1] = x end end
+    local draw, done = cli.progress_bar("x.png", sink)
+    draw(50, 100)
+    draw(100, 100)
+    done()
+    local text = table.concat(buf)
+    assert.matches("x%.png %[###############%-+%]  50%%", text)
+    assert.matches("%[##############################%] 100%%", text)
+    assert.matches("\n$", text)
+  end)
+
+  it("stream prints events as JSON Lines and stops after --count", function()
+    assert(admin:request("test/stream/reset"))
+    local p = assert(io.popen(command("stream homeTimeline --params '{\"withRenotes\":false}' --count 2", env)
+      .. " 2>" .. q(dir .. "/stream.err") .. "; echo \"exit=$?\""))
+    local joined = false
+    for _ = 1, 200 do
+      local state = assert(admin:request("test/stream/state"))
+      local sock = state.sockets[1]
+      if sock and #sock.connects > 0 then
+        joined = sock.connects[1]
+        break
+      end
+      misskey.sleep(0.05)
+    end
+    assert.is_table(joined)
+    assert.equal("homeTimeline", joined.channel)
+    assert.is_false(joined.params.withRenotes)
+    assert(admin:request("test/stream/post", { text = "one" }))
+    assert(admin:request("test/stream/post", { text = "two" }))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("exit=0", out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do
+      if not line:find("^exit=") then lines[#lines + 1] = line end
+    end
+    assert.equal(2, #lines, out)
+    assert.matches('^{"channel":"homeTimeline","type":"note","body":{', lines[1])
+    local first, second = json.decode(lines[1]), json.decode(lines[2])
+    assert.equal("note", first.type)
+    assert.equal("one", first.body.text)
+    assert.equal("two", second.body.text)
+  end)
+
+  it("stream: usage errors exit 2", function()
+    local _, err, code = run("stream", env)
+    assert.equal(2, code)
+    assert.matches("CHANNEL", err)
+    _, err, code = run("stream homeTimeline --params '[1]'", env)
+    assert.equal(2, code)
+    assert.matches("JSON object", err)
+    _, err, code = run("stream homeTimeline --count 0", env)
+    assert.equal(2, code)
+    assert.matches("count", err)
+    _, _, code = run("stream 'home timeline'", env)
+    assert.equal(2, code)
+  end)
+
+  it("endpoints lists name, permission and credential, filtered by substring or pattern", function()
+    local out, _, code = run("endpoints")
+    assert.equal(0, code)
+    local n = select(2, out:gsub("\n", ""))
+    assert.is_true(n > 300)
+    assert.matches("\nnotes/create +write:notes +yes\n", out)
+    assert.matches("\nmeta +%- +no\n", out)
+    out = run("endpoints i/registry/")
+    for line in out:gmatch("[^\n]+") do assert.matches("^i/registry/", line) end
+    assert.matches("i/registry/set +write:account +yes", out)
+    out = run("endpoints '^notes/c[hr]'")
+    assert.matches("^notes/children", out)
+    assert.matches("notes/create", out)
+    assert.not_matches("notes/clips", out)
+    local err
+    out, err, code = run("endpoints zzzz")
+    assert.equal(0, code)
+    assert.equal("", out)
+    assert.matches("no endpoint matches", err)
+    _, _, code = run("endpoints a b")
+    assert.equal(2, code)
+  end)
+end)

@@ -47,6 +47,61 @@ describe("examples", function()
     assert.matches("in the fake: @me follows @alice: true", out)
   end)
 
+  it("timeline_archiver writes JSON Lines and resumes from its saved cursor without duplicates", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local archive = dir .. "/timeline.jsonl"
+    local out, code = run("examples/timeline_archiver.lua", "--out " .. archive .. " --seed 3 --max 4")
+    assert.equal(0, code, out)
+    assert.matches("archived 4 notes to .- %(from the start;", out)
+    -- The next run: the same 5 notes plus 2 new ones; 1 left over from --max, then the new ones.
+    out, code = run("examples/timeline_archiver.lua", "--out " .. archive .. " --seed 5")
+    assert.equal(0, code, out)
+    assert.matches("archived 3 notes to .- %(resumed from the saved cursor;", out)
+    out, code = run("examples/timeline_archiver.lua", "--out " .. archive .. " --seed 5")
+    assert.equal(0, code, out)
+    assert.matches("archived 0 notes", out)
+    local json = require "misskey.json"
+    local ids, texts, seen = {}, {}, {}
+    for line in io.lines(archive) do
+      local note = assert(json.decode(line))
+      assert.is_nil(seen[note.id], "duplicate " .. note.id)
+      seen[note.id] = true
+      ids[#ids + 1] = note.id
+      texts[#texts + 1] = note.text
+    end
+    assert.equal(7, #ids)
+    for k = 2, #ids do assert.is_true(ids[k] > ids[k - 1]) end   -- oldest first
+    assert.equal("Good morning, fediverse!", texts[1])
+    assert.equal("archived note #5", texts[7])
+    assert.is_string(io.open(archive .. ".cursor"):read("*l"))
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("scheduled_poster --count 2 --every 0.05 posts two notes in the fake", function()
+    local out, code = run("examples/scheduled_poster.lua", "--count 2 --every 0.05")
+    assert.equal(0, code, out)
+    assert.matches("posted %w+: Scheduled note #1", out)
+    assert.matches("posted %w+: Scheduled note #2", out)
+    assert.matches("in the fake: 2 scheduled notes by @me", out)
+  end)
+
+  it("image_uploader --once uploads with a progress bar and posts a note with the file", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(("\137PNG\r\n"):rep(300))
+    f:close()
+    local out, code = run("examples/image_uploader.lua", path .. " --once")
+    os.remove(path)
+    assert.equal(0, code, out)
+    local name = path:match("[^/]*$")
+    assert.matches("uploaded " .. name .. " %(1800 bytes%) as %w+", out)
+    assert.matches("posted %w+ with 1 file%(s%)", out)
+    assert.matches("%] 100%%", out)   -- the bar (stderr, merged here)
+    assert.matches("in the fake: drive file " .. name .. " %(1800 bytes%), in note %w+", out)
+  end)
+
   ;(has("luv") and it or pending)("neovim_notifier --once shows the timeline through luv", function()
     local out, code = run("examples/neovim_notifier.lua", "--once")
     assert.equal(0, code, out)

@@ -18,6 +18,10 @@ commands:
   whoami     show the account a token belongs to
   token      print the token (the only command that prints one)
   api        call an API endpoint and print the JSON reply
+  post       post a note (optionally with a file)
+  upload     upload a file to the drive
+  stream     print the events of a streaming channel as JSON Lines
+  endpoints  list the endpoints of the bundled catalogue
 
 Host and token come from --host/--account, then MISSKEY_HOST + MISSKEY_TOKEN,
 then the credential store's default account.
@@ -65,6 +69,36 @@ Calls ENDPOINT (e.g. notes/create) and prints the reply as indented JSON.
   key:=json    a raw JSON parameter (key:=10, key:=true, key:='["a"]')
   --input F    a JSON object of parameters from file F (- for stdin); key=value
                arguments are applied on top of it.]],
+  post = [[
+usage: misskey post TEXT [--file PATH] [--cw TEXT] [--visibility V]
+                    [--host HOST] [--account ACCOUNT]
+
+Posts a note and prints its id and address.
+  --file PATH     upload PATH to the drive first and attach it
+  --cw TEXT       content warning (the TEXT is hidden behind it)
+  --visibility V  public (default), home, followers or specified]],
+  upload = [[
+usage: misskey upload PATH [--name NAME] [--comment TEXT] [--sensitive]
+                      [--host HOST] [--account ACCOUNT]
+
+Uploads PATH to the drive (drive/files/create) and prints the file's id, name
+and size. A progress bar goes to stderr when stderr is a terminal.]],
+  stream = [[
+usage: misskey stream CHANNEL [--params JSON] [--count N] [--host HOST] [--account ACCOUNT]
+
+Connects to CHANNEL (homeTimeline, localTimeline, globalTimeline, hybridTimeline,
+main, ...) and prints each event as one JSON line:
+  {"channel":"homeTimeline","type":"note","body":{...}}
+until interrupted (Ctrl-C) or N events have been printed.
+  --params JSON  the channel's parameters, a JSON object ('{"withRenotes":false}')
+  --count N      exit after N events]],
+  endpoints = [[
+usage: misskey endpoints [PATTERN]
+
+Lists the endpoints of the bundled catalogue, one a line: the name, the
+permission it needs ("-" for none) and whether it needs a token (yes/no).
+PATTERN keeps the names containing it, or matching it as a Lua pattern
+(misskey endpoints ^notes/, misskey endpoints registry).]],
 }
 
 local OPTIONS = {
@@ -73,6 +107,10 @@ local OPTIONS = {
   logout = {}, accounts = {},
   whoami = { host = 1, account = 1 }, token = { host = 1, account = 1 },
   api = { host = 1, account = 1, input = 1 },
+  post = { host = 1, account = 1, file = 1, cw = 1, visibility = 1 },
+  upload = { host = 1, account = 1, name = 1, comment = 1, sensitive = 0 },
+  stream = { host = 1, account = 1, params = 1, count = 1 },
+  endpoints = {},
 }
 
 -- A usage error (exit 2) or a failure (exit 1), raised inside main and caught there.
@@ -225,6 +263,165 @@ function commands.api(opts, args)
   local result, msg = guarded(client.request, client, endpoint, params)
   if result == nil then failure(msg) end
   if result ~= true then out(json.pretty(result)) end
+  return 0
+end
+
+-- ---- post, upload, stream, endpoints ----
+
+local function need_token(command, client)
+  if not client._token then failure(("misskey %s: no token for %s (log in first)"):format(command, client.base_url)) end
+end
+
+-- Is stderr a terminal? `test -t 2` in a child shell, which inherits our stderr.
+local function stderr_is_terminal()
+  local term = os.getenv("TERM")
+  if not term or term == "" or term == "dumb" then return false end
+  local a, _, c = os.execute("test -t 2")
+  return a == 0 or (a == true and (c == nil or c == 0))
+end
+
+local function human_size(n)
+  if n < 1024 then return ("%d B"):format(n) end
+  if n < 1024 * 1024 then return ("%.1f KiB"):format(n / 1024) end
+  return ("%.1f MiB"):format(n / (1024 * 1024))
+end
+
+--- A progress(sent, total) function drawing a bar on stderr (or nil when stderr is no terminal),
+-- and a function ending the bar's line. `to` (a file) draws there, terminal or not.
+function cli.progress_bar(label, to)
+  if not to and not stderr_is_terminal() then return nil, function() end end
+  to = to or io.stderr
+  local drawn = false
+  local function draw(sent, total)
+    local width = 30
+    local frac = total > 0 and math.min(sent / total, 1) or 1
+    local full = math.floor(frac * width + 0.5)
+    to:write(("\r%s [%s%s] %3d%% %s"):format(label, ("#"):rep(full), ("-"):rep(width - full),
+      math.floor(frac * 100 + 0.5), human_size(sent)))
+    to:flush()
+    drawn = true
+  end
+  return draw, function() if drawn then to:write("\n") end end
+end
+
+local function upload(client, path, fields)
+  local progress, done = cli.progress_bar(path:match("[^/]*$"))
+  local file, msg = guarded(client.upload, client, path, fields, { progress = progress })
+  done()
+  if not file then failure(msg) end
+  return file
+end
+
+local VISIBILITY = { public = true, home = true, followers = true, specified = true }
+
+function commands.post(opts, args)
+  if #args ~= 1 then usage("misskey post: exactly one TEXT expected (quote it)") end
+  if opts.visibility and not VISIBILITY[opts.visibility] then
+    usage("misskey post: --visibility must be public, home, followers or specified")
+  end
+  local client = client_for(opts)
+  need_token("post", client)
+  local params = { text = args[1], cw = opts.cw, visibility = opts.visibility }
+  if opts.file then
+    local file = upload(client, opts.file)
+    params.fileIds = { file.id }
+  end
+  local res, msg = guarded(client.request, client, "notes/create", params)
+  if not res then failure(msg) end
+  local created = type(res) == "table" and res.createdNote
+  if type(created) ~= "table" or type(created.id) ~= "string" then
+    failure("misskey post: the server's reply has no createdNote")
+  end
+  out(created.id .. "  " .. client.base_url .. "/notes/" .. created.id)
+  return 0
+end
+
+function commands.upload(opts, args)
+  if #args ~= 1 then usage("misskey upload: exactly one PATH expected") end
+  local client = client_for(opts)
+  need_token("upload", client)
+  local fields = { name = opts.name, comment = opts.comment }
+  if opts.sensitive then fields.isSensitive = true end
+  local file = upload(client, args[1], fields)
+  out(("%s  %s  %s bytes"):format(tostring(file.id), tostring(file.name ~= json.null and file.name or "-"),
+    tostring(file.size)))
+  return 0
+end
+
+function commands.stream(opts, args)
+  if #args ~= 1 then usage("misskey stream: exactly one CHANNEL expected (e.g. homeTimeline)") end
+  local name = args[1]
+  if not name:find("^%w+$") then usage("misskey stream: bad channel name " .. name) end
+  local count
+  if opts.count then
+    count = tonumber(opts.count)
+    if not count or count < 1 or count % 1 ~= 0 then usage("misskey stream: --count must be a whole number > 0") end
+  end
+  local params
+  if opts.params then
+    local why
+    params, why = json.decode(opts.params)
+    if type(params) ~= "table" or params[1] ~= nil then
+      usage("misskey stream: --params must be a JSON object" .. (why and (" (" .. why .. ")") or ""))
+    end
+    if name == "main" then usage("misskey stream: the main channel takes no --params") end
+  end
+  local client = client_for(opts)
+  local stream = guarded(client.stream, client, { reconnect = count == nil })
+  local seen, failed = 0, nil
+  local function print_event(event, body)
+    if count and seen >= count then return end
+    seen = seen + 1
+    out(('{"channel":%s,"type":%s,"body":%s}'):format(json.encode(name), json.encode(event),
+      json.encode(body == nil and json.null or body)))
+    io.stdout:flush()
+    if count and seen >= count then stream:close() end
+  end
+  stream:on("error", function(err)
+    if type(err) == "table" and (err.channel or err.kind == "auth") then
+      failed = err.message or tostring(err)
+      stream:close()
+    else
+      note("misskey stream: " .. tostring(type(err) == "table" and err.message or err))
+    end
+  end)
+  if name == "main" then
+    stream:on("*", print_event)
+  else
+    guarded(stream.channel, stream, name, params):on("*", print_event)
+  end
+  local ok, msg = stream:run()
+  if failed then failure("misskey stream: " .. failed) end
+  if not ok then failure(msg) end
+  return 0
+end
+
+function commands.endpoints(_, args)
+  if #args > 1 then usage("misskey endpoints: at most one PATTERN expected") end
+  local pattern = args[1]
+  local schema = require "misskey.schema"
+  local cat = schema.catalogue()
+  local rows, width = {}, 0
+  for _, name in ipairs(schema.names(cat)) do
+    local keep = pattern == nil or name:find(pattern, 1, true)
+    if not keep then
+      local ok, found = pcall(string.find, name, pattern)
+      keep = ok and found
+    end
+    if keep then
+      rows[#rows + 1] = name
+      if #name > width then width = #name end
+    end
+  end
+  if #rows == 0 then
+    note("misskey endpoints: no endpoint matches " .. tostring(pattern))
+    return 0
+  end
+  for _, name in ipairs(rows) do
+    local e = schema.lookup(name, cat)
+    local perm = type(e.permission) == "string" and e.permission or "-"
+    out(("%-" .. width .. "s  %-28s %s"):format(name, perm, e.credential and "yes" or "no"))
+  end
   return 0
 end
 

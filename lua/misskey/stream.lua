@@ -162,7 +162,8 @@ local function check_channel(self, fname)
   if self._closed then error(("channel:%s: the channel %q is closed"):format(fname, self.name), 3) end
 end
 
---- channel:on(event, fn): fn(body) for every `event` of this channel ("note", ...).
+--- channel:on(event, fn): fn(body) for every `event` of this channel ("note", ...);
+-- event "*": fn(event, body) for every event of the channel.
 function Channel:on(event, fn)
   check_channel(self, "on")
   add_handler(self._handlers, "on", event, fn, false)
@@ -207,8 +208,11 @@ function Channel:__tostring()
 end
 
 -- Listeners of this channel: its own, or the stream's for the main channel.
+-- Then the "*" listeners, as fn(event, body): every event of the channel (`misskey stream` uses them).
 function Channel:_fire(event, ...)
-  fire(self._main and self._stream._handlers or self._handlers, event, ...)
+  local handlers = self._main and self._stream._handlers or self._handlers
+  fire(handlers, event, ...)
+  fire(handlers, "*", event, ...)
 end
 
 -- A channel event from the socket (or a backfilled item).

@@ -31,7 +31,7 @@
 --   fake:as(name)                    act as a user through the API: :post, :reply, :follow, :unfollow,
 --                                    :react, :request
 --   fake:run_until_idle()            run the scheduler until no task is ready (from the test)
---   fake:notes(filter), fake:sockets(), fake:drop_streams()
+--   fake:notes(filter), fake:files(filter), fake:sockets(), fake:drop_streams()
 local json = require "misskey.json"
 local baseurl = require "misskey.baseurl"
 
@@ -377,6 +377,7 @@ function Fake:_init()
   self._users, self._by_id, self._by_name, self._by_token = {}, {}, {}, {}
   self._notes, self._order = {}, {}
   self._notifications, self._registry = {}, {}
+  self._files, self._file_order = {}, {}
   self:_close_sockets()
   local specs = {
     { username = "me", name = "Me", token = opts.token or "fake-token-me", following = { "alice" } },
@@ -599,6 +600,10 @@ function Fake:_pack_note(note, viewer, detail)
     reactionEmojis = {},
     fileIds = array{}, files = array{}, replyId = nn(note.replyId), renoteId = nn(note.renoteId),
   }
+  for i, id in ipairs(note.fileIds or {}) do
+    p.fileIds[i] = id
+    p.files[i] = self:_pack_file(self._files[id])
+  end
   if note.visibility == "specified" then
     local ids = array{}
     for i, id in ipairs(note.visibleUserIds) do ids[i] = id end
@@ -676,7 +681,12 @@ local CREATE_THEN = object({
 -- error code of notes/create.
 function Fake:_create_note(user, ps)
   local visibility = ps.visibility or "public"
-  if present(ps.fileIds) or present(ps.mediaIds) then return nil, "NO_SUCH_FILE" end
+  local file_ids = {}
+  for _, id in ipairs(present(ps.fileIds) and ps.fileIds or present(ps.mediaIds) and ps.mediaIds or {}) do
+    local file = self._files[id]
+    if not file or file.userId ~= user.id then return nil, "NO_SUCH_FILE" end
+    file_ids[#file_ids + 1] = id
+  end
   local renote, parent
   if present(ps.renoteId) then
     renote = self._notes[ps.renoteId]
@@ -721,7 +731,7 @@ function Fake:_create_note(user, ps)
     cw = present(ps.cw) and ps.cw or nil, visibility = visibility, visibleUserIds = visible,
     localOnly = ps.localOnly == true, reactionAcceptance = present(ps.reactionAcceptance) and ps.reactionAcceptance
     or nil, replyId = parent and parent.id, renoteId = renote and renote.id, poll = poll,
-    renoteCount = 0, repliesCount = 0,
+    renoteCount = 0, repliesCount = 0, fileIds = file_ids,
   }
   self._notes[note.id] = note
   self._order[#self._order + 1] = note.id
@@ -935,7 +945,7 @@ endpoints["notes/timeline"] = {
     local notes = self:_paginate(ps, function(note)
       if note.userId ~= me.id and not follows(me, note.userId) then return false end
       if ps.withRenotes == false and is_pure_renote(note) then return false end
-      if ps.withFiles == true then return false end   -- no note has files yet
+      if ps.withFiles == true and #(note.fileIds or {}) == 0 then return false end
       return visible_to(note, me)
     end)
     for i, note in ipairs(notes) do notes[i] = self:_pack_note(note, me, true) end
@@ -1031,6 +1041,11 @@ function Fake:_answer(req, record)
   if not spec then return fail("UNKNOWN_API_ENDPOINT") end
   if method ~= "POST" then return { status = 405, headers = {}, body = "" } end
 
+  if spec.multipart then
+    if type(req.parts) ~= "table" then return { status = 400, headers = {}, body = "" } end
+    return self:_answer_multipart(req, record, spec, fail)
+  end
+
   -- Fastify parses the JSON body before Misskey sees it.
   local body = req.body
   if body == nil or body:find("^%s*$") then
@@ -1089,6 +1104,102 @@ function Fake:_answer(req, record)
   if result == nil then return { status = 204, headers = { ["cache-control"] = JSON_HEADERS["cache-control"],
     ["access-control-allow-origin"] = "*" }, body = "" } end
   return reply(200, result)
+end
+
+-- multipart/form-data (drive/files/create): text parts become params (text, as
+-- Misskey receives them), the file part becomes ps.file = { filename, size, type, data? }.
+function Fake:_answer_multipart(req, record, spec, fail)
+  local ps, file, token = {}, nil, nil
+  for _, part in ipairs(req.parts) do
+    if part.name == "file" and (part.path or part.data) then
+      local data, size = part.data, part.data and #part.data
+      if part.path then
+        local f = io.open(part.path, "rb")
+        if not f then return { status = 500, headers = {}, body = "" } end
+        size = f:seek("end")
+        f:close()
+      end
+      file = { filename = part.filename, size = size, type = part.type, data = data }
+    elseif part.name == "i" then
+      token = part.value
+    elseif type(part.name) == "string" then
+      ps[part.name] = part.value
+    end
+  end
+  local authorization = header(req.headers, "authorization")
+  if type(authorization) == "string" and authorization:sub(1, 7) == "Bearer " then
+    token = authorization:sub(8)
+    record.auth = "header"
+  elseif token ~= nil then
+    record.auth = "body"
+  end
+  record.params = deep_copy(ps)
+  local user
+  if token ~= nil then
+    user = self._by_token[token]
+    if not user then
+      record.error = "AUTHENTICATION_FAILED"
+      return auth_failed_reply()
+    end
+    record.user = user.username
+  end
+  if spec.credential and not user then return fail("CREDENTIAL_REQUIRED") end
+  ps.file = file
+  if type(req.progress) == "function" and file then pcall(req.progress, file.size, file.size) end
+  local result, code, info = spec.handler(self, ps, { user = user, endpoint = record.endpoint, request = req })
+  if code ~= nil then return fail(code, info) end
+  return reply(200, result)
+end
+
+---------------------------------------------------------------------------
+-- drive files
+
+local MIME = { png = "image/png", jpg = "image/jpeg", jpeg = "image/jpeg", gif = "image/gif", webp = "image/webp",
+               txt = "text/plain", json = "application/json" }
+
+function Fake:_pack_file(file)
+  return {
+    id = file.id, createdAt = iso(file.createdAt), name = file.name, type = file.type, md5 = null,
+    size = file.size, isSensitive = file.isSensitive, blurhash = null, properties = {},
+    url = self.base_url .. "/files/" .. file.id, thumbnailUrl = null, comment = nn(file.comment),
+    folderId = null, folder = null, userId = file.userId, user = null,
+  }
+end
+
+endpoints["drive/files/create"] = {
+  credential = true,
+  multipart = true,
+  errors = {
+    FILE_REQUIRED = { id = "4267801e-70d1-416a-b011-4ee502885d8b", message = "File required." },
+  },
+  handler = function(self, ps, ctx)
+    if not ps.file then return nil, "FILE_REQUIRED" end
+    local name = ps.name or ps.file.filename
+    if name == nil or name == "blob" or trim(name) == "" then name = "untitled" end
+    local ext = name:match("%.(%w+)$")
+    self._clock = self._clock + 1
+    local file = {
+      id = self:_gen_id(), createdAt = self._clock, name = name, size = ps.file.size, userId = ctx.user.id,
+      type = ps.file.type or MIME[ext and ext:lower() or ""] or "application/octet-stream",
+      isSensitive = ps.isSensitive == "true", comment = ps.comment, data = ps.file.data,
+    }
+    self._files[file.id] = file
+    self._file_order[#self._file_order + 1] = file.id
+    return self:_pack_file(file)
+  end,
+}
+
+--- fake:files{ user = } -> the drive files on the server, oldest first, as DriveFile objects.
+function Fake:files(filter)
+  filter = filter or {}
+  local out = {}
+  for _, id in ipairs(self._file_order) do
+    local f = self._files[id]
+    if f and (filter.user == nil or self._by_id[f.userId].username:lower() == filter.user:gsub("^@", ""):lower()) then
+      out[#out + 1] = self:_pack_file(f)
+    end
+  end
+  return out
 end
 
 ---------------------------------------------------------------------------

@@ -482,7 +482,30 @@ async def drive_files_create(request):
     })
 
 
+# notes/create for `misskey post` (spec/cli_spec.lua): kept in NOTES, listed by test/notes/list.
+NOTES = []
+
+
+async def notes_create(request):
+    params = await json_params(request)
+    if "i" not in params and not request.headers.get("Authorization"):
+        return api_error(401, "Credential required.", "CREDENTIAL_REQUIRED", "1384574d-a912-4b81-8601-c7b1c4085df1")
+    if params.get("visibility", "public") not in ("public", "home", "followers", "specified"):
+        return invalid_param("#/properties/visibility/enum", "must be equal to one of the allowed values")
+    note = {"id": "9xnote%06d" % (len(NOTES) + 1), "createdAt": "2026-05-21T00:00:00.000Z",
+            "text": params.get("text"), "cw": params.get("cw"), "visibility": params.get("visibility", "public"),
+            "fileIds": params.get("fileIds", []), "userId": "9alice"}
+    NOTES.append(note)
+    return reply({"createdNote": note})
+
+
+async def test_notes_list(request):
+    return reply(NOTES)
+
+
 ROUTES.update({
+    "notes/create": notes_create,
+    "test/notes/list": test_notes_list,
     "test/chunked": chunked,
     "test/gzip": gzipped,
     "test/dribble": dribble,
