@@ -100,13 +100,7 @@ end
 
 -- Spawns fn(...) as a task the bot tracks (stop cancels it).
 function Bot:_spawn(fn, ...)
-  local task
-  task = loop.spawn(function(...)
-    fn(...)
-    self._tasks[task] = nil
-  end, ...)
-  self._tasks[task] = true
-  return task
+  return loop.spawn_in(self._tasks, fn, ...)
 end
 
 local function remember(self, key)

@@ -389,9 +389,8 @@ local function basename(path)
   return path:match("([^/]+)/*$") or path
 end
 
--- A field value as multipart text: Misskey casts "true"/"false" and numbers
--- back (protocol.md 4). (misskey.null never gets here: it leaves the field out.)
-local function field_text(key, v)
+-- A string, boolean or finite number as text (integers without ".0"); nil otherwise.
+local function scalar_text(v)
   local t = type(v)
   if t == "string" then return v end
   if t == "boolean" then return tostring(v) end
@@ -399,6 +398,14 @@ local function field_text(key, v)
     if v % 1 == 0 and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
     return ("%.17g"):format(v)
   end
+  return nil
+end
+
+-- A field value as multipart text: Misskey casts "true"/"false" and numbers
+-- back (protocol.md 4). (misskey.null never gets here: it leaves the field out.)
+local function field_text(key, v)
+  local text = scalar_text(v)
+  if text then return text end
   argerror("upload", 2, ("fields.%s must be a string, number or boolean, got %s"):format(key, tostring(v)), 3)
 end
 
@@ -528,13 +535,8 @@ local function pct(s)
 end
 
 local function query_value(key, v)
-  local t = type(v)
-  if t == "string" then return v end
-  if t == "boolean" then return tostring(v) end
-  if t == "number" and v == v and v ~= math.huge and v ~= -math.huge then
-    if v % 1 == 0 and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
-    return ("%.17g"):format(v)
-  end
+  local text = scalar_text(v)
+  if text then return text end
   argerror("http", 1, ("query.%s must be a string, number, boolean or a list of them"):format(key), 4)
 end
 

@@ -165,6 +165,18 @@ function loop.spawn(fn, ...)
   return task
 end
 
+--- Spawns fn(...) as a task kept in `set` (set[task] = true) until it ends, so
+-- an owner (a stream, a bot) can cancel whatever it started.
+function loop.spawn_in(set, fn, ...)
+  local task
+  task = loop.spawn(function(...)
+    fn(...)
+    set[task] = nil
+  end, ...)
+  set[task] = true
+  return task
+end
+
 -- One scheduler round for a caller that is not a task: run what is ready,
 -- else wait on the engine (at most `timeout` seconds).
 local function round(timeout)

@@ -299,13 +299,7 @@ function Stream:_send(msg, what)
 end
 
 function Stream:_spawn(fn, ...)
-  local task
-  task = loop.spawn(function(...)
-    fn(...)
-    self._tasks[task] = nil
-  end, ...)
-  self._tasks[task] = true
-  return task
+  return loop.spawn_in(self._tasks, fn, ...)
 end
 
 -- Sends `connect` (pong = true) and starts the confirm timer of this connection.
