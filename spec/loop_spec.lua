@@ -240,6 +240,18 @@ describe("engine timers and sockets", function()
     assert.is_nil(e:timeout())
   end)
 
+  it("pollfd, asked for after sockets are watched, is readable when one of them is ready", function()
+    local e = require("misskey.core").engine()
+    local fd = testpoll.connect(srv.port)
+    e:watch(fd, "w")                      -- watched before the epoll set exists
+    local pfd = e:pollfd()
+    assert.equal(pfd, e:pollfd())         -- one fd for the engine's life
+    assert.equal("r", testpoll.poll({ [pfd] = "r" }, 2000)[pfd])
+    e:unwatch(fd)
+    assert.is_nil(testpoll.poll({ [pfd] = "r" }, 0)[pfd])
+    testpoll.close(fd)
+  end)
+
   it("lists watched sockets in fds() and reports them ready", function()
     local e = require("misskey.core").engine()
     local fd = testpoll.connect(srv.port)

@@ -137,8 +137,8 @@ int mk_engine_new(lua_State *L) {
   e->epfd = -1;
   luaL_getmetatable(L, MK_ENGINE_MT);
   lua_setmetatable(L, -2);
-  e->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (e->epfd < 0) return luaL_error(L, "epoll_create1 failed");
+  /* The epoll set is made on the first engine:pollfd(): until a host loop asks
+   * for it, mirroring would only cost syscalls on every socket change. */
   e->multi = curl_multi_init();
   if (e->multi == NULL) return luaL_error(L, "curl_multi_init failed");
   curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
@@ -445,7 +445,15 @@ static int engine_limit(lua_State *L) {
 /* engine:pollfd() -> one fd that is readable whenever any socket of the engine
  * is ready (an epoll set): a host loop watches it and engine:timeout(). */
 static int engine_pollfd(lua_State *L) {
-  lua_pushinteger(L, mk_check_engine(L, 1)->epfd);
+  mk_engine *e = mk_check_engine(L, 1);
+  if (e->epfd < 0) {
+    size_t i;
+    e->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (e->epfd < 0) return luaL_error(L, "epoll_create1 failed");
+    for (i = 0; i < e->nwatches; i++) mirror(e, e->watches[i].fd, e->watches[i].what);
+    for (i = 0; i < e->nforeign; i++) mirror(e, e->foreign[i].fd, e->foreign[i].what);
+  }
+  lua_pushinteger(L, e->epfd);
   return 1;
 }
 
