@@ -26,6 +26,41 @@ static void store_be64(unsigned char *p, uint64_t v) {
   store_be32(p + 4, (uint32_t)v);
 }
 
+/* ---- the part both hashes share: 64-byte blocks, 0x80 padding, a big-endian bit count ---- */
+
+typedef void (*block_fn)(uint32_t *h, const unsigned char *p);
+
+static void md_update(uint32_t *h, unsigned char block[64], size_t *used, uint64_t *bits, block_fn compress,
+                      const void *data, size_t n) {
+  const unsigned char *p = data;
+  *bits += (uint64_t)n * 8;
+  while (n > 0) {
+    size_t take = 64 - *used;
+    if (take > n) take = n;
+    memcpy(block + *used, p, take);
+    *used += take, p += take, n -= take;
+    if (*used == 64) {
+      compress(h, block);
+      *used = 0;
+    }
+  }
+}
+
+static void md_final(uint32_t *h, unsigned char block[64], size_t used, uint64_t bits, block_fn compress,
+                     unsigned char *out, int words) {
+  int i;
+  block[used++] = 0x80;
+  if (used > 56) {
+    memset(block + used, 0, 64 - used);
+    compress(h, block);
+    used = 0;
+  }
+  memset(block + used, 0, 56 - used);
+  store_be64(block + 56, bits);
+  compress(h, block);
+  for (i = 0; i < words; i++) store_be32(out + 4 * i, h[i]);
+}
+
 /* ---- SHA-256 ---- */
 
 static const uint32_t K256[64] = {
@@ -65,32 +100,11 @@ void mk_sha256_init(mk_sha256_ctx *c) {
 }
 
 void mk_sha256_update(mk_sha256_ctx *c, const void *data, size_t n) {
-  const unsigned char *p = data;
-  c->bits += (uint64_t)n * 8;
-  while (n > 0) {
-    size_t take = 64 - c->used;
-    if (take > n) take = n;
-    memcpy(c->block + c->used, p, take);
-    c->used += take, p += take, n -= take;
-    if (c->used == 64) {
-      sha256_block(c->h, c->block);
-      c->used = 0;
-    }
-  }
+  md_update(c->h, c->block, &c->used, &c->bits, sha256_block, data, n);
 }
 
 void mk_sha256_final(mk_sha256_ctx *c, unsigned char out[32]) {
-  int i;
-  c->block[c->used++] = 0x80;
-  if (c->used > 56) {
-    memset(c->block + c->used, 0, 64 - c->used);
-    sha256_block(c->h, c->block);
-    c->used = 0;
-  }
-  memset(c->block + c->used, 0, 56 - c->used);
-  store_be64(c->block + 56, c->bits);
-  sha256_block(c->h, c->block);
-  for (i = 0; i < 8; i++) store_be32(out + 4 * i, c->h[i]);
+  md_final(c->h, c->block, c->used, c->bits, sha256_block, out, 8);
 }
 
 void mk_sha256(const void *p, size_t n, unsigned char out[32]) {
@@ -127,32 +141,11 @@ void mk_sha1_init(mk_sha1_ctx *c) {
 }
 
 void mk_sha1_update(mk_sha1_ctx *c, const void *data, size_t n) {
-  const unsigned char *p = data;
-  c->bits += (uint64_t)n * 8;
-  while (n > 0) {
-    size_t take = 64 - c->used;
-    if (take > n) take = n;
-    memcpy(c->block + c->used, p, take);
-    c->used += take, p += take, n -= take;
-    if (c->used == 64) {
-      sha1_block(c->h, c->block);
-      c->used = 0;
-    }
-  }
+  md_update(c->h, c->block, &c->used, &c->bits, sha1_block, data, n);
 }
 
 void mk_sha1_final(mk_sha1_ctx *c, unsigned char out[20]) {
-  int i;
-  c->block[c->used++] = 0x80;
-  if (c->used > 56) {
-    memset(c->block + c->used, 0, 64 - c->used);
-    sha1_block(c->h, c->block);
-    c->used = 0;
-  }
-  memset(c->block + c->used, 0, 56 - c->used);
-  store_be64(c->block + 56, c->bits);
-  sha1_block(c->h, c->block);
-  for (i = 0; i < 5; i++) store_be32(out + 4 * i, c->h[i]);
+  md_final(c->h, c->block, c->used, c->bits, sha1_block, out, 5);
 }
 
 void mk_sha1(const void *p, size_t n, unsigned char out[20]) {
