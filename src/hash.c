@@ -49,9 +49,9 @@ static void md_update(uint32_t *h, unsigned char block[64], size_t *used, uint64
 static void md_final(uint32_t *h, unsigned char block[64], size_t used, uint64_t bits, block_fn compress,
                      unsigned char *out, int words) {
   int i;
-  block[used++] = 0x80;
+  block[used++] = 0x80; /* used < 64 on entry: md_update compresses every full block */
   if (used > 56) {
-    memset(block + used, 0, 64 - used);
+    if (used < 64) memset(block + used, 0, 64 - used);
     compress(h, block);
     used = 0;
   }
