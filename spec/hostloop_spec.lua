@@ -2,17 +2,14 @@
 -- and a frame loop through misskey.step. Each runs concurrent requests and a
 -- timer through that loop; the test server proves the requests overlapped.
 local misskey = require "misskey"
-local Client = require "misskey.client"
+local new_client = require "support.client"
 local server = require "support.server"
 
 local srv, client
 
 setup(function()
   srv = server.start()
-  local getenv = Client._getenv
-  Client._getenv = function() return nil end
-  client = misskey.new{ host = srv.url }
-  Client._getenv = getenv
+  client = new_client{ host = srv.url }
 end)
 teardown(function() srv:stop() end)
 before_each(function() assert(client:request("test/hold/reset")) end)

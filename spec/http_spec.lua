@@ -1,8 +1,7 @@
 -- client:http: raw HTTP to the client's own host (non-API URLs), against the
 -- test server's /echo route and real failures.
-local misskey = require "misskey"
-local Client = require "misskey.client"
 local json = require "misskey.json"
+local new_client = require "support.client"
 local server = require "support.server"
 
 local TOKEN = "HtTpToKeN0123456789abcdefABCDEFG"
@@ -10,14 +9,7 @@ local TOKEN = "HtTpToKeN0123456789abcdefABCDEFG"
 local srv, client
 
 local function new(opts)
-  local o = { host = srv.url, token = TOKEN }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local saved = Client._getenv
-  Client._getenv = function() return nil end
-  local ok, c = pcall(misskey.new, o)
-  Client._getenv = saved
-  if not ok then error(c, 0) end
-  return c
+  return new_client({ host = srv.url, token = TOKEN }, opts)
 end
 
 local function echo(res)

@@ -1,22 +1,14 @@
 -- Limits and network options over real 127.0.0.1 sockets: the reply size cap
 -- (chunked and gzip), the low-speed abort, the connect timeout, proxies from
 -- the environment, and the checks on those options.
-local misskey = require "misskey"
-local Client = require "misskey.client"
 local json = require "misskey.json"
+local new_client = require "support.client"
 local server = require "support.server"
 
 local srv
 
 local function new(opts)
-  local o = { host = srv.url, token = false }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local saved = Client._getenv
-  Client._getenv = function() return nil end
-  local ok, c = pcall(misskey.new, o)
-  Client._getenv = saved
-  if not ok then error(c, 0) end
-  return c
+  return new_client({ host = srv.url, token = false }, opts)
 end
 
 

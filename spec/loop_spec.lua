@@ -2,7 +2,7 @@
 -- is proven by the test server's counters (requests held at once, arrival
 -- order, disconnects), never by wall-clock timing.
 local misskey = require "misskey"
-local Client = require "misskey.client"
+local new_client = require "support.client"
 local server = require "support.server"
 local testpoll = require "testpoll"
 
@@ -22,10 +22,7 @@ end
 
 setup(function()
   srv = server.start()
-  local getenv = Client._getenv
-  Client._getenv = function() return nil end
-  client = misskey.new{ host = srv.url, token = "t" }
-  Client._getenv = getenv
+  client = new_client{ host = srv.url, token = "t" }
 end)
 teardown(function() srv:stop() end)
 before_each(function() assert(client:request("test/hold/reset")) end)

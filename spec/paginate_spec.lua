@@ -2,8 +2,8 @@
 -- test/items and test/items-offset), with a small catalogue of its own: the
 -- specs never depend on the generated endpoint catalogue.
 local misskey = require "misskey"
-local Client = require "misskey.client"
 local paginate = require "misskey.paginate"
+local new_client = require "support.client"
 local server = require "support.server"
 
 local CATALOGUE = { endpoints = {
@@ -20,12 +20,7 @@ local srv, client
 local key_n = 0
 
 local function new(opts)
-  local o = { host = srv.url, token = false }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local saved = Client._getenv
-  Client._getenv = function() return nil end
-  local c = misskey.new(o)
-  Client._getenv = saved
+  local c = new_client({ host = srv.url, token = false }, opts)
   c._catalogue = CATALOGUE
   return c
 end

@@ -2,8 +2,8 @@
 -- the test server's request log (server-side monotonic arrival times): no
 -- wall-clock assertions here. The client gets a small catalogue of its own.
 local misskey = require "misskey"
-local Client = require "misskey.client"
 local ratelimit = require "misskey.ratelimit"
+local new_client = require "support.client"
 local server = require "support.server"
 
 local function catalogue(extra)
@@ -24,13 +24,7 @@ local srv, client
 local key_n = 0
 
 local function new(opts, cat)
-  local o = { host = srv.url, token = false }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local saved = Client._getenv
-  Client._getenv = function() return nil end
-  local ok, c = pcall(misskey.new, o)
-  Client._getenv = saved
-  if not ok then error(c, 0) end
+  local c = new_client({ host = srv.url, token = false }, opts)
   c._catalogue = cat or catalogue()
   return c
 end

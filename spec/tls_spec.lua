@@ -1,21 +1,13 @@
 -- TLS against the test server in https mode, with certificates made by openssl
 -- at test time: verification is on by default, ca_file trusts a private CA,
 -- insecure = true turns verification off (test servers only).
-local misskey = require "misskey"
-local Client = require "misskey.client"
+local new_client = require "support.client"
 local server = require "support.server"
 
 local cert, other, srv
 
 local function new(opts)
-  local o = { host = srv.url, token = false }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local saved = Client._getenv
-  Client._getenv = function() return nil end
-  local ok, c = pcall(misskey.new, o)
-  Client._getenv = saved
-  if not ok then error(c, 0) end
-  return c
+  return new_client({ host = srv.url, token = false }, opts)
 end
 
 setup(function()

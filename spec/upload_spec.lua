@@ -2,7 +2,7 @@
 -- field order, where the token goes, text booleans, file and in-memory content,
 -- progress, and the memory a 256 MiB upload costs (it must stream from disk).
 local misskey = require "misskey"
-local Client = require "misskey.client"
+local new_client = require "support.client"
 local server = require "support.server"
 
 local TOKEN = "UpLoAdToKeN0123456789abcdefABCDE"
@@ -10,14 +10,7 @@ local TOKEN = "UpLoAdToKeN0123456789abcdefABCDE"
 local srv, client, dir
 
 local function new(opts)
-  local o = { host = srv.url, token = TOKEN }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local saved = Client._getenv
-  Client._getenv = function() return nil end
-  local ok, c = pcall(misskey.new, o)
-  Client._getenv = saved
-  if not ok then error(c, 0) end
-  return c
+  return new_client({ host = srv.url, token = TOKEN }, opts)
 end
 
 local function write_file(name, content)
