@@ -128,6 +128,23 @@ describe("engine", function()
     assert.equal(18, code) -- CURLE_PARTIAL_FILE
   end)
 
+  -- curl's timer is one-shot: a deadline left armed after it fired made every
+  -- later step poll with a zero timeout, a busy wait until the reply came.
+  it("waits for a slow reply on a reused connection in a few steps, not a spin", function()
+    local e = core.engine()
+    local warm = post(e, "/api/test/echo")
+    while not warm:done() do e:step(1) end
+    local tr = post(e, "/api/test/hold", '{"delay":0.5}')
+    local steps = 0
+    while not tr:done() and steps < 1000 do
+      e:step(5)
+      steps = steps + 1
+    end
+    assert.is_true(steps <= 10, ("%d engine steps for one held reply"):format(steps))
+    assert.equal(200, (tr:result()))
+    assert.equal(0, tr:info().connects) -- the kept-alive connection
+  end)
+
   it("times out a slow reply", function()
     local e = core.engine()
     local t = post(e, "/api/test/slow", '{"delay":3}', { timeout = 0.2 })

@@ -289,7 +289,13 @@ static int engine_step(lua_State *L) {
     if (ev) action(e, fds[i].fd, ev);
   }
   now = mk_now();
-  if (e->has_deadline && until_curl(e, now) == 0) action(e, CURL_SOCKET_TIMEOUT, 0);
+  /* curl's timer is one-shot: clear it before the action, which sets a new one if
+   * curl wants it. Left armed, the past deadline made every later step poll with a
+   * zero timeout (a busy wait until the reply came). */
+  if (e->has_deadline && until_curl(e, now) == 0) {
+    e->has_deadline = 0;
+    action(e, CURL_SOCKET_TIMEOUT, 0);
+  }
 
   lua_newtable(L);
   collect(L, e);
