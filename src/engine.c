@@ -478,6 +478,9 @@ static int engine_close(lua_State *L) {
     t->state = MK_CANCELLED;
   }
   while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);
+  free(e->pool);
+  e->pool = NULL;
+  e->cappool = 0;
   curl_multi_cleanup(e->multi);
   e->multi = NULL;
   free(e->watches);

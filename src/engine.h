@@ -40,8 +40,8 @@ typedef struct mk_engine {
   size_t ntimers, captimers;
   lua_Integer next_timer_id;
   int epfd;                /* epoll set mirroring every socket above: one fd for host loops */
-  CURL *pool[16];          /* finished easy handles kept for the next requests (curl_easy_reset) */
-  int npool;
+  CURL **pool;             /* finished easy handles kept for the next requests (curl_easy_reset); */
+  int npool, cappool;      /* it grows to the most transfers in flight at once, up to MK_POOL_MAX */
 } mk_engine;
 
 typedef enum { MK_IDLE, MK_RUNNING, MK_DONE, MK_CANCELLED } mk_state;
@@ -84,6 +84,9 @@ int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t);
 void mk_engine_detach(lua_State *L, mk_transfer *t);
 /* Fills result fields from the easy handle once curl reports it finished. */
 void mk_transfer_finish(mk_transfer *t, CURLcode code);
+/* Easy handles kept at most: a batch at concurrency 100 reuses all of its own. */
+#define MK_POOL_MAX 256
+
 /* Hands a detached transfer's easy handle back to its engine's pool (or frees it). */
 void mk_transfer_release(mk_transfer *t, mk_engine *e);
 /* An easy handle from the pool (reset) or a new one; NULL when out of memory. */

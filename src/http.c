@@ -58,6 +58,9 @@ void mk_transfer_finish(mk_transfer *t, CURLcode code) {
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
   curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
   curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
+  curl_easy_getinfo(t->easy, CURLINFO_SIZE_UPLOAD_T, &t->upload_now);
+  curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_UPLOAD_T, &t->upload_total);
+  if (t->upload_total < 0) t->upload_total = 0; /* unknown, as the progress callback says it */
   t->total_time = total;
   t->connects = connects;
 }
@@ -66,7 +69,15 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
   /* Reused easy handles skip curl_easy_init's setup; the connection cache lives
    * in the multi handle either way. A cancelled transfer's connection was closed
    * when it left the multi handle. */
-  if (t->easy && e && e->multi && e->npool < (int)(sizeof e->pool / sizeof e->pool[0])) {
+  if (t->easy && e && e->multi && e->npool == e->cappool && e->cappool < MK_POOL_MAX) {
+    int cap = e->cappool ? e->cappool * 2 : 16;
+    CURL **pool = realloc(e->pool, (size_t)cap * sizeof *pool);
+    if (pool) {
+      e->pool = pool;
+      e->cappool = cap;
+    }
+  }
+  if (t->easy && e && e->multi && e->npool < e->cappool) {
     e->pool[e->npool++] = t->easy;
   } else if (t->easy) {
     curl_easy_cleanup(t->easy);
@@ -231,9 +242,15 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  /* The progress callback runs on every pass of curl's loop: only for callers
+   * that report progress (req.progress); the final counts come from getinfo. */
+  lua_getfield(L, opts, "progress");
+  if (lua_toboolean(L, -1)) {
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  }
+  lua_pop(L, 1);
   curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");   /* every encoding this libcurl decodes */
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
   if (ua) curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
@@ -310,18 +327,24 @@ static int transfer_done(lua_State *L) {
 /* Pushes the last response's headers as { lowercased name = value }; repeats join with ", ". */
 static void push_headers(lua_State *L, const mk_buf *head) {
   const char *p = head->data, *end = head->data + head->len;
-  lua_newtable(L);
+  lua_createtable(L, 0, 12);
   while (p && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *line_end = eol ? eol : end, *colon, *v, *ve;
     if (line_end > p && line_end[-1] == '\r') line_end--;
     colon = memchr(p, ':', (size_t)(line_end - p));
     if (colon && colon > p && memcmp(p, "HTTP/", 5) != 0) {
-      luaL_Buffer b;
-      const char *k;
-      luaL_buffinit(L, &b);
-      for (k = p; k < colon; k++) luaL_addchar(&b, (char)tolower((unsigned char)*k));
-      luaL_pushresult(&b);
+      char name[128];
+      size_t i, len = (size_t)(colon - p);
+      if (len <= sizeof name) {
+        for (i = 0; i < len; i++) name[i] = (char)tolower((unsigned char)p[i]);
+        lua_pushlstring(L, name, len);
+      } else { /* a name that long is odd but legal: the slow path */
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (i = 0; i < len; i++) luaL_addchar(&b, (char)tolower((unsigned char)p[i]));
+        luaL_pushresult(&b);
+      }
       for (v = colon + 1; v < line_end && (*v == ' ' || *v == '\t'); v++) {}
       for (ve = line_end; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) {}
       lua_pushvalue(L, -1);
