@@ -17,8 +17,8 @@ local Task = { __name = "misskey.Task" }
 Task.__index = Task
 
 local by_co = setmetatable({}, { __mode = "k" })  -- coroutine -> task
-local ready = {}         -- queue of { task, values } to resume
-local transfer_waits = {} -- transfer -> waiter
+local ready = {}         -- queue of tasks to resume: task, values, task, values, ...
+local transfer_waits = {} -- transfer -> waiter, or the task itself (await_transfer's fast path)
 local timer_waits = {}    -- timer id -> waiter
 local socket_waits = {}   -- fd -> waiter
 local alive = 0           -- tasks not finished
@@ -28,8 +28,10 @@ local wakeup -- set by a host-loop adapter: called when tasks become ready
 
 -- Queues a task to resume; tells a host-loop adapter that a step is due.
 local function enqueue(task, values)
-  ready[#ready + 1] = { task, values }
-  if wakeup and #ready == 1 then wakeup() end
+  local n = #ready
+  ready[n + 1] = task
+  ready[n + 2] = values
+  if wakeup and n == 0 then wakeup() end
 end
 
 local engine = engines.default
@@ -72,14 +74,24 @@ local function wake(waiter, ...)
   end
 end
 
+local DONE = { n = 1, "done" } -- what await_transfer's fast path resumes a task with (never changed)
+
 -- One engine step: dispatches what finished to whoever waits on it.
 local function pump(timeout)
   local transfers, timers, sockets = engine():step(timeout)
   for i = 1, #transfers do
-    local w = transfer_waits[transfers[i]]
+    local tr = transfers[i]
+    local w = transfer_waits[tr]
     if w then
-      transfer_waits[transfers[i]] = nil
-      wake(w, "done")
+      transfer_waits[tr] = nil
+      if getmetatable(w) == Task then
+        if w.wait == tr and w.status == "waiting" then
+          w.status = "ready"
+          enqueue(w, DONE)
+        end
+      else
+        wake(w, "done")
+      end
     end
   end
   for i = 1, #timers do
@@ -118,17 +130,15 @@ local function finish(task, ok, ...)
   end
 end
 
-local function resume(task, values)
-  task.status = "running"
-  task.wait = nil
-  local r = pack(coroutine.resume(task.co, unpack(values, 1, values.n)))
+local function resumed(task, ok, ...)
   if coroutine.status(task.co) == "dead" then
-    if r[1] then
-      finish(task, true, unpack(r, 2, r.n))
+    if ok then
+      finish(task, true, ...)
     else
-      local msg = tostring(r[2])
+      local e = ...
+      local msg = tostring(e)
       local m, err = errors.new("task", "task failed: " .. msg,
-        { traceback = debug.traceback(task.co, msg), error = r[2] })
+        { traceback = debug.traceback(task.co, msg), error = e })
       finish(task, false, nil, m, err)
     end
   elseif task.status == "running" then
@@ -142,12 +152,21 @@ local function resume(task, values)
   end
 end
 
+local function resume(task, values)
+  task.status = "running"
+  task.wait = nil
+  if values.n == 1 then -- the usual wake-up ("done", "timeout", a socket's readiness)
+    return resumed(task, coroutine.resume(task.co, values[1]))
+  end
+  return resumed(task, coroutine.resume(task.co, unpack(values, 1, values.n)))
+end
+
 local function run_ready()
   local batch = ready
   ready = {}
-  for i = 1, #batch do
-    local task, values = batch[i][1], batch[i][2]
-    if task.status == "ready" then resume(task, values) end
+  for i = 1, #batch, 2 do
+    local task = batch[i]
+    if task.status == "ready" then resume(task, batch[i + 1]) end
   end
 end
 
@@ -175,6 +194,70 @@ function loop.spawn_in(set, fn, ...)
   end, ...)
   set[task] = true
   return task
+end
+
+-- Coroutines of loop.spawn_now whose call returned without waiting, kept for the next call.
+local parked, PARKED, MAX_PARKED = {}, {}, 16
+
+-- The body of a spawn_now coroutine: one call after another, as long as each returns
+-- without waiting; a call that waited belongs to the scheduler, and the coroutine ends with it.
+local function park(task, fn, ...)
+  fn(...)
+  if task.inline then return park(coroutine.yield(PARKED)) end
+end
+
+local NO_RESULTS = { n = 0 }
+
+local function settle_now(task, ok, r)
+  local co, inline = task.co, task.inline
+  task.inline = false -- from now on an ordinary task, if it goes on
+  if ok and r == PARKED and inline then -- returned without waiting
+    if #parked < MAX_PARKED then parked[#parked + 1] = co end
+    if task.status ~= "running" then return task end -- cancelled meanwhile (finished already)
+    by_co[co] = nil
+    alive = alive - 1
+    task.status, task.results = "done", NO_RESULTS
+    if #task.joiners > 0 then
+      local joiners = task.joiners
+      task.joiners = {}
+      for i = 1, #joiners do wake(joiners[i]) end
+    end
+    return task
+  end
+  if task.status ~= "running" then return task end
+  if coroutine.status(co) == "dead" then -- it raised (a call that returns parks)
+    local msg = tostring(r)
+    local m, err = errors.new("task", "task failed: " .. msg, { traceback = debug.traceback(co, msg), error = r })
+    finish(task, false, nil, m, err)
+  elseif task.wait == nil then -- a plain coroutine.yield(): it runs again next round
+    task.status = "ready"
+    enqueue(task, pack())
+  else
+    task.status = "waiting"
+  end
+  return task
+end
+
+--- loop.spawn_now(fn, ...) -> task: like spawn, but fn(...) starts at once, inside the
+-- caller, and spawn_now returns when it returns or first waits (it then goes on as a task,
+-- resumed by the scheduler). A call that returns without waiting reuses a coroutine, so
+-- dispatching an event to a handler that does not wait costs no coroutine. An error in fn
+-- ends its task as in spawn (reported to misskey.on_error); it never reaches the caller.
+function loop.spawn_now(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn_now' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local n = #parked
+  local co = parked[n]
+  if co then
+    parked[n] = nil
+  else
+    co = coroutine.create(park)
+  end
+  local task = setmetatable({ status = "running", joiners = {}, inline = true, co = co }, Task)
+  by_co[co] = task
+  alive = alive + 1
+  return settle_now(task, coroutine.resume(co, task, fn, ...))
 end
 
 -- One scheduler round for a caller that is not a task: run what is ready,
@@ -223,8 +306,26 @@ end
 
 --- Waits until `transfer` (of the default engine) is done, or `timeout` passes.
 -- Returns "done" or "timeout". Cancelling the task cancels the transfer.
+-- Undoes await_transfer's fast path when its task is cancelled.
+local function cancel_transfer_wait(cancelling, task)
+  local transfer = task.wait
+  if transfer_waits[transfer] == task then transfer_waits[transfer] = nil end
+  if cancelling then transfer:cancel() end
+end
+
 function loop.await_transfer(transfer, timeout)
   if transfer:done() then return "done" end
+  local task = timeout == nil and loop.current()
+  if task then
+    -- The common wait (a request in a task, no timer): the task itself is the
+    -- waiter and the transfer the wait token; no closures or waiter tables.
+    transfer_waits[transfer] = task
+    task.wait = transfer
+    task.cleanup = cancel_transfer_wait
+    local result = coroutine.yield()
+    task.cleanup = nil
+    return result
+  end
   return (await(function(w) transfer_waits[transfer] = w end, function(_, cancelling)
     transfer_waits[transfer] = nil
     if cancelling then transfer:cancel() end
@@ -308,7 +409,7 @@ function Task:cancel()
   if getmetatable(self) ~= Task then error("bad self to 'cancel' (call it as task:cancel())", 2) end
   if self.status == "done" or self.status == "failed" or self.status == "cancelled" then return false end
   if self == loop.current() then error("a task cannot cancel itself; return from it instead", 2) end
-  if self.cleanup then self.cleanup(true) end
+  if self.cleanup then self.cleanup(true, self) end
   self.cleanup = nil
   self.wait = nil
   local co = self.co

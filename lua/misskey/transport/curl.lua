@@ -28,8 +28,8 @@ end
 -- (yields in a task, blocks outside one); a client's own engine is stepped
 -- here directly, blocking. With a progress function, wakes every 0.1 s to report.
 local function wait(engine, transfer, req)
-  local last = { sent = -1, total = -1 }
-  local tick = req.progress and 0.1 or nil
+  local last = req.progress and { sent = -1, total = -1 }
+  local tick = last and 0.1 or nil
   -- A plain script with no tasks: nothing else can be waiting, so step the
   -- engine directly (the scheduler's bookkeeping costs more than the step).
   local shared = engine == engines.default() and (loop.current() or loop.alive() > 0)
