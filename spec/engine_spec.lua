@@ -107,6 +107,18 @@ describe("engine", function()
     assert.matches("text/plain", headers["content-type"])
   end)
 
+  it("skips the header table on request (result(true)) and gives it later (headers())", function()
+    local e = core.engine()
+    local t = post(e, "/api/test/status", '{"status":200,"body":"ok","headers":{"X-Two":"2"}}')
+    drive(e, { t })
+    local status, headers, body = t:result(true)
+    assert.equal(200, status)
+    assert.is_nil(headers)
+    assert.equal("ok", body)
+    assert.equal("2", t:headers()["x-two"])
+    assert.same(t:headers(), (select(2, t:result())))
+  end)
+
   it("reports a refused connection as a network failure", function()
     local e = core.engine()
     local t = e:request{ url = "http://127.0.0.1:" .. server.free_port() .. "/api/meta", body = "{}" }

@@ -363,13 +363,23 @@ static void push_headers(lua_State *L, const mk_buf *head) {
   }
 }
 
-/* transfer:result() -> status, headers, body
+/* transfer:headers() -> the last response's headers, as result() gives them (also
+ * after result(true) skipped them, for callers that only sometimes need them). */
+static int transfer_headers(lua_State *L) {
+  mk_transfer *t = to_transfer(L, 1);
+  if (t->state == MK_RUNNING || t->state == MK_IDLE) return luaL_error(L, "transfer is still running");
+  push_headers(L, &t->head);
+  return 1;
+}
+
+/* transfer:result([skip_headers]) -> status, headers (nil when skip_headers), body
  *                    | nil, message, reason ("timeout" | "too_large" | "cancelled" | "network"), curl_code,
  *                      status (of a response whose body was cut short, else 0)
  * The message ends with "(curl error N)". */
 static int transfer_result(lua_State *L) {
   mk_transfer *t = to_transfer(L, 1);
   const char *reason = "network";
+  int skip_headers = lua_toboolean(L, 2);
   if (t->state == MK_RUNNING || t->state == MK_IDLE) return luaL_error(L, "transfer is still running");
   if (t->state == MK_CANCELLED) {
     lua_pushnil(L);
@@ -380,7 +390,8 @@ static int transfer_result(lua_State *L) {
   }
   if (t->code == CURLE_OK) {
     lua_pushinteger(L, t->status);
-    push_headers(L, &t->head);
+    if (skip_headers) lua_pushnil(L);
+    else push_headers(L, &t->head);
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
     return 3;
   }
@@ -456,6 +467,7 @@ static int transfer_tostring(lua_State *L) {
 void mk_http_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"done", transfer_done},     {"result", transfer_result},
                                      {"info", transfer_info},     {"cancel", transfer_cancel},
+                                     {"headers", transfer_headers},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", transfer_gc}, {"__close", transfer_cancel}, {"__tostring", transfer_tostring}, {NULL, NULL}};

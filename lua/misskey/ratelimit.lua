@@ -212,8 +212,9 @@ end
 -- the loop
 
 --- Runs `attempt()` under the client's policy. `attempt()` returns
--- `headers, value` on success and `headers|nil, nil, message, err` on failure
--- (headers: the reply's lower-cased headers, nil when no reply came).
+-- `reply, value` on success and `reply|nil, nil, message, err` on failure
+-- (reply: the transport's response, whose `headers` are read only when needed;
+-- nil when no reply came).
 -- `opts`: the call's options (ratelimit, max_wait, retries, idempotent).
 function M.run(client, endpoint, opts, attempt)
   local mode = opts.ratelimit or client._ratelimit or M.DEFAULT_MODE
@@ -225,13 +226,13 @@ function M.run(client, endpoint, opts, attempt)
   local failures, blind, waited = 0, 0, 0
   while true do
     if mode == "pace" then pace(client, endpoint, entry) end
-    local headers, value, msg, err = attempt()
-    if mode == "pace" then note_headers(client, endpoint, headers) end
+    local reply, value, msg, err = attempt()
+    if mode == "pace" then note_headers(client, endpoint, reply and reply.headers) end
     if value ~= nil then return value end
     if type(err) == "table" and err.status == 429 then
       if mode == "throw" then return nil, msg, err end
       -- Sharkey's X-RateLimit-Reset is fractional: more precise than Retry-After.
-      local wait = header_number(headers, "x-ratelimit-reset") or err.retry_after
+      local wait = header_number(reply and reply.headers, "x-ratelimit-reset") or err.retry_after
       if wait == nil then
         blind = blind + 1
         if blind > M.BLIND_TRIES then return nil, msg, err end

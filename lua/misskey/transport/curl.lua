@@ -43,10 +43,21 @@ local function wait(engine, transfer, req)
   end
 end
 
+-- res.headers is parsed on first use: a successful API call never reads it
+-- (only errors, rate limits in "pace" mode and client:http do).
+local LAZY_HEADERS = {
+  __index = function(res, key)
+    if key ~= "headers" then return nil end
+    local headers = rawget(res, "_transfer"):headers()
+    res.headers = headers
+    return headers
+  end,
+}
+
 local function to_response(transfer, req)
-  local status, headers, body, curl_code = transfer:result()
+  local status, headers, body, curl_code = transfer:result(true)
   if status then
-    return { status = status, headers = headers, body = body }
+    return setmetatable({ status = status, body = body, _transfer = transfer }, LAZY_HEADERS)
   end
   local message, reason = headers, body
   -- A reply over max_size arrived whole from the server's side: it is an HTTP
