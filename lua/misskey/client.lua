@@ -276,7 +276,7 @@ end
 
 -- Turns a transport response into a result or `nil, message, err`.
 function Client:_interpret(endpoint, res)
-  local status, headers, body = res.status, res.headers or {}, res.body or ""
+  local status, body = res.status, res.body or ""
   if status >= 200 and status < 300 then
     if status == 204 or body == "" then return true end
     local value, derr = json.decode(body)
@@ -288,6 +288,7 @@ function Client:_interpret(endpoint, res)
     end
     return value
   end
+  local headers = res.headers or {} -- read only here: the curl transport parses them on first use
   body = errors.redact(body, self._token)
   local decoded = body:find("^%s*{") and json.decode(body)
   local apierr = type(decoded) == "table" and decoded.error
