@@ -2,6 +2,7 @@
 --
 --   lua5.4 bench/stream_bench.lua URL [--n N] [--summary FILE]
 --   lua5.4 bench/stream_bench.lua URL --memory N
+--   lua5.4 bench/stream_bench.lua URL --quick K
 --
 -- URL is bench/stream_server.py (http://127.0.0.1:PORT), which sends every client that
 -- joins homeTimeline its N note events (~2.4 KB each; N is the server's --n) and a last
@@ -15,15 +16,20 @@
 --   parts    the same frames taken apart, each part timed alone (core.now):
 --              receive   the WebSocket alone (transport.websocket + ws:receive: libcurl,
 --                        C framing, the message queue), no decoding
---              decode    misskey.json.decode of a note frame (cjson + the array walk)
---              cjson     cjson.decode of the same frame: the floor
---              spawn     loop.spawn of a no-op handler per event and running it
+--              decode    misskey.json.decode of a note frame
+--              cjson     cjson.decode of the same frame, for comparison
+--              spawn_now loop.spawn_now of a no-op handler per event: what the stream's
+--                        fire() costs per handler that returns without waiting
 --              inline    receive, misskey.json.decode and the handler called in place, one
---                        loop: what the stream would cost dispatching without a task
---            and what is left of the stream's time per event (framing, dispatch, `seen`).
+--                        loop: the stream without its dispatch
+--            and dispatch = stream - inline: what the stream adds per event (routing the
+--            frame to its channel, the id ring, fire and spawn_now).
 --   --memory N  the stream alone over N events (the server must send N): Lua heap
 --            (collectgarbage "count") and VmRSS every 100,000 frames read, and once the
 --            handlers ran; stops once the heap passes --max-heap-mb (2048).
+--
+--   --quick K  the stream alone, K times (after a warm-up on LuaJIT): one line of events/s per
+--            run, then the median; for interleaved comparisons of two trees.
 --
 -- --summary FILE appends "lua events/s MB/s cjson/s" (tab-separated) for bench/run.sh.
 
@@ -59,6 +65,7 @@ do
   end
   opts.url = opts.url:gsub("/+$", "")
   opts.memory = opts.memory and assert(tonumber(opts.memory), "--memory")
+  opts.quick = opts.quick and assert(tonumber(opts.quick), "--quick")
 end
 
 local SAMPLE = 1024 -- frames kept for the decode parts (64 variants on the server)
@@ -112,8 +119,9 @@ local function run_receive(decode)
     while true do
       local text, m = ws:receive(30)
       if not text then fail("receive", m) end
-      if text:find('"body":{"id":"END"}', 1, true) then break end
-      if text:find('"type":"channel"', 1, true) then
+      if #text < 256 then -- the short ones: "connected" and the END note (every note is ~2.4 KB)
+        if text:find('"body":{"id":"END"}', 1, true) then break end
+      else
         if count == 0 then t0 = core.now() end
         count = count + 1
         bytes = bytes + #text
@@ -142,15 +150,12 @@ local function time_decode(decode, sample, n)
   return core.now() - t0
 end
 
-local function time_spawn(n)
+local function time_spawn_now(n)
   local seen = 0
   local function handler(note) if note then seen = seen + 1 end end
   local t0 = core.now()
   loop.run(function()
-    for i = 1, n do
-      loop.spawn(handler, i)
-      if i % 256 == 0 then loop.sleep(0) end -- let the spawned tasks run, as the reader does between polls
-    end
+    for i = 1, n do loop.spawn_now(handler, i) end
   end)
   assert(seen == n)
   return core.now() - t0
@@ -193,6 +198,21 @@ if opts.memory then
   os.exit(0)
 end
 
+if opts.quick then
+  if LUA == "luajit" then run_stream() end
+  local rates = {}
+  for i = 1, opts.quick do
+    local count, secs = run_stream()
+    rates[i] = count / secs
+    print(("stream, %s: %9.0f events/s"):format(engine, rates[i]))
+    collectgarbage("collect")
+  end
+  table.sort(rates)
+  print(("stream, %s: median %9.0f events/s over %d runs"):format(engine, rates[math.floor((#rates + 1) / 2)],
+    #rates))
+  os.exit(0)
+end
+
 -- On LuaJIT a warm-up stream (traces), not reported; then the measured one.
 local count, secs = run_stream()
 if LUA == "luajit" then count, secs = run_stream() end
@@ -203,7 +223,7 @@ if rcount ~= count then fail("receive", ("got %d frames, the stream %d"):format(
 local n = tonumber(opts.n) or count
 local t_cjson = time_decode(cjson.decode, sample, n)
 local t_json = time_decode(json.decode, sample, n)
-local t_spawn = time_spawn(n)
+local t_spawn = time_spawn_now(n)
 local rate = count / secs
 local mb = bytes / count * rate / 1e6
 
@@ -215,10 +235,11 @@ print(("  stream/cjson %8.2f"):format(rate / (n / t_cjson)))
 local us = function(t, k) return t / k * 1e6 end
 local per = us(secs, count)
 local r, d, c, s = us(rsecs, rcount), us(t_json, n), us(t_cjson, n), us(t_spawn, n)
-print(("  inline      %9.0f events/s  (receive + json.decode + the handler called in the reader:"
-  .. " no task per event)"):format(icount / isecs))
-print(("  per event   %6.2f us: receive %.2f, json.decode %.2f (cjson %.2f + walk %.2f), spawn+run %.2f,"
-  .. " rest %.2f"):format(per, r, d, c, d - c, s, per - r - d - s))
+local inl = us(isecs, icount)
+print(("  inline      %9.0f events/s  (receive + json.decode + the handler called in place, one loop)"):format(
+  icount / isecs))
+print(("  per event   %6.2f us: inline %.2f (receive %.2f, json.decode %.2f alone; cjson %.2f), dispatch %.2f"
+  .. " (spawn_now alone %.2f)"):format(per, inl, r, d, c, per - inl, s))
 if opts.summary then
   local f = assert(io.open(opts.summary, "a"))
   f:write(("%s\t%.0f\t%.1f\t%.0f\n"):format(LUA, rate, mb, n / t_cjson))

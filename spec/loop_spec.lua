@@ -163,6 +163,56 @@ describe("misskey.run and tasks", function()
     assert.truthy(frames > 1)
   end)
 
+  it("spawn_now runs fn at once; one that returns is done, one that waits goes on as a task", function()
+    local loop = require "misskey.loop"
+    local order = {}
+    local handled
+    local old = misskey.on_error(function(err) handled = err end)
+    misskey.run(function()
+      local base = loop.alive()
+      local me = loop.current()
+      local inner
+      local quick = loop.spawn_now(function(x)
+        order[#order + 1] = "quick " .. x
+        inner = loop.current()
+      end, 1)
+      order[#order + 1] = "after quick"
+      assert.equal(quick, inner) -- a task of its own
+      assert.not_equal(me, inner)
+      assert.equal("done", quick.status)
+      assert.equal(base, loop.alive())
+      local slow = loop.spawn_now(function()
+        order[#order + 1] = "slow start"
+        misskey.sleep(0.01)
+        order[#order + 1] = "slow end"
+        return "slow"
+      end)
+      order[#order + 1] = "after slow start"
+      assert.equal("waiting", slow.status)
+      local yielding = loop.spawn_now(function()
+        coroutine.yield() -- a plain yield: runs again next round
+        order[#order + 1] = "yielded"
+      end)
+      assert.equal("ready", yielding.status)
+      local failing = loop.spawn_now(function() error("kaput") end)
+      assert.equal("failed", failing.status)
+      -- quick calls between them reuse a coroutine, and nest
+      for i = 2, 3 do
+        loop.spawn_now(function(x)
+          loop.spawn_now(function() order[#order + 1] = "nested " .. x end)
+        end, i)
+      end
+      assert.equal("slow", slow:join())
+      yielding:join()
+    end)
+    misskey.on_error(old)
+    assert.same({ "quick 1", "after quick", "slow start", "after slow start", "nested 2", "nested 3", "yielded",
+      "slow end" }, order)
+    assert.matches("kaput", handled.message)
+    assert.equal(0, require("misskey.loop").alive())
+    assert.has_error(function() require("misskey.loop").spawn_now(1) end)
+  end)
+
   it("rejects bad arguments", function()
     assert.has_error(function() misskey.spawn(42) end, "bad argument #1 to 'spawn' (function expected, got number)")
     assert.has_error(function() misskey.sleep(-1) end)

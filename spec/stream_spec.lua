@@ -105,6 +105,102 @@ describe("misskey.stream", function()
     assert.truthy(most_alive < 10, "tasks alive at once: " .. most_alive)
   end)
 
+  it("delivers a burst of many frames, more than one read holds, all in order", function()
+    local s = client():stream()
+    local seqs, big = {}, ("x"):rep(1000)
+    local tl = s:channel("homeTimeline")
+    tl:on("connected", function()
+      -- ~1.2 MB back to back: the client reads it in batches (READ_BATCH is 256 KB)
+      call("test/stream/emit", { channel = "homeTimeline", type = "note", body = { text = big }, count = 1000 })
+    end)
+    tl:on("note", function(note)
+      seqs[#seqs + 1] = note.seq
+      if note.seq == 1000 then s:close() end
+    end)
+    assert.is_false(run_bounded(s, 20))
+    assert.equal(1000, #seqs)
+    for i = 1, 1000 do
+      if seqs[i] ~= i then error(("event %d was seq %s"):format(i, tostring(seqs[i]))) end
+    end
+  end)
+
+  it("a handler that waits goes on as a task while the next events are handled", function()
+    local s = client():stream()
+    local log, key = {}, {}
+    local tl = s:channel("homeTimeline")
+    tl:on("connected", function()
+      call("test/stream/emit", { channel = "homeTimeline", type = "note", body = { text = "w" }, count = 20 })
+    end)
+    tl:on("note", function(note)
+      log[#log + 1] = note.seq
+      if note.seq == 1 then
+        -- Waits until the handler of the last event has run: that can only happen if
+        -- the events after this one are handled while it waits.
+        loop.wait_event(key, 10)
+        local st = call("test/stream/state") -- and it may call the API
+        log[#log + 1] = "1 done " .. #st.sockets
+        s:close()
+      elseif note.seq == 20 then
+        loop.signal(key)
+      end
+    end)
+    assert.is_false(run_bounded(s, 10))
+    local want = {}
+    for i = 1, 20 do want[i] = i end
+    want[21] = "1 done 1"
+    assert.same(want, log)
+    assert.equal(0, loop.alive())
+  end)
+
+  it("an error in a handler goes to misskey.on_error; other handlers and the stream go on", function()
+    local s = client():stream()
+    local errs, seen, other = {}, {}, 0
+    local old = misskey.on_error(function(err) errs[#errs + 1] = err end)
+    local tl = s:channel("homeTimeline")
+    tl:on("connected", function()
+      call("test/stream/emit", { channel = "homeTimeline", type = "note", body = { text = "e" }, count = 5 })
+    end)
+    tl:on("note", function(note)
+      if note.seq % 2 == 0 then error("handler failed on " .. note.seq) end
+      seen[#seen + 1] = note.seq
+    end)
+    tl:on("note", function(note)
+      other = other + 1
+      if note.seq == 5 then s:close() end
+    end)
+    local timed_out = run_bounded(s, 5)
+    misskey.on_error(old)
+    assert.is_false(timed_out)
+    assert.same({ 1, 3, 5 }, seen)
+    assert.equal(5, other)
+    assert.equal(2, #errs)
+    assert.equal("task", errs[1].kind)
+    assert.matches("handler failed on 2", errs[1].message)
+    assert.matches("handler failed on 4", errs[2].message)
+  end)
+
+  it("handlers may add and remove handlers while an event is dispatched", function()
+    local s = client():stream()
+    local log = {}
+    local tl = s:channel("homeTimeline")
+    local function late(note) log[#log + 1] = "late " .. note.seq end
+    local function second(note)
+      log[#log + 1] = "second " .. note.seq
+      tl:off("note", second) -- removes itself
+    end
+    tl:once("note", function(note)
+      log[#log + 1] = "once " .. note.seq
+      tl:on("note", late) -- from the next event on
+    end)
+    tl:on("note", second)
+    tl:on("note", function(note) if note.seq == 3 then s:close() end end)
+    tl:on("connected", function()
+      call("test/stream/emit", { channel = "homeTimeline", type = "note", body = { text = "h" }, count = 3 })
+    end)
+    assert.is_false(run_bounded(s, 5))
+    assert.same({ "once 1", "second 1", "late 2", "late 3" }, log)
+  end)
+
   it("sends the token as a Bearer header with auth = \"header\", none when anonymous", function()
     for _, case in ipairs{ { auth = "header" }, { token = false } } do
       local s = client(case):stream()

@@ -74,6 +74,19 @@ describe("websocket codec", function()
     assert.is_false(core._utf8_valid("\237\160\128"))      -- a surrogate
     assert.is_false(core._utf8_valid("\244\144\128\128"))  -- past U+10FFFF
     assert.is_false(core._utf8_valid("\226\130"))          -- cut short
+    -- every position of a sequence within and across the eight-byte ASCII steps
+    for pad = 0, 17 do
+      local a = ("a"):rep(pad)
+      for _, ok in ipairs{ "é", "日本", "🎉", "\224\160\128", "\237\159\191", "\240\144\128\128", "\244\143\191\191" } do
+        assert.is_true(core._utf8_valid(a .. ok .. a), pad .. " " .. ok)
+        assert.is_true(core._utf8_valid(a .. ok .. ok .. "x" .. a .. ok), pad .. " " .. ok)
+      end
+      for _, bad in ipairs{ "\128", "\193\191", "\224\159\191", "\237\160\128", "\240\143\191\191",
+                            "\244\144\128\128", "\245\128\128\128", "\230\151", "\195" } do
+        assert.is_false(core._utf8_valid(a .. bad .. a), pad .. " " .. bad:byte())
+        assert.is_false(core._utf8_valid(a .. "日" .. bad), pad .. " " .. bad:byte())
+      end
+    end
   end)
 end)
 

@@ -2,8 +2,9 @@
  * WebSocket support of its own). The connect (TCP, TLS) runs on the engine's
  * multi handle like any transfer; the easy handle then stays in the multi
  * handle, because removing it closes a CONNECT_ONLY connection. After that,
- * ws:poll() does all the I/O without blocking (curl_easy_send/recv): the
- * upgrade request and reply, frames in and out. The socket is watched by the
+ * ws:poll(queue, tail) does all the I/O without blocking (curl_easy_send/recv):
+ * the upgrade request and reply, frames in and out; every message it reads is
+ * stored straight into the caller's queue as a string. The socket is watched by the
  * scheduler (engine:watch), never by curl. No Lua runs inside libcurl. */
 #define _DEFAULT_SOURCE
 #include "ws.h"
@@ -275,21 +276,61 @@ static void queue_close(mk_ws *w, int code, const char *reason) {
   w->close_sent = 1;
 }
 
-/* Reads everything available now (until CURLE_AGAIN: TLS may hold bytes poll cannot see). */
-static CURLcode drain(mk_ws *w, int *eof) {
-  char buf[16384];
+/* Bytes read per recv, and per poll: past READ_BATCH a poll stops reading and says
+ * "more" (bytes may wait in the socket or in TLS), so a sender faster than the reader
+ * cannot grow `in` without bound, and the caller gives way between batches. */
+#define READ_CHUNK (64 * 1024)
+#define READ_BATCH (256 * 1024)
+
+/* Room for n more bytes at the end of b (the buffer type has no reserve of its own). */
+static int reserve(mk_buf *b, size_t n) {
+  size_t cap;
+  char *d;
+  if (b->cap - b->len >= n) return 0;
+  cap = b->cap ? b->cap : 4096;
+  while (cap - b->len < n) cap *= 2;
+  d = realloc(b->data, cap);
+  if (d == NULL) return -1;
+  b->data = d;
+  b->cap = cap;
+  return 0;
+}
+
+/* Reads what is available now, straight into `in`, until CURLE_AGAIN (TLS may hold
+ * bytes poll cannot see) or READ_BATCH bytes (then *more = 1). */
+static CURLcode drain(mk_ws *w, int *eof, int *more) {
+  size_t got = 0;
   for (;;) {
     size_t n = 0;
-    CURLcode rc = curl_easy_recv(w->easy, buf, sizeof buf, &n);
+    CURLcode rc;
+    if (got >= READ_BATCH) { *more = 1; return CURLE_OK; }
+    if (reserve(&w->in, READ_CHUNK) != 0) return CURLE_OUT_OF_MEMORY;
+    rc = curl_easy_recv(w->easy, w->in.data + w->in.len, READ_CHUNK, &n);
     if (rc == CURLE_AGAIN) return CURLE_OK;
     if (rc != CURLE_OK) return rc;
     if (n == 0) { *eof = 1; return CURLE_OK; }
-    if (mk_buf_append(&w->in, buf, n) != 0) return CURLE_OUT_OF_MEMORY;
+    w->in.len += n;
+    got += n;
   }
 }
 
+/* What one poll hands to Lua: messages go into queue[tail + 1 ...]; everything else
+ * becomes an event table, in a list made on the first event (most polls have none). */
+typedef struct {
+  lua_State *L;
+  int queue;   /* stack index of the message queue */
+  int events;  /* stack index of the event list, 0 until one is made */
+  lua_Integer tail;
+} poll_out;
+
 /* events[#events+1] = { name, a, b } */
-static void push_event(lua_State *L, int events, const char *name, const char *a, size_t alen, lua_Integer num) {
+static void push_event(poll_out *o, const char *name, const char *a, size_t alen, lua_Integer num) {
+  lua_State *L = o->L;
+  if (o->events == 0) {
+    lua_newtable(L);
+    lua_replace(L, 4); /* the slot ws_poll keeps for it */
+    o->events = 4;
+  }
   lua_createtable(L, 3, 0);
   lua_pushstring(L, name);
   lua_rawseti(L, -2, 1);
@@ -301,20 +342,20 @@ static void push_event(lua_State *L, int events, const char *name, const char *a
     lua_pushinteger(L, num);
     lua_rawseti(L, -2, 3);
   }
-  lua_rawseti(L, events, (int)mk_rawlen(L, events) + 1);
+  lua_rawseti(L, o->events, (int)mk_rawlen(L, o->events) + 1);
 }
 
-static void fail(lua_State *L, int events, mk_ws *w, int code, const char *why) {
+static void fail(poll_out *o, mk_ws *w, int code, const char *why) {
   if (code > 0 && w->state == WS_OPEN) {
     queue_close(w, code, why);
     flush(w);
   }
-  push_event(L, events, "error", why, strlen(why), code);
+  push_event(o, "error", why, strlen(why), code);
   w->state = WS_CLOSED;
 }
 
 /* Finds the end of the upgrade reply and checks it: 101 and the right accept key. */
-static int handshake(lua_State *L, int events, mk_ws *w) {
+static int handshake(poll_out *o, mk_ws *w) {
   const char *head = w->in.data, *end = NULL, *p;
   size_t i;
   char expect[64], line[256];
@@ -326,15 +367,15 @@ static int handshake(lua_State *L, int events, mk_ws *w) {
   for (i = 3; i < w->in.len; i++)
     if (memcmp(head + i - 3, "\r\n\r\n", 4) == 0) { end = head + i + 1; break; }
   if (end == NULL) {
-    if (w->in.len > HANDSHAKE_MAX) fail(L, events, w, 0, "websocket upgrade reply too long");
+    if (w->in.len > HANDSHAKE_MAX) fail(o, w, 0, "websocket upgrade reply too long");
     return 0;
   }
   if (sscanf(head, "HTTP/1.1 %ld", &w->status) != 1 && sscanf(head, "HTTP/1.0 %ld", &w->status) != 1) {
-    fail(L, events, w, 0, "websocket upgrade reply is not HTTP");
+    fail(o, w, 0, "websocket upgrade reply is not HTTP");
     return 0;
   }
   if (w->status != 101) {
-    push_event(L, events, "refused", head, (size_t)(end - head), w->status);
+    push_event(o, "refused", head, (size_t)(end - head), w->status);
     w->state = WS_CLOSED;
     return 0;
   }
@@ -360,57 +401,62 @@ static int handshake(lua_State *L, int events, mk_ws *w) {
       if (strcmp(got, expect) == 0) {
         w->in_off = (size_t)(end - head); /* bytes after the head are frames already */
         w->state = WS_OPEN;
-        push_event(L, events, "open", NULL, 0, 0);
+        push_event(o, "open", NULL, 0, 0);
         return 1;
       }
     }
   }
-  fail(L, events, w, 0, "websocket upgrade reply has a wrong or missing Sec-WebSocket-Accept");
+  fail(o, w, 0, "websocket upgrade reply has a wrong or missing Sec-WebSocket-Accept");
   return 0;
 }
 
-/* Parses every complete frame in `in`: messages become events; pings are answered. */
-static void frames(lua_State *L, int events, mk_ws *w) {
+/* Parses every complete frame in `in`: messages go to the queue, control frames
+ * become events; pings are answered. */
+static void frames(poll_out *o, mk_ws *w) {
+  lua_State *L = o->L;
   while (w->state == WS_OPEN || w->state == WS_CLOSING) {
     mk_frame f;
     int opcode = 0, r;
+    const uint8_t *data = NULL;
+    size_t len = 0;
     long used = mk_ws_parse((const uint8_t *)w->in.data + w->in_off, w->in.len - w->in_off, w->max_message, &f);
     if (used == 0) break;
     if (used < 0) {
-      fail(L, events, w, (int)-used, -used == MK_WS_TOO_BIG ? "message too big" : "protocol error");
+      fail(o, w, (int)-used, -used == MK_WS_TOO_BIG ? "message too big" : "protocol error");
       return;
     }
     w->in_off += (size_t)used;
     switch (f.opcode) {
     case MK_WS_PING:
       queue_frame(w, MK_WS_PONG, f.payload, f.len);
-      push_event(L, events, "ping", (const char *)f.payload, f.len, 0);
+      push_event(o, "ping", (const char *)f.payload, f.len, 0);
       break;
     case MK_WS_PONG:
-      push_event(L, events, "pong", (const char *)f.payload, f.len, 0);
+      push_event(o, "pong", (const char *)f.payload, f.len, 0);
       break;
     case MK_WS_CLOSE: {
       int code = f.len >= 2 ? (f.payload[0] << 8) | f.payload[1] : 1005;
       if (f.len == 1 || (f.len > 2 && !mk_utf8_valid(f.payload + 2, f.len - 2))) {
-        fail(L, events, w, MK_WS_PROTOCOL_ERROR, "invalid close frame");
+        fail(o, w, MK_WS_PROTOCOL_ERROR, "invalid close frame");
         return;
       }
       queue_close(w, f.len >= 2 ? code : 0, NULL); /* echo it, as the closing handshake asks */
-      push_event(L, events, "close", f.len > 2 ? (const char *)f.payload + 2 : "", f.len > 2 ? f.len - 2 : 0, code);
+      push_event(o, "close", f.len > 2 ? (const char *)f.payload + 2 : "", f.len > 2 ? f.len - 2 : 0, code);
       w->state = WS_CLOSED;
       return;
     }
     default:
-      r = mk_ws_feed(&w->msg, &f, &opcode);
+      r = mk_ws_feed_view(&w->msg, &f, &opcode, &data, &len);
       if (r < 0) {
-        fail(L, events, w, r == -1 ? 1011 : -r,
+        fail(o, w, r == -1 ? 1011 : -r,
              r == -MK_WS_INVALID_DATA ? "invalid UTF-8 in a text message"
              : r == -MK_WS_TOO_BIG    ? "message too big"
                                       : "protocol error");
         return;
       }
-      if (r == 1) {
-        push_event(L, events, opcode == MK_WS_TEXT ? "text" : "binary", w->msg.data.data, w->msg.data.len, 0);
+      if (r == 1) { /* a whole message (text or binary): a string in the queue */
+        lua_pushlstring(L, (const char *)data, len);
+        lua_rawseti(L, o->queue, (int)++o->tail);
         mk_buf_reset(&w->msg.data);
       }
     }
@@ -423,43 +469,56 @@ static void frames(lua_State *L, int events, mk_ws *w) {
   }
 }
 
-/* ws:poll() -> events, want
- * Moves every byte it can without blocking and returns what happened, in order:
- * { "open" }, { "text", data }, { "binary", data }, { "ping", data }, { "pong", data },
- * { "close", reason, code }, { "refused", reply_head, status }, { "error", message, close_code },
- * and what to wait for next on ws:fd(): "r", "rw" (bytes still to send) or nil once closed. */
+/* ws:poll(queue, tail) -> tail, want, events, more
+ * Moves every byte it can without blocking (reading at most READ_BATCH bytes).
+ * Every whole message, text or binary, becomes a string at queue[tail + 1],
+ * queue[tail + 2], ...; the new tail is returned. `events` is nil, or what else
+ * happened, in order: { "open" }, { "ping", data }, { "pong", data },
+ * { "close", reason, code }, { "refused", reply_head, status },
+ * { "error", message, close_code }, { "eof" }. `want` is what to wait for next on
+ * ws:fd(): "r", "rw" (bytes still to send) or nil once closed. `more` is true when
+ * the read stopped at READ_BATCH: bytes may be waiting (in TLS too, where the fd
+ * does not show them), so poll again without waiting on the fd. */
 static int ws_poll(lua_State *L) {
   mk_ws *w = to_ws(L, 1);
-  int events, eof = 0;
+  int eof = 0, more = 0;
   CURLcode rc;
-  lua_newtable(L);
-  events = lua_gettop(L);
+  poll_out o;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  o.L = L;
+  o.queue = 2;
+  o.tail = luaL_checkinteger(L, 3);
+  o.events = 0;
+  lua_settop(L, 3);
+  lua_pushnil(L); /* 4: the event list, made on the first event */
   if (w->state == WS_CONNECTING) {
+    lua_pushinteger(L, o.tail);
     lua_pushliteral(L, "connecting");
     return 2;
   }
   if (w->state == WS_CLOSED && w->easy && w->connect_code != CURLE_OK) {
     const char *m = w->errbuf[0] ? w->errbuf : curl_easy_strerror(w->connect_code);
-    push_event(L, events, "error", m, strlen(m), 0);
+    push_event(&o, "error", m, strlen(m), 0);
     release(L, w);
   }
   if (w->state == WS_HANDSHAKE || w->state == WS_OPEN || w->state == WS_CLOSING) {
     rc = flush(w);
-    if (rc == CURLE_OK) rc = drain(w, &eof);
+    if (rc == CURLE_OK) rc = drain(w, &eof, &more);
     if (rc != CURLE_OK) {
       const char *m = curl_easy_strerror(rc);
-      push_event(L, events, "error", m, strlen(m), 0);
+      push_event(&o, "error", m, strlen(m), 0);
       w->state = WS_CLOSED;
     } else {
-      if (w->state == WS_HANDSHAKE) handshake(L, events, w);
-      frames(L, events, w);
+      if (w->state == WS_HANDSHAKE) handshake(&o, w);
+      frames(&o, w);
       if (flush(w) != CURLE_OK) w->state = WS_CLOSED;
       if (eof && w->state != WS_CLOSED) {
-        push_event(L, events, "eof", NULL, 0, 0);
+        push_event(&o, "eof", NULL, 0, 0);
         w->state = WS_CLOSED;
       }
     }
   }
+  lua_pushinteger(L, o.tail);
   if (w->state == WS_CLOSED) {
     release(L, w);
     lua_pushnil(L);
@@ -468,7 +527,9 @@ static int ws_poll(lua_State *L) {
   } else {
     lua_pushliteral(L, "r");
   }
-  return 2;
+  lua_pushvalue(L, 4);
+  lua_pushboolean(L, more && w->state != WS_CLOSED);
+  return 4;
 }
 
 /* ws:send(data [, "text" | "binary" | "ping"]) -> true | nil, message */

@@ -61,28 +61,64 @@ int mk_ws_encode(mk_buf *b, int opcode, const void *payload, size_t len, const u
   return 0;
 }
 
+/* Index of the first byte with its high bit set in an 8-byte word that has one. */
+static size_t first_high(uint64_t high) {
+#if defined(__GNUC__)
+  uint64_t one = 1;
+  if (*(const uint8_t *)&one) return (size_t)__builtin_ctzll(high) >> 3; /* little-endian */
+  return (size_t)__builtin_clzll(high) >> 3;
+#else
+  size_t k = 0;
+  uint8_t b[8];
+  memcpy(b, &high, 8);
+  while (!b[k]) k++;
+  return k;
+#endif
+}
+
+/* The well-formed byte sequences of Unicode's table 3-7: no overlongs, surrogates or
+ * code points past U+10FFFF. ASCII (most of a JSON message) goes eight bytes at a time. */
 int mk_utf8_valid(const uint8_t *s, size_t n) {
   size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    uint32_t cp;
-    size_t k, need;
-    if (c < 0x80) { i++; continue; }
-    if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; }
-    else return 0;
-    if (n - i <= need) return 0;
-    for (k = 1; k <= need; k++) {
-      if ((s[i + k] & 0xC0) != 0x80) return 0;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
+  for (;;) {
+    uint64_t v;
+    while (n - i >= 8) {
+      memcpy(&v, s + i, 8);
+      v &= 0x8080808080808080u;
+      if (v) {
+        i += first_high(v);
+        goto multi;
+      }
+      i += 8;
     }
-    if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return 0;
-    i += need + 1;
+    while (i < n && s[i] < 0x80) i++;
+    if (i >= n) return 1;
+  multi:
+    for (;;) { /* s[i] >= 0x80: one sequence after another while they come */
+      uint8_t c = s[i], b1;
+      if (c < 0x80) break;
+      if (c < 0xC2) return 0;
+      if (c < 0xE0) {
+        if (n - i < 2 || (s[i + 1] & 0xC0) != 0x80) return 0;
+        i += 2;
+      } else if (c < 0xF0) {
+        if (n - i < 3) return 0;
+        b1 = s[i + 1];
+        if ((b1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return 0;
+        if ((c == 0xE0 && b1 < 0xA0) || (c == 0xED && b1 > 0x9F)) return 0;
+        i += 3;
+      } else if (c < 0xF5) {
+        if (n - i < 4) return 0;
+        b1 = s[i + 1];
+        if ((b1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80) return 0;
+        if ((c == 0xF0 && b1 < 0x90) || (c == 0xF4 && b1 > 0x8F)) return 0;
+        i += 4;
+      } else {
+        return 0;
+      }
+      if (i >= n) return 1;
+    }
   }
-  return 1;
 }
 
 int mk_ws_feed(mk_ws_message *m, const mk_frame *f, int *opcode) {
@@ -101,4 +137,22 @@ int mk_ws_feed(mk_ws_message *m, const mk_frame *f, int *opcode) {
   if (*opcode == MK_WS_TEXT && !mk_utf8_valid((const uint8_t *)m->data.data, m->data.len))
     return -MK_WS_INVALID_DATA;
   return 1;
+}
+
+int mk_ws_feed_view(mk_ws_message *m, const mk_frame *f, int *opcode, const uint8_t **data, size_t *len) {
+  int r;
+  if (f->fin && f->opcode != MK_WS_CONT && m->opcode == 0) { /* a whole message in one frame */
+    if (m->max_size && f->len > m->max_size) return -MK_WS_TOO_BIG;
+    if (f->opcode == MK_WS_TEXT && !mk_utf8_valid(f->payload, f->len)) return -MK_WS_INVALID_DATA;
+    *opcode = f->opcode;
+    *data = f->payload;
+    *len = f->len;
+    return 1;
+  }
+  r = mk_ws_feed(m, f, opcode);
+  if (r == 1) {
+    *data = (const uint8_t *)m->data.data;
+    *len = m->data.len;
+  }
+  return r;
 }

@@ -47,4 +47,9 @@ typedef struct mk_ws_message {
  * message inside one, 1007 invalid UTF-8 in text, 1009 over max_size, -1 no memory). */
 int mk_ws_feed(mk_ws_message *m, const mk_frame *f, int *opcode);
 
+/* mk_ws_feed without the copy when a message is one frame: on 1, *data and *len
+ * give the message, in the frame's payload (unfragmented) or in m->data (the
+ * caller resets m->data after use either way). Same results as mk_ws_feed. */
+int mk_ws_feed_view(mk_ws_message *m, const mk_frame *f, int *opcode, const uint8_t **data, size_t *len);
+
 #endif

@@ -8,6 +8,8 @@
 
 #include "wsframe.h"
 
+static volatile uint8_t sink;
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mk_ws_message msg;
   size_t off = 0;
@@ -17,7 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   msg.max_size = 1 << 20;
   while (off < size) {
     mk_frame f;
-    int opcode;
+    int opcode, r;
+    const uint8_t *m;
+    size_t mlen;
     long used = mk_ws_parse(data + off, size - off, 1 << 20, &f);
     if (used <= 0) break;
     off += (size_t)used;
@@ -25,7 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       mk_ws_encode(&out, MK_WS_PONG, f.payload, f.len, mask); /* as ws.c answers a ping */
       continue;
     }
-    if (mk_ws_feed(&msg, &f, &opcode) < 0) break;
+    r = mk_ws_feed_view(&msg, &f, &opcode, &m, &mlen);
+    if (r < 0) break;
+    if (r == 1) { /* the message as ws.c pushes it, then the buffer reset */
+      if (mlen > 0) sink ^= (uint8_t)(m[0] ^ m[mlen - 1]); /* ASan checks the view's bounds */
+      mk_buf_reset(&msg.data);
+    }
   }
   mk_utf8_valid(data, size);
   mk_buf_free(&msg.data);

@@ -196,35 +196,34 @@ function loop.spawn_in(set, fn, ...)
   return task
 end
 
--- Coroutines of loop.spawn_now whose call returned without waiting, kept for the next call.
+-- Tasks of loop.spawn_now whose last call returned without waiting (status
+-- "done"), each with its coroutine parked, kept for the next call.
 local parked, PARKED, MAX_PARKED = {}, {}, 16
-
--- The body of a spawn_now coroutine: one call after another, as long as each returns
--- without waiting; a call that waited belongs to the scheduler, and the coroutine ends with it.
-local function park(task, fn, ...)
-  fn(...)
-  if task.inline then return park(coroutine.yield(PARKED)) end
-end
-
 local NO_RESULTS = { n = 0 }
 
+-- The body of a spawn_now task: one call after another, as long as each returns
+-- without waiting; a call that waited belongs to the scheduler, and the task ends with it.
+local function park(task, fn, ...)
+  fn(...)
+  if task.inline then return park(task, coroutine.yield(PARKED)) end
+end
+
 local function settle_now(task, ok, r)
-  local co, inline = task.co, task.inline
-  task.inline = false -- from now on an ordinary task, if it goes on
-  if ok and r == PARKED and inline then -- returned without waiting
-    if #parked < MAX_PARKED then parked[#parked + 1] = co end
+  if ok and r == PARKED and task.inline then -- returned without waiting
     if task.status ~= "running" then return task end -- cancelled meanwhile (finished already)
-    by_co[co] = nil
     alive = alive - 1
-    task.status, task.results = "done", NO_RESULTS
+    task.status = "done"
     if #task.joiners > 0 then
       local joiners = task.joiners
       task.joiners = {}
       for i = 1, #joiners do wake(joiners[i]) end
     end
+    if #parked < MAX_PARKED then parked[#parked + 1] = task end
     return task
   end
+  task.inline = false -- from now on an ordinary task, never reused
   if task.status ~= "running" then return task end
+  local co = task.co
   if coroutine.status(co) == "dead" then -- it raised (a call that returns parks)
     local msg = tostring(r)
     local m, err = errors.new("task", "task failed: " .. msg, { traceback = debug.traceback(co, msg), error = r })
@@ -240,23 +239,25 @@ end
 
 --- loop.spawn_now(fn, ...) -> task: like spawn, but fn(...) starts at once, inside the
 -- caller, and spawn_now returns when it returns or first waits (it then goes on as a task,
--- resumed by the scheduler). A call that returns without waiting reuses a coroutine, so
--- dispatching an event to a handler that does not wait costs no coroutine. An error in fn
--- ends its task as in spawn (reported to misskey.on_error); it never reaches the caller.
+-- resumed by the scheduler). An error in fn ends its task as in spawn (reported to
+-- misskey.on_error); it never reaches the caller. A call that returns without waiting
+-- costs no coroutine and no table: its task (status "done" once it returned) is reused
+-- for a later call, so keep a spawn_now task only while it runs or once it has waited.
 function loop.spawn_now(fn, ...)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'spawn_now' (function expected, got " .. type(fn) .. ")", 2)
   end
   local n = #parked
-  local co = parked[n]
-  if co then
-    parked[n] = nil
-  else
-    co = coroutine.create(park)
-  end
-  local task = setmetatable({ status = "running", joiners = {}, inline = true, co = co }, Task)
-  by_co[co] = task
+  local task = parked[n]
   alive = alive + 1
+  if task then
+    parked[n] = nil
+    task.status = "running"
+    return settle_now(task, coroutine.resume(task.co, fn, ...))
+  end
+  local co = coroutine.create(park)
+  task = setmetatable({ status = "running", joiners = {}, inline = true, co = co, results = NO_RESULTS }, Task)
+  by_co[co] = task
   return settle_now(task, coroutine.resume(co, task, fn, ...))
 end
 

@@ -8,7 +8,8 @@
 --
 -- One reader task owns the socket: it connects, reads frames and turns them
 -- into events, and reconnects with capped exponential backoff. Every handler
--- runs in a task of its own (misskey.spawn), so it may call client:request.
+-- runs in a task of its own, so it may call client:request: it starts at once
+-- (loop.spawn_now), and goes on as a separate task only if it waits.
 -- After a reconnect every channel is joined again (same params), every
 -- captured note subscribed again, and what timeline channels and the main
 -- channel's notifications missed meanwhile is fetched over the API (backfill)
@@ -30,7 +31,8 @@ stream.MAX_CHANNELS = 32
 --- Backfill: at most this many pages of 100 per channel after a reconnect.
 stream.MAX_PAGES = 10
 local PAGE = 100
---- Ids remembered per channel to drop duplicates (a ring).
+--- Ids remembered per channel to drop duplicates: at least the last SEEN (two
+-- generations of SEEN ids each).
 stream.SEEN = 1000
 
 -- Events of the stream itself; every other name given to stream:on is an
@@ -99,18 +101,24 @@ local function pct(s)
   return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
--- A bounded set of ids: the oldest is forgotten when a new one comes.
-local function seen_new() return { set = {}, ring = {}, pos = 0 } end
+-- A bounded set of ids in two generations: once the newer holds SEEN ids it
+-- becomes the older and the older is dropped whole. Seven times cheaper than a
+-- ring whose every insert also deletes (Lua tables rehash under that churn).
+local function seen_new() return { cur = {}, old = {}, n = 0 } end
 local function seen_add(s, id)
-  if s.set[id] then return false end
-  s.pos = s.pos % stream.SEEN + 1
-  local old = s.ring[s.pos]
-  if old ~= nil then s.set[old] = nil end
-  s.ring[s.pos], s.set[id] = id, true
+  local cur = s.cur
+  if cur[id] or s.old[id] then return false end
+  local n = s.n + 1
+  if n > stream.SEEN then
+    s.old, cur, n = cur, {}, 1
+    s.cur = cur
+  end
+  cur[id], s.n = true, n
   return true
 end
 
--- Handler lists: { event = { { fn, once }, ... } }.
+-- Handler lists: { event = { { fn, once }, ... } }. A list is never changed in place
+-- (on/off/once make a new one), so fire() can walk it while handlers add or remove some.
 local function add_handler(handlers, fname, event, fn, once)
   if type(event) ~= "string" or event == "" then
     error(("bad argument #1 to '%s' (event name expected, got %s)"):format(fname, type(event)), 3)
@@ -118,9 +126,27 @@ local function add_handler(handlers, fname, event, fn, once)
   if type(fn) ~= "function" then
     error(("bad argument #2 to '%s' (function expected, got %s)"):format(fname, type(fn)), 3)
   end
-  local list = handlers[event] or {}
-  handlers[event] = list
+  local old, list = handlers[event] or {}, {}
+  for i = 1, #old do list[i] = old[i] end
   list[#list + 1] = { fn = fn, once = once }
+  handlers[event] = list
+end
+
+-- Removes the last entry for which match(entry) is true; true if one was removed.
+local function remove_entry(handlers, event, match)
+  local old = handlers[event]
+  if not old then return false end
+  for i = #old, 1, -1 do
+    if match(old[i]) then
+      local list = {}
+      for k = 1, #old do
+        if k ~= i then list[#list + 1] = old[k] end
+      end
+      handlers[event] = list
+      return true
+    end
+  end
+  return false
 end
 
 local function remove_handler(handlers, event, fn)
@@ -130,26 +156,24 @@ local function remove_handler(handlers, event, fn)
     handlers[event] = nil
     return #list > 0
   end
-  for i = #list, 1, -1 do
-    if list[i].fn == fn then
-      table.remove(list, i)
-      return true
-    end
-  end
-  return false
+  return remove_entry(handlers, event, function(h) return h.fn == fn end)
 end
 
--- Runs every handler of `event` in a task of its own, in registration order.
+local spawn_now = loop.spawn_now
+
+-- Runs every handler of `event` in a task of its own, in registration order. Each
+-- starts at once (spawn_now): one that returns without waiting is done before the
+-- next starts and costs no coroutine; one that waits goes on as a task meanwhile.
 local function fire(handlers, event, ...)
   local list = handlers[event]
-  if not list or #list == 0 then return end
-  local keep = {}
+  if not list then return end
   for i = 1, #list do
     local h = list[i]
-    loop.spawn(h.fn, ...)
-    if not h.once then keep[#keep + 1] = h end
+    if h.once and not remove_entry(handlers, event, function(e) return e == h end) then
+      h = nil -- a once handler already run (by an event its own handler fired)
+    end
+    if h then spawn_now(h.fn, ...) end
   end
-  handlers[event] = keep
 end
 
 ---------------------------------------------------------------------------
@@ -212,7 +236,7 @@ end
 function Channel:_fire(event, ...)
   local handlers = self._main and self._stream._handlers or self._handlers
   fire(handlers, event, ...)
-  fire(handlers, "*", event, ...)
+  if handlers["*"] then fire(handlers, "*", event, ...) end
 end
 
 -- A channel event from the socket (or a backfilled item).
@@ -221,9 +245,13 @@ function Channel:_deliver(event, body, live)
     self._buffer[#self._buffer + 1] = { event, body }
     return
   end
-  if event == self._bf_event and type(body) == "table" and type(body.id) == "string" then
-    if not seen_add(self._seen, body.id) then return end
-    if self._last == nil or body.id > self._last then self._last = body.id end
+  if event == self._bf_event and type(body) == "table" then
+    local id = body.id
+    if type(id) == "string" then
+      if not seen_add(self._seen, id) then return end
+      local last = self._last
+      if last == nil or id > last then self._last = id end
+    end
   end
   self:_fire(event, body)
 end
@@ -455,12 +483,14 @@ end
 -- A frame from the server.
 function Stream:_frame(text)
   local msg = json.decode(text)
-  if type(msg) ~= "table" or type(msg.type) ~= "string" then return end -- Misskey ignores non-JSON too
+  if type(msg) ~= "table" then return end -- Misskey ignores non-JSON too
   local t, body = msg.type, msg.body
-  if t == "channel" then
-    if type(body) ~= "table" or type(body.type) ~= "string" then return end
-    local ch = self._channels[body.id]
-    if ch then ch:_deliver(body.type, body.body, true) end
+  if t == "channel" then -- most frames: the fast path
+    if type(body) ~= "table" then return end
+    local ch, event = self._channels[body.id], body.type
+    if ch and type(event) == "string" then ch:_deliver(event, body.body, true) end
+  elseif type(t) ~= "string" then
+    return
   elseif t == "connected" then
     local ch = type(body) == "table" and self._channels[body.id]
     if ch and not ch._confirmed then
@@ -504,6 +534,7 @@ function Stream:_backfill(ch)
         -- sinceId alone pages oldest first (protocol.md 8); sorting makes sure.
         table.sort(items, function(a, b) return a.id < b.id end)
         for i = 1, #items do
+          if self._closed then break end -- a handler closed the stream
           ch:_deliver(ch._bf_event, items[i])
           if items[i].id > since then since = items[i].id end
         end
@@ -512,7 +543,10 @@ function Stream:_backfill(ch)
     until not ch._again or ch._closed or self._closed
     local buffer = ch._buffer
     ch._buffer = nil
-    for i = 1, #buffer do ch:_deliver(buffer[i][1], buffer[i][2]) end
+    for i = 1, #buffer do
+      if self._closed then break end
+      ch:_deliver(buffer[i][1], buffer[i][2])
+    end
   end)
 end
 
@@ -545,19 +579,22 @@ end
 -- Reads until the socket is lost or the watchdog fires. ws:receive(t) times
 -- out only after t seconds without any frame: a server PING restarts its wait,
 -- so pings count as liveness.
+--
+-- Backpressure: handlers start at once (spawn_now), so a handler that does not
+-- wait is done before the next frame is decoded; one that waits goes on as a
+-- task. The socket's receive gives way to the scheduler (the engine steps,
+-- ready tasks run) each time it has handed out what one read brought, so a
+-- steady sender cannot starve those tasks, and events never pile up unrun.
 function Stream:_read(ws)
   local got = false
+  local watchdog = self._opts.watchdog
   while not self._closed do
-    local text, msg, err = ws:receive(self._opts.watchdog)
+    local text, msg, err = ws:receive(watchdog)
     if text then
       got = true
       self:_frame(text)
-      -- Give way after each frame: the handler tasks it spawned run before the
-      -- next frame is read. Without this a steady sender starves them and every
-      -- event waits as a suspended task holding its note (memory grows without bound).
-      if loop.current() then coroutine.yield() end
     elseif err and err.kind == "timeout" then
-      return got, ("no frame for %g s (watchdog)"):format(self._opts.watchdog), err
+      return got, ("no frame for %g s (watchdog)"):format(watchdog), err
     else
       return got, msg, err
     end
@@ -579,8 +616,8 @@ function Stream:_reader_main()
       self._gen = self._gen + 1
       self._connections = self._connections + 1
       local reconnected = self._connections > 1
+      self:_rejoin(reconnected) -- before the handlers: what they send follows the connects
       fire(self._handlers, "connected")
-      self:_rejoin(reconnected)
       local got
       got, msg, err = self:_read(ws)
       if self._closed then break end
@@ -597,9 +634,11 @@ function Stream:_reader_main()
       self._failure = err
       break
     end
+    if self._closed then break end -- by a handler (handlers start at once, in this task)
     attempt = attempt + 1
     local delay = self:_delay(attempt, err)
     fire(self._handlers, "reconnecting", attempt, delay)
+    if self._closed then break end
     loop.sleep(delay)
   end
   self._reader = nil
@@ -636,13 +675,14 @@ function Stream:close()
   check_stream(self, "close")
   if self._closed then return false end
   self._closed = true
-  local current = loop.current()
+  -- A task that is running (the caller, or one that started the caller's handler
+  -- at once, as the reader does) is not cancelled: it sees _closed and ends by itself.
   for task in pairs(self._tasks) do
-    if task ~= current then task:cancel() end
+    if task.status ~= "running" then task:cancel() end
   end
   self._tasks = {}
   local reader = self._reader
-  if reader and reader ~= current then
+  if reader and reader.status ~= "running" then
     reader:cancel()
     self._reader = nil
   end

@@ -9,15 +9,12 @@ WebSocket.__index = WebSocket
 
 local websocket = {}
 
--- Turns C events into queued messages; returns nil, msg, err on a failure.
+-- Records what C reported besides messages; a failure becomes self.closed.
 function WebSocket:_absorb(events)
   for i = 1, #events do
     local ev = events[i]
     local kind = ev[1]
-    if kind == "text" or kind == "binary" then
-      self._qtail = self._qtail + 1
-      self._queue[self._qtail] = ev[2]
-    elseif kind == "ping" then
+    if kind == "ping" then
       self.last_ping = ev[2]
     elseif kind == "pong" then
       self.last_pong = ev[2]
@@ -39,19 +36,40 @@ function WebSocket:_absorb(events)
   end
 end
 
+-- One poll: messages go straight into the queue (C stores them there).
+function WebSocket:_poll()
+  if self._qhead > self._qtail then self._qhead, self._qtail = 1, 0 end -- empty: start again at 1
+  local tail, want, events, more = self._ws:poll(self._queue, self._qtail)
+  self._qtail = tail
+  if events then self:_absorb(events) end
+  self._more = more
+  return want
+end
+
 -- One round of I/O: poll the socket, and wait for it when nothing is ready.
+-- Once the messages of a poll are all handed out, the next round first gives
+-- way to the scheduler (a wait on the socket, or a zero sleep when the last poll
+-- stopped at its byte limit): other tasks run and the engine steps between two
+-- batches, so a steady sender cannot starve them. Between the messages of one
+-- batch nothing yields.
 function WebSocket:_pump(timeout)
-  local was_open = self.open
-  local events, want = self._ws:poll()
-  self:_absorb(events)
+  local was_open, waited = self.open, false
+  if self._more then
+    loop.sleep(0)
+  elseif self._fed and self._want then
+    waited = true
+    if loop.await_socket(self._ws:fd(), self._want, timeout) == "timeout" then return "timeout" end
+  end
+  local want = self:_poll()
   -- The 101 may already be read here (the upgrade request goes out as soon as
   -- the TCP connect is done): then do not wait for more, the server may be silent.
-  if want and self._qhead > self._qtail and not self.closed and self.open == was_open then
-    local r = loop.await_socket(self._ws:fd(), want, timeout)
-    if r == "timeout" then return "timeout" end
-    events, want = self._ws:poll()
-    self:_absorb(events)
+  if not waited and want and not self._more and self._qhead > self._qtail and not self.closed
+      and self.open == was_open then
+    if loop.await_socket(self._ws:fd(), want, timeout) == "timeout" then return "timeout" end
+    want = self:_poll()
   end
+  self._want = want
+  self._fed = self._qhead <= self._qtail
   if not want and not self.closed then self.closed = { code = 1006, reason = "closed" } end
 end
 
