@@ -106,7 +106,8 @@ valgrind: $(MODULE) $(TESTPOLL)
 	  --suppressions=tools/valgrind.supp -q \
 	  $(LUA_BIN) /usr/bin/busted -o TAP $(BUSTED_FLAGS)
 
-# libFuzzer on the WebSocket codec, time-bounded (CI runs it briefly).
+# libFuzzer on the WebSocket codec, time-bounded (CI runs it briefly), then on the JSON
+# decoder (which needs a lua_State: linked against liblua5.4 for the fuzzer only).
 FUZZ_SECONDS ?= 20
 fuzz: | $(DEPS_STAMP)
 	@mkdir -p build/fuzz/corpus
@@ -114,6 +115,12 @@ fuzz: | $(DEPS_STAMP)
 	printf '\201\005Hello' > build/fuzz/corpus/text
 	printf '\001\003Hel\211\000\200\002lo' > build/fuzz/corpus/fragments
 	build/fuzz/wsframe -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/corpus
+	@mkdir -p build/fuzz/json_corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $$(pkg-config --cflags lua5.4) -o build/fuzz/json \
+	  tools/fuzz_json.c src/json.c $$(pkg-config --libs lua5.4)
+	printf '{"a":[1,-2.5e-3,"x\\u00e9\\ud83d\\ude00",true,null,[]],"b":{}}' > build/fuzz/json_corpus/doc
+	printf '[9223372036854775807,1e400,0.1,"\\ud800"]' > build/fuzz/json_corpus/numbers
+	build/fuzz/json -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/json_corpus
 
 # The rock builds and loads with luarocks itself (offline: Debian's lua-cjson is
 # invisible to luarocks, hence --deps-mode=none), on 5.1 and 5.4, into a temporary tree.

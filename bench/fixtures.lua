@@ -9,15 +9,23 @@
 -- The data is deterministic (a fixed-seed generator): the same values on every
 -- run (object key order follows the Lua's table order). Encoded with misskey.json
 -- so that empty arrays stay `[]`.
+--
+--   loadfile("bench/fixtures.lua")("--data")   -> { meta = text, timeline = text, notes = 100 }
+-- writes nothing and returns the two texts (bench/json_bench.lua decodes them).
 
+local data_only = select(1, ...) == "--data"
 local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
-package.path = script_dir .. "/../lua/?.lua;" .. script_dir .. "/../lua/?/init.lua;" .. package.path
+if not data_only then
+  local version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+  package.path = script_dir .. "/../lua/?.lua;" .. script_dir .. "/../lua/?/init.lua;" .. package.path
+  package.cpath = script_dir .. "/../build/" .. version .. "/?.so;" .. package.cpath
+end
 
 local json = require "misskey.json"
 local null, array = json.null, json.array
 
-local dir, port = arg[1], tonumber(arg[2] or "")
-if not dir or not port then
+local dir, port = arg and arg[1], tonumber(arg and arg[2] or "")
+if not data_only and (not dir or not port) then
   io.stderr:write("usage: fixtures.lua DIR PORT\n")
   os.exit(2)
 end
@@ -165,6 +173,7 @@ local meta = json.encode {
 }
 -- The meta reply is inlined in nginx's `return 200 '...'`: no quote, backslash or `$`.
 assert(not meta:find("['\\$]"), "meta JSON must not contain ', \\ or $")
+if data_only then return { meta = meta, timeline = timeline, notes = #notes } end
 
 local function write(path, data)
   local f = assert(io.open(path, "wb"))

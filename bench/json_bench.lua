@@ -1,145 +1,103 @@
 -- Throughput of misskey.json against raw lua-cjson.
 --
---   lua5.4 bench/json_bench.lua      (also lua5.1, luajit)
+--   lua5.4 bench/json_bench.lua      (also lua5.1, luajit; from the repository root or anywhere)
 --
--- Decodes a ~230 KB timeline (100 Misskey-like notes) and encodes a ~1 KB
--- notes/create params table. Prints figures only; asserts nothing about speed.
--- Each measurement runs for about BUDGET seconds of CPU time.
+-- Decodes three documents with json.decode (misskey.core's C decoder), with raw
+-- cjson.decode (which marks no arrays and, on Lua 5.3+, gives floats for integers),
+-- and with the decoder misskey.json had before (cjson, then a Lua walk that marks
+-- arrays and makes integers; bench/json_decode_old.lua):
+--   timeline    bench/fixtures.lua's `notes/timeline` reply, 100 notes (~230 KB);
+--   meta        bench/fixtures.lua's `meta` reply (~1.4 KB);
+--   note event  a homeTimeline `note` event as bench/stream_server.py sends it (~2.4 KB).
+-- Then encodes a ~1 KB notes/create params table and the timeline.
+-- Prints figures only; asserts nothing about speed. Each measurement runs for
+-- about BUDGET seconds of CPU time.
 
 local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
-package.path = script_dir .. "/../lua/?.lua;" .. script_dir .. "/../lua/?/init.lua;"
-  .. "./lua/?.lua;./lua/?/init.lua;" .. package.path
+local LUA = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+package.path = script_dir .. "/../lua/?.lua;" .. script_dir .. "/../lua/?/init.lua;" .. package.path
+package.cpath = script_dir .. "/../build/" .. LUA .. "/?.so;" .. package.cpath
 
 local cjson = require "cjson"
 local json = require "misskey.json"
+local old_decode = dofile(script_dir .. "/json_decode_old.lua")
+local fixtures = assert(loadfile(script_dir .. "/fixtures.lua"))("--data")
 
 local BUDGET = 0.25
+local null, array = json.null, json.array
 
 local version = rawget(_G, "jit") and rawget(_G, "jit").version or _VERSION
 
--- Deterministic pseudo-random numbers (same data on every Lua).
-local seed = 12345
-local function rand(n)
-  seed = (seed * 16807) % 2147483647
-  return seed % n + 1
-end
-
-local ID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
-local function id()
-  local t = {}
-  for i = 1, 10 do
-    local k = rand(#ID_CHARS)
-    t[i] = ID_CHARS:sub(k, k)
+-- stream_server.py's note(k), in Lua: the note of a homeTimeline event.
+local function stream_note(k)
+  local uid = ("9abc%06d"):format(k * 7919 % 1000000)
+  local host = (k % 3 == 0) and "mi.example.net" or null
+  local user = {
+    id = uid, name = ("ベンチ用アカウント %d :blobcat:"):format(k), username = "bench_user_" .. k, host = host,
+    avatarUrl = "https://misskey.example/proxy/avatar.webp?url=https%3A%2F%2Fmedia.misskey.example%2Fwebpublic-"
+      .. uid .. ".png&avatar=1",
+    avatarBlurhash = "eHFiS:M{00~qt7j[M{?bWBof00t7RjofRj~q%Mj[Rjay00WBt7ay", avatarDecorations = array(),
+    isBot = k % 5 == 0, isCat = k % 4 == 0,
+    emojis = host ~= null and { blobcat = "https://media.misskey.example/emoji/blobcat.png" } or {},
+    onlineStatus = "unknown",
+    badgeRoles = array { { name = "Supporter", iconUrl = "https://media.misskey.example/role/supporter.png",
+      displayOrder = 10 } },
+  }
+  if host ~= null then
+    user.instance = { name = "Example Misskey", softwareName = "misskey", softwareVersion = "2025.3.1",
+      iconUrl = "https://mi.example.net/static-assets/icons/192.png",
+      faviconUrl = "https://mi.example.net/favicon.ico", themeColor = "#86b300" }
   end
-  return table.concat(t)
-end
-
-local WORDS = {
-  "Misskey", "の", "タイムライン", "今日は", "いい天気", "ですね", "hello", "world",
-  ":blobcat:", "#misskey", "@alice@example.com", "https://example.com/notes/abc",
-  "\"quoted\"", "猫", "🍣", "Lua", "C", "JSON", "mfm", "$[x2 big]", "**bold**",
-}
-local function make_text(nwords)
-  local t = {}
-  for i = 1, nwords do
-    t[i] = WORDS[rand(#WORDS)]
-    if rand(8) == 1 then t[i] = t[i] .. "\n" end
+  local files, file_ids = array(), array()
+  for f = 0, k % 2 do
+    local fid = ("9fil%06d"):format(k * 31 + f)
+    files[f + 1] = {
+      id = fid, createdAt = ("2025-03-%02dT12:%02d:07.123Z"):format(k % 28 + 1, k % 60),
+      name = ("IMG_%04d.jpg"):format(k * 13 + f), type = "image/jpeg",
+      md5 = "0cc175b9c0f1b6a831c399e269772661", size = 123456 + k * 1000 + f,
+      isSensitive = k % 9 == 0, blurhash = "eJF5,AxuD%IU~qRjRjWBj[of00ofxuayRj%MRjWBayj[ayj[ofayWB",
+      properties = { width = 1920, height = 1080 + f },
+      url = ("https://media.misskey.example/files/%s.jpg"):format(fid),
+      thumbnailUrl = ("https://media.misskey.example/files/thumbnail-%s.webp"):format(fid),
+      comment = f ~= 0 and null or ("夕方の空 (alt text %d)"):format(k), folderId = null, folder = null,
+      userId = null, user = null,
+    }
+    file_ids[f + 1] = fid
   end
-  return table.concat(t, " ")
-end
-
-local function date(i)
-  return string.format("2024-05-%02dT%02d:%02d:%02d.%03dZ", 1 + i % 28, i % 24, i % 60, (i * 7) % 60, i % 1000)
-end
-
-local function user(i)
+  local text = ("今日のベンチマーク %d 回目。ストリーミングで流れてくるノートを数えています :blobcat: "
+    .. "#misskey #lua https://example.com/posts/%d\n"
+    .. "The quick brown fox jumps over the lazy dog; \"quoted\" and \\escaped\\ text, tab\there.\n"
+    .. "絵文字もどうぞ 🎉🍣 and a longer line of plain ASCII to make the note a realistic size. %s")
+    :format(k, k * 101, ("ok "):rep(k % 7))
   return {
-    id = id(), name = "ユーザー " .. i, username = "user" .. i,
-    host = (i % 3 == 0) and cjson.null or "example.com",
-    avatarUrl = "https://example.com/proxy/avatar.webp?url=https%3A%2F%2Fexample.com%2Ffiles%2F" .. id(),
-    avatarBlurhash = "eQF5?xYk^6#M@-5c,1J5@[or[Q6.{8ay;OaeNHw{x]fRkCj[ay",
-    avatarDecorations = json.array(),
-    isBot = false, isCat = (i % 2 == 0),
-    instance = (i % 3 == 0) and cjson.null or {
-      name = "Example", softwareName = "misskey", softwareVersion = "2024.5.0",
-      iconUrl = "https://example.com/favicon.ico", faviconUrl = "https://example.com/favicon.ico",
-      themeColor = "#86b300",
-    },
-    emojis = {}, onlineStatus = "unknown",
-    badgeRoles = json.array(),
+    id = "9000000001", createdAt = ("2025-03-%02dT12:%02d:%02d.%03dZ"):format(k % 28 + 1, k % 60, k % 60, k),
+    userId = uid, user = user, text = text, cw = (k % 6 ~= 0) and null or "ネタバレ注意",
+    visibility = ({ "public", "home", "followers" })[k % 3 + 1], localOnly = false,
+    reactionAcceptance = null, renoteCount = k % 11, repliesCount = k % 5, reactionCount = 3 + k % 4,
+    reactions = { ["👍"] = 1 + k % 3, [":blobcat@.:"] = 2, [":awesome@mi.example.net:"] = k % 4 },
+    reactionEmojis = { ["awesome@mi.example.net"] = "https://mi.example.net/emoji/awesome.webp" },
+    fileIds = file_ids, files = files, replyId = null, renoteId = null,
+    tags = array { "misskey", "lua" }, mentions = array(),
+    uri = host ~= null and ("https://mi.example.net/notes/" .. uid) or null,
+    url = null, clippedCount = 0, poll = null,
+    emojis = { blobcat = "https://media.misskey.example/emoji/blobcat.png" },
   }
 end
 
-local function file(i)
-  return {
-    id = id(), createdAt = date(i), name = "image" .. i .. ".webp", type = "image/webp",
-    md5 = "d41d8cd98f00b204e9800998ecf8427e", size = 100000 + rand(900000),
-    isSensitive = false, blurhash = "y0SF;L00000000000000000000000000",
-    properties = { width = 1200 + rand(800), height = 900 + rand(600) },
-    url = "https://example.com/files/" .. id() .. ".webp",
-    thumbnailUrl = "https://example.com/files/thumbnail-" .. id() .. ".webp",
-    comment = cjson.null, folderId = cjson.null, folder = cjson.null,
-    userId = cjson.null, user = cjson.null,
-  }
-end
-
-local function note(i, depth)
-  local files = json.array()
-  local fileIds = json.array()
-  for k = 1, (i % 4 == 0) and 2 or 0 do
-    files[k] = file(i * 10 + k)
-    fileIds[k] = files[k].id
-  end
-  local n = {
-    id = id(), createdAt = date(i), userId = id(), user = user(i),
-    text = make_text(30 + rand(50)), cw = (i % 9 == 0) and "spoiler" or cjson.null,
-    visibility = "public", localOnly = false, reactionAcceptance = "likeOnly",
-    renoteCount = rand(50), repliesCount = rand(10), reactionCount = rand(300),
-    reactions = { ["👍"] = rand(100), [":blobcat@.:"] = rand(20), ["❤"] = rand(200) },
-    reactionEmojis = { ["blobcat@example.com"] = "https://example.com/emoji/blobcat.webp" },
-    emojis = {}, tags = json.array { "misskey", "lua" }, mentions = json.array(),
-    fileIds = fileIds, files = files,
-    replyId = cjson.null, renoteId = cjson.null, clippedCount = 0,
-    uri = "https://example.com/notes/" .. id(), url = cjson.null,
-    visibleUserIds = json.array(),
-    poll = (i % 10 == 0) and {
-      multiple = false, expiresAt = date(i + 1),
-      choices = json.array {
-        { text = "yes", votes = rand(100), isVoted = false },
-        { text = "no", votes = rand(100), isVoted = false },
-      },
-    } or cjson.null,
-  }
-  if depth == 0 and i % 5 == 0 then
-    n.renote = note(i + 1000, 1)
-    n.renoteId = n.renote.id
-  end
-  return n
-end
-
-local notes = json.array()
-for i = 1, 100 do notes[i] = note(i, 0) end
-local timeline = json.encode(notes)
--- Variants that take json.decode's other paths:
--- one note's text holds a literal "[]": one extra, partial, failed decode;
-local timeline_str1 = timeline:gsub('"text":"', '"text":"x = [] ', 1)
--- 20 notes' texts hold one: more than MAX_RETRIES, so the string-aware scan;
-local timeline_str20 = timeline:gsub('"text":"', '"text":"x = [] ', 20)
--- a NUL character in a text: no empty-array rewrite, only cjson + the walk.
-local timeline_nul = timeline:gsub('"text":"', '"text":"\\u0000', 1)
+local event = json.encode { type = "channel", body = { id = "1", type = "note", body = stream_note(6) } }
 
 local params = {
   i = "abcdefghijklmnopqrstuvwxyz012345",
   text = "Hello from Lua! こんにちは :blobcat: https://example.com/path?query=1&b=2\n"
     .. "A second line with \"quotes\" and a tab\there. " .. string.rep("Long body text. ", 30),
-  cw = cjson.null, visibility = "followers", localOnly = true,
+  cw = null, visibility = "followers", localOnly = true,
   reactionAcceptance = "nonSensitiveOnly", noExtractMentions = false,
   noExtractHashtags = false, noExtractEmojis = false,
-  fileIds = json.array { "9u8y7t6r5e", "9u8y7t6r5f", "9u8y7t6r5g" },
-  visibleUserIds = json.array(),
-  replyId = "9u8y7t6abc", channelId = cjson.null,
+  fileIds = array { "9u8y7t6r5e", "9u8y7t6r5f", "9u8y7t6r5g" },
+  visibleUserIds = array(),
+  replyId = "9u8y7t6abc", channelId = null,
   poll = {
-    choices = json.array { "Lua 5.1", "Lua 5.4", "LuaJIT 2.1", "None of them" },
+    choices = array { "Lua 5.1", "Lua 5.4", "LuaJIT 2.1", "None of them" },
     multiple = true, expiresAt = 1800000000000,
   },
 }
@@ -164,27 +122,27 @@ local function mbps(bytes, secs)
 end
 
 print(("misskey.json benchmark on %s (lua-cjson %s)"):format(version, cjson._VERSION))
-print(("timeline: %d notes, %d bytes; params: %d bytes"):format(#notes, #timeline, #params_json))
 print()
-
-local function decode_line(label, text, secs, base)
-  print(("decode  %-32s %8.1f MB/s  %7.3f ms%s"):format(label, mbps(#text, secs), secs * 1e3,
-    base and ("  (+%.0f%% over cjson)"):format((secs / base - 1) * 100) or ""))
+print("decode, MB/s (more is better)       json.decode  cjson.decode  old json.decode   new/cjson  new/old")
+local docs = {
+  { ("timeline (%d notes, %d B)"):format(fixtures.notes, #fixtures.timeline), fixtures.timeline },
+  { ("meta reply (%d B)"):format(#fixtures.meta), fixtures.meta },
+  { ("note event (%d B)"):format(#event), event },
+}
+for _, doc in ipairs(docs) do
+  local label, text = doc[1], doc[2]
+  assert(json.decode(text), label)
+  local t_new = measure(function() return json.decode(text) end)
+  local t_cjson = measure(function() return cjson.decode(text) end)
+  local t_old = measure(function() return old_decode(text) end)
+  print(("  %-32s %9.1f %13.1f %16.1f %10.2fx %7.2fx"):format(label, mbps(#text, t_new), mbps(#text, t_cjson),
+    mbps(#text, t_old), t_cjson / t_new, t_old / t_new))
+  if #text < 10000 then
+    print(("  %-32s %9.2f %13.2f %16.2f   us/call"):format("", t_new * 1e6, t_cjson * 1e6, t_old * 1e6))
+  end
 end
-local t_cjson = measure(function() return cjson.decode(timeline) end)
-local t_json = measure(function() return json.decode(timeline) end)
-local t_nul = measure(function() return json.decode(timeline_nul) end)
-local t_str1 = measure(function() return json.decode(timeline_str1) end)
-local t_str20 = measure(function() return json.decode(timeline_str20) end)
-decode_line("cjson.decode", timeline, t_cjson)
-decode_line("json.decode", timeline, t_json, t_cjson)
-print(("          of which: walk (marks arrays%s) +%.0f%%, empty-array rewrite +%.0f%%")
-  :format(rawget(math, "tointeger") and ", integers" or "",
-    (t_nul / t_cjson - 1) * 100, (t_json - t_nul) / t_cjson * 100))
-decode_line("json.decode, NUL in a text", timeline_nul, t_nul, t_cjson)
-decode_line("json.decode, '[]' in 1 text", timeline_str1, t_str1, t_cjson)
-decode_line("json.decode, '[]' in 20 texts", timeline_str20, t_str20, t_cjson)
 
+local notes = json.decode(fixtures.timeline)
 local e_cjson = measure(function() return cjson.encode(params) end)
 local e_json = measure(function() return json.encode(params) end)
 print()
@@ -193,4 +151,4 @@ print(("encode  %-32s %8.1f MB/s  %7.2f us/call")
 print(("encode  %-32s %8.1f MB/s  %7.2f us/call  (x%.1f the time of cjson)")
   :format("json.encode (1 KB params)", mbps(#params_json, e_json), e_json * 1e6, e_json / e_cjson))
 local big = measure(function() return json.encode(notes) end)
-print(("encode  %-32s %8.1f MB/s  %7.3f ms"):format("json.encode (timeline)", mbps(#timeline, big), big * 1e3))
+print(("encode  %-32s %8.1f MB/s  %7.3f ms"):format("json.encode (timeline)", mbps(#fixtures.timeline, big), big * 1e3))

@@ -385,11 +385,11 @@ describe("misskey.json", function()
       local v = json.decode('["\\u0000"]')
       assert.equal(1, #v)
       assert.equal("\0", v[1])
-      -- Known limitation: with a NUL in the text, empty arrays are not marked.
+      -- A NUL in the text changes nothing: empty arrays are still marked.
       local w = json.decode('{"a":[],"b":"\\u0000"}')
       assert.equal("\0", w.b)
       assert.is_nil(next(w.a))
-      assert.is_false(json.is_array(w.a))
+      assert.is_true(json.is_array(w.a))
     end)
 
     it("returns nil and a message on invalid JSON", function()
@@ -401,11 +401,11 @@ describe("misskey.json", function()
       end
     end)
 
-    it("reports errors at the positions of the original text", function()
+    it("reports errors at the positions of the original text, as cjson counts them", function()
       for _, text in ipairs { '[[], [], 1,]', '{"a":[],"b":[]', '["[]", [], x]' } do
         local _, err = json.decode(text)
         local _, expected = pcall(cjson.decode, text)
-        assert.equal(expected, err)
+        assert.equal(expected:match("at character (%d+)"), err:match("^invalid JSON at character (%d+): "))
       end
     end)
 

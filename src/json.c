@@ -1,0 +1,523 @@
+/* JSON text to Lua values in one pass, for misskey.json's decode.
+ *
+ * Strict RFC 8259 (any top-level value; no NaN, hex, leading zeros or '+', no raw
+ * control characters in strings, no trailing commas or garbage). What lua-cjson
+ * 2.1 cannot do, and misskey.json needs:
+ *   - every array, empty ones included, gets the metatable given to json_decoder
+ *     (the closure's upvalue), so `[]` and `{}` stay apart when re-encoded;
+ *   - on Lua 5.3+ integers: digits-only literals that fit an int64 are read exactly,
+ *     and any other number with an integral value in range becomes an integer too;
+ *   - a lone UTF-16 surrogate in a \u escape becomes U+FFFD instead of failing.
+ * Bad input never raises: decode returns nil and "invalid JSON at character N: why".
+ *
+ * Speed: strings without escapes are pushed straight from the text; a container's
+ * items wait on the Lua stack and go into a table created at its final size (in
+ * chunks for big ones, as Lua 5.1 gives a C function 8000 stack slots at most).
+ * Floats: Clinger's exact fast path, else strtod on a NUL-terminated copy with '.'
+ * turned into the locale's decimal point (as Lua's lobject.c does).
+ *
+ * No global mutable state: the only tables here are const; the scratch buffer for
+ * unescaping is a userdata made on first need in the call's stack slot 2. */
+#include "json.h"
+
+#include <float.h>
+#include <locale.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#define MAX_DEPTH 1000 /* nested arrays and objects, as lua-cjson's default */
+#define CHUNK 64       /* container items kept on the Lua stack before they are moved into the table */
+#define SCRATCH_SLOT 2 /* the stack slot of the scratch userdata (nil until needed) */
+
+#if LUA_VERSION_NUM >= 504
+#define new_buffer(L, n) lua_newuserdatauv(L, (n), 0)
+#else
+#define new_buffer(L, n) lua_newuserdata(L, (n))
+#endif
+
+/* Byte classes: S = ends a run of plain string bytes ('"', '\\', < 0x20; NUL is the
+ * terminator Lua puts after every string, so scans stop there without a bound check),
+ * W = JSON whitespace, T = may not follow a number (alphanumeric, '.', '+', '-'). */
+enum { S = 1, W = 2, T = 4 };
+static const unsigned char cls[256] = {
+    S,     S, S, S, S, S, S, S, S, S | W, S | W, S, S, S | W, S, S, /* 0x00 */
+    S,     S, S, S, S, S, S, S, S, S,     S,     S, S, S,     S, S, /* 0x10 */
+    W,     0, S, 0, 0, 0, 0, 0, 0, 0,     0,     T, 0, T,     T, 0, /* 0x20  "+-. */
+    T,     T, T, T, T, T, T, T, T, T,     0,     0, 0, 0,     0, 0, /* 0x30  0-9 */
+    0,     T, T, T, T, T, T, T, T, T,     T,     T, T, T,     T, T, /* 0x40  A-O */
+    T,     T, T, T, T, T, T, T, T, T,     T,     0, S, 0,     0, 0, /* 0x50  P-Z \ */
+    0,     T, T, T, T, T, T, T, T, T,     T,     T, T, T,     T, T, /* 0x60  a-o */
+    T,     T, T, T, T, T, T, T, T, T,     T,     0, 0, 0,     0, 0, /* 0x70  p-z */
+};
+
+/* Exact powers of ten for the fast path (every one of them is a double). */
+static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                       1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+typedef struct parser {
+  lua_State *L;
+  const char *start, *end; /* the text; *end == '\0' */
+  char *scratch;           /* unescaping buffer, the text's length + 1 bytes, NULL until needed */
+  const char *err_at;      /* where the error is */
+  const char *err;         /* what it is (static text) */
+  int depth;
+} parser;
+
+static const char *parse_value(parser *ps, const char *p);
+
+static const char *fail(parser *ps, const char *at, const char *why) {
+  ps->err_at = at;
+  ps->err = why;
+  return NULL;
+}
+
+#define CLS(c) cls[(unsigned char)(c)]
+#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
+
+static const char *skip_ws(const char *p) {
+  while (CLS(*p) & W) p++;
+  return p;
+}
+
+static char *scratch(parser *ps) {
+  if (ps->scratch == NULL) {
+    ps->scratch = new_buffer(ps->L, (size_t)(ps->end - ps->start) + 1);
+    lua_replace(ps->L, SCRATCH_SLOT);
+  }
+  return ps->scratch;
+}
+
+/* ---- strings ---- */
+
+static int hex4(const char *p) { /* the value of 4 hex digits, or -1; stops at the NUL */
+  int v = 0, i;
+  for (i = 0; i < 4; i++) {
+    int c = (unsigned char)p[i], h;
+    if (c >= '0' && c <= '9') h = c - '0';
+    else if (c >= 'a' && c <= 'f') h = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') h = c - 'A' + 10;
+    else return -1;
+    v = v << 4 | h;
+  }
+  return v;
+}
+
+static char *put_utf8(char *o, unsigned cp) {
+  if (cp < 0x80) {
+    *o++ = (char)cp;
+  } else if (cp < 0x800) {
+    *o++ = (char)(0xC0 | cp >> 6);
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    *o++ = (char)(0xE0 | cp >> 12);
+    *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  } else {
+    *o++ = (char)(0xF0 | cp >> 18);
+    *o++ = (char)(0x80 | (cp >> 12 & 0x3F));
+    *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  }
+  return o;
+}
+
+/* The first byte from q on that is '"', '\\' or below 0x20 (the NUL after the text
+ * at the latest). Eight bytes at a time while eight remain: has_stop is nonzero if
+ * one of them is such a byte, and its lowest flagged byte is the first of them
+ * (a flag can be false only above a true one), so on a little-endian machine the
+ * trailing zero count finds it. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+#define HAS_ZERO(v) (((v) - ONES) & ~(v) & HIGHS)
+static uint64_t has_stop(uint64_t w) {
+  return HAS_ZERO(w ^ (ONES * '"')) | HAS_ZERO(w ^ (ONES * '\\')) | ((w - ONES * 0x20) & ~w & HIGHS);
+}
+
+static const char *scan_plain(const char *q, const char *end) {
+  for (; end - q >= 8; q += 8) {
+    uint64_t w, t;
+    memcpy(&w, q, 8);
+    if ((t = has_stop(w)) != 0) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      return q + (__builtin_ctzll(t) >> 3);
+#else
+      break;
+#endif
+    }
+  }
+  while (!(CLS(*q) & S)) q++;
+  return q;
+}
+
+/* A byte that stopped a plain run but is neither '"' nor '\\': the end or a control character. */
+static const char *bad_string_byte(parser *ps, const char *open, const char *q) {
+  if (q == ps->end) return fail(ps, open, "unterminated string");
+  return fail(ps, q, "control character in a string (must be escaped)");
+}
+
+/* The string from open (its '"') on, q at its first backslash: unescaped into the
+ * scratch buffer (the result is never longer than the JSON text of the string). */
+static const char *parse_escaped(parser *ps, const char *open, const char *q) {
+  char *out = scratch(ps), *o = out;
+  size_t n = (size_t)(q - (open + 1));
+  memcpy(o, open + 1, n);
+  o += n;
+  for (;;) {
+    const char *run;
+    /* *q is '\\' here */
+    switch (q[1]) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '/': *o++ = '/'; break;
+    case 'b': *o++ = '\b'; break;
+    case 'f': *o++ = '\f'; break;
+    case 'n': *o++ = '\n'; break;
+    case 'r': *o++ = '\r'; break;
+    case 't': *o++ = '\t'; break;
+    case 'u': {
+      int cp = hex4(q + 2);
+      if (cp < 0) return fail(ps, q, "invalid \\u escape in a string (needs 4 hex digits)");
+      q += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        /* a high surrogate: with a low one after it, one code point; alone, U+FFFD */
+        int lo = (q[2] == '\\' && q[3] == 'u') ? hex4(q + 4) : -1;
+        if (lo >= 0xDC00 && lo <= 0xDFFF) {
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          q += 6;
+        } else {
+          cp = 0xFFFD;
+        }
+      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        cp = 0xFFFD; /* a low surrogate alone */
+      }
+      o = put_utf8(o, (unsigned)cp);
+      break;
+    }
+    default:
+      if (q + 1 == ps->end) return fail(ps, open, "unterminated string");
+      return fail(ps, q, "invalid escape in a string");
+    }
+    q += 2;
+    run = q;
+    q = scan_plain(q, ps->end);
+    n = (size_t)(q - run);
+    memcpy(o, run, n);
+    o += n;
+    if (*q == '"') break;
+    if (*q != '\\') return bad_string_byte(ps, open, q);
+  }
+  lua_pushlstring(ps->L, out, (size_t)(o - out));
+  return q + 1;
+}
+
+/* p at the opening '"': pushes the string. */
+static const char *parse_string(parser *ps, const char *p) {
+  const char *q = scan_plain(p + 1, ps->end);
+  if (*q == '"') {
+    lua_pushlstring(ps->L, p + 1, (size_t)(q - (p + 1))); /* no escape: straight from the text */
+    return q + 1;
+  }
+  if (*q == '\\') return parse_escaped(ps, p, q);
+  return bad_string_byte(ps, p, q);
+}
+
+/* ---- numbers ---- */
+
+/* The number of [p0, p) (valid JSON grammar) with strtod, correctly rounded. */
+static int slow_double(parser *ps, const char *p0, const char *p, double *out) {
+  char small[64], *buf, *e, point = localeconv()->decimal_point[0];
+  size_t len = (size_t)(p - p0), i;
+  buf = len < sizeof small ? small : scratch(ps); /* the scratch buffer holds the whole text */
+  for (i = 0; i < len; i++) buf[i] = p0[i] == '.' ? point : p0[i];
+  buf[len] = '\0';
+  *out = strtod(buf, &e);
+  return e == buf + len;
+}
+
+static const char *parse_number(parser *ps, const char *p0) {
+  lua_State *L = ps->L;
+  const char *p = p0;
+  uint64_t m = 0;   /* the first 19 significant digits */
+  int nd = 0;       /* how many digits m has */
+  int dropped = 0;  /* digits beyond those 19, or a huge exponent: strtod decides */
+  int integer = 1;  /* no fraction, no exponent */
+  long e10 = 0;     /* the value is m * 10^e10 (when nothing was dropped) */
+  int neg = 0;
+  double d;
+  if (*p == '-') neg = 1, p++;
+  if (*p == '0') {
+    p++;
+  } else if (IS_DIGIT(*p)) {
+    for (; IS_DIGIT(*p); p++) {
+      if (nd < 19) m = m * 10 + (uint64_t)(*p - '0'), nd++;
+      else dropped = 1, e10++;
+    }
+  } else {
+    return fail(ps, p0, "invalid number");
+  }
+  if (*p == '.') {
+    integer = 0;
+    p++;
+    if (!IS_DIGIT(*p)) return fail(ps, p0, "invalid number (a digit must follow '.')");
+    for (; IS_DIGIT(*p); p++) {
+      if (nd < 19) {
+        if (m != 0 || *p != '0') m = m * 10 + (uint64_t)(*p - '0'), nd++;
+        e10--;
+      } else {
+        dropped = 1;
+      }
+    }
+  }
+  if (*p == 'e' || *p == 'E') {
+    long x = 0;
+    int eneg = 0;
+    integer = 0;
+    p++;
+    if (*p == '+' || *p == '-') eneg = *p++ == '-';
+    if (!IS_DIGIT(*p)) return fail(ps, p0, "invalid number (a digit must follow the exponent's 'e')");
+    for (; IS_DIGIT(*p); p++) {
+      if (x < 100000) x = x * 10 + (*p - '0');
+      else dropped = 1; /* a huge exponent: strtod reads it (0 or inf, unless the digits say otherwise) */
+    }
+    e10 += eneg ? -x : x;
+  }
+  if (CLS(*p) & T) return fail(ps, p0, "invalid number");
+#if LUA_VERSION_NUM >= 503
+  if (integer && !dropped) { /* digits only, at most 19 of them: exact */
+    if (!neg && m <= (uint64_t)INT64_MAX) {
+      lua_pushinteger(L, (lua_Integer)m);
+      return p;
+    }
+    if (neg && m <= (uint64_t)INT64_MAX + 1) {
+      lua_pushinteger(L, m == (uint64_t)INT64_MAX + 1 ? (lua_Integer)INT64_MIN : -(lua_Integer)m);
+      return p;
+    }
+  }
+#else
+  (void)integer; /* every number is a double */
+#endif
+  if (dropped) {
+    if (!slow_double(ps, p0, p, &d)) return fail(ps, p0, "invalid number");
+    neg = 0; /* strtod read the sign */
+  } else if (m == 0) {
+    d = 0.0;
+  } else if (e10 == 0) {
+    d = (double)m; /* the conversion rounds correctly */
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    /* Clinger: m and 10^|e10| are exact doubles, so one IEEE operation rounds correctly. */
+  } else if (m <= (UINT64_C(1) << 53) && e10 >= -22 && e10 <= 22) {
+    d = e10 < 0 ? (double)m / pow10_exact[-e10] : (double)m * pow10_exact[e10];
+  } else if (m <= (UINT64_C(1) << 53) && e10 > 22 && e10 <= 22 + 15 &&
+             m <= (UINT64_C(1) << 53) / (uint64_t)pow10_exact[e10 - 22]) {
+    d = (double)(m * (uint64_t)pow10_exact[e10 - 22]) * 1e22; /* 10^(e10-22) folded into m, exactly */
+#endif
+  } else {
+    if (!slow_double(ps, p0, p, &d)) return fail(ps, p0, "invalid number");
+    neg = 0;
+  }
+  if (neg) d = -d;
+#if LUA_VERSION_NUM >= 503
+  /* 1.0, 1e3, 2.5e2: integers, as Lua's math.tointeger would make them; not digits
+   * only that did not fit above (9223372036854775808 stays a float). */
+  if (!integer && d >= -0x1p63 && d < 0x1p63) {
+    lua_Integer i = (lua_Integer)d;
+    if ((double)i == d) {
+      lua_pushinteger(L, i);
+      return p;
+    }
+  }
+#endif
+  lua_pushnumber(L, (lua_Number)d);
+  return p;
+}
+
+/* ---- containers ---- */
+
+/* Items kept on the stack per container before they move into its table. Deep
+ * levels keep fewer, so that 1000 levels fit Lua 5.1's 8000 slots whatever the
+ * shape: 16 * (2*64 + 2) + 48 * (2*8 + 2) + 936 * 3 < 6000. */
+static int chunk_for(int depth) { return depth <= 16 ? CHUNK : depth <= 64 ? 8 : 1; }
+
+static const char *enter(parser *ps, const char *p) {
+  if (++ps->depth > MAX_DEPTH) return fail(ps, p, "nested too deep (more than 1000 arrays and objects)");
+  luaL_checkstack(ps->L, 2 * chunk_for(ps->depth) + 4, "JSON nested too deep");
+  return p;
+}
+
+/* Moves the n items above the table at base + 1 into it, as items done+1 .. done+n;
+ * on the first call the slot holds a placeholder and the table is made there. */
+static void flush_array(lua_State *L, int base, int n, int done) {
+  int i;
+  if (done == 0) { /* the slot at base + 1 still holds the placeholder */
+    lua_createtable(L, n, 0);
+    lua_replace(L, base + 1);
+  }
+  for (i = n; i > 0; i--) lua_rawseti(L, base + 1, done + i);
+}
+
+static const char *parse_array(parser *ps, const char *p) {
+  lua_State *L = ps->L;
+  int base = lua_gettop(L), n = 0, done = 0, limit;
+  if (!enter(ps, p)) return NULL;
+  limit = chunk_for(ps->depth);
+  p = skip_ws(p + 1);
+  if (*p == ']') {
+    lua_createtable(L, 0, 0);
+  } else {
+    lua_pushnil(L); /* the table's slot */
+    for (;;) {
+      if (!(p = parse_value(ps, p))) return NULL;
+      n++;
+      p = skip_ws(p);
+      if (*p == ',') {
+        p = skip_ws(p + 1);
+        if (n == limit) {
+          flush_array(L, base, n, done);
+          done += n, n = 0;
+        }
+      } else if (*p == ']') {
+        break;
+      } else {
+        return fail(ps, p, "expected ',' or ']'");
+      }
+    }
+    flush_array(L, base, n, done);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setmetatable(L, -2);
+  ps->depth--;
+  return p + 1;
+}
+
+/* Moves the n key-value pairs above the table at base + 1 into it, first to last,
+ * so that of two equal keys the last wins; the first call makes the table in the
+ * placeholder's slot. */
+static void flush_object(lua_State *L, int base, int n, int first) {
+  int i, at;
+  if (first) {
+    lua_createtable(L, 0, n);
+    lua_replace(L, base + 1);
+  }
+  for (i = 0, at = base + 2; i < n; i++, at += 2) {
+    lua_pushvalue(L, at);
+    lua_pushvalue(L, at + 1);
+    lua_rawset(L, base + 1);
+  }
+  lua_settop(L, base + 1);
+}
+
+static const char *parse_object(parser *ps, const char *p) {
+  lua_State *L = ps->L;
+  int base = lua_gettop(L), n = 0, first = 1, limit;
+  if (!enter(ps, p)) return NULL;
+  limit = chunk_for(ps->depth);
+  p = skip_ws(p + 1);
+  if (*p == '}') {
+    lua_createtable(L, 0, 0);
+  } else {
+    lua_pushnil(L); /* the table's slot */
+    for (;;) {
+      if (*p != '"') return fail(ps, p, n == 0 && first ? "expected a string key or '}'" : "expected a string key");
+      if (!(p = parse_string(ps, p))) return NULL;
+      p = skip_ws(p);
+      if (*p != ':') return fail(ps, p, "expected ':'");
+      if (!(p = parse_value(ps, skip_ws(p + 1)))) return NULL;
+      n++;
+      p = skip_ws(p);
+      if (*p == ',') {
+        p = skip_ws(p + 1);
+        if (n == limit) {
+          flush_object(L, base, n, first);
+          n = 0, first = 0;
+        }
+      } else if (*p == '}') {
+        break;
+      } else {
+        return fail(ps, p, "expected ',' or '}'");
+      }
+    }
+    flush_object(L, base, n, first);
+  }
+  ps->depth--;
+  return p + 1;
+}
+
+/* ---- values ---- */
+
+static const char *literal(parser *ps, const char *p, const char *word, size_t len) {
+  if ((size_t)(ps->end - p) >= len && memcmp(p, word, len) == 0 && !(CLS(p[len]) & T)) return p + len;
+  return fail(ps, p, "expected a value (true, false and null are the only words)");
+}
+
+/* p at the first byte of the value (whitespace skipped): pushes it. */
+static const char *parse_value(parser *ps, const char *p) {
+  switch (*p) {
+  case '"': return parse_string(ps, p);
+  case '{': return parse_object(ps, p);
+  case '[': return parse_array(ps, p);
+  case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
+    return parse_number(ps, p);
+  case 't':
+    if (!(p = literal(ps, p, "true", 4))) return NULL;
+    lua_pushboolean(ps->L, 1);
+    return p;
+  case 'f':
+    if (!(p = literal(ps, p, "false", 5))) return NULL;
+    lua_pushboolean(ps->L, 0);
+    return p;
+  case 'n':
+    if (!(p = literal(ps, p, "null", 4))) return NULL;
+    lua_pushlightuserdata(ps->L, NULL); /* == cjson.null */
+    return p;
+  default: return fail(ps, p, "expected a value");
+  }
+}
+
+/* decode(text) -> value, or nil and "invalid JSON at character N: why" */
+static int json_decode(lua_State *L) {
+  parser ps;
+  size_t len;
+  const char *text, *p;
+  char msg[160];
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    const char *got = luaL_typename(L, 1);
+    luaL_where(L, 2); /* the caller's position, as error(msg, 2) gives */
+    lua_pushfstring(L, "json.decode: expected a string, got %s", got);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  text = lua_tolstring(L, 1, &len);
+  lua_settop(L, 1);
+  lua_pushnil(L); /* SCRATCH_SLOT */
+  ps.L = L;
+  ps.start = text;
+  ps.end = text + len;
+  ps.scratch = NULL;
+  ps.err_at = text;
+  ps.err = "";
+  ps.depth = 0;
+  p = parse_value(&ps, skip_ws(text));
+  if (p != NULL) {
+    p = skip_ws(p);
+    if (p == ps.end) return 1;
+    fail(&ps, p, "unexpected text after the value");
+  }
+  snprintf(msg, sizeof msg, "invalid JSON at character %lu: %s%s", (unsigned long)(ps.err_at - text + 1),
+           ps.err_at == ps.end ? "unexpected end of text, " : "", ps.err);
+  lua_settop(L, 0);
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+int mk_l_json_decoder(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, json_decode, 1);
+  return 1;
+}

@@ -1,0 +1,12 @@
+/* The JSON decoder of misskey.json (json.c): strict RFC 8259, arrays marked
+ * with a metatable, integers on Lua 5.3+. */
+#ifndef MK_JSON_H
+#define MK_JSON_H
+
+#include <lua.h>
+
+/* core.json_decoder(array_mt) -> decode(text): value, or nil and a message.
+ * array_mt becomes the closure's upvalue, set on every decoded array. */
+int mk_l_json_decoder(lua_State *L);
+
+#endif
