@@ -203,9 +203,14 @@ local NO_RESULTS = { n = 0 }
 
 -- The body of a spawn_now task: one call after another, as long as each returns
 -- without waiting; a call that waited belongs to the scheduler, and the task ends with it.
-local function park(task, fn, ...)
-  fn(...)
+-- park_wait is a tail call, so a parked coroutine no longer holds fn and its arguments.
+local park
+local function park_wait(task)
   if task.inline then return park(task, coroutine.yield(PARKED)) end
+end
+function park(task, fn, ...)
+  fn(...)
+  return park_wait(task)
 end
 
 local function settle_now(task, ok, r)
