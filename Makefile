@@ -107,7 +107,7 @@ valgrind: $(MODULE) $(TESTPOLL)
 	  $(LUA_BIN) /usr/bin/busted -o TAP $(BUSTED_FLAGS)
 
 # libFuzzer on the WebSocket codec, time-bounded (CI runs it briefly), then on the JSON
-# decoder (which needs a lua_State: linked against liblua5.4 for the fuzzer only).
+# decoder and encoder (which need a lua_State: linked against liblua5.4 for the fuzzer only).
 FUZZ_SECONDS ?= 20
 fuzz: | $(DEPS_STAMP)
 	@mkdir -p build/fuzz/corpus
@@ -120,6 +120,7 @@ fuzz: | $(DEPS_STAMP)
 	  tools/fuzz_json.c src/json.c $$(pkg-config --libs lua5.4)
 	printf '{"a":[1,-2.5e-3,"x\\u00e9\\ud83d\\ude00",true,null,[]],"b":{}}' > build/fuzz/json_corpus/doc
 	printf '[9223372036854775807,1e400,0.1,"\\ud800"]' > build/fuzz/json_corpus/numbers
+	printf '[524749.17431640625,-0.0,1e21,5e-324,{"k\\u0001/":[[],{}]}]' > build/fuzz/json_corpus/encode
 	build/fuzz/json -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/json_corpus
 
 # The rock builds and loads with luarocks itself (offline: Debian's lua-cjson is

@@ -9,7 +9,11 @@
 --   timeline    bench/fixtures.lua's `notes/timeline` reply, 100 notes (~230 KB);
 --   meta        bench/fixtures.lua's `meta` reply (~1.4 KB);
 --   note event  a homeTimeline `note` event as bench/stream_server.py sends it (~2.4 KB).
--- Then encodes a ~1 KB notes/create params table and the timeline.
+-- Then encodes the `{ i = token }` body of most calls, a ~1 KB notes/create params
+-- table and the timeline with json.encode (misskey.core's C path, src/json.c), with
+-- misskey.json's Lua encoder alone (json._encode_lua, the reference the C path must
+-- match byte for byte; it was json.encode before) and with raw cjson.encode (which
+-- writes 14 digits, escapes '/' and has no empty-array marker).
 -- Prints figures only; asserts nothing about speed. Each measurement runs for
 -- about BUDGET seconds of CPU time.
 
@@ -101,7 +105,6 @@ local params = {
     multiple = true, expiresAt = 1800000000000,
   },
 }
-local params_json = json.encode(params)
 
 -- Runs f repeatedly for about BUDGET seconds; returns seconds per call.
 local function measure(f)
@@ -143,12 +146,24 @@ for _, doc in ipairs(docs) do
 end
 
 local notes = json.decode(fixtures.timeline)
-local e_cjson = measure(function() return cjson.encode(params) end)
-local e_json = measure(function() return json.encode(params) end)
 print()
-print(("encode  %-32s %8.1f MB/s  %7.2f us/call")
-  :format("cjson.encode (1 KB params)", mbps(#params_json, e_cjson), e_cjson * 1e6))
-print(("encode  %-32s %8.1f MB/s  %7.2f us/call  (x%.1f the time of cjson)")
-  :format("json.encode (1 KB params)", mbps(#params_json, e_json), e_json * 1e6, e_json / e_cjson))
-local big = measure(function() return json.encode(notes) end)
-print(("encode  %-32s %8.1f MB/s  %7.3f ms"):format("json.encode (timeline)", mbps(#fixtures.timeline, big), big * 1e3))
+print("encode, MB/s (more is better)        json.encode  Lua encoder  cjson.encode     C/Lua  C/cjson")
+local bodies = {
+  { "{ i = token }", { i = params.i } },
+  { "params", params },
+  { ("timeline, %d notes"):format(fixtures.notes), notes },
+}
+for _, body in ipairs(bodies) do
+  local value = body[2]
+  local text = json.encode(value)
+  assert(text == json._encode_lua(value) and json._encode_c(value), body[1])
+  local label = ("%s (%d B)"):format(body[1], #text)
+  local t_new = measure(function() return json.encode(value) end)
+  local t_lua = measure(function() return json._encode_lua(value) end)
+  local t_cjson = measure(function() return cjson.encode(value) end)
+  print(("  %-32s %9.1f %12.1f %13.1f %9.2fx %7.2fx"):format(label, mbps(#text, t_new), mbps(#text, t_lua),
+    mbps(#text, t_cjson), t_lua / t_new, t_cjson / t_new))
+  local unit, scale = "us/call", 1e6
+  if t_lua > 1e-3 then unit, scale = "ms/call", 1e3 end
+  print(("  %-32s %9.2f %12.2f %13.2f   %s"):format("", t_new * scale, t_lua * scale, t_cjson * scale, unit))
+end

@@ -49,8 +49,8 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
       {"random", mk_l_random}, {"urlencode", mk_l_urlencode}, {"check_permissions", mk_l_check_permissions},
       {"miauth_url", mk_l_miauth_url}, {"write_private", mk_l_write_private},
       {"read_private", mk_l_read_private}, {"file_mode", mk_l_file_mode},
-      /* misskey.json's decoder (json.c) */
-      {"json_decoder", mk_l_json_decoder}, {NULL, NULL}};
+      /* misskey.json's decoder and encoder (json.c) */
+      {"json_decoder", mk_l_json_decoder}, {"json_encoder", mk_l_json_encoder}, {NULL, NULL}};
   /* Reference-counted in libcurl: safe to call once per state that loads us. */
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
   mk_engine_open(L);

@@ -1,4 +1,5 @@
-/* JSON text to Lua values in one pass, for misskey.json's decode.
+/* JSON text to Lua values in one pass, for misskey.json's decode; and, in the second half
+ * ("encoding"), Lua values to JSON text, the fast path of misskey.json's encode.
  *
  * Strict RFC 8259 (any top-level value; no NaN, hex, leading zeros or '+', no raw
  * control characters in strings, no trailing commas or garbage). What lua-cjson
@@ -17,7 +18,8 @@
  * turned into the locale's decimal point (as Lua's lobject.c does).
  *
  * No global mutable state: the only tables here are const; the scratch buffer for
- * unescaping is a userdata made on first need in the call's stack slot 2. */
+ * unescaping (and the encoder's output buffer) is a userdata made on first need in the
+ * call's stack slot 2. */
 #include "json.h"
 
 #include <float.h>
@@ -519,5 +521,323 @@ int mk_l_json_decoder(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   lua_pushcclosure(L, json_decode, 1);
+  return 1;
+}
+
+/* ==== encoding ====
+ *
+ * encode(value) -> text, or nil (no message) when the value is anything but the common
+ * case; misskey.json then runs its Lua encoder, which gives the same text for what it
+ * accepts here and the error messages with paths for the rest. So this side needs no
+ * messages, and its output must be byte for byte the Lua encoder's:
+ *   - strings: '"', '\\', \b \f \n \r \t as two-byte escapes, other bytes below 0x20 as
+ *     \u00xx (lowercase hex); '/' and bytes from 0x7f on as they are;
+ *   - numbers: integers (5.3+) with LUA_INTEGER_FMT; floats: NaN and infinities declined,
+ *     integral ones in (-2^53, 2^53) as integers, others as the shortest of %.14g .. %.17g
+ *     that strtod reads back equal, then the locale's decimal point (whatever is not
+ *     [0-9+-e]) turned into '.';
+ *   - booleans; json.null (the NULL light userdata) and a nil root as null;
+ *   - tables without a metatable, and tables whose metatable is the array marker (the
+ *     closure's upvalue; it must have no __index or __len): #t > 0 with exactly the keys
+ *     1..#t is an array; an empty marked table is []; else only string keys make an object,
+ *     in lua_next order (what `next` gives the Lua encoder). Any other metatable, key or
+ *     type is declined, as is nesting deeper than MAX_DEPTH tables (cycles end there:
+ *     the Lua encoder then names them).
+ * Only raw accesses, so no Lua code runs. Small texts are built in a C array; longer ones
+ * in userdata buffers kept in the call's stack slot 2 (the Lua collector frees them, also
+ * when an allocation raises). A declining path just returns 0 up the recursion, leaving
+ * the Lua stack to the closure, which resets it. */
+
+#define BUF_SLOT 2    /* the stack slot of the output buffer once it is a userdata */
+#define FIRST_BUF 512 /* bytes of output before the first userdata buffer */
+#define NUM_MAX 48    /* room for one number's text (%.17g is at most 24 bytes, plus a long decimal point) */
+#define TWO_53 9007199254740992.0 /* 2^53, the Lua encoder's INT_LIMIT */
+
+#if LUA_VERSION_NUM >= 503
+typedef lua_Integer mk_rawindex; /* lua_rawgeti's index type */
+#else
+typedef int mk_rawindex;
+#endif
+#if LUA_VERSION_NUM >= 502
+#define raw_len(L, i) lua_rawlen(L, (i))
+#else
+#define raw_len(L, i) lua_objlen(L, (i))
+#endif
+
+typedef struct encoder {
+  lua_State *L;
+  char *data; /* the text so far: the C array of the call, then a userdata in BUF_SLOT */
+  size_t len, cap;
+  int depth; /* tables open */
+} encoder;
+
+/* Makes room for n more bytes (a userdata twice as big, or bigger, replaces the buffer). */
+static void grow(encoder *e, size_t n) {
+  size_t cap = e->cap;
+  char *p;
+  do {
+    if (cap > ((size_t)-1) / 4) luaL_error(e->L, "not enough memory");
+    cap *= 2;
+  } while (cap - e->len < n);
+  p = new_buffer(e->L, cap);
+  memcpy(p, e->data, e->len);
+  lua_replace(e->L, BUF_SLOT); /* the old userdata, if any, is garbage now */
+  e->data = p;
+  e->cap = cap;
+}
+
+static char *room(encoder *e, size_t n) {
+  if (e->cap - e->len < n) grow(e, n);
+  return e->data + e->len;
+}
+
+static void put(encoder *e, const char *s, size_t n) {
+  memcpy(room(e, n), s, n);
+  e->len += n;
+}
+
+#define PUT_LITERAL(e, s) put((e), "" s, sizeof(s) - 1)
+
+/* The two-byte escapes; other bytes below 0x20 become \u00xx. */
+static const char short_escape[32] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 'b', 't', 'n', 0, 'f', 'r', 0, 0, /* 0x00: \b \t \n \f \r */
+    0, 0, 0, 0, 0, 0, 0, 0, 0,   0,   0,   0, 0,   0,   0, 0, /* 0x10 */
+};
+
+/* s has n bytes and a NUL after them (every Lua string has): scan_plain stops there. */
+static void put_string(encoder *e, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  const char *end = s + n;
+  char *o = room(e, n + 2);
+  *o = '"';
+  e->len++;
+  for (;;) {
+    const char *q = scan_plain(s, end);
+    size_t run = (size_t)(q - s);
+    unsigned char c;
+    o = room(e, run + 7); /* the run, one escape (6 bytes at most) or the closing quote */
+    memcpy(o, s, run);
+    o += run;
+    if (q == end) {
+      *o++ = '"';
+      e->len = (size_t)(o - e->data);
+      return;
+    }
+    c = (unsigned char)*q;
+    *o++ = '\\';
+    if (c == '"' || c == '\\') {
+      *o++ = (char)c;
+    } else if (short_escape[c]) {
+      *o++ = short_escape[c];
+    } else {
+      memcpy(o, "u00", 3);
+      o[3] = hex[c >> 4];
+      o[4] = hex[c & 15];
+      o += 5;
+    }
+    e->len = (size_t)(o - e->data);
+    s = q + 1;
+  }
+}
+
+/* After the digits are chosen: each run of bytes that are not [0-9+-e] (the locale's
+ * decimal point, which may be ',' or several bytes) becomes one '.'; returns the length. */
+static size_t dot_point(char *s, size_t n) {
+  size_t i = 0, j = 0;
+  while (i < n) {
+    char c = s[i];
+    if (IS_DIGIT(c) || c == '-' || c == '+' || c == 'e') {
+      s[j++] = s[i++];
+    } else {
+      s[j++] = '.';
+      while (i < n && !(IS_DIGIT(s[i]) || s[i] == '-' || s[i] == '+' || s[i] == 'e')) i++;
+    }
+  }
+  return j;
+}
+
+/* 1 if d (finite, non-zero) lies exactly half-way between the two decimals of p significant
+ * digits next to it. Such a tie is where formatters part: libc rounds it to even, LuaJIT's
+ * own string.format away from zero, so the encoder leaves it to the Lua encoder (the choice
+ * of p is unaffected: both neighbours are as far from d, so both read back as d or neither).
+ * With d = m * 2^-k, m odd, the exact decimal of d is m * 5^k / 10^k, whose digits are those
+ * of m * 5^k: a tie at p digits is m * 5^k having p + 1 digits (the last one is 5, as m * 5^k
+ * is an odd multiple of 5). With k <= 0, d is an integer and never ties at the p chosen:
+ * with j = -k, its tie neighbours are 5 * 10^(j-1) or more away, beyond half its ulp (2^(j-1)
+ * at most), so they do not read back, and a tie at p = 17 needs an odd m of 18 digits.
+ * Reads the IEEE 754 binary64 layout of d. */
+static int is_tie(double d, int p) {
+  uint64_t bits, m, limit;
+  int k, digits;
+  memcpy(&bits, &d, sizeof bits);
+  m = bits & ((UINT64_C(1) << 52) - 1);
+  k = (int)(bits >> 52 & 0x7FF);
+  if (k == 0) {
+    k = 1074; /* subnormal */
+  } else {
+    m |= UINT64_C(1) << 52;
+    k = 1075 - k;
+  }
+  if (m == 0) return 0;
+  while (!(m & 1)) m >>= 1, k--;
+  if (k <= 0) return 0;
+  for (; k > 0; k--) {
+    if (m >= UINT64_C(200000000000000000)) return 0; /* m * 5 would have 19 digits: p + 1 is 18 at most */
+    m *= 5;
+  }
+  for (digits = 1, limit = 10; limit <= m && digits < 19; limit *= 10) digits++;
+  return digits == p + 1;
+}
+
+/* Returns 0 for NaN and infinities (and half-way cases, see is_tie). */
+static int put_number(encoder *e, int idx) {
+  lua_State *L = e->L;
+  char *o = room(e, NUM_MAX);
+  double d;
+  int n;
+#if LUA_VERSION_NUM >= 503
+  if (lua_isinteger(L, idx)) {
+    n = snprintf(o, NUM_MAX, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+    e->len += (size_t)n;
+    return 1;
+  }
+#endif
+  d = (double)lua_tonumber(L, idx);
+  if (!(d >= -DBL_MAX && d <= DBL_MAX)) return 0; /* NaN, inf, -inf */
+  if (d > -TWO_53 && d < TWO_53 && (double)(long long)d == d) {
+    n = snprintf(o, NUM_MAX, "%lld", (long long)d); /* as the Lua encoder's format("%d", v) */
+  } else {
+    int precision;
+    for (precision = 14; precision < 17; precision++) {
+      n = snprintf(o, NUM_MAX, "%.*g", precision, d);
+      if (n > 0 && n < NUM_MAX && strtod(o, NULL) == d) break; /* both in the C locale's terms */
+    }
+    if (precision == 17) n = snprintf(o, NUM_MAX, "%.17g", d);
+    if (n <= 0 || n >= NUM_MAX || is_tie(d, precision)) return 0;
+    n = (int)dot_point(o, (size_t)n);
+  }
+  e->len += (size_t)n;
+  return 1;
+}
+
+static int put_value(encoder *e, int idx);
+
+/* t at idx, n = #t > 0: an array if its keys are exactly 1..n. */
+static int put_array(encoder *e, int idx, size_t n) {
+  lua_State *L = e->L;
+  size_t count = 0, i;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (++count > n) return 0;
+  }
+  if (count != n) return 0;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, (mk_rawindex)i);
+    if (lua_isnil(L, -1)) return 0; /* 1..n are not all there: a key beyond n */
+    if (i > 1) PUT_LITERAL(e, ",");
+    else PUT_LITERAL(e, "[");
+    if (!put_value(e, lua_gettop(L))) return 0;
+    lua_pop(L, 1);
+  }
+  PUT_LITERAL(e, "]");
+  return 1;
+}
+
+static int put_object(encoder *e, int idx) {
+  lua_State *L = e->L;
+  int first = 1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t n;
+    const char *k;
+    if (lua_type(L, -2) != LUA_TSTRING) return 0;
+    k = lua_tolstring(L, -2, &n);
+    if (first) PUT_LITERAL(e, "{");
+    else PUT_LITERAL(e, ",");
+    put_string(e, k, n);
+    PUT_LITERAL(e, ":");
+    if (!put_value(e, lua_gettop(L))) return 0;
+    lua_pop(L, 1);
+    first = 0;
+  }
+  if (first) PUT_LITERAL(e, "{}");
+  else PUT_LITERAL(e, "}");
+  return 1;
+}
+
+static int put_table(encoder *e, int idx) {
+  lua_State *L = e->L;
+  int marked = 0, ok;
+  size_t n;
+  if (e->depth >= MAX_DEPTH || !lua_checkstack(L, 4)) return 0;
+  if (lua_getmetatable(L, idx)) {
+    marked = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (!marked) return 0; /* another metatable: what it means is the Lua encoder's business */
+  }
+  n = raw_len(L, idx);
+  e->depth++;
+  if (n > 0) {
+    ok = put_array(e, idx, n);
+  } else if (marked) {
+    lua_pushnil(L);
+    ok = !lua_next(L, idx); /* a marked table with keys but no item 1 */
+    if (ok) PUT_LITERAL(e, "[]");
+  } else {
+    ok = put_object(e, idx);
+  }
+  e->depth--;
+  return ok;
+}
+
+static int put_value(encoder *e, int idx) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    put_string(e, s, n);
+    return 1;
+  }
+  case LUA_TNUMBER: return put_number(e, idx);
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, idx)) PUT_LITERAL(e, "true");
+    else PUT_LITERAL(e, "false");
+    return 1;
+  case LUA_TTABLE: return put_table(e, idx);
+  case LUA_TLIGHTUSERDATA: /* json.null is the NULL one */
+  case LUA_TNIL:           /* the root only: tables hold no nil */
+    if (lua_touserdata(L, idx) != NULL) return 0;
+    PUT_LITERAL(e, "null");
+    return 1;
+  default: return 0; /* functions, full userdata, threads */
+  }
+}
+
+/* encode(value) -> text, or nil */
+static int json_encode(lua_State *L) {
+  char first[FIRST_BUF];
+  encoder e;
+  lua_settop(L, 1);
+  lua_pushnil(L); /* BUF_SLOT */
+  e.L = L;
+  e.data = first;
+  e.len = 0;
+  e.cap = sizeof first;
+  e.depth = 0;
+  if (!put_value(&e, 1)) {
+    lua_settop(L, 0);
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, e.data, e.len);
+  return 1;
+}
+
+int mk_l_json_encoder(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, json_encode, 1);
   return 1;
 }

@@ -1,17 +1,75 @@
-/* libFuzzer target for the JSON decoder (src/json.c): arbitrary bytes go through
- * core.json_decoder's closure in a fresh Lua 5.4 state. It must never raise on a
+/* libFuzzer target for the JSON decoder and encoder (src/json.c): arbitrary bytes go
+ * through core.json_decoder's closure in a fresh Lua 5.4 state. It must never raise on a
  * string and must return either a value or nil and a message; ASan/UBSan catch any
- * out-of-bounds read (the scans rely on the NUL Lua keeps after every string).
- * Linked against liblua5.4 for the fuzzer only (the module never links liblua).
+ * out-of-bounds read (the scans rely on the NUL Lua keeps after every string). A decoded
+ * value is then encoded by the C path (core.json_encoder) and by misskey.json's Lua
+ * encoder (lua/misskey/json.lua, loaded with stand-ins for cjson and misskey.core): the C
+ * text, when there is one, must be the Lua text, and that text must decode again.
+ * Linked against liblua5.4 for the fuzzer only (the module never links liblua); run from
+ * the repository root.
  *   make fuzz            (FUZZ_SECONDS=20 by default, for each target) */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <lualib.h>
 
 #include "json.h"
+
+/* The parts of misskey.core and cjson that json.lua uses. */
+static int fake_core(lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, mk_l_json_decoder);
+  lua_setfield(L, -2, "json_decoder");
+  lua_pushcfunction(L, mk_l_json_encoder);
+  lua_setfield(L, -2, "json_encoder");
+  return 1;
+}
+
+static int fake_cjson(lua_State *L) {
+  lua_newtable(L);
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  return 1;
+}
+
+/* (json, text): decode, then both encoders; raises on a disagreement. */
+static const char check_encoders[] =
+    "local json, text = ...\n"
+    "local v = json.decode(text)\n"
+    "if v == nil then return end\n"
+    "local c = json._encode_c(v)\n"
+    "local ok, l = pcall(json._encode_lua, v)\n"
+    "if c ~= nil and c ~= l then error('the C and Lua encoders differ: ' .. tostring(c) .. ' vs ' .. tostring(l)) end\n"
+    "if ok and json.decode(l) == nil then error('the encoded text does not decode: ' .. l) end\n";
+
+static void fail(lua_State *L, const char *what) {
+  fprintf(stderr, "fuzz_json: %s: %s\n", what, lua_tostring(L, -1));
+  abort();
+}
+
+static void compare_encoders(const uint8_t *data, size_t size) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return;
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, fake_core);
+  lua_setfield(L, -2, "misskey.core");
+  lua_pushcfunction(L, fake_cjson);
+  lua_setfield(L, -2, "cjson");
+  lua_settop(L, 0);
+  if (luaL_loadfile(L, "lua/misskey/json.lua") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)
+    fail(L, "loading lua/misskey/json.lua (run from the repository root)");
+  if (luaL_loadbuffer(L, check_encoders, sizeof check_encoders - 1, "=check") != LUA_OK) fail(L, "check");
+  lua_insert(L, 1);
+  lua_pushlstring(L, (const char *)data, size);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) fail(L, "encoders");
+  lua_close(L);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_State *L = luaL_newstate();
@@ -34,6 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lua_concat(L, 3);
     if (lua_pcall(L, 1, 2, 0) != LUA_OK) abort();
     if (ok != !lua_isnil(L, -2)) abort();
+    if (ok) compare_encoders(data, size);
   }
   lua_close(L);
   return 0;

@@ -1,8 +1,11 @@
 --- JSON for the misskey client.
 --
--- Decoding is misskey.core's (C, `core.json_decoder`, src/json.c); encoding is
--- pure Lua. lua-cjson 2.1.0 is kept only for `cjson.null`. Neither of its
--- directions does what the client needs:
+-- Decoding is misskey.core's (C, `core.json_decoder`, src/json.c). Encoding is
+-- C too for plain data (`core.json_encoder`), with this file's Lua encoder as
+-- the reference: the C path gives the same bytes or nil, and on nil the Lua
+-- encoder gives the text or the error with its path (it also does json.pretty).
+-- lua-cjson 2.1.0 is kept only for `cjson.null`. Neither of its directions does
+-- what the client needs:
 --   * on the way in, it gives plain tables for both `[]` and `{}` (so an empty
 --     array would re-encode as `{}`), and on Lua 5.3+ every number as a float;
 --   * on the way out, it has no empty-array marker, escapes `/`, writes 14
@@ -95,6 +98,14 @@ local function escape(s)
   return s
 end
 
+-- snprintf writes the C locale's decimal point (',' in some, several bytes in a
+-- few) and tonumber reads it back the same way; JSON wants '.'. (The C encoder
+-- makes the same change.)
+local function dot_point(s)
+  if find(s, "[^%d%-+e.]") then return (gsub(s, "[^%d%-+e]+", ".")) end
+  return s
+end
+
 -- nil and a reason if v is NaN or infinite.
 local function number_text(v)
   if math_type and math_type(v) == "integer" then
@@ -107,12 +118,14 @@ local function number_text(v)
     return format("%d", v)
   end
   local s = format("%.14g", v)
-  if tonumber(s) == v then return s end
-  s = format("%.15g", v)
-  if tonumber(s) == v then return s end
-  s = format("%.16g", v)
-  if tonumber(s) == v then return s end
-  return format("%.17g", v)
+  if tonumber(s) ~= v then
+    s = format("%.15g", v)
+    if tonumber(s) ~= v then
+      s = format("%.16g", v)
+      if tonumber(s) ~= v then s = format("%.17g", v) end
+    end
+  end
+  return dot_point(s)
 end
 
 ---------------------------------------------------------------------------
@@ -265,16 +278,32 @@ local function check_name(name, fn)
   return name
 end
 
---- Encodes value as compact JSON. `name` (default "value") starts the path
--- in error messages, e.g. `params.poll.choices[3]: cannot encode a function`.
-function json.encode(value, name)
-  root_name = check_name(name, "encode")
+-- The reference encoder: the text, or raises naming the path (name checked).
+local function encode_lua(value, name)
+  root_name = name
   buf, nb, seen, keys = {}, 0, setmetatable({}, WEAK_KEYS), {}
   encode_value(value, 0)
   local out = concat(buf, "", 1, nb)
   buf, seen = nil, nil
   return out
 end
+
+-- The C fast path: the same text as encode_lua for plain data (strings, numbers,
+-- booleans, null, tables without a metatable or marked as arrays), else nil.
+local encode_c = core.json_encoder(ARRAY_MT)
+
+--- Encodes value as compact JSON. `name` (default "value") starts the path
+-- in error messages, e.g. `params.poll.choices[3]: cannot encode a function`.
+function json.encode(value, name)
+  if name ~= nil and type(name) ~= "string" then check_name(name, "encode") end
+  return encode_c(value) or encode_lua(value, name or "value")
+end
+
+-- For the specs: each encoder alone.
+function json._encode_lua(value, name)
+  return encode_lua(value, check_name(name, "encode"))
+end
+json._encode_c = encode_c
 
 ---------------------------------------------------------------------------
 -- pretty
