@@ -213,6 +213,40 @@ describe("misskey.run and tasks", function()
     assert.has_error(function() require("misskey.loop").spawn_now(1) end)
   end)
 
+  it("cancelling a task that runs (it started the caller with spawn_now) takes effect when it waits",
+    function()
+      local loop = require "misskey.loop"
+      local log = {}
+      misskey.run(function()
+        local outer
+        outer = misskey.spawn(function()
+          loop.spawn_now(function()
+            assert.is_true(outer:cancel()) -- outer runs (it started this one): cancelled at its next wait
+            log[#log + 1] = "inner"
+          end)
+          log[#log + 1] = "outer goes on"
+          misskey.sleep(0.01)
+          log[#log + 1] = "never"
+        end)
+        local _, msg = outer:join()
+        log[#log + 1] = msg
+        -- a spawn_now task asked to cancel while it ran, that then returned, is reused clean
+        local me
+        loop.spawn_now(function()
+          me = loop.current()
+          loop.spawn_now(function() me:cancel() end)
+        end)
+        local again = loop.spawn_now(function()
+          misskey.sleep(0.01)
+          log[#log + 1] = "reused and not cancelled"
+        end)
+        assert.equal(me, again)
+        again:join()
+      end)
+      assert.same({ "inner", "outer goes on", "task cancelled", "reused and not cancelled" }, log)
+      assert.equal(0, require("misskey.loop").alive())
+    end)
+
   it("rejects bad arguments", function()
     assert.has_error(function() misskey.spawn(42) end, "bad argument #1 to 'spawn' (function expected, got number)")
     assert.has_error(function() misskey.sleep(-1) end)

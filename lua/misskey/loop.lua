@@ -149,6 +149,7 @@ local function resumed(task, ok, ...)
     else
       task.status = "waiting"
     end
+    if task.cancelling then task:cancel() end -- asked while it ran (see Task:cancel)
   end
 end
 
@@ -216,6 +217,7 @@ end
 local function settle_now(task, ok, r)
   if ok and r == PARKED and task.inline then -- returned without waiting
     if task.status ~= "running" then return task end -- cancelled meanwhile (finished already)
+    task.cancelling = nil -- asked while it ran, but it returned: nothing left to cancel
     alive = alive - 1
     task.status = "done"
     if #task.joiners > 0 then
@@ -239,6 +241,7 @@ local function settle_now(task, ok, r)
   else
     task.status = "waiting"
   end
+  if task.cancelling then task:cancel() end -- asked while it ran (see Task:cancel)
   return task
 end
 
@@ -415,6 +418,13 @@ function Task:cancel()
   if getmetatable(self) ~= Task then error("bad self to 'cancel' (call it as task:cancel())", 2) end
   if self.status == "done" or self.status == "failed" or self.status == "cancelled" then return false end
   if self == loop.current() then error("a task cannot cancel itself; return from it instead", 2) end
+  if self.status == "running" then
+    -- It is running, not current: it started the caller at once (spawn_now), as a
+    -- stream's reader starts a handler. It is cancelled when it next waits or yields.
+    self.cancelling = true
+    return true
+  end
+  self.cancelling = nil
   if self.cleanup then self.cleanup(true, self) end
   self.cleanup = nil
   self.wait = nil
