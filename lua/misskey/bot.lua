@@ -30,7 +30,7 @@ Store.__index = Store
 
 --- The registry scope of bot.store (Misskey allows [a-zA-Z0-9_] in scope names).
 bot.SCOPE = { "misskey_lua_bot" }
---- Events remembered to drop duplicates (a ring).
+--- Events remembered to drop duplicates (between SEEN and 2 * SEEN of the latest).
 bot.SEEN = 2000
 
 -- Main channel events the bot listens to; their payloads.
@@ -86,7 +86,7 @@ function bot.new(client, opts)
     _waiters = {},    -- event -> { waiter, ... }
     _timers = {},     -- { seconds, fn }
     _tasks = {},      -- task -> true (cancelled by stop)
-    _seen = { set = {}, ring = {}, pos = 0 },
+    _seen = { cur = {}, old = {}, n = 0 },
     _stopsig = {},
   }, Bot)
   self.store = setmetatable({ _bot = self }, Store)
@@ -103,13 +103,17 @@ function Bot:_spawn(fn, ...)
   return loop.spawn_in(self._tasks, fn, ...)
 end
 
+-- Two generations, as the stream's set: once the newer holds SEEN keys it becomes
+-- the older and the older is dropped whole (a ring that deletes on every insert
+-- makes Lua tables rehash; this costs a fraction of it per event).
 local function remember(self, key)
   local s = self._seen
-  if s.set[key] then return false end
-  s.pos = s.pos % bot.SEEN + 1
-  local old = s.ring[s.pos]
-  if old ~= nil then s.set[old] = nil end
-  s.ring[s.pos], s.set[key] = key, true
+  if s.cur[key] or s.old[key] then return false end
+  local n = s.n + 1
+  if n > bot.SEEN then
+    s.old, s.cur, n = s.cur, {}, 1
+  end
+  s.cur[key], s.n = true, n
   return true
 end
 
