@@ -84,12 +84,15 @@ describe("engine", function()
   it("sends the method, headers and body it is given", function()
     local e = core.engine()
     local t = e:request{ url = srv.url .. "/echo/x?a=1", method = "PUT", body = "payload",
-                         headers = { ["X-Test"] = "yes" }, user_agent = "spec-agent/1" }
+                         headers = { ["X-Test"] = "yes", ["X-Long"] = ("v"):rep(3000), ["X-Empty"] = "" },
+                         user_agent = "spec-agent/1" }
     drive(e, { t })
     local echo = decode(select(3, t:result()))
     assert.equal("PUT", echo.method)
     assert.equal("payload", echo.body)
     assert.equal("yes", echo.headers["x-test"])
+    assert.equal(("v"):rep(3000), echo.headers["x-long"]) -- longer than the line buffer
+    assert.equal("", echo.headers["x-empty"])
     assert.equal("spec-agent/1", echo.headers["user-agent"])
     assert.equal("a=1", echo.query)
     assert.is_nil(echo.headers["expect"])

@@ -145,11 +145,22 @@ static void set_headers(lua_State *L, int opts, mk_transfer *t) {
       value = lua_tostring(L, -1);
       if (!*name || !valid_header_part(name, 1) || !valid_header_part(value, 0))
         luaL_error(L, "invalid request header '%s'", name);
-      lua_pushfstring(L, *value ? "%s: %s" : "%s;", name, value); /* "Name;" sends an empty value */
-      l = curl_slist_append(t->headers, lua_tostring(L, -1));
+      {
+        /* "Name: value", or "Name;" which sends an empty value; a stack buffer for the usual
+         * short header, a Lua string for a long one */
+        char line[256];
+        int n = snprintf(line, sizeof line, *value ? "%s: %s" : "%s;", name, value);
+        if (n >= 0 && (size_t)n < sizeof line) {
+          l = curl_slist_append(t->headers, line);
+        } else {
+          lua_pushfstring(L, *value ? "%s: %s" : "%s;", name, value);
+          l = curl_slist_append(t->headers, lua_tostring(L, -1));
+          lua_pop(L, 1);
+        }
+      }
       if (l == NULL) luaL_error(L, "out of memory");
       t->headers = l;
-      lua_pop(L, 2);
+      lua_pop(L, 1); /* the value; the key stays for lua_next */
     }
   }
   lua_pop(L, 1);
