@@ -229,19 +229,8 @@ local function settle_now(task, ok, r)
     return task
   end
   task.inline = false -- from now on an ordinary task, never reused
-  if task.status ~= "running" then return task end
-  local co = task.co
-  if coroutine.status(co) == "dead" then -- it raised (a call that returns parks)
-    local msg = tostring(r)
-    local m, err = errors.new("task", "task failed: " .. msg, { traceback = debug.traceback(co, msg), error = r })
-    finish(task, false, nil, m, err)
-  elseif task.wait == nil then -- a plain coroutine.yield(): it runs again next round
-    task.status = "ready"
-    enqueue(task, pack())
-  else
-    task.status = "waiting"
-  end
-  if task.cancelling then task:cancel() end -- asked while it ran (see Task:cancel)
+  -- It raised (a call that returns parks) or it waits: settled as any resumed task.
+  resumed(task, ok, r)
   return task
 end
 
