@@ -2,10 +2,8 @@
 --
 --   lua5.4 bench/json_bench.lua      (also lua5.1, luajit; from the repository root or anywhere)
 --
--- Decodes three documents with json.decode (misskey.core's C decoder), with raw
--- cjson.decode (which marks no arrays and, on Lua 5.3+, gives floats for integers),
--- and with the decoder misskey.json had before (cjson, then a Lua walk that marks
--- arrays and makes integers; bench/json_decode_old.lua):
+-- Decodes three documents with json.decode (misskey.core's C decoder) and with raw
+-- cjson.decode (which marks no arrays and, on Lua 5.3+, gives floats for integers):
 --   timeline    bench/fixtures.lua's `notes/timeline` reply, 100 notes (~230 KB);
 --   meta        bench/fixtures.lua's `meta` reply (~1.4 KB);
 --   note event  a homeTimeline `note` event as bench/stream_server.py sends it (~2.4 KB).
@@ -24,7 +22,6 @@ package.cpath = script_dir .. "/../build/" .. LUA .. "/?.so;" .. package.cpath
 
 local cjson = require "cjson"
 local json = require "misskey.json"
-local old_decode = dofile(script_dir .. "/json_decode_old.lua")
 local fixtures = assert(loadfile(script_dir .. "/fixtures.lua"))("--data")
 
 local BUDGET = 0.25
@@ -126,7 +123,7 @@ end
 
 print(("misskey.json benchmark on %s (lua-cjson %s)"):format(version, cjson._VERSION))
 print()
-print("decode, MB/s (more is better)       json.decode  cjson.decode  old json.decode   new/cjson  new/old")
+print("decode, MB/s (more is better)       json.decode  cjson.decode   new/cjson")
 local docs = {
   { ("timeline (%d notes, %d B)"):format(fixtures.notes, #fixtures.timeline), fixtures.timeline },
   { ("meta reply (%d B)"):format(#fixtures.meta), fixtures.meta },
@@ -137,11 +134,10 @@ for _, doc in ipairs(docs) do
   assert(json.decode(text), label)
   local t_new = measure(function() return json.decode(text) end)
   local t_cjson = measure(function() return cjson.decode(text) end)
-  local t_old = measure(function() return old_decode(text) end)
-  print(("  %-32s %9.1f %13.1f %16.1f %10.2fx %7.2fx"):format(label, mbps(#text, t_new), mbps(#text, t_cjson),
-    mbps(#text, t_old), t_cjson / t_new, t_old / t_new))
+  print(("  %-32s %9.1f %13.1f %10.2fx"):format(label, mbps(#text, t_new), mbps(#text, t_cjson),
+    t_cjson / t_new))
   if #text < 10000 then
-    print(("  %-32s %9.2f %13.2f %16.2f   us/call"):format("", t_new * 1e6, t_cjson * 1e6, t_old * 1e6))
+    print(("  %-32s %9.2f %13.2f   us/call"):format("", t_new * 1e6, t_cjson * 1e6))
   end
 end
 
