@@ -4,6 +4,7 @@
 local json = require "misskey.json"
 local cjson = require "cjson"
 local core = require "misskey.core"
+local locale = require "support.locale"
 
 local math_type = rawget(math, "type")          -- nil on Lua 5.1 / LuaJIT
 local has_integers = math_type ~= nil
@@ -423,25 +424,16 @@ describe("json.decode (misskey.core)", function()
     end)
 
     it("reads the C locale's '.' whatever LC_NUMERIC the host set", function()
-      local saved = os.setlocale(nil, "numeric")
-      local comma
-      for _, name in ipairs { "de_DE.UTF-8", "de_DE.utf8", "de_DE", "fr_FR.UTF-8", "fr_FR.utf8", "nl_NL.UTF-8",
-        "ru_RU.UTF-8", "es_ES.UTF-8", "it_IT.UTF-8", "pt_BR.UTF-8" } do
-        if os.setlocale(name, "numeric") then   -- all of them write 0,5 (LuaJIT's own formatting does not)
-          comma = name
-          break
-        end
-      end
-      if not comma then
-        os.setlocale(saved, "numeric")
-        pending("no locale with a decimal comma on this machine (e.g. de_DE.UTF-8)")
-        return
-      end
       local texts = { "0.5", "1.25e-300", "3.14159265358979323846", "2.2250738585072011e-308",
         "1.7976931348623157e308", "[1.5,-0.25,1e-7]" }
       local got = {}
-      for i, text in ipairs(texts) do got[i] = { json.decode(text) } end
-      os.setlocale(saved, "numeric")
+      local comma = locale.with_decimal_comma(function()
+        for i, text in ipairs(texts) do got[i] = { json.decode(text) } end
+      end)
+      if not comma then
+        pending(locale.MISSING)
+        return
+      end
       for i, text in ipairs(texts) do
         assert.same({ cjson.decode(text) }, got[i], text .. " under " .. comma)
       end

@@ -4,6 +4,7 @@
 -- (Lua 5.1 string literals: decimal escapes only, no \x or \u{}.)
 local json = require "misskey.json"
 local core = require "misskey.core"
+local locale = require "support.locale"
 
 local encode_c, encode_lua = json._encode_c, json._encode_lua
 local math_type = rawget(math, "type")          -- nil on Lua 5.1 / LuaJIT
@@ -276,27 +277,15 @@ describe("json.encode's C path (core.json_encoder)", function()
   end)
 
   it("writes '.' whatever LC_NUMERIC the host set, like the Lua encoder", function()
-    local saved = os.setlocale(nil, "numeric")
-    local comma
-    for _, name in ipairs { "de_DE.UTF-8", "de_DE.utf8", "de_DE", "fr_FR.UTF-8", "fr_FR.utf8", "nl_NL.UTF-8",
-      "ru_RU.UTF-8", "es_ES.UTF-8", "it_IT.UTF-8", "pt_BR.UTF-8" } do
-      if os.setlocale(name, "numeric") then
-        comma = name
-        break
-      end
-    end
-    if not comma then
-      os.setlocale(saved, "numeric")
-      pending("no locale with a decimal comma on this machine (e.g. de_DE.UTF-8; LOCPATH may point at one)")
-      return
-    end
     local values = { 0.5, -2.25, 0.1, 1 / 3, 1e-7, 1.5e-300, 2 ^ -1074, 1e21, 123456.789, { 1.5, { x = 0.25 } } }
     local got = {}
-    local ok, err = pcall(function()
+    local comma = locale.with_decimal_comma(function()
       for i, v in ipairs(values) do got[i] = { encode_c(v), encode_lua(v), json.pretty(v) } end
     end)
-    os.setlocale(saved, "numeric")
-    assert(ok, err)
+    if not comma then
+      pending(locale.MISSING)
+      return
+    end
     for i, v in ipairs(values) do
       local c, l, p = got[i][1], got[i][2], got[i][3]
       assert.equal(encode_lua(v), c, comma)       -- the same text as in the C locale
