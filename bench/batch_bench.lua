@@ -18,9 +18,10 @@ local misskey = require "misskey"
 local core = require "misskey.core"
 
 local TOKEN = "bench0123456789abcdefghijklmnopq"
-local url = assert(arg[1], "usage: batch_bench.lua URL [--n N] [--concurrency C] [--runs R] [--multi PATH]")
-local opts = { n = 20000, concurrency = 100, runs = 3, multi = root .. "/build/bench/curl_multi" }
-for i = 2, #arg - 1, 2 do opts[arg[i]:gsub("^%-%-", "")] = arg[i + 1] end
+local common = dofile(script_dir .. "/common.lua")
+local opts = common.args(arg, { n = 20000, concurrency = 100, runs = 3, multi = root .. "/build/bench/curl_multi" },
+  "batch_bench.lua URL [--n N] [--concurrency C] [--runs R] [--multi PATH]")
+local url = opts.url
 local n, conc, runs = tonumber(opts.n), tonumber(opts.concurrency), tonumber(opts.runs)
 
 local client = misskey.new{ host = url, token = TOKEN, timeout = 30 }
@@ -52,10 +53,7 @@ local function lua_rate(count)
   return count / t
 end
 
-local function median(t)
-  table.sort(t)
-  return t[math.floor((#t + 1) / 2)]
-end
+local median = common.median
 
 lua_rate(conc) -- warm-up: opens the connections
 local cs, ls = {}, {}

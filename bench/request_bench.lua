@@ -30,26 +30,10 @@ local TOKEN = "bench0123456789abcdefghijklmnopq"
 
 -- ---------------------------------------------------------------- arguments
 
-local opts = { loop = root .. "/build/bench/curl_loop", n = 5000, runs = 5, tl_n = 200, max_seconds = 10 }
-do
-  local i = 1
-  while arg[i] do
-    local a = arg[i]
-    if a:sub(1, 2) == "--" then
-      opts[(a:sub(3):gsub("-", "_"))] = arg[i + 1]
-      i = i + 2
-    else
-      opts.url = a
-      i = i + 1
-    end
-  end
-  if not opts.url then
-    io.stderr:write("usage: request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--loop PATH]\n")
-    os.exit(2)
-  end
-  opts.url = opts.url:gsub("/+$", "")
-  for _, k in ipairs { "n", "runs", "tl_n", "max_seconds" } do opts[k] = assert(tonumber(opts[k]), k) end
-end
+local common = dofile(script_dir .. "/common.lua")
+local opts = common.args(arg, { loop = root .. "/build/bench/curl_loop", n = 5000, runs = 5, tl_n = 200,
+  max_seconds = 10 }, "request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--loop PATH]")
+for _, k in ipairs { "n", "runs", "tl_n", "max_seconds" } do opts[k] = assert(tonumber(opts[k]), k) end
 
 local function read_status(field)
   local f = io.open("/proc/self/status", "r")
@@ -164,15 +148,7 @@ local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
-local function median(t)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = v end
-  table.sort(s)
-  local n = #s
-  if n == 0 then return nil end
-  if n % 2 == 1 then return s[(n + 1) / 2] end
-  return (s[n / 2] + s[n / 2 + 1]) / 2
-end
+local median = common.median
 
 local function capture(cmd)
   local p = assert(io.popen(cmd, "r"))

@@ -46,27 +46,10 @@ local json = require "misskey.json"
 local loop = require "misskey.loop"
 local cjson = require "cjson"
 
-local opts = {}
-do
-  local i = 1
-  while arg[i] do
-    local a = arg[i]
-    if a:sub(1, 2) == "--" then
-      opts[a:sub(3)] = arg[i + 1]
-      i = i + 2
-    else
-      opts.url = a
-      i = i + 1
-    end
-  end
-  if not opts.url then
-    io.stderr:write("usage: stream_bench.lua URL [--n N] [--summary FILE] | URL --memory N\n")
-    os.exit(2)
-  end
-  opts.url = opts.url:gsub("/+$", "")
-  opts.memory = opts.memory and assert(tonumber(opts.memory), "--memory")
-  opts.quick = opts.quick and assert(tonumber(opts.quick), "--quick")
-end
+local common = dofile(script_dir .. "/common.lua")
+local opts = common.args(arg, {}, "stream_bench.lua URL [--n N] [--summary FILE] | URL --memory N")
+opts.memory = opts.memory and assert(tonumber(opts.memory), "--memory")
+opts.quick = opts.quick and assert(tonumber(opts.quick), "--quick")
 
 local SAMPLE = 1024 -- frames kept for the decode parts (64 variants on the server)
 
@@ -207,9 +190,7 @@ if opts.quick then
     print(("stream, %s: %9.0f events/s"):format(engine, rates[i]))
     collectgarbage("collect")
   end
-  table.sort(rates)
-  print(("stream, %s: median %9.0f events/s over %d runs"):format(engine, rates[math.floor((#rates + 1) / 2)],
-    #rates))
+  print(("stream, %s: median %9.0f events/s over %d runs"):format(engine, common.median(rates), #rates))
   os.exit(0)
 end
 
