@@ -142,6 +142,24 @@ describe("bot commands", function()
   end)
 end)
 
+describe("bot dedupe", function()
+  it("drops repeats of recent events and forgets old ones (SEEN to 2 * SEEN kept)", function()
+    local saved = botlib.SEEN
+    botlib.SEEN = 2
+    local seen = {}
+    bot:on("note", function(_, note) seen[#seen + 1] = note.id end)
+    local function deliver(id) bot:_event("note", { id = id, text = id, userId = "someone-else" }) end
+    local ok, err = pcall(function()
+      for _, id in ipairs { "a", "b", "a", "c", "a", "d", "e", "a" } do deliver(id) end
+      fake:run_until_idle()
+    end)
+    botlib.SEEN = saved
+    assert(ok, err)
+    -- "a" is dropped while within the last SEEN..2*SEEN ids, and handled again once forgotten
+    assert.same({ "a", "b", "c", "d", "e", "a" }, seen)
+  end)
+end)
+
 describe("bot events", function()
   it("followed, notification and ready run each handler in a task", function()
     local got = {}
