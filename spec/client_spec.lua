@@ -154,9 +154,19 @@ describe("errors", function()
   end)
 
   it("invalid JSON on a 200 is a decode error", function()
-    local err = fails("test/invalid-json")
+    local err, msg = fails("test/invalid-json")
     assert.equal("decode", err.kind)
     assert.equal(200, err.status)
+    assert.equal("test/invalid-json: invalid JSON in HTTP 200 reply (invalid JSON at character 8: "
+      .. "expected a value (true, false and null are the only words))", msg)
+    assert.equal('{"ok": tru', err.body)
+  end)
+
+  it("an empty 2xx reply is true, and a JSON one is its value", function()
+    assert.is_true(client:request("test/status", { status = 200, body = "" }))
+    assert.is_true(client:request("test/status", { status = 204 }))
+    assert.same({ a = { 1, 2 } }, client:request("test/status", { status = 201, body = { a = { 1, 2 } } }))
+    assert.is_false(client:request("test/status", { status = 200, body = "false" }))
   end)
 
   it("a connection closed mid-body is a network error", function()

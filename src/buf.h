@@ -1,4 +1,6 @@
-/* A growable byte buffer: the one buffer type of the core. */
+/* A growable byte buffer: the one buffer type of the core. mk_buf_append and mk_buf_reset
+ * keep a NUL after the bytes (data[len] == '\0' once it holds memory), so a parser may stop
+ * on it without a bound check; code that writes into data directly must put it back. */
 #ifndef MK_BUF_H
 #define MK_BUF_H
 

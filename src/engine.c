@@ -191,8 +191,8 @@ void mk_engine_detach(lua_State *L, mk_transfer *t) {
   t->self_ref = t->engine_ref = LUA_NOREF;
 }
 
-/* Moves finished transfers out of curl into the table on top of the stack. */
-static int collect(lua_State *L, mk_engine *e) {
+/* Pushes the list of finished transfers (moved out of curl), or the shared empty list. */
+static void collect(lua_State *L, mk_engine *e) {
   CURLMsg *msg;
   int left, n = 0;
   while ((msg = curl_multi_info_read(e->multi, &left)) != NULL) {
@@ -200,20 +200,21 @@ static int collect(lua_State *L, mk_engine *e) {
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     if (t == NULL) continue;
+    if (t->kind != MK_KIND_WS && t->engine != e) continue;
+    if (n == 0) lua_createtable(L, left + 1, 0);
     if (t->kind == MK_KIND_WS) { /* a WebSocket's connect finished: it stays in the multi handle */
       mk_ws_pin(L, (mk_ws *)t);
       lua_rawseti(L, -2, ++n);
       mk_ws_connected(L, (mk_ws *)t, msg->data.result);
       continue;
     }
-    if (t->engine != e) continue;
     mk_transfer_finish(t, msg->data.result);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     lua_rawseti(L, -2, ++n);
     mk_engine_detach(L, t);
     mk_transfer_release(t, e);
   }
-  return n;
+  if (n == 0) lua_pushvalue(L, lua_upvalueindex(1));
 }
 
 /* Seconds until curl's deadline, or -1 when none. */
@@ -254,14 +255,16 @@ static int action(mk_engine *e, curl_socket_t fd, int ev) {
  * expired curl timer and due timers. Returns the transfers that finished
  * (array), the ids of the timers that fired (array, in deadline order), the
  * watched sockets that are ready ({ [fd] = "r" | "w" | "rw" | "e" }) and
- * whether a signal cut the wait short (so Ctrl-C reaches Lua at once). */
+ * whether a signal cut the wait short (so Ctrl-C reaches Lua at once).
+ * A list with nothing in it is one shared, read-only empty table (its upvalue): most
+ * steps report nothing, and three new tables per step were most of a call's garbage. */
 static int engine_step(lua_State *L) {
   mk_engine *e = mk_check_engine(L, 1);
   double wait = luaL_optnumber(L, 2, 0);
   double due = until_deadline(e), now;
   struct pollfd stackfds[32], *fds = stackfds;
   size_t ncurl = e->nwatches, n = e->nwatches + e->nforeign, i;
-  int rc, timeout_ms, interrupted = 0, nt = 0;
+  int rc, timeout_ms, interrupted = 0, nt = 0, nready = 0;
 
   if (wait != wait || wait < 0) return luaL_argerror(L, 2, "timeout must be a number >= 0");
   if (due >= 0 && due < wait) wait = due;
@@ -297,17 +300,19 @@ static int engine_step(lua_State *L) {
     action(e, CURL_SOCKET_TIMEOUT, 0);
   }
 
-  lua_newtable(L);
   collect(L, e);
 
-  lua_newtable(L);
-  while (e->ntimers > 0 && e->timers[0].at <= now) {
-    lua_pushinteger(L, e->timers[0].id);
-    lua_rawseti(L, -2, ++nt);
-    heap_remove(e, 0);
+  if (e->ntimers > 0 && e->timers[0].at <= now) {
+    lua_newtable(L);
+    while (e->ntimers > 0 && e->timers[0].at <= now) {
+      lua_pushinteger(L, e->timers[0].id);
+      lua_rawseti(L, -2, ++nt);
+      heap_remove(e, 0);
+    }
+  } else {
+    lua_pushvalue(L, lua_upvalueindex(1));
   }
 
-  lua_newtable(L);
   for (i = ncurl; rc > 0 && i < n; i++) {
     short r = fds[i].revents;
     const char *s = NULL;
@@ -316,10 +321,12 @@ static int engine_step(lua_State *L) {
     else if (r & (POLLIN | POLLHUP)) s = "r"; /* a hang-up reads as end of stream */
     else if (r & POLLOUT) s = "w";
     if (s) {
+      if (nready++ == 0) lua_newtable(L);
       lua_pushstring(L, s);
       lua_rawseti(L, -2, fds[i].fd);
     }
   }
+  if (nready == 0) lua_pushvalue(L, lua_upvalueindex(1));
   if (fds != stackfds) free(fds);
   lua_pushboolean(L, interrupted);
   return 4;
@@ -504,9 +511,13 @@ static int engine_tostring(lua_State *L) {
   return 1;
 }
 
+static int empty_newindex(lua_State *L) {
+  return luaL_error(L, "engine:step's empty lists are shared and read-only");
+}
+
 void mk_engine_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"request", mk_http_request}, {"step", engine_step},       {"fds", engine_fds},
+      {"request", mk_http_request}, {"fds", engine_fds},
       {"timeout", engine_timeout},  {"pending", engine_pending}, {"close", engine_close},
       {"timer", engine_timer},      {"cancel_timer", engine_cancel_timer},
       {"watch", engine_watch},      {"unwatch", engine_unwatch}, {"limit", engine_limit},
@@ -519,6 +530,16 @@ void mk_engine_open(lua_State *L) {
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
   mk_setfuncs(L, methods);
+  /* step's shared empty list: any write to it raises */
+  lua_newtable(L);
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, empty_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushliteral(L, "misskey.empty");
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_pushcclosure(L, engine_step, 1);
+  lua_setfield(L, -2, "step");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

@@ -91,5 +91,8 @@ void mk_transfer_finish(mk_transfer *t, CURLcode code);
 void mk_transfer_release(mk_transfer *t, mk_engine *e);
 /* An easy handle from the pool (reset) or a new one; NULL when out of memory. */
 CURL *mk_engine_easy(mk_engine *e);
+/* The body of the finished, successful transfer at stack index i, in place (a NUL follows
+ * its *len bytes); raises for anything else. For json.c's decode_body. */
+const char *mk_transfer_body(lua_State *L, int i, size_t *len);
 
 #endif

@@ -383,14 +383,33 @@ static int transfer_headers(lua_State *L) {
   return 1;
 }
 
-/* transfer:result([skip_headers]) -> status, headers (nil when skip_headers), body
+const char *mk_transfer_body(lua_State *L, int i, size_t *len) {
+  mk_transfer *t = to_transfer(L, i);
+  if (t->state != MK_DONE || t->code != CURLE_OK)
+    luaL_error(L, "transfer has no body: it %s", t->state == MK_CANCELLED ? "was cancelled"
+                                                 : t->state == MK_DONE   ? "failed"
+                                                                         : "is still running");
+  *len = t->body.len;
+  return t->body.data ? t->body.data : "";
+}
+
+/* transfer:body() -> the body of a finished, successful transfer (result(true, true) skips it). */
+static int transfer_body(lua_State *L) {
+  size_t len;
+  const char *body = mk_transfer_body(L, 1, &len);
+  lua_pushlstring(L, body, len);
+  return 1;
+}
+
+/* transfer:result([skip_headers [, skip_body]]) -> status, headers (nil when skip_headers),
+ *                    body (nil when skip_body)
  *                    | nil, message, reason ("timeout" | "too_large" | "cancelled" | "network"), curl_code,
  *                      status (of a response whose body was cut short, else 0)
  * The message ends with "(curl error N)". */
 static int transfer_result(lua_State *L) {
   mk_transfer *t = to_transfer(L, 1);
   const char *reason = "network";
-  int skip_headers = lua_toboolean(L, 2);
+  int skip_headers = lua_toboolean(L, 2), skip_body = lua_toboolean(L, 3);
   if (t->state == MK_RUNNING || t->state == MK_IDLE) return luaL_error(L, "transfer is still running");
   if (t->state == MK_CANCELLED) {
     lua_pushnil(L);
@@ -403,7 +422,8 @@ static int transfer_result(lua_State *L) {
     lua_pushinteger(L, t->status);
     if (skip_headers) lua_pushnil(L);
     else push_headers(L, &t->head);
-    lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+    if (skip_body) lua_pushnil(L);
+    else lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
     return 3;
   }
   lua_pushnil(L);
@@ -476,9 +496,9 @@ static int transfer_tostring(lua_State *L) {
 }
 
 void mk_http_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"done", transfer_done},     {"result", transfer_result},
-                                     {"info", transfer_info},     {"cancel", transfer_cancel},
-                                     {"headers", transfer_headers},
+  static const luaL_Reg methods[] = {{"done", transfer_done},       {"result", transfer_result},
+                                     {"body", transfer_body},       {"headers", transfer_headers},
+                                     {"info", transfer_info},       {"cancel", transfer_cancel},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", transfer_gc}, {"__close", transfer_cancel}, {"__tostring", transfer_tostring}, {NULL, NULL}};

@@ -22,6 +22,8 @@
  * call's stack slot 2. */
 #include "json.h"
 
+#include "engine.h"
+
 #include <float.h>
 #include <locale.h>
 #include <stddef.h>
@@ -480,20 +482,13 @@ static const char *parse_value(parser *ps, const char *p) {
   }
 }
 
-/* decode(text) -> value, or nil and "invalid JSON at character N: why" */
-static int json_decode(lua_State *L) {
+/* Decodes text (len bytes, a NUL after them) held by the value at stack slot 1, with slot
+ * 2 free for the scratch buffer: pushes the value and returns 1, or nil and "invalid JSON
+ * at character N: why" and returns 2. */
+static int decode_text(lua_State *L, const char *text, size_t len) {
   parser ps;
-  size_t len;
-  const char *text, *p;
+  const char *p;
   char msg[160];
-  if (lua_type(L, 1) != LUA_TSTRING) {
-    const char *got = luaL_typename(L, 1);
-    luaL_where(L, 2); /* the caller's position, as error(msg, 2) gives */
-    lua_pushfstring(L, "json.decode: expected a string, got %s", got);
-    lua_concat(L, 2);
-    return lua_error(L);
-  }
-  text = lua_tolstring(L, 1, &len);
   lua_settop(L, 1);
   lua_pushnil(L); /* SCRATCH_SLOT */
   ps.L = L;
@@ -517,10 +512,42 @@ static int json_decode(lua_State *L) {
   return 2;
 }
 
+/* decode(text) -> value, or nil and "invalid JSON at character N: why" */
+static int json_decode(lua_State *L) {
+  size_t len;
+  const char *text;
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    const char *got = luaL_typename(L, 1);
+    luaL_where(L, 2); /* the caller's position, as error(msg, 2) gives */
+    lua_pushfstring(L, "json.decode: expected a string, got %s", got);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  text = lua_tolstring(L, 1, &len);
+  return decode_text(L, text, len);
+}
+
+/* decode_body(transfer, if_empty) -> value, or nil and the message: decodes a finished
+ * transfer's body where libcurl put it, without making a Lua string of it first (for a
+ * call whose decoded result is kept, that string was the larger part of its garbage).
+ * An empty body gives if_empty. */
+static int json_decode_body(lua_State *L) {
+  size_t len;
+  const char *text = mk_transfer_body(L, 1, &len);
+  if (len == 0) {
+    lua_settop(L, 2);
+    return 1;
+  }
+  return decode_text(L, text, len);
+}
+
+/* core.json_decoder(array_mt [, "body"]): decode(text), or with "body" decode_body(transfer). */
 int mk_l_json_decoder(lua_State *L) {
+  int body = lua_isstring(L, 2) && strcmp(lua_tostring(L, 2), "body") == 0;
   luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 2) && !body) return luaL_argerror(L, 2, "\"body\" or nothing expected");
   lua_settop(L, 1);
-  lua_pushcclosure(L, json_decode, 1);
+  lua_pushcclosure(L, body ? json_decode_body : json_decode, 1);
   return 1;
 }
 

@@ -6,7 +6,9 @@
 #include <lua.h>
 
 /* core.json_decoder(array_mt) -> decode(text): value, or nil and a message.
- * array_mt becomes the closure's upvalue, set on every decoded array. */
+ * array_mt becomes the closure's upvalue, set on every decoded array.
+ * core.json_decoder(array_mt, "body") -> decode_body(transfer, if_empty): the same for the
+ * body of a finished transfer, read in place; an empty body gives if_empty. */
 int mk_l_json_decoder(lua_State *L);
 
 /* core.json_encoder(array_mt) -> encode(value): compact JSON text, or nil for anything

@@ -4,6 +4,7 @@
 local baseurl = require "misskey.baseurl"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
+local decode_body = json._decode_body
 local ratelimit = require "misskey.ratelimit"
 
 local Client = { __name = "misskey.Client" }
@@ -276,7 +277,14 @@ end
 
 -- Turns a transport response into a result or `nil, message, err`.
 function Client:_interpret(endpoint, res)
-  local status, body = res.status, res.body or ""
+  local status = res.status
+  local transfer = rawget(res, "_transfer")
+  if transfer and rawget(res, "body") == nil and status >= 200 and status < 300 then
+    -- The curl transport's reply, decoded where libcurl left it: no Lua string of the body.
+    local value = status == 204 or decode_body(transfer, true)
+    if value ~= nil then return value end
+  end
+  local body = res.body or ""
   if status >= 200 and status < 300 then
     if status == 204 or body == "" then return true end
     local value, derr = json.decode(body)

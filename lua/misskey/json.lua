@@ -384,4 +384,8 @@ end
 -- @return the value, or nil and "invalid JSON at character N: reason"
 json.decode = core.json_decoder(ARRAY_MT)
 
+-- Internal: json._decode_body(transfer, if_empty) decodes a finished transfer's body where
+-- libcurl left it (no Lua string of the body), as json.decode would; if_empty for no body.
+json._decode_body = core.json_decoder(ARRAY_MT, "body")
+
 return json

@@ -43,21 +43,29 @@ local function wait(engine, transfer, req)
   end
 end
 
--- res.headers is parsed on first use: a successful API call never reads it
--- (only errors, rate limits in "pace" mode and client:http do).
-local LAZY_HEADERS = {
+-- res.headers and res.body are made on first use: a successful API call reads neither
+-- (the client decodes the body in place through res._transfer; only errors, rate limits
+-- in "pace" mode and client:http read them).
+local LAZY = {
   __index = function(res, key)
-    if key ~= "headers" then return nil end
-    local headers = rawget(res, "_transfer"):headers()
-    res.headers = headers
-    return headers
+    local transfer = rawget(res, "_transfer")
+    local value
+    if key == "headers" then
+      value = transfer:headers()
+    elseif key == "body" then
+      value = transfer:body()
+    else
+      return nil
+    end
+    rawset(res, key, value)
+    return value
   end,
 }
 
 local function to_response(transfer, req)
-  local status, headers, body, curl_code = transfer:result(true)
+  local status, headers, body, curl_code = transfer:result(true, true)
   if status then
-    return setmetatable({ status = status, body = body, _transfer = transfer }, LAZY_HEADERS)
+    return setmetatable({ status = status, _transfer = transfer }, LAZY)
   end
   local message, reason = headers, body
   -- A reply over max_size arrived whole from the server's side: it is an HTTP
