@@ -4,6 +4,7 @@
 #define MK_ENGINE_H
 
 #include <curl/curl.h>
+#include <lauxlib.h>
 #include <lua.h>
 
 #include "buf.h"
@@ -92,7 +93,16 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e);
 /* An easy handle from the pool (reset) or a new one; NULL when out of memory. */
 CURL *mk_engine_easy(mk_engine *e);
 /* The body of the finished, successful transfer at stack index i, in place (a NUL follows
- * its *len bytes); raises for anything else. For json.c's decode_body. */
-const char *mk_transfer_body(lua_State *L, int i, size_t *len);
+ * its *len bytes); raises for anything else. Inline, so that json.c (decode_body) needs
+ * nothing from http.c at link time: its fuzzer builds it alone. */
+static inline const char *mk_transfer_body(lua_State *L, int i, size_t *len) {
+  mk_transfer *t = (mk_transfer *)luaL_checkudata(L, i, MK_TRANSFER_MT);
+  if (t->state != MK_DONE || t->code != CURLE_OK)
+    luaL_error(L, "transfer has no body: it %s", t->state == MK_CANCELLED ? "was cancelled"
+                                                 : t->state == MK_DONE   ? "failed"
+                                                                         : "is still running");
+  *len = t->body.len;
+  return t->body.data ? t->body.data : "";
+}
 
 #endif

@@ -383,16 +383,6 @@ static int transfer_headers(lua_State *L) {
   return 1;
 }
 
-const char *mk_transfer_body(lua_State *L, int i, size_t *len) {
-  mk_transfer *t = to_transfer(L, i);
-  if (t->state != MK_DONE || t->code != CURLE_OK)
-    luaL_error(L, "transfer has no body: it %s", t->state == MK_CANCELLED ? "was cancelled"
-                                                 : t->state == MK_DONE   ? "failed"
-                                                                         : "is still running");
-  *len = t->body.len;
-  return t->body.data ? t->body.data : "";
-}
-
 /* transfer:body() -> the body of a finished, successful transfer (result(true, true) skips it). */
 static int transfer_body(lua_State *L) {
   size_t len;
