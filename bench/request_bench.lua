@@ -9,7 +9,10 @@
 --   (a) meta: N sequential keep-alive `client:request("meta")` calls against the C loop
 --       (N POSTs on one reused easy handle) and against `transport.request` (the same
 --       fetch without JSON); a warm-up, then R interleaved runs (C, Lua, fetch, C, ...);
---       medians and the ratios to C. Then one call taken apart, each part timed alone.
+--       medians and the ratios to C. With build/bench/curl_loop_decode (the C loop that
+--       also decodes each reply with misskey's C decoder) in the same runs: the ceiling
+--       of any client that returns decoded replies, as a ratio to the C loop.
+--       Then one call taken apart, each part timed alone.
 --   (b) timeline: fetch+decode of a 100-note, ~230 KB timeline through client:request,
 --       per second and MB/s; the same fetch without decoding; the C loop's fetch rate.
 --   (c) `require "misskey"` CPU time (median over fresh interpreters) and the peak RSS
@@ -31,8 +34,9 @@ local TOKEN = "bench0123456789abcdefghijklmnopq"
 -- ---------------------------------------------------------------- arguments
 
 local common = dofile(script_dir .. "/common.lua")
-local opts = common.args(arg, { loop = root .. "/build/bench/curl_loop", n = 5000, runs = 5, tl_n = 200,
-  max_seconds = 10 }, "request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--loop PATH]")
+local opts = common.args(arg, { loop = root .. "/build/bench/curl_loop", loop_decode = root .. "/build/bench/curl_loop_decode",
+  n = 5000, runs = 5, tl_n = 200, max_seconds = 10 },
+  "request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--loop PATH] [--loop_decode PATH]")
 for _, k in ipairs { "n", "runs", "tl_n", "max_seconds" } do opts[k] = assert(tonumber(opts[k]), k) end
 
 local function read_status(field)
@@ -163,9 +167,9 @@ local function list(t)
   return table.concat(out, " ")
 end
 
--- The C loop: `count` POSTs of `body` to `path`; requests per second and its figures.
-local function run_c(path, count, body)
-  local line = capture(("%s %s %d %s %s %g"):format(quote(opts.loop), quote(opts.url .. path), count,
+-- The C loop (or `program`): `count` POSTs of `body` to `path`; requests per second and its figures.
+local function run_c(path, count, body, program)
+  local line = capture(("%s %s %d %s %s %g"):format(quote(program or opts.loop), quote(opts.url .. path), count,
     quote(body), quote(UA), opts.max_seconds))
   local rate = tonumber(line:match("rate=([%d.]+)"))
   if not rate then error("curl_loop failed: " .. line) end
@@ -197,17 +201,26 @@ print(("request_bench on %s, libcurl %s, %s"):format(jit and jit.version or _VER
 local meta_call, fetch_call = PARTS.client, PARTS.transport
 
 -- Warm-up: connections, caches, LuaJIT traces.
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+local decode_loop = exists(opts.loop_decode) and opts.loop_decode or nil
 run_c("/api/meta", 500, META_BODY)
+if decode_loop then run_c("/api/meta", 500, META_BODY, decode_loop) end
 run_lua(500, meta_call)
 if fetch_call then run_lua(500, fetch_call) end
 
-local c_rates, lua_rates, fetch_rates, c_info = {}, {}, {}, nil
+local c_rates, cd_rates, lua_rates, fetch_rates, c_info = {}, {}, {}, {}, nil
 for r = 1, opts.runs do
   c_rates[r], c_info = run_c("/api/meta", opts.n, META_BODY)
+  if decode_loop then cd_rates[r] = run_c("/api/meta", opts.n, META_BODY, decode_loop) end
   lua_rates[r] = run_lua(opts.n, meta_call)
   if fetch_call then fetch_rates[r] = run_lua(opts.n, fetch_call) end
 end
 local c_rate, lua_rate, fetch_rate = median(c_rates), median(lua_rates), median(fetch_rates)
+local cd_rate = decode_loop and median(cd_rates)
 local ratio = lua_rate / c_rate
 
 print()
@@ -215,8 +228,12 @@ print(("(a) meta, %d sequential keep-alive requests per run, %d interleaved runs
   :format(opts.n, opts.runs, c_info.bytes))
 print(("    C loop (one reused easy handle)   %8.0f /s   runs: %s  (new connections: %d)")
   :format(c_rate, list(c_rates), c_info.connects))
-print(("    client:request(\"meta\")            %8.0f /s   runs: %s   Lua/C %.2f (goal >= 0.80)")
-  :format(lua_rate, list(lua_rates), ratio))
+if cd_rate then
+  print(("    C loop + misskey's C decoder       %8.0f /s   runs: %s   ceiling/C %.2f (decoding, no Lua)")
+    :format(cd_rate, list(cd_rates), cd_rate / c_rate))
+end
+print(("    client:request(\"meta\")            %8.0f /s   runs: %s   Lua/C %.2f (goal >= 0.80)%s")
+  :format(lua_rate, list(lua_rates), ratio, cd_rate and (", Lua/ceiling %.2f"):format(lua_rate / cd_rate) or ""))
 if fetch_rate then
   print(("    transport.request (fetch, no JSON) %7.0f /s   runs: %s   fetch/C %.2f")
     :format(fetch_rate, list(fetch_rates), fetch_rate / c_rate))
@@ -332,6 +349,7 @@ if opts.summary then
     f1(us.c), f1(us.engine), f1(us.client), f1(us.decode),
     ("%.0f"):format(tl_lua_rate), ("%.0f"):format(tl_lua_rate * mb), ("%.0f"):format(tl_c_rate),
     ("%.1f"):format(median(req_times) * 1e3), ("%.1f"):format(hwm),
+    cd_rate and ("%.2f"):format(cd_rate / c_rate) or "n/a",
   }, "\t") .. "\n")
   f:close()
 end

@@ -39,6 +39,13 @@ for prog in curl_loop curl_multi; do
     $CC -O2 -std=c99 -Wall -Wextra -o "$OUT/$prog" "bench/$prog.c" $(pkg-config --cflags --libs libcurl)
   fi
 done
+# The same programs decoding each reply with misskey's C decoder (and curl_multi_decode keeping the
+# results, as client:batch does): the ceiling of a client that returns decoded replies.
+for prog in curl_loop curl_multi; do
+  # shellcheck disable=SC2046
+  $CC -O2 -std=c99 -Wall -Wextra -DWITH_DECODE -Isrc -o "$OUT/${prog}_decode" "bench/$prog.c" src/json.c \
+    $(pkg-config --cflags --libs libcurl lua5.4)
+done
 
 # ---- nginx in a temporary folder, stopped at exit
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/misskey-bench.XXXXXX")
@@ -162,13 +169,15 @@ echo
 echo "summary (req/s, MB/s: more is better; us, ms, MB: less is better; us = wall time per meta call)"
 awk -F '\t' '
   BEGIN {
-    printf "%-7s %9s %9s %6s %7s | %6s %6s %7s %6s | %7s %5s %7s | %7s %8s\n", "lua", "meta C", "meta Lua",
-      "Lua/C", "fetch/C", "C us", "engine", "request", "decode", "tl Lua", "MB/s", "tl C", "require", "peak RSS"
+    printf "%-7s %9s %9s %6s %7s %6s | %6s %6s %7s %6s | %7s %5s %7s | %7s %8s\n", "lua", "meta C", "meta Lua",
+      "Lua/C", "fetch/C", "ceil/C", "C us", "engine", "request", "decode", "tl Lua", "MB/s", "tl C", "require", "peak RSS"
   }
   {
-    printf "%-7s %7s/s %7s/s %6s %7s | %6s %6s %7s %6s | %5s/s %5s %5s/s | %4s ms %5s MB\n", $1, $2, $3, $4, $5,
-      $6, $7, $8, $9, $10, $11, $12, $13, $14
+    printf "%-7s %7s/s %7s/s %6s %7s %6s | %6s %6s %7s %6s | %5s/s %5s %5s/s | %4s ms %5s MB\n", $1, $2, $3, $4, $5,
+      $15, $6, $7, $8, $9, $10, $11, $12, $13, $14
   }' "$SUMMARY"
+echo "(ceil/C: the C loop that also decodes each reply with misskey's C decoder, against the plain C loop:"
+echo " a client that returns decoded replies with no Lua, engine or scheduler at all)"
 if [ -s "$TMP/batch.txt" ]; then echo; echo "batch: client:batch against curl_multi (one multi handle)"; cat "$TMP/batch.txt"; fi
 
 # ---- streaming: bench/stream_server.py floods homeTimeline notes (~2.4 KB each) to
