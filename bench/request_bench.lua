@@ -34,7 +34,8 @@ local TOKEN = "bench0123456789abcdefghijklmnopq"
 -- ---------------------------------------------------------------- arguments
 
 local common = dofile(script_dir .. "/common.lua")
-local opts = common.args(arg, { loop = root .. "/build/bench/curl_loop", loop_decode = root .. "/build/bench/curl_loop_decode",
+local opts = common.args(arg, {
+  loop = root .. "/build/bench/curl_loop", loop_decode = root .. "/build/bench/curl_loop_decode",
   n = 5000, runs = 5, tl_n = 200, max_seconds = 10 },
   "request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--loop PATH] [--loop_decode PATH]")
 for _, k in ipairs { "n", "runs", "tl_n", "max_seconds" } do opts[k] = assert(tonumber(opts[k]), k) end
