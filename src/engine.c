@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -148,6 +149,31 @@ int mk_engine_new(lua_State *L) {
   return 1;
 }
 
+/* The total timeout is kept here, not by libcurl: CURLOPT_TIMEOUT_MS cost ~7,000 instructions
+ * a request in curl's expire timers and callbacks; this list costs a few dozen. Calls of one
+ * client share a timeout, so a new deadline is nearly always the latest: insert from the end. */
+static void due_insert(mk_engine *e, mk_transfer *t) {
+  mk_transfer *after = e->due_last;
+  while (after && after->deadline > t->deadline) after = after->due_prev;
+  t->due_prev = after;
+  t->due_next = after ? after->due_next : e->due_first;
+  if (t->due_next) t->due_next->due_prev = t;
+  else e->due_last = t;
+  if (after) after->due_next = t;
+  else e->due_first = t;
+  t->due_listed = 1;
+}
+
+static void due_remove(mk_engine *e, mk_transfer *t) {
+  if (!t->due_listed) return;
+  if (t->due_prev) t->due_prev->due_next = t->due_next;
+  else e->due_first = t->due_next;
+  if (t->due_next) t->due_next->due_prev = t->due_prev;
+  else e->due_last = t->due_prev;
+  t->due_prev = t->due_next = NULL;
+  t->due_listed = 0;
+}
+
 int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t) {
   mk_engine *e = mk_check_engine(L, ei);
   CURLMcode mc = curl_multi_add_handle(e->multi, t->easy);
@@ -164,6 +190,7 @@ int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t) {
   if (e->live) e->live->prev = t;
   e->live = t;
   e->nlive++;
+  if (t->deadline > 0) due_insert(e, t);
   return 0;
 }
 
@@ -180,6 +207,7 @@ void mk_engine_detach(lua_State *L, mk_transfer *t) {
   mk_engine *e = t->engine;
   if (e == NULL) return;
   if (e->multi) curl_multi_remove_handle(e->multi, t->easy);
+  due_remove(e, t);
   if (t->prev) t->prev->next = t->next;
   else e->live = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -191,8 +219,16 @@ void mk_engine_detach(lua_State *L, mk_transfer *t) {
   t->self_ref = t->engine_ref = LUA_NOREF;
 }
 
-/* Pushes the list of finished transfers (moved out of curl), or the shared empty list. */
-static void collect(lua_State *L, mk_engine *e) {
+/* Ends a transfer whose total timeout passed, as libcurl would have (error 28, its words). */
+static void expire(mk_transfer *t, double now) {
+  mk_transfer_finish(t, CURLE_OPERATION_TIMEDOUT);
+  snprintf(t->errbuf, sizeof t->errbuf, "Operation timed out after %ld milliseconds with %lu bytes received",
+           (long)((now - t->deadline + t->timeout) * 1000.0), (unsigned long)t->body.len);
+}
+
+/* Pushes the list of finished transfers (moved out of curl, or past their total timeout at
+ * `now`), or the shared empty list. */
+static void collect(lua_State *L, mk_engine *e, double now) {
   CURLMsg *msg;
   int left, n = 0;
   while ((msg = curl_multi_info_read(e->multi, &left)) != NULL) {
@@ -214,6 +250,15 @@ static void collect(lua_State *L, mk_engine *e) {
     mk_engine_detach(L, t);
     mk_transfer_release(t, e);
   }
+  while (e->due_first && e->due_first->deadline <= now) {
+    mk_transfer *t = e->due_first;
+    if (n == 0) lua_newtable(L);
+    expire(t, now);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    lua_rawseti(L, -2, ++n);
+    mk_engine_detach(L, t); /* takes it off the list; curl closes its connection */
+    mk_transfer_release(t, e);
+  }
   if (n == 0) lua_pushvalue(L, lua_upvalueindex(1));
 }
 
@@ -228,6 +273,11 @@ static double until_curl(const mk_engine *e, double now) {
 /* Seconds until the first deadline (curl's or a timer's), or -1 when none. */
 static double until_deadline(const mk_engine *e) {
   double now = mk_now(), d = until_curl(e, now);
+  if (e->due_first) {
+    double t = e->due_first->deadline - now;
+    if (t < 0) t = 0;
+    if (d < 0 || t < d) d = t;
+  }
   if (e->ntimers > 0) {
     double t = e->timers[0].at - now;
     if (t < 0) t = 0;
@@ -300,7 +350,7 @@ static int engine_step(lua_State *L) {
     action(e, CURL_SOCKET_TIMEOUT, 0);
   }
 
-  collect(L, e);
+  collect(L, e, now);
 
   if (e->ntimers > 0 && e->timers[0].at <= now) {
     lua_newtable(L);

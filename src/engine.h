@@ -34,6 +34,7 @@ typedef struct mk_engine {
   double deadline;         /* monotonic seconds at which curl's timer fires */
   mk_transfer *live;       /* transfers added to the multi handle (pinned in the registry) */
   int nlive;
+  mk_transfer *due_first, *due_last; /* transfers with a total timeout, by deadline (see http.c) */
   int oom;                 /* a socket callback could not grow the watch list */
   mk_watch *foreign;       /* sockets registered from Lua (WebSockets), what = CURL_POLL_* */
   size_t nforeign, capforeign;
@@ -56,6 +57,10 @@ struct mk_transfer {
   CURL *easy;
   mk_engine *engine;           /* set while running */
   mk_transfer *prev, *next;    /* engine->live list */
+  double deadline;             /* monotonic seconds of the total timeout; 0 = none */
+  double timeout;              /* that timeout, in seconds (for the message) */
+  mk_transfer *due_prev, *due_next; /* engine->due_first list, ordered by deadline */
+  int due_listed;
   int self_ref, engine_ref;    /* registry pins while running */
   mk_state state;
   struct curl_slist *headers;

@@ -270,7 +270,10 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
   }
-  if (timeout > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000.0 + 0.5));
+  if (timeout > 0) { /* the engine keeps it (engine.c, due_insert) */
+    t->timeout = timeout;
+    t->deadline = mk_now() + timeout;
+  }
   if (connect_timeout > 0) curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000.0 + 0.5));
   if (low_speed_time > 0) {
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)opt_number(L, opts, "low_speed_limit", 1));
