@@ -285,6 +285,12 @@ describe("engine", function()
     assert.has_error(function() e:request{ body = "{}" } end, "request option 'url' is required")
     assert.has_error(function() e:request{ url = srv.url, headers = { ["X"] = "a\r\nInjected: 1" } } end,
       "invalid request header 'X'")
+    assert.has_error(function() e:request{ url = srv.url, headers = { ["X"] = "cut\0here" } } end,
+      "invalid request header 'X'")
+    assert.has_error(function() e:request{ url = srv.url, headers = { ["X Y"] = "1" } } end,
+      "invalid request header 'X Y'")
+    assert.has_error(function() e:request{ url = srv.url, headers = { [""] = "1" } } end,
+      "invalid request header ''")
     assert.has_error(function() e:request{ url = srv.url, timeout = "soon" } end,
       "request option 'timeout' must be a number")
     assert.has_error(function() e:step(-1) end)

@@ -121,12 +121,42 @@ static int opt_bool(lua_State *L, int opts, const char *key) {
   return v;
 }
 
-static int valid_header_part(const char *s, int is_name) {
-  for (; *s; s++) {
-    if (*s == '\r' || *s == '\n') return 0;
-    if (is_name && (*s == ':' || isspace((unsigned char)*s))) return 0;
+/* No line breaks (they would smuggle headers) and no NUL (curl would cut the line there);
+ * a name has no ':' and no space either. */
+static int valid_header_part(const char *s, size_t len, int is_name) {
+  size_t i;
+  for (i = 0; i < len; i++) {
+    char c = s[i];
+    if (c == '\r' || c == '\n' || c == '\0') return 0;
+    if (is_name && (c == ':' || isspace((unsigned char)c))) return 0;
   }
   return 1;
+}
+
+/* Appends "Name: value" (or "Name;", which sends an empty value) to t->headers: built in a
+ * stack buffer for the usual short header, in a Lua buffer for a long one. */
+static struct curl_slist *append_header(lua_State *L, mk_transfer *t, const char *name, size_t nlen,
+                                        const char *value, size_t vlen) {
+  char line[256];
+  size_t len = nlen + (vlen ? 2 + vlen : 1);
+  if (len < sizeof line) {
+    memcpy(line, name, nlen);
+    if (vlen) {
+      line[nlen] = ':';
+      line[nlen + 1] = ' ';
+      memcpy(line + nlen + 2, value, vlen);
+    } else {
+      line[nlen] = ';';
+    }
+    line[len] = '\0';
+    return curl_slist_append(t->headers, line);
+  } else {
+    struct curl_slist *l;
+    lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
+    l = curl_slist_append(t->headers, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return l;
+  }
 }
 
 /* headers = { ["Name"] = "value" }; names and values may not smuggle line breaks. */
@@ -138,26 +168,15 @@ static void set_headers(lua_State *L, int opts, mk_transfer *t) {
     lua_pushnil(L);
     while (lua_next(L, h)) {
       const char *name, *value;
+      size_t nlen, vlen;
       struct curl_slist *l;
       if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "request headers must map strings to strings");
-      name = lua_tostring(L, -2);
-      value = lua_tostring(L, -1);
-      if (!*name || !valid_header_part(name, 1) || !valid_header_part(value, 0))
+      name = lua_tolstring(L, -2, &nlen);
+      value = lua_tolstring(L, -1, &vlen);
+      if (nlen == 0 || !valid_header_part(name, nlen, 1) || !valid_header_part(value, vlen, 0))
         luaL_error(L, "invalid request header '%s'", name);
-      {
-        /* "Name: value", or "Name;" which sends an empty value; a stack buffer for the usual
-         * short header, a Lua string for a long one */
-        char line[256];
-        int n = snprintf(line, sizeof line, *value ? "%s: %s" : "%s;", name, value);
-        if (n >= 0 && (size_t)n < sizeof line) {
-          l = curl_slist_append(t->headers, line);
-        } else {
-          lua_pushfstring(L, *value ? "%s: %s" : "%s;", name, value);
-          l = curl_slist_append(t->headers, lua_tostring(L, -1));
-          lua_pop(L, 1);
-        }
-      }
+      l = append_header(L, t, name, nlen, value, vlen);
       if (l == NULL) luaL_error(L, "out of memory");
       t->headers = l;
       lua_pop(L, 1); /* the value; the key stays for lua_next */
@@ -179,7 +198,7 @@ static const char *part_string(lua_State *L, int part, int i, const char *key, s
 }
 
 static void check_part_header(lua_State *L, int i, const char *key, const char *s) {
-  if (s && !valid_header_part(s, 0)) luaL_error(L, "request parts[%d].%s must not contain a line break", i, key);
+  if (s && !valid_header_part(s, strlen(s), 0)) luaL_error(L, "request parts[%d].%s must not contain a line break", i, key);
 }
 
 /* parts = { { name, value } | { name, path, filename?, type? } | { name, data, filename?, type? } }
