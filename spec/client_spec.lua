@@ -381,3 +381,36 @@ describe("transport seam", function()
     assert.is_nil(msg:find(TOKEN, 1, true))
   end)
 end)
+
+describe("timeouts in tasks", function()
+  -- The engine keeps each call's total timeout: calls in tasks and in a batch end at their own
+  -- deadlines while the others go on.
+  it("end slow calls in tasks while a quick one succeeds, and in a batch", function()
+    local c = new{ retries = 0 }
+    local results = {}
+    misskey.run(function()
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = misskey.spawn(function()
+          return c:request("test/slow", { delay = 3 }, { timeout = 0.2 + 0.1 * i })
+        end)
+      end
+      ts[4] = misskey.spawn(function()
+        return c:request("test/status", { status = 200, body = { ok = true } }, { timeout = 5 })
+      end)
+      for i = 1, 4 do results[i] = { ts[i]:join() } end
+    end)
+    for i = 1, 3 do
+      assert.is_nil(results[i][1])
+      assert.equal("timeout", results[i][3].kind)
+      assert.equal(28, results[i][3].curl_code)
+      assert.matches("timed out after 0%.%d s %(Operation timed out after %d+ milliseconds", results[i][2])
+    end
+    assert.is_true(results[4][1].ok)
+    local r, errs = c:batch({ { "test/slow", { delay = 3 } }, { "test/status", { status = 200, body = {} } } },
+      { concurrency = 2, timeout = 0.3 })
+    assert.equal("timeout", errs[1].kind)
+    assert.is_nil(r[1])
+    assert.same({}, r[2])
+  end)
+end)
