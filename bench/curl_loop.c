@@ -15,7 +15,7 @@
  *
  * Built with -DWITH_DECODE (bench/run.sh makes it curl_loop_decode, linked with
  * src/json.c and Lua 5.4), it also decodes each reply into Lua tables with
- * misskey's own C decoder, as a Lua string first like json.decode takes it: the
+ * misskey's own C decoder, in place as the client does (json._decode_body): the
  * fastest a client that returns decoded replies could be, with no Lua code, no
  * engine and no scheduler. Exits 1 if a reply does not decode to a table. */
 #define _POSIX_C_SOURCE 200809L
@@ -32,13 +32,22 @@
 
 #include "json.h"
 
-/* Decodes the body with core.json_decoder's closure (on top of L's stack); the
- * value becomes garbage at once, as a reply a script has finished with. */
+/* decode(text, len): misskey's C decoder on the reply where it lies, as the client's
+ * json._decode_body does (upvalue 1: the array marker metatable). */
+static int decode_in_place(lua_State *L) {
+  const char *text = lua_touserdata(L, 1);
+  size_t len = (size_t)lua_tointeger(L, 2);
+  return mk_json_decode_text(L, text, len);
+}
+
+/* Decodes the body with decode_in_place (on top of L's stack); the value becomes
+ * garbage at once, as a reply a script has finished with. */
 static int decode(lua_State *L, const char *data, size_t len) {
   int ok;
   lua_pushvalue(L, -1);
-  lua_pushlstring(L, data, len);
-  lua_call(L, 1, 2);
+  lua_pushlightuserdata(L, (void *)data);
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_call(L, 2, 2);
   ok = lua_istable(L, -2);
   lua_pop(L, 2);
   return ok ? 0 : -1;
@@ -53,10 +62,10 @@ typedef struct {
 static size_t on_data(char *p, size_t size, size_t n, void *ud) {
   buf *b = ud;
   size_t len = size * n;
-  if (b->len + len > b->cap) {
+  if (b->len + len + 1 > b->cap) { /* + 1: a NUL after the bytes, which the decoder stops on */
     size_t cap = b->cap ? b->cap : 4096;
     char *d;
-    while (cap < b->len + len) cap *= 2;
+    while (cap < b->len + len + 1) cap *= 2;
     d = realloc(b->data, cap);
     if (d == NULL) return 0;
     b->data = d;
@@ -64,6 +73,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
   }
   memcpy(b->data + b->len, p, len);
   b->len += len;
+  b->data[b->len] = '\0';
   return len;
 }
 
@@ -104,9 +114,8 @@ int main(int argc, char **argv) {
 #ifdef WITH_DECODE
   lua_State *L = luaL_newstate();
   if (L == NULL) return 1;
-  lua_pushcfunction(L, mk_l_json_decoder);
   lua_newtable(L); /* the array marker metatable */
-  lua_call(L, 1, 1); /* the decoder stays on top of the stack */
+  lua_pushcclosure(L, decode_in_place, 1); /* the decoder stays on top of the stack */
 #endif
 
   if (argc < 5 || argc > 6) {

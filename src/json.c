@@ -482,10 +482,7 @@ static const char *parse_value(parser *ps, const char *p) {
   }
 }
 
-/* Decodes text (len bytes, a NUL after them) held by the value at stack slot 1, with slot
- * 2 free for the scratch buffer: pushes the value and returns 1, or nil and "invalid JSON
- * at character N: why" and returns 2. */
-static int decode_text(lua_State *L, const char *text, size_t len) {
+int mk_json_decode_text(lua_State *L, const char *text, size_t len) {
   parser ps;
   const char *p;
   char msg[160];
@@ -524,7 +521,7 @@ static int json_decode(lua_State *L) {
     return lua_error(L);
   }
   text = lua_tolstring(L, 1, &len);
-  return decode_text(L, text, len);
+  return mk_json_decode_text(L, text, len);
 }
 
 /* decode_body(transfer, if_empty) -> value, or nil and the message: decodes a finished
@@ -538,7 +535,7 @@ static int json_decode_body(lua_State *L) {
     lua_settop(L, 2);
     return 1;
   }
-  return decode_text(L, text, len);
+  return mk_json_decode_text(L, text, len);
 }
 
 /* core.json_decoder(array_mt [, "body"]): decode(text), or with "body" decode_body(transfer). */

@@ -11,6 +11,12 @@
  * body of a finished transfer, read in place; an empty body gives if_empty. */
 int mk_l_json_decoder(lua_State *L);
 
+/* The decoder itself, for a C function whose upvalue 1 is the array metatable: decodes
+ * text (len bytes, a NUL after them) kept alive by the value at stack slot 1; slot 2 and
+ * up are cleared (slot 2 becomes the scratch buffer). Pushes the value and returns 1, or
+ * nil and "invalid JSON at character N: why" and returns 2. */
+int mk_json_decode_text(lua_State *L, const char *text, size_t len);
+
 /* core.json_encoder(array_mt) -> encode(value): compact JSON text, or nil for anything
  * but plain data (misskey.json's Lua encoder then gives the text or the error). Tables
  * whose metatable is array_mt are arrays; any other metatable makes it return nil. */
