@@ -222,7 +222,8 @@ void mk_engine_detach(lua_State *L, mk_transfer *t) {
 /* Ends a transfer whose total timeout passed, as libcurl would have (error 28, its words). */
 static void expire(mk_transfer *t, double now) {
   mk_transfer_finish(t, CURLE_OPERATION_TIMEDOUT);
-  snprintf(t->errbuf, sizeof t->errbuf, "Operation timed out after %ld milliseconds with %lu bytes received",
+  if (t->errbuf == NULL) return; /* never: it lives while the transfer runs */
+  snprintf(t->errbuf, CURL_ERROR_SIZE, "Operation timed out after %ld milliseconds with %lu bytes received",
            (long)((now - t->deadline + t->timeout) * 1000.0), (unsigned long)t->body.len);
 }
 

@@ -74,7 +74,8 @@ struct mk_transfer {
   double total_time;
   long connects;               /* new connections this transfer opened (0 = reused) */
   curl_off_t upload_now, upload_total;
-  char errbuf[CURL_ERROR_SIZE];
+  char *errbuf;                /* CURL_ERROR_SIZE bytes of malloc while running; kept after a
+                                  failure for its message, freed after a success */
 };
 
 double mk_now(void);                              /* monotonic seconds */

@@ -77,6 +77,12 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
       e->cappool = cap;
     }
   }
+  if (t->easy) curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+  /* Only a failure's words are read later (result()). */
+  if (t->errbuf && !(t->state == MK_DONE && t->code != CURLE_OK)) {
+    free(t->errbuf);
+    t->errbuf = NULL;
+  }
   if (t->easy && e && e->multi && e->npool < e->cappool) {
     e->pool[e->npool++] = t->easy;
   } else if (t->easy) {
@@ -264,6 +270,10 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   lua_pop(L, 1);
 
   curl_easy_setopt(c, CURLOPT_PRIVATE, (char *)t);
+  /* Outside the userdata: a successful transfer frees it on release, so Lua's collector,
+   * which paces itself by Lua memory, does not count 256 bytes per call of garbage. */
+  if (t->errbuf == NULL && (t->errbuf = malloc(CURL_ERROR_SIZE)) == NULL) luaL_error(L, "out of memory");
+  t->errbuf[0] = '\0';
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -446,7 +456,7 @@ static int transfer_result(lua_State *L) {
                     limit);
     reason = "too_large";
   } else {
-    lua_pushfstring(L, "%s (curl error %d)", t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->code),
+    lua_pushfstring(L, "%s (curl error %d)", t->errbuf && t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->code),
                     (int)t->code);
     if (t->code == CURLE_OPERATION_TIMEDOUT) reason = "timeout";
   }
@@ -496,6 +506,8 @@ static int transfer_gc(lua_State *L) {
   t->mime = NULL;
   mk_buf_free(&t->body);
   mk_buf_free(&t->head);
+  free(t->errbuf);
+  t->errbuf = NULL;
   if (t->state == MK_RUNNING) t->state = MK_CANCELLED;
   return 0;
 }

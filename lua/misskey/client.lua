@@ -360,6 +360,17 @@ function Client:_check(endpoint, params)
   return nil
 end
 
+-- One API call on the wire: reply, value | reply, nil, message, err (for misskey.ratelimit).
+-- A function of the module, not a closure per call: a batch keeps its results, and every
+-- byte of garbage a call leaves makes the collector mark them again sooner.
+local function post_attempt(self, endpoint, url, headers, encoded, timeout)
+  local res, msg, err = self:_send(endpoint, {
+    method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
+  })
+  if not res then return nil, nil, msg, err end
+  return res, self:_interpret(endpoint, res)
+end
+
 --- client:request(endpoint, params, opts) -> value | true (204) | nil, message, err
 -- `params` is a table of the endpoint's parameters; `opts.timeout` (seconds) bounds this call.
 function Client:request(endpoint, params, opts)
@@ -388,14 +399,8 @@ function Client:request(endpoint, params, opts)
   local ok, encoded = pcall(json.encode, body, "params")
   if not ok then error(errors.redact(encoded, self._token), 2) end
   local url, timeout = self.base_url .. "/api/" .. endpoint, opts.timeout or self._timeout
-  -- One attempt on the wire; misskey.ratelimit repeats it for 429s and retries.
-  return ratelimit.run(self, endpoint, opts, function()
-    local res, msg, err = self:_send(endpoint, {
-      method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
-    })
-    if not res then return nil, nil, msg, err end
-    return res, self:_interpret(endpoint, res)
-  end)
+  -- misskey.ratelimit repeats the attempt for 429s and retries.
+  return ratelimit.run(self, endpoint, opts, post_attempt, url, headers, encoded, timeout)
 end
 
 -- ---- client:upload: drive/files/create as multipart/form-data ----

@@ -1,7 +1,9 @@
 --- Rate limits and retries around the client's one request path.
 --
--- `ratelimit.run(client, endpoint, opts, attempt)` calls `attempt()` (one
--- request on the wire) until it succeeds or the policy gives up:
+-- `ratelimit.run(client, endpoint, opts, attempt, a1, a2, a3, a4)` calls
+-- `attempt(client, endpoint, a1, a2, a3, a4)` (one request on the wire; the
+-- arguments spare the caller a closure per call) until it succeeds or the policy
+-- gives up:
 --   * a 429 is waited out (mode "wait" and "pace") when the wait fits in
 --     `max_wait`, or returned at once (mode "throw");
 --   * network errors, timeouts and 5xx replies are retried with jittered
@@ -216,7 +218,7 @@ end
 -- (reply: the transport's response, whose `headers` are read only when needed;
 -- nil when no reply came).
 -- `opts`: the call's options (ratelimit, max_wait, retries, idempotent).
-function M.run(client, endpoint, opts, attempt)
+function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4)
   local mode = opts.ratelimit or client._ratelimit or M.DEFAULT_MODE
   local max_wait = opts.max_wait or client._max_wait or M.DEFAULT_MAX_WAIT
   local retries = opts.retries or client._retries or M.DEFAULT_RETRIES
@@ -226,7 +228,7 @@ function M.run(client, endpoint, opts, attempt)
   local failures, blind, waited = 0, 0, 0
   while true do
     if mode == "pace" then pace(client, endpoint, entry) end
-    local reply, value, msg, err = attempt()
+    local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
     if mode == "pace" then note_headers(client, endpoint, reply and reply.headers) end
     if value ~= nil then return value end
     if type(err) == "table" and err.status == 429 then
