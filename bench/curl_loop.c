@@ -27,30 +27,14 @@
 #include <curl/curl.h>
 
 #ifdef WITH_DECODE
-#include <lauxlib.h>
-#include <lua.h>
+#include "decode_ceiling.h"
 
-#include "json.h"
-
-/* decode(text, len): misskey's C decoder on the reply where it lies, as the client's
- * json._decode_body does (upvalue 1: the array marker metatable). */
-static int decode_in_place(lua_State *L) {
-  const char *text = lua_touserdata(L, 1);
-  size_t len = (size_t)lua_tointeger(L, 2);
-  return mk_json_decode_text(L, text, len);
-}
-
-/* Decodes the body with decode_in_place (on top of L's stack); the value becomes
- * garbage at once, as a reply a script has finished with. */
+/* Decodes a reply with the decoder at stack index 1; the value becomes garbage at once,
+ * as a reply a script has finished with. */
 static int decode(lua_State *L, const char *data, size_t len) {
-  int ok;
-  lua_pushvalue(L, -1);
-  lua_pushlightuserdata(L, (void *)data);
-  lua_pushinteger(L, (lua_Integer)len);
-  lua_call(L, 2, 2);
-  ok = lua_istable(L, -2);
-  lua_pop(L, 2);
-  return ok ? 0 : -1;
+  int rc = decode_reply(L, 1, data, len);
+  lua_pop(L, 1);
+  return rc;
 }
 #endif
 
@@ -114,8 +98,7 @@ int main(int argc, char **argv) {
 #ifdef WITH_DECODE
   lua_State *L = luaL_newstate();
   if (L == NULL) return 1;
-  lua_newtable(L); /* the array marker metatable */
-  lua_pushcclosure(L, decode_in_place, 1); /* the decoder stays on top of the stack */
+  push_decoder(L); /* 1: the decoder */
 #endif
 
   if (argc < 5 || argc > 6) {

@@ -47,29 +47,13 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
 }
 
 #ifdef WITH_DECODE
-#include <lauxlib.h>
-#include <lua.h>
-
-#include "json.h"
+#include "decode_ceiling.h"
 
 /* The stack of ctx (a lua_State): 1 the results table, 2 the decoder. Decodes the
  * reply of s and keeps it as results[k]; -1 if it is not a table. */
-/* decode(text, len): misskey's C decoder on the reply where it lies, as the client's
- * json._decode_body does (upvalue 1: the array marker metatable). */
-static int decode_in_place(lua_State *L) {
-  const char *text = lua_touserdata(L, 1);
-  size_t len = (size_t)lua_tointeger(L, 2);
-  return mk_json_decode_text(L, text, len);
-}
-
 static int keep(void *ctx, const slot *s, long k) {
   lua_State *L = ctx;
-  lua_pushvalue(L, 2);
-  lua_pushlightuserdata(L, s->data);
-  lua_pushinteger(L, (lua_Integer)s->len);
-  lua_call(L, 2, 2);
-  lua_pop(L, 1);
-  if (!lua_istable(L, -1)) return -1;
+  if (decode_reply(L, 2, s->data ? s->data : "", s->len) != 0) return -1;
   lua_rawseti(L, 1, (int)k);
   return 0;
 }
@@ -138,8 +122,7 @@ int main(int argc, char **argv) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return 1;
   lua_newtable(L); /* 1: results */
-  lua_newtable(L); /* the array marker metatable */
-  lua_pushcclosure(L, decode_in_place, 1); /* 2: the decoder */
+  push_decoder(L); /* 2: the decoder */
   ctx = L;
 #endif
 
