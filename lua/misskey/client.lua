@@ -278,26 +278,28 @@ end
 -- Turns a transport response into a result or `nil, message, err`.
 function Client:_interpret(endpoint, res)
   local status = res.status
-  local transfer = rawget(res, "_transfer")
-  if transfer and rawget(res, "body") == nil and status >= 200 and status < 300 then
-    -- The curl transport's reply, decoded where libcurl left it: no Lua string of the body.
-    local value = status == 204 or decode_body(transfer, true)
-    if value ~= nil then return value end
-  end
-  local body = res.body or ""
   if status >= 200 and status < 300 then
-    if status == 204 or body == "" then return true end
-    local value, derr = json.decode(body)
+    if status == 204 then return true end
+    local value, derr
+    local transfer = rawget(res, "_transfer")
+    if transfer and rawget(res, "body") == nil then
+      -- The curl transport's reply, decoded where libcurl left it: no Lua string of the body.
+      value, derr = decode_body(transfer, true)
+    elseif (res.body or "") == "" then
+      return true
+    else
+      value, derr = json.decode(res.body)
+    end
     if value == nil then
       -- Failures never carry the token, even where a server echoes it back.
-      body = errors.redact(body, self._token)
+      local body = errors.redact(res.body, self._token)
       return errors.fail("decode", ("%s: invalid JSON in HTTP %d reply (%s)"):format(endpoint, status, derr),
         { status = status, endpoint = endpoint, body = excerpt(body) })
     end
     return value
   end
   local headers = res.headers or {} -- read only here: the curl transport parses them on first use
-  body = errors.redact(body, self._token)
+  local body = errors.redact(res.body or "", self._token)
   local decoded = body:find("^%s*{") and json.decode(body)
   local apierr = type(decoded) == "table" and decoded.error
   if type(apierr) == "table" and type(apierr.code) == "string" then
