@@ -302,8 +302,6 @@ local function await(register, cleanup, timeout)
   return unpack(waiter.values, 1, waiter.values.n)
 end
 
---- Waits until `transfer` (of the default engine) is done, or `timeout` passes.
--- Returns "done" or "timeout". Cancelling the task cancels the transfer.
 -- Undoes await_transfer's fast path when its task is cancelled.
 local function cancel_transfer_wait(cancelling, task)
   local transfer = task.wait
@@ -311,6 +309,8 @@ local function cancel_transfer_wait(cancelling, task)
   if cancelling then transfer:cancel() end
 end
 
+--- Waits until `transfer` (of the default engine) is done, or `timeout` passes.
+-- Returns "done" or "timeout". Cancelling the task cancels the transfer.
 function loop.await_transfer(transfer, timeout)
   if transfer:done() then return "done" end
   local task = timeout == nil and loop.current()
