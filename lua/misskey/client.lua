@@ -29,6 +29,8 @@ OPTIONS.validate, CALL_OPTIONS.validate = true, true
 OPTIONS.ca_file, OPTIONS.insecure, OPTIONS.low_speed = true, true, true
 -- An account of the credential store (misskey.credentials), "@user@host".
 OPTIONS.account = true
+-- Observability: a function called with one table per event (see Client:emit).
+OPTIONS.on_event = true
 
 local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -168,6 +170,9 @@ function Client.new(opts)
   if opts.user_agent ~= nil and type(opts.user_agent) ~= "string" then
     opterror("user_agent", "string expected")
   end
+  if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
+    opterror("on_event", "function expected, got " .. type(opts.on_event))
+  end
   local transport = opts.transport
   if transport ~= nil and (type(transport) ~= "table" or type(transport.request) ~= "function") then
     opterror("transport", "a table with a request function expected")
@@ -202,6 +207,7 @@ function Client.new(opts)
     _retries = opts.retries or ratelimit.DEFAULT_RETRIES,
     _validate = opts.validate or false,
     _catalogue = nil, -- the bundled catalogue (misskey.endpoints) until client:schema()
+    _on_event = opts.on_event,
   }, Client)
   -- client.api.notes.create{...}: names through the client's catalogue (misskey.api).
   client.api = require("misskey.api").new(client)
@@ -210,6 +216,36 @@ end
 
 function Client:__tostring()
   return ("misskey.Client (%s, %s)"):format(self.base_url, self._token and "token ***" or "anonymous")
+end
+
+--- client:emit(event): hands `event` (a table with a `type` string) to the
+-- client's `on_event` function, if it has one. Modules that make requests,
+-- retries, rate-limit waits, reconnects and backfills report them here. The
+-- event gets `host` and `time` (monotonic seconds); every string field is
+-- redacted of the token first, so an observer never sees it. An observer
+-- that raises does not break the work it observes: its error goes to stderr.
+---@param event table
+function Client:emit(event)
+  local observer = self._on_event
+  if not observer then return end
+  local token = self._token
+  if token then
+    for k, v in pairs(event) do
+      if type(v) == "string" then event[k] = errors.redact(v, token) end
+    end
+  end
+  event.host = self.host
+  event.time = event.time or require("misskey.core").now()
+  local ok, why = pcall(observer, event)
+  if not ok then
+    io.stderr:write("misskey: on_event raised: ", errors.redact(tostring(why), token), "\n")
+  end
+end
+
+--- client:observed() -> true when an `on_event` function is set (emitters may
+-- skip building an event nobody reads).
+function Client:observed()
+  return self._on_event ~= nil
 end
 
 local function check_client(self, fname)
