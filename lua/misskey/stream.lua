@@ -1007,19 +1007,21 @@ function Stream:connected() return self._ws ~= nil end
 -- captures (notes), tasks (confirm timers, starting points, backfills, the
 -- positions writer), handlers (handler tasks still running), seen (ids
 -- remembered against repeats), held (live events held back during backfills),
--- outbox, connections (sockets opened so far).
+-- backfills (running now), outbox, connections (sockets opened so far).
 ---@return table
 function Stream:stats()
   check_stream(self, "stats")
-  local seen, held = 0, 0
+  local seen, held, backfills = 0, 0, 0
   for i = 1, #self._order do
     local ch = self._order[i]
     seen = seen + ch._seen.n + ch._seen.oldn
-    held = held + (ch._buffer and #ch._buffer or 0)
+    if ch._buffer then
+      held, backfills = held + #ch._buffer, backfills + 1
+    end
   end
   return {
     channels = #self._order, captures = #self._capture_order, tasks = self._tasks:count(),
-    handlers = self._running:count(), seen = seen, held = held, outbox = #self._outbox,
+    handlers = self._running:count(), seen = seen, held = held, backfills = backfills, outbox = #self._outbox,
     connections = self._connections,
   }
 end
