@@ -123,4 +123,40 @@ describe("client:paginate on short pages", function()
     assert.equal(6, #got) -- the first page (one of its 7 hidden); then no progress: the end
     assert.equal(2, #requests)
   end)
+
+  it("the stream's backfill goes on past short pages the same way", function()
+    local core = require "misskey.core"
+    local real = testing.endpoints["notes/timeline"].handler
+    fake.endpoints["notes/timeline"] = { credential = true, handler = function(self, ps, ctx)
+      local out = misskey.array{}
+      for _, n in ipairs(real(self, ps, ctx)) do
+        if not n.text:find("hidden", 1, true) then out[#out + 1] = n end
+      end
+      return out
+    end }
+    local got = {}
+    local s = client:stream{ backoff = { min = 0.001, max = 0.005 } }
+    s:channel("homeTimeline"):on("note", function(n) got[#got + 1] = n.text end)
+    s:start()
+    local function run_until(cond)
+      local deadline = core.now() + 5
+      while not cond() and core.now() < deadline do misskey.step(0.01) end
+      return cond()
+    end
+    assert.is_true(run_until(function() return #fake:sockets() == 1 end))
+    fake:run_until_idle()
+    fake:post("alice", { text = "live" })
+    assert.is_true(run_until(function() return #got == 1 end))
+    fake:drop_streams()
+    local want = { "live" }
+    for i = 1, 150 do -- missed: the backfill's first page of 100 has 88 of them
+      local text = (i % 8 == 0) and ("hidden " .. i) or ("missed " .. i)
+      fake:post("alice", { text = text })
+      if i % 8 ~= 0 then want[#want + 1] = text end
+    end
+    assert.is_true(run_until(function() return #got >= #want end))
+    assert.is_true(run_until(function() return s:stats().backfills == 0 end))
+    s:close()
+    assert.same(want, got)
+  end)
 end)

@@ -593,7 +593,7 @@ function Stream:_frame(text)
       ch._confirmed = true
       stop_task(ch._confirm)
       ch._confirm = nil
-      if ch._bf_endpoint and ch._last == nil and self._opts.backfill then self:_mark(ch) end
+      if ch._bf_endpoint and ch._last == nil and not ch._no_start and self._opts.backfill then self:_mark(ch) end
       ch:_fire_own("connected")
     end
   elseif t == "noteUpdated" then
@@ -677,6 +677,9 @@ function Stream:_mark(ch)
       end
       self:_emit{ type = "position", channel = ch.name, channel_id = ch.id, id = id, source = source }
     elseif not self._closed and not ch._closed then
+      -- The server refused (a permission the token lacks, say): asking again on
+      -- every reconnect would only repeat it. A network failure is retried.
+      if type(err) == "table" and (err.kind == "api" or err.kind == "decode") then ch._no_start = true end
       self:_fire_error(err)
     end
     loop.signal(ch) -- a backfill that waits for this starting point
@@ -703,9 +706,9 @@ function Stream:_backfill(ch, reason)
       rounds = rounds + 1
       ch._again = false
       local since = ch._last
-      truncated = true
+      local ended = false -- by an empty page or one without progress (not by MAX_PAGES)
       for _ = 1, stream.MAX_PAGES do
-        if ch._closed or self._closed or self._paused then truncated = false break end
+        if ch._closed or self._closed or self._paused then ended = true break end
         local params = bf_params(ch, PAGE)
         params.sinceId = since
         local page, _, err = self.client:request(ch._bf_endpoint, params)
@@ -713,16 +716,17 @@ function Stream:_backfill(ch, reason)
         if not page then
           failure = err
           self:_fire_error(err)
+          ended = true
           break
         end
-        if type(page) ~= "table" then truncated = false break end
+        if type(page) ~= "table" then ended = true break end
         local items = {}
         for i = 1, #page do
           local id = type(page[i]) == "table" and page[i].id
           -- an id not beyond the cursor: the server ignored it
           if type(id) == "string" and id > since then items[#items + 1] = page[i] end
         end
-        if #items == 0 then truncated = false break end -- empty, or no progress: the end
+        if #items == 0 then ended = true break end -- empty, or no progress: the end
         -- sinceId alone pages oldest first (protocol.md 8); sorting makes sure.
         table.sort(items, function(a, b) return a.id < b.id end)
         for i = 1, #items do
@@ -732,6 +736,7 @@ function Stream:_backfill(ch, reason)
           if items[i].id > since then since = items[i].id end
         end
       end
+      truncated = not ended -- what came after the last page is not delivered
       if failure or not ch._again or ch._closed or self._closed or self._paused then break end
     end
     local buffer, dropped = ch._buffer, ch._dropped
