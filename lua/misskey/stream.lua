@@ -635,7 +635,8 @@ end
 -- Where a backfill of `ch` would start if nothing arrived before the next
 -- reconnect: the newest id the channel's endpoint has now, or, when it has
 -- none yet, the smallest id of the server's time (`ping`) in the server's id
--- method. -> id, source ("newest" | "server_time") | nil, msg, err
+-- method. -> id, source ("newest" | "server_time") | nil, "none" (the server's id
+-- method is unknown) | nil, msg, err
 function Stream:_starting_point(ch)
   local page, msg, err = self.client:request(ch._bf_endpoint, bf_params(ch, 1))
   if page == nil then return nil, msg, err end
@@ -655,10 +656,7 @@ function Stream:_starting_point(ch)
     return errors.fail("decode", "stream: ping gave no server time", { endpoint = "ping" })
   end
   local method = ids.method(self:_id_sample())
-  if not method then
-    return errors.fail("decode", ("stream: no starting point for %q (its %s is empty and the server's id"
-      .. " method is unknown)"):format(ch.name, ch._bf_endpoint), { channel = ch.name })
-  end
+  if not method then return nil, "none" end -- ids of no known shape: no way to make one
   return ids.at(method, ms), "server_time"
 end
 
@@ -676,6 +674,10 @@ function Stream:_mark(ch)
         if self._positions and not self._save_due then self:_schedule_save() end
       end
       self:_emit{ type = "position", channel = ch.name, channel_id = ch.id, id = id, source = source }
+    elseif source == "none" then
+      -- Not a failure of the stream: only a quiet channel's outage goes unfetched, as before.
+      ch._no_start = true
+      self:_emit{ type = "position", channel = ch.name, channel_id = ch.id, source = "none" }
     elseif not self._closed and not ch._closed then
       -- The server refused (a permission the token lacks, say): asking again on
       -- every reconnect would only repeat it. A network failure is retried.
