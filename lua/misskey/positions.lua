@@ -29,6 +29,8 @@ end
 
 --- The directory of position files: $XDG_STATE_HOME/misskey/positions, else
 -- $HOME/.local/state/misskey/positions; nil, why when neither is set.
+---@return string|nil dir
+---@return string|nil why
 function positions.dir()
   local xdg = getenv("XDG_STATE_HOME")
   if xdg and xdg:sub(1, 1) == "/" then return xdg .. "/misskey/positions" end
@@ -41,6 +43,10 @@ end
 -- host and a fingerprint of the token, so two accounts never share a file), a
 -- name ([A-Za-z0-9_.-], not starting with "."), or an absolute path.
 -- Returns path, or nil and why the value cannot be used.
+---@param spec true|string
+---@param client table a misskey.Client
+---@return string|nil path
+---@return string|nil why
 function positions.path(spec, client)
   local name
   if spec == true then
@@ -63,6 +69,9 @@ end
 
 --- positions.key(name, params) -> the key of a channel: its name, then its
 -- params as JSON with sorted keys (two channels that page alike share one).
+---@param name string
+---@param params? table
+---@return string
 function positions.key(name, params)
   if params == nil or next(params) == nil then return name end
   local keys = {}
@@ -82,6 +91,11 @@ end
 
 --- load(path, base_url) -> { key = id } (empty for a missing file) | nil, msg, err
 -- (err.kind "invalid", err.path). Positions of another server are not used.
+---@param path string
+---@param base_url string
+---@return table|nil positions
+---@return string|nil message
+---@return table|nil err
 function positions.load(path, base_url)
   local text, msg, reason = core.read_private(path)
   if not text then
@@ -107,6 +121,12 @@ function positions.load(path, base_url)
 end
 
 --- save(path, base_url, map) -> true | nil, msg, err (err.kind "invalid", err.path)
+---@param path string
+---@param base_url string
+---@param map table<string, string>
+---@return boolean|nil ok
+---@return string|nil message
+---@return table|nil err
 function positions.save(path, base_url, map)
   local text = json.pretty({ version = 1, host = base_url, positions = map }) .. "\n"
   local ok, msg = core.write_private(path, text)

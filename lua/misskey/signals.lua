@@ -14,6 +14,9 @@ local NAMES = { TERM = true, INT = true, HUP = true, QUIT = true, USR1 = true, U
 
 --- signals.check(v, option) -> a list of names ("TERM", ...; "SIGTERM" is
 -- taken too) or nil for nil; raises naming `option` on anything else.
+---@param v any
+---@param option string
+---@return string[]|nil
 function signals.check(v, option)
   if v == nil then return nil end
   local function bad(what)

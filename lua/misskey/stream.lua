@@ -38,6 +38,8 @@ stream.MAX_CHANNELS = 32
 --- Backfill: at most this many pages of 100 per channel after a reconnect.
 stream.MAX_PAGES = 10
 local PAGE = 100
+-- The longest id taken as a position (every id method makes at most 26 characters).
+local MAX_ID = 64
 --- Ids of backfilled items remembered per channel (at least the last SEEN; two
 -- generations of SEEN each), so that a live event repeating one is dropped.
 stream.SEEN = 1000
@@ -311,7 +313,7 @@ function Channel:_deliver(event, body, source)
       if seen_has(seen, id) then return end
       if source == "backfill" then seen_add(seen, id) end
       local last = self._last
-      if last == nil or id > last then
+      if (last == nil or id > last) and #id <= MAX_ID then
         self._last = id
         if st._positions and not st._save_due then st:_schedule_save() end
       end
@@ -322,7 +324,6 @@ end
 
 ---------------------------------------------------------------------------
 -- Stream
-
 
 local function check_stream(self, fname)
   if getmetatable(self) ~= Stream then
@@ -644,7 +645,9 @@ function Stream:_starting_point(ch)
   if type(page) == "table" then
     for i = 1, #page do
       local id = type(page[i]) == "table" and page[i].id
-      if type(id) == "string" and id:find("^%w+$") and (newest == nil or id > newest) then newest = id end
+      if type(id) == "string" and #id <= MAX_ID and id:find("^%w+$") and (newest == nil or id > newest) then
+        newest = id
+      end
     end
   end
   if newest then return newest, "newest" end
@@ -922,6 +925,7 @@ end
 -- frames are still read but dropped, so saved positions stay at the last event
 -- delivered and a restart backfills the rest; backfills stop, no reconnect.
 -- Only close() follows.
+---@return boolean
 function Stream:pause()
   check_stream(self, "pause")
   if self._paused or self._closed then return false end
@@ -933,16 +937,14 @@ end
 -- Writes the positions file now (no-op without positions).
 function Stream:_save_positions()
   if not self._positions then return true end
-  local map = {}
-  for k, v in pairs(self._saved) do map[k] = v end -- channels of earlier runs stay
+  local map, n = {}, 0
   for i = 1, #self._order do
     local ch = self._order[i]
-    if ch._key and ch._last then map[ch._key] = ch._last end
+    if ch._key and ch._last and not map[ch._key] then map[ch._key], n = ch._last, n + 1 end
   end
-  local n = 0
-  for k in pairs(map) do
-    n = n + 1
-    if n > positions.MAX_KEYS then map[k] = nil end
+  for k, v in pairs(self._saved) do -- channels of earlier runs stay, as room allows
+    if n >= positions.MAX_KEYS then break end
+    if not map[k] then map[k], n = v, n + 1 end
   end
   self._saved = map
   local ok, msg, err = positions.save(self._positions, self.client.base_url, map)

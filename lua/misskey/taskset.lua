@@ -22,11 +22,14 @@ local function live(task)
 end
 
 --- taskset.new() -> an empty set
+---@return table
 function taskset.new()
   return setmetatable({ tasks = {}, n = 0, sweep_at = MIN_SWEEP }, TaskSet)
 end
 
 --- set:add(task) -> task (kept until it finishes)
+---@param task table a misskey.Task
+---@return table task
 function TaskSet:add(task)
   local tasks = self.tasks
   if not tasks[task] then
@@ -38,11 +41,14 @@ function TaskSet:add(task)
 end
 
 --- set:spawn(fn, ...) -> task: loop.spawn, kept in the set.
+---@param fn function
+---@return table task
 function TaskSet:spawn(fn, ...)
   return self:add(loop.spawn(fn, ...))
 end
 
 --- set:count() -> the tasks that have not finished (finished ones are dropped).
+---@return integer
 function TaskSet:count()
   local n = 0
   for task in pairs(self.tasks) do
@@ -55,6 +61,7 @@ end
 
 --- set:cancel([except]) -> cancels every task but `except` and the running ones
 -- (a running task sees its owner stopped and ends by itself); empties the set.
+---@param except? table a task to leave alone (the caller's)
 function TaskSet:cancel(except)
   local tasks = self.tasks
   self.tasks, self.n, self.sweep_at = {}, 0, MIN_SWEEP
@@ -65,6 +72,9 @@ end
 
 --- set:wait(seconds[, except]) -> true when every task (but `except`) finished
 -- within `seconds`, false when some still run. Yields in a task, blocks outside one.
+---@param seconds number
+---@param except? table a task not to wait for (the caller's)
+---@return boolean
 function TaskSet:wait(seconds, except)
   local deadline = require("misskey.core").now() + seconds
   while true do
