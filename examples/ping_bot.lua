@@ -30,7 +30,8 @@ end)
 
 bot:on("error", function(_, err) io.stderr:write("bot: ", tostring(err), "\n") end)
 
-assert(bot:run())
+-- Under systemd (or Ctrl-C): SIGTERM/SIGINT stop it cleanly, letting a reply in progress finish.
+assert(bot:run{ stop_on = { "TERM", "INT" }, grace = 10 })
 
 if fake then
   -- The effect, checked in the fake: the bot's reply exists, in the thread of alice's mention.

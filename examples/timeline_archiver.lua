@@ -48,8 +48,8 @@ if cursor == "" then cursor = nil end
 -- the end finds exactly the notes posted since.
 local it = client:paginate("notes/timeline", {}, {
   direction = "newer", cursor = cursor, page_size = 20,
-  -- Always a max: the cursor remembers what was left of the last one, and a new one replaces it.
-  max = tonumber(opts.max) or 1000000,
+  -- Each run has its own max (the cursor carries none); no --max: everything new.
+  max = tonumber(opts.max),
 })
 local out = assert(io.open(opts.out, "ab"))
 local count = 0

@@ -70,7 +70,7 @@ describe("client:paginate by id", function()
     assert.equal(1000, #items)
     for i, item in ipairs(items) do assert.equal(i, item.n) end
     local l = log(k)
-    assert.equal(16, l.count) -- 15 full pages of 64 and one of 40
+    assert.equal(17, l.count) -- 15 full pages of 64, one of 40, and the empty one that ends the walk
     assert.equal("0", l.params[1].sinceId)
     assert.equal(items[64].id, l.params[2].sinceId)
     assert.is_nil(it:error())
@@ -97,7 +97,7 @@ describe("client:paginate by id", function()
     assert.equal(50, l.params[3].limit)
   end)
 
-  it("caps page_size at the endpoint's page_max; a page shorter than asked ends the walk", function()
+  it("caps page_size at the endpoint's page_max; an empty page ends the walk", function()
     local k = key()
     local items = walk(client:paginate("test/items", { key = k, sinceId = "0" }, { direction = "newer",
       page_size = 1000 }))
@@ -132,10 +132,10 @@ describe("cursors", function()
     -- The first iterator has a page buffered past 350: the cursor does not care.
     local it2 = client:paginate("test/items", { key = key() }, { page_size = 40, cursor = cursor })
     local rest = walk(it2)
-    assert.equal(550, #rest) -- what was left of max
+    assert.equal(650, #rest) -- a resumed walk takes its own max: none, so all the rest
     assert.equal(1000 - 350, rest[1].n)
     for i = 2, #rest do assert.equal(rest[i - 1].n - 1, rest[i].n) end
-    assert.equal(1000 - 899, rest[#rest].n)
+    assert.equal(1, rest[#rest].n)
   end)
 
   it("resume in another process", function()
@@ -178,11 +178,11 @@ describe("cursors", function()
     assert.equal(1000, #walk(client:paginate("test/items", {}, { cursor = c0 })))
   end)
 
-  it("a cursor with max 0 left yields nothing; a new max wins", function()
+  it("a walk resumed after one that had max takes its own max (none: all the rest)", function()
     local it = client:paginate("test/items", {}, { max = 5 })
     walk(it)
     local c = it:cursor()
-    assert.equal(0, #walk(client:paginate("test/items", {}, { cursor = c })))
+    assert.equal(995, #walk(client:paginate("test/items", {}, { cursor = c })))
     local more = walk(client:paginate("test/items", {}, { cursor = c, max = 3 }))
     assert.same({ 995, 994, 993 }, { more[1].n, more[2].n, more[3].n })
   end)

@@ -12,6 +12,7 @@
 #include "random.h"
 #include "uuid.h"
 #include "listen.h"
+#include "signals.h"
 #include "ws.h"
 
 /* core.curl_version() -> "7.88.1", { ssl = "OpenSSL/3.0.x", features... }
@@ -44,6 +45,8 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
       {"_ws_parse", mk_l_ws_parse}, {"_ws_encode", mk_l_ws_encode}, {"_utf8_valid", mk_l_utf8_valid},
       /* the OAuth redirect listener of `misskey login` (listen.c) */
       {"listen", mk_l_listen},
+      /* signals as a readable fd, for a clean stop (signal.c) */
+      {"signals", mk_l_signals},
       /* authentication primitives (uuid.c, hash.c, random.c, miauth.c, file.c) */
       {"uuid", mk_l_uuid}, {"sha256", mk_l_sha256}, {"sha1", mk_l_sha1}, {"base64url", mk_l_base64url},
       {"random", mk_l_random}, {"urlencode", mk_l_urlencode}, {"check_permissions", mk_l_check_permissions},
@@ -57,6 +60,7 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   mk_http_open(L);
   mk_ws_open(L);
   mk_listen_open(L);
+  mk_signal_open(L);
   lua_newtable(L);
   mk_setfuncs(L, funcs);
   return 1;

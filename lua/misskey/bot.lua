@@ -14,6 +14,8 @@
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
+local signals = require "misskey.signals"
+local taskset = require "misskey.taskset"
 
 local bot = {}
 
@@ -32,6 +34,11 @@ Store.__index = Store
 bot.SCOPE = { "misskey_lua_bot" }
 --- Events remembered to drop duplicates (between SEEN and 2 * SEEN of the latest).
 bot.SEEN = 2000
+--- Notes captured at once at most (bot:capture); capturing one more releases the oldest.
+bot.MAX_CAPTURES = 1000
+--- Users remembered per command with a cooldown: beyond this, entries whose
+-- cooldown has passed are dropped (they would allow a run anyway).
+bot.MAX_COOLDOWNS = 256
 
 -- Main channel events the bot listens to; their payloads.
 local MAIN = { mention = "note", reply = "note", renote = "note", follow = "user", followed = "user",
@@ -43,7 +50,7 @@ local EVENTS = { mention = true, reply = true, renote = true, follow = true, fol
                  chat = true }
 bot.EVENTS = EVENTS
 
-local OPTIONS = { help = true, stream = true, timeline = true, clock = true }
+local OPTIONS = { help = true, stream = true, timeline = true, clock = true, positions = true }
 
 local function argerror(n, fname, what)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, what), 3)
@@ -61,7 +68,9 @@ end
 --   help      false: no generated "help" command (default: one, unless you define "help")
 --   timeline  the channel of "note" events (default "homeTimeline")
 --   stream    options for client:stream
---   clock     function() -> seconds, for cooldowns (default: a monotonic clock)
+--   positions where the bot stopped, kept across restarts: true, a name or a path
+--             (client:stream's `positions`; README "Events, positions and stopping")
+--   clock     function() -> seconds, for cooldowns and capture ttl (default: a monotonic clock)
 function bot.new(client, opts)
   if type(client) ~= "table" or type(client.request) ~= "function" then
     argerror(1, "bot", "a misskey client expected, got " .. type(client))
@@ -77,6 +86,13 @@ function bot.new(client, opts)
   if opts.timeline ~= nil and (type(opts.timeline) ~= "string" or opts.timeline == "main") then
     error("bad option 'timeline' (a timeline channel name expected)", 2)
   end
+  if opts.stream ~= nil and type(opts.stream) ~= "table" then
+    error("bad option 'stream' (options table expected)", 2)
+  end
+  if opts.positions ~= nil and opts.positions ~= false then
+    local ok, why = require("misskey.positions").path(opts.positions, client)
+    if not ok then error(("bad option 'positions' (%s)"):format(why), 2) end
+  end
   local self = setmetatable({
     client = client,
     _opts = opts,
@@ -85,8 +101,11 @@ function bot.new(client, opts)
     _commands = {},   -- in registration order: { name, pattern?, fn, cooldown, description, last = {} }
     _waiters = {},    -- event -> { waiter, ... }
     _timers = {},     -- { seconds, fn }
-    _tasks = {},      -- task -> true (cancelled by stop)
-    _seen = { cur = {}, old = {}, n = 0 },
+    _tasks = taskset.new(),        -- handler and command tasks: stop waits for them (grace), then cancels
+    _timer_tasks = taskset.new(),  -- the loops of bot:every
+    _seen = { cur = {}, old = {}, n = 0, oldn = 0 },
+    _captured = {},       -- note id -> { expires = clock time or nil }
+    _capture_order = {},  -- captured note ids, oldest first
     _stopsig = {},
   }, Bot)
   self.store = setmetatable({ _bot = self }, Store)
@@ -98,9 +117,9 @@ function Bot:__tostring()
     self._stopped and ", stopped" or self._running and ", running" or "")
 end
 
--- Spawns fn(...) as a task the bot tracks (stop cancels it).
+-- Spawns fn(...) as a task the bot tracks (stop waits for it, then cancels it).
 function Bot:_spawn(fn, ...)
-  return loop.spawn_in(self._tasks, fn, ...)
+  return self._tasks:spawn(fn, ...)
 end
 
 -- Two generations, as the stream's set: once the newer holds SEEN keys it becomes
@@ -111,7 +130,7 @@ local function remember(self, key)
   if s.cur[key] or s.old[key] then return false end
   local n = s.n + 1
   if n > bot.SEEN then
-    s.old, s.cur, n = s.cur, {}, 1
+    s.old, s.oldn, s.cur, n = s.cur, s.n, {}, 1
   end
   s.cur[key], s.n = true, n
   return true
@@ -177,10 +196,10 @@ function Bot:every(seconds, fn)
 end
 
 function Bot:_start_timer(t)
-  self:_spawn(function()
-    while not self._stopped do
+  self._timer_tasks:spawn(function()
+    while not self._stopped and not self._stopping do
       loop.sleep(t.seconds)
-      if self._stopped then break end
+      if self._stopped or self._stopping then break end
       self:_spawn(t.fn, self:_context("timer"))
     end
   end)
@@ -202,14 +221,16 @@ function Bot:wait_for(event, opts)
   local list = self._waiters[event] or {}
   self._waiters[event] = list
   list[#list + 1] = w
-  while not w.done and not self._stopped do
+  while not w.done and not self._stopped and not self._stopping do
     if loop.wait_event(w, opts.timeout) == "timeout" then break end
   end
   for i = #list, 1, -1 do
     if list[i] == w then table.remove(list, i) end
   end
   if w.done then return w.payload, w.ctx end
-  if self._stopped then return errors.fail("task", "bot:wait_for: the bot stopped", { cancelled = true }) end
+  if self._stopped or self._stopping then
+    return errors.fail("task", "bot:wait_for: the bot stopped", { cancelled = true })
+  end
   return errors.fail("timeout", ("bot:wait_for(%q): no event within %g s"):format(event, opts.timeout),
     { timeout = true })
 end
@@ -264,7 +285,7 @@ end
 
 -- An event from the stream.
 function Bot:_event(event, payload)
-  if self._stopped or type(payload) ~= "table" then return end
+  if self._stopped or self._stopping or type(payload) ~= "table" then return end
   local kind = MAIN[event] or (event == "note" and "note") or event
   if kind == "note" or kind == "notification" or kind == "chat" then
     if own(self, payload) then return end
@@ -318,6 +339,17 @@ local function command_text(text)
   return (text:gsub("%s+$", ""))
 end
 
+-- Drops the users whose cooldown of command `c` has passed (they may run it
+-- again anyway): a bot that meets thousands of users keeps only the recent ones.
+local function prune_cooldowns(c, now)
+  local n = 0
+  for who, t in pairs(c.last) do
+    if now - t >= c.cooldown then c.last[who] = nil else n = n + 1 end
+  end
+  c.nlast = n
+  c.prune_at = math.max(bot.MAX_COOLDOWNS, 2 * n)
+end
+
 function Bot:_command(ctx, note)
   if type(note.text) ~= "string" then return end
   local text = command_text(note.text)
@@ -354,6 +386,10 @@ function Bot:_command(ctx, note)
   if found.cooldown then
     local now, last = self._clock(), found.last[who]
     if last and now - last < found.cooldown then return end
+    if not last then
+      found.nlast = (found.nlast or 0) + 1
+      if found.nlast > (found.prune_at or bot.MAX_COOLDOWNS) then prune_cooldowns(found, now) end
+    end
     found.last[who] = now
   end
   ctx.command, ctx.args, ctx.text = found.name or found.pattern, args, text
@@ -436,12 +472,94 @@ function Bot:_open_timeline()
   self._timeline:on("note", function(note) self:_event("note", note) end)
 end
 
---- bot:capture(note_id): "reacted" events for that note.
-function Bot:capture(id)
+-- Releases captures whose ttl has passed, when the earliest one may have.
+function Bot:_expire_captures(now)
+  if not self._next_expiry or now < self._next_expiry then return end
+  local next_expiry
+  for i = #self._capture_order, 1, -1 do
+    local id = self._capture_order[i]
+    local e = self._captured[id].expires
+    if e and e <= now then
+      self:_release(id)
+    elseif e and (next_expiry == nil or e < next_expiry) then
+      next_expiry = e
+    end
+  end
+  self._next_expiry = next_expiry
+end
+
+-- Ends the capture of `id` (the stream's too); false if it was not captured.
+function Bot:_release(id)
+  if not self._captured[id] then return false end
+  self._captured[id] = nil
+  local order = self._capture_order
+  for i = #order, 1, -1 do
+    if order[i] == id then table.remove(order, i) break end
+  end
+  local s = self._stream
+  if s and not self._stopped then s:uncapture(id) end
+  return true
+end
+
+--- bot:capture(note_id[, { ttl = seconds }]) -> true: "reacted" events for
+-- that note, until bot:uncapture(note_id), the note's deletion, `ttl` seconds
+-- (none by default), or more than bot.MAX_CAPTURES captures (the oldest goes
+-- first). Capturing a captured note again sets its ttl anew.
+---@param id string
+---@param opts? { ttl?: number }
+---@return boolean
+function Bot:capture(id, opts)
   check_self(self, "capture")
-  self._captures = self._captures or {}
-  self._captures[#self._captures + 1] = id
-  if self._stream then self._stream:capture(id) end
+  if type(id) ~= "string" or id == "" then argerror(1, "capture", "note id expected, got " .. type(id)) end
+  if opts ~= nil and type(opts) ~= "table" then argerror(2, "capture", "options table expected") end
+  local ttl = opts and opts.ttl
+  for k in pairs(opts or {}) do
+    if k ~= "ttl" then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
+  end
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0) then
+    error("bad option 'ttl' (seconds > 0 expected)", 2)
+  end
+  local now = self._clock()
+  self:_expire_captures(now)
+  local expires = ttl and now + ttl
+  if expires and (self._next_expiry == nil or expires < self._next_expiry) then self._next_expiry = expires end
+  local c = self._captured[id]
+  if c then
+    c.expires = expires
+    return true
+  end
+  while #self._capture_order >= bot.MAX_CAPTURES do self:_release(self._capture_order[1]) end
+  self._captured[id] = { expires = expires }
+  self._capture_order[#self._capture_order + 1] = id
+  if self._stream and not self._stopped then self._stream:capture(id) end
+  return true
+end
+
+--- bot:uncapture(note_id) -> true, or false when the bot had not captured it.
+---@param id string
+---@return boolean
+function Bot:uncapture(id)
+  check_self(self, "uncapture")
+  if type(id) ~= "string" then argerror(1, "uncapture", "note id expected, got " .. type(id)) end
+  return self:_release(id)
+end
+
+--- bot:stats() -> what the bot holds, every count bounded: tasks (handlers and
+-- commands running), timers (bot:every loops), seen (event keys remembered
+-- against duplicates, at most 2 * bot.SEEN), captures (at most
+-- bot.MAX_CAPTURES), cooldowns (users remembered by commands with a cooldown),
+-- waiters (bot:wait_for calls), stream (stream:stats(), once running).
+---@return table
+function Bot:stats()
+  check_self(self, "stats")
+  local cooldowns, waiters = 0, 0
+  for _, c in ipairs(self._commands) do cooldowns = cooldowns + (c.nlast or 0) end
+  for _, list in pairs(self._waiters) do waiters = waiters + #list end
+  return {
+    tasks = self._tasks:count(), timers = self._timer_tasks:count(), seen = self._seen.n + self._seen.oldn,
+    captures = #self._capture_order, cooldowns = cooldowns, waiters = waiters,
+    stream = self._stream and self._stream:stats() or nil,
+  }
 end
 
 function Bot:_main()
@@ -454,13 +572,26 @@ function Bot:_main()
   end
   self.me = me
   if self._stopped then return end
-  local s = self.client:stream(self._opts.stream)
+  local sopts = {}
+  for k, v in pairs(self._opts.stream or {}) do sopts[k] = v end
+  if self._opts.positions ~= nil then sopts.positions = self._opts.positions end
+  local s = self.client:stream(sopts)
   self._stream = s
   for event in pairs(MAIN) do
     s:on(WIRE[event] or event, function(body) self:_event(event, body) end)
   end
   s:on("noteUpdated", function(body)
-    if type(body) == "table" and body.type == "reacted" and type(body.body) == "table" then
+    if type(body) ~= "table" or type(body.id) ~= "string" or not self._captured[body.id] then return end
+    if body.type == "deleted" then
+      self:_release(body.id) -- nothing more can happen to it
+      return
+    end
+    local c = self._captured[body.id]
+    if c.expires and c.expires <= self._clock() then
+      self:_release(body.id)
+      return
+    end
+    if body.type == "reacted" and type(body.body) == "table" then
       if self.me and body.body.userId == self.me.id then return end
       self:_emit("reacted", { note_id = body.id, reaction = body.body.reaction, userId = body.body.userId,
         emoji = body.body.emoji })
@@ -473,7 +604,7 @@ function Bot:_main()
     ready = true
     self:_emit("ready", self.me)
   end)
-  for _, id in ipairs(self._captures or {}) do s:capture(id) end
+  for _, id in ipairs(self._capture_order) do s:capture(id) end
   if self._handlers.note then self:_open_timeline() end
   for _, t in ipairs(self._timers) do self:_start_timer(t) end
   s:start()
@@ -489,30 +620,78 @@ function Bot:start()
   return self
 end
 
---- bot:run() -> true | nil, msg, err: runs until bot:stop(). Blocks a plain
--- script; inside misskey.run it waits in its task while the bot's tasks run.
-function Bot:run()
+local RUN_OPTIONS = { stop_on = true, grace = true }
+
+local function check_grace(v)
+  if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) then
+    error("bad option 'grace' (a number of seconds > 0 expected, got " .. tostring(v) .. ")", 3)
+  end
+  return v
+end
+
+--- bot:run([{ stop_on = { "TERM", "INT" }, grace = 10 }]) -> true [, signal] | nil, msg, err:
+-- runs until bot:stop(). Blocks a plain script; inside misskey.run it waits in
+-- its task while the bot's tasks run. `stop_on`: on one of those signals the
+-- bot stops gracefully (bot:stop{ grace = grace }) and run returns true and
+-- the signal's name, so the program can end with status 0.
+---@param opts? { stop_on?: string[], grace?: number }
+---@return boolean|nil ok
+---@return string|nil signal_or_message
+---@return table|nil err
+function Bot:run(opts)
   check_self(self, "run")
+  if opts ~= nil and type(opts) ~= "table" then argerror(1, "run", "options table expected") end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not RUN_OPTIONS[k] then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
+  end
+  local stop_on = signals.check(opts.stop_on, "stop_on")
+  local grace = check_grace(opts.grace) or 10
+  local watcher
+  if stop_on then
+    local why
+    watcher, why = signals.watch(stop_on, function() self:stop{ grace = grace } end)
+    if not watcher then error("bot:run: " .. why, 2) end
+  end
   self:start()
   local function wait()
     while not self._stopped do loop.wait_event(self._stopsig) end
+    if watcher then watcher:close() end
   end
   if loop.current() then wait() else loop.run(wait) end
   if self._failure then return nil, self._failure.message, self._failure end
-  return true
+  return true, watcher and watcher.fired or nil
 end
 
---- bot:stop(): closes the stream, cancels the bot's tasks (but the calling one) and ends run().
-function Bot:stop()
+--- bot:stop([{ grace = seconds }]) -> true (false if stopping already): closes
+-- the stream (1000; positions saved), cancels the bot's tasks (but the calling
+-- one) and ends run(). With `grace`: first stops taking events and lets the
+-- handlers and commands that run finish for up to `grace` seconds (wait_for
+-- calls return at once); the ones still running then are cancelled.
+---@param opts? { grace?: number }
+---@return boolean
+function Bot:stop(opts)
   check_self(self, "stop")
-  if self._stopped then return false end
+  if opts ~= nil and type(opts) ~= "table" then argerror(1, "stop", "options table expected") end
+  for k in pairs(opts or {}) do
+    if k ~= "grace" then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
+  end
+  local grace = check_grace(opts and opts.grace)
+  if self._stopped or self._stopping then return false end
+  local current = loop.current()
+  self._stopping = true
+  if grace then
+    if self._stream then self._stream:pause() end
+    self._timer_tasks:cancel(current)
+    for _, list in pairs(self._waiters) do
+      for _, w in ipairs(list) do loop.signal(w) end
+    end
+    self._tasks:wait(grace, current)
+  end
   self._stopped = true
   if self._stream then self._stream:close() end
-  local current = loop.current()
-  for task in pairs(self._tasks) do
-    if task ~= current then task:cancel() end
-  end
-  self._tasks = {}
+  self._timer_tasks:cancel(current)
+  self._tasks:cancel(current)
   for _, list in pairs(self._waiters) do
     for _, w in ipairs(list) do loop.signal(w) end
   end

@@ -15,9 +15,12 @@
 --     createdAt). Several items can share one millisecond: the next page asks
 --     again from that millisecond and drops the ids already delivered there.
 --   by "offset": `offset` grows by the number of items delivered.
--- The walk stops on an empty page or a page shorter than asked, after
--- `opts.max` items, or on an error (kept in `it.err`; the cursor still resumes
--- after the last item delivered).
+-- The walk stops on an empty page, on a page that does not move the cursor
+-- (nothing in it lies beyond the last item delivered), after `opts.max` items,
+-- or on an error (kept in `it.err`; the cursor still resumes after the last
+-- item delivered). A page shorter than asked is not the end: servers that drop
+-- muted or hidden items after the query (Sharkey, forks) answer short pages
+-- while more items exist.
 local errors = require "misskey.errors"
 local ratelimit = require "misskey.ratelimit"
 local loop = require "misskey.loop"
@@ -85,7 +88,8 @@ end
 -- cursors: "1" by dir "." pos "." remaining "." seen "." check
 --   by: i (id), d (date), o (offset); dir: o (older), n (newer)
 --   pos: the last delivered id / createdAt ms / offset ("" before the first item)
---   remaining: items left of `max` ("" for no max)
+--   remaining: always "" now (cursors of earlier versions carried what was
+--     left of `max` there; it is ignored: a resumed walk takes its own max)
 --   seen: date walks only, the ids delivered at the `pos` millisecond, comma-separated
 --   check: a hash of the endpoint and the rest, so a cursor of another
 --     endpoint, or a damaged one, is refused
@@ -113,18 +117,19 @@ local function encode_cursor(endpoint, st)
   local seen = ""
   if st.by == "date" and st.seen_list then seen = table.concat(st.seen_list, ",") end
   local body = CURSOR_VERSION .. BY_CODE[st.by] .. DIR_CODE[st.direction] .. "." .. pos .. "."
-    .. (st.remaining and int(st.remaining) or "") .. "." .. seen
+    .. "." .. seen
   return body .. "." .. hash(endpoint .. "|" .. body)
 end
 
--- -> { by, direction, pos, remaining, seen_list } or nil, why
+-- -> { by, direction, pos, seen_list } or nil, why
 local function decode_cursor(endpoint, s)
   if type(s) ~= "string" then return nil, "string expected, got " .. type(s) end
   local body, check = s:match("^(.*)%.([0-9a-z]+)$")
   if not body or hash(endpoint .. "|" .. body) ~= check then
     return nil, "not a cursor of " .. endpoint .. " (or damaged)"
   end
-  local ver, by, dir, pos, remaining, seen = body:match("^(%d)(%a)(%a)%.([%w]*)%.(%d*)%.([%w,]*)$")
+  -- The third field (an old cursor's remaining max) is skipped: a resumed walk takes its own.
+  local ver, by, dir, pos, seen = body:match("^(%d)(%a)(%a)%.([%w]*)%.%d*%.([%w,]*)$")
   if ver ~= CURSOR_VERSION or not BY_NAME[by] or not DIR_NAME[dir] then
     return nil, "not a cursor of this version"
   end
@@ -137,7 +142,6 @@ local function decode_cursor(endpoint, s)
       if not c.pos or not pos:find("^%d+$") then return nil, "bad position" end
     end
   end
-  if remaining ~= "" then c.remaining = tonumber(remaining) end
   if seen ~= "" then
     if c.by ~= "date" then return nil, "bad cursor" end
     c.seen_list = {}
@@ -213,7 +217,11 @@ function M.new(client, endpoint, params, opts)
     page_size = params.limit
   end
   page_size = math.min(page_size or page_max, page_max)
-  if opts.max ~= nil and not is_count(opts.max, 0) then argerror(3, "option 'max' must be an integer >= 0") end
+  local max = opts.max
+  if max == false or max == math.huge then max = nil end -- spelled-out "no limit"
+  if max ~= nil and not is_count(max, 0) then
+    argerror(3, "option 'max' must be an integer >= 0, math.huge or false")
+  end
 
   local request_opts
   for _, k in ipairs(REQUEST_OPTIONS) do
@@ -229,7 +237,7 @@ function M.new(client, endpoint, params, opts)
     buf = {}, bn = 0, bi = 1, done = false,
   }, Iterator)
   if cursor then
-    it.pos, it.remaining, it.seen_list = cursor.pos, cursor.remaining, cursor.seen_list
+    it.pos, it.seen_list = cursor.pos, cursor.seen_list
   elseif by == "id" then
     it.pos = direction == "older" and params.untilId or params.sinceId
   elseif by == "offset" then
@@ -238,7 +246,7 @@ function M.new(client, endpoint, params, opts)
     end
     it.pos = params.offset or 0
   end
-  if opts.max ~= nil then it.remaining = opts.max end -- a new max wins over the cursor's
+  it.remaining = max -- a resumed walk has its own max (none: all)
   it.seen = {}
   for _, id in ipairs(it.seen_list or {}) do it.seen[id] = true end
   it.seen_list = it.seen_list or {}
@@ -284,8 +292,11 @@ function Iterator:_fetch()
         self.endpoint, type(page)), { endpoint = self.endpoint }))
     end
     local n = #page
-    if n < want then self.done = true end
-    local fresh, ids_at = {}, {}
+    -- Only an empty page ends the walk: a short one may have lost items to the
+    -- server's filters after its query (Sharkey answers 6 of 7 while more exist).
+    if n == 0 then self.done = true end
+    local fresh, ids_at, at_pos = {}, {}, false
+    local older, pos = self.direction == "older", self.pos
     for i = 1, n do
       local item = page[i]
       local id = type(item) == "table" and item.id
@@ -293,31 +304,42 @@ function Iterator:_fetch()
         return fail(self, errors.new("decode", ("%s: item %d of the page has no id"):format(self.endpoint, i),
           { endpoint = self.endpoint }))
       end
+      local keep = true
       if self.by == "date" then
         local ms = M.parse_date(item.createdAt)
         if not ms then
           return fail(self, errors.new("decode", ("%s: item %s has no valid createdAt"):format(self.endpoint, id),
             { endpoint = self.endpoint }))
         end
-        if not (ms == self.pos and self.seen[id]) then
-          fresh[#fresh + 1] = item
-          ids_at[#fresh] = ms
+        if ms == pos then
+          at_pos = true
+          keep = not self.seen[id]
+        elseif pos ~= nil then
+          keep = (older and ms < pos) or (not older and ms > pos)
         end
-      else
-        fresh[#fresh + 1] = item
+        if keep then ids_at[#fresh + 1] = ms end
+      elseif self.by == "id" and pos ~= nil then
+        -- An item on the wrong side of the cursor: the server ignored it.
+        keep = (older and id < pos) or (not older and id > pos)
+      elseif self.by == "offset" and i == 1 then
+        -- The same first item as the last page: the server ignored the offset.
+        keep = not (id ~= nil and id == self.first_id)
+        self.first_id = id
       end
-    end
-    if self.by == "id" and n > 0 and page[n].id == self.pos then
-      return fail(self, errors.new("decode", ("%s: the server ignored the cursor (no progress)"):format(
-        self.endpoint), { endpoint = self.endpoint }))
+      if keep then fresh[#fresh + 1] = item end
     end
     if #fresh > 0 or self.done then
       self.buf, self.bn, self.bi, self.ms = fresh, #fresh, 1, ids_at
       return
     end
-    -- A full page of items already delivered: more than a page share the
-    -- millisecond `pos`. Step past it (the rest of that millisecond is skipped).
-    self.pos = self.direction == "older" and self.pos - 1 or self.pos + 1
+    if not (self.by == "date" and at_pos) then
+      -- Nothing beyond the cursor: it would not advance, so the walk ends here.
+      self.done = true
+      return
+    end
+    -- Only items already delivered, all at the millisecond `pos`: more than a
+    -- page share it. Step past it (the rest of that millisecond is skipped).
+    self.pos = older and self.pos - 1 or self.pos + 1
     self.seen, self.seen_list = {}, {}
   end
   fail(self, errors.new("decode", self.endpoint .. ": pagination made no progress", { endpoint = self.endpoint }))

@@ -13,10 +13,17 @@
 -- After a reconnect every channel is joined again (same params), every
 -- captured note subscribed again, and what timeline channels and the main
 -- channel's notifications missed meanwhile is fetched over the API (backfill)
--- and delivered before the live events that arrived during the fetch.
+-- and delivered before the live events that arrived during the fetch. Each
+-- such channel gets a starting point when it first joins (the newest id then,
+-- or the smallest id of the server's time), so a quiet one is backfilled too;
+-- with `positions`, the starting points survive a restart (misskey.positions).
 local errors = require "misskey.errors"
+local ids = require "misskey.id"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
+local positions = require "misskey.positions"
+local signals = require "misskey.signals"
+local taskset = require "misskey.taskset"
 
 local stream = {}
 
@@ -31,9 +38,24 @@ stream.MAX_CHANNELS = 32
 --- Backfill: at most this many pages of 100 per channel after a reconnect.
 stream.MAX_PAGES = 10
 local PAGE = 100
+-- The longest id taken as a position (every id method makes at most 26 characters).
+local MAX_ID = 64
 --- Ids of backfilled items remembered per channel (at least the last SEEN; two
 -- generations of SEEN each), so that a live event repeating one is dropped.
 stream.SEEN = 1000
+--- Live events held back per channel while its backfill runs. Beyond that a
+-- backfillable event is dropped and fetched by one more round of the backfill;
+-- any other is dropped and reported (`error`): a flood cannot grow memory.
+stream.MAX_HELD = 10000
+--- Rounds of one backfill (a round pages from the last id delivered; a
+-- reconnect or an overflow of held events during a round asks for another).
+stream.MAX_ROUNDS = 3
+--- Messages channel:send keeps while no socket is open.
+stream.MAX_OUTBOX = 1000
+--- Seconds between two writes of the positions file (and one more at close).
+stream.SAVE_INTERVAL = 5
+--- The largest `max_message` (bytes) a stream accepts.
+stream.MAX_MESSAGE = 1024 * 1024 * 1024
 
 -- Events of the stream itself; every other name given to stream:on is an
 -- event of the main channel (which it connects), except the broadcasts.
@@ -53,7 +75,8 @@ local BACKFILL = {
 }
 stream.BACKFILL = BACKFILL
 
-local OPTIONS = { reconnect = true, backoff = true, watchdog = true, confirm_timeout = true, backfill = true }
+local OPTIONS = { reconnect = true, backoff = true, watchdog = true, confirm_timeout = true, backfill = true,
+                  max_message = true, positions = true }
 
 local function opterror(name, what)
   error(("bad option '%s' (%s)"):format(name, what), 4)
@@ -88,13 +111,28 @@ local function check_options(opts)
   end
   if opts.watchdog ~= nil then check_seconds(opts.watchdog, "watchdog") end
   if opts.confirm_timeout ~= nil then check_seconds(opts.confirm_timeout, "confirm_timeout") end
+  local max = opts.max_message
+  if max ~= nil and (type(max) ~= "number" or max ~= max or max < 1 or max % 1 ~= 0 or max > stream.MAX_MESSAGE) then
+    opterror("max_message", ("an integer number of bytes from 1 to %d expected, got %s"):format(stream.MAX_MESSAGE,
+      tostring(max)))
+  end
+  if opts.positions ~= nil and opts.positions ~= false and opts.backfill == false then
+    opterror("positions", "positions are where backfills start: they need backfill = true")
+  end
   return {
     reconnect = opts.reconnect ~= false,
     backfill = opts.backfill ~= false,
     backoff = backoff,
     watchdog = opts.watchdog or 120,
     confirm_timeout = opts.confirm_timeout or 10,
+    max_message = max,
+    positions = opts.positions,
   }
+end
+
+local function seconds_or_nil(v, name)
+  if v ~= nil then check_seconds(v, name) end
+  return v
 end
 
 local function pct(s)
@@ -104,14 +142,14 @@ end
 -- A bounded set of ids in two generations: once the newer holds SEEN ids it
 -- becomes the older and the older is dropped whole (seven times cheaper than a
 -- ring whose every insert also deletes: Lua tables rehash under that churn).
-local function seen_new() return { cur = {}, old = {}, n = 0 } end
+local function seen_new() return { cur = {}, old = {}, n = 0, oldn = 0 } end
 local function seen_has(s, id)
   return s.n > 0 and (s.cur[id] or s.old[id]) or false
 end
 local function seen_add(s, id)
   local cur, n = s.cur, s.n + 1
   if n > stream.SEEN then
-    s.old, cur, n = cur, {}, 1
+    s.old, s.oldn, cur, n = cur, s.n, {}, 1
     s.cur = cur
   end
   cur[id], s.n = true, n
@@ -163,8 +201,9 @@ local spawn_now = loop.spawn_now
 
 -- Runs every handler of `event` in a task of its own, in registration order. Each
 -- starts at once (spawn_now): one that returns without waiting is done before the
--- next starts and costs no coroutine; one that waits goes on as a task meanwhile.
-local function fire(handlers, event, ...)
+-- next starts and costs no coroutine; one that waits goes on as a task meanwhile,
+-- kept in `running` (a task set) so a graceful close can wait for it.
+local function fire(running, handlers, event, ...)
   local list = handlers[event]
   if not list then return end
   for i = 1, #list do
@@ -172,7 +211,11 @@ local function fire(handlers, event, ...)
     if h.once and not remove_entry(handlers, event, function(e) return e == h end) then
       h = nil -- a once handler already run (by an event its own handler fired)
     end
-    if h then spawn_now(h.fn, ...) end
+    if h then
+      local task = spawn_now(h.fn, ...)
+      local st = task.status
+      if st == "waiting" or st == "ready" then running:add(task) end
+    end
   end
 end
 
@@ -234,9 +277,10 @@ end
 -- Listeners of this channel: its own, or the stream's for the main channel.
 -- Then the "*" listeners, as fn(event, body): every event of the channel (`misskey stream` uses them).
 function Channel:_fire(event, ...)
-  local handlers = self._main and self._stream._handlers or self._handlers
-  fire(handlers, event, ...)
-  if handlers["*"] then fire(handlers, "*", event, ...) end
+  local st = self._stream
+  local handlers = self._main and st._handlers or self._handlers
+  fire(st._running, handlers, event, ...)
+  if handlers["*"] then fire(st._running, handlers, "*", event, ...) end
 end
 
 -- A channel event. `source`: "live" (from the socket; held back while a
@@ -247,9 +291,20 @@ end
 -- it, and those are checked against what it delivered. Recording every live id
 -- too cost ~1 us per event on 5.4 (cache misses in a table of 1000 ids).
 function Channel:_deliver(event, body, source)
-  if source == "live" and self._buffer then
-    self._buffer[#self._buffer + 1] = { event, body }
-    return
+  local st = self._stream
+  if source == "live" then
+    if st._paused then return end -- stopping: not delivered, so positions stay before it
+    local buffer = self._buffer
+    if buffer then
+      if #buffer < stream.MAX_HELD then
+        buffer[#buffer + 1] = { event, body }
+      elseif event == self._bf_event then
+        self._again = true -- the backfill's next round fetches it
+      else
+        self._dropped = (self._dropped or 0) + 1
+      end
+      return
+    end
   end
   if event == self._bf_event and type(body) == "table" then
     local id = body.id
@@ -258,7 +313,10 @@ function Channel:_deliver(event, body, source)
       if seen_has(seen, id) then return end
       if source == "backfill" then seen_add(seen, id) end
       local last = self._last
-      if last == nil or id > last then self._last = id end
+      if (last == nil or id > last) and #id <= MAX_ID then
+        self._last = id
+        if st._positions and not st._save_due then st:_schedule_save() end
+      end
     end
   end
   self:_fire(event, body)
@@ -278,6 +336,12 @@ local function check_open(self, fname)
   if self._closed then error(("stream:%s: the stream is closed"):format(fname), 3) end
 end
 
+-- Cancels a task that waits (a confirm timer, a mark, a backfill); a running or
+-- finished one is left alone.
+local function stop_task(task)
+  if task and (task.status == "waiting" or task.status == "ready") then task:cancel() end
+end
+
 --- stream.new(client, opts) -> Stream (use client:stream(opts)).
 function stream.new(client, opts)
   local o = check_options(opts)
@@ -295,11 +359,11 @@ function stream.new(client, opts)
     end
   end
   local http = client._http_options or {}
-  return setmetatable({
+  local self = setmetatable({
     client = client,
     _req = {
       url = url, headers = headers, timeout = client._timeout or 30, connect_timeout = client._connect_timeout,
-      ca_file = http.ca_file, insecure = http.insecure,
+      ca_file = http.ca_file, insecure = http.insecure, max_message = o.max_message,
     },
     _token = client._token,
     _opts = o,
@@ -309,16 +373,32 @@ function stream.new(client, opts)
     _captures = {},  -- note id -> count
     _capture_order = {},
     _outbox = {},    -- messages sent while no socket is open
-    _tasks = {},     -- confirm timers and backfills: cancelled by close()
+    _tasks = taskset.new(),   -- confirm timers, starting points, backfills, the saver: cancelled by close()
+    _running = taskset.new(), -- handlers that waited: a graceful close waits for them
     _next_id = 0,
     _gen = 0,        -- connection generation
     _connections = 0,
   }, Stream)
+  if o.positions ~= nil and o.positions ~= false then
+    local path, why = positions.path(o.positions, client)
+    if not path then opterror("positions", why) end
+    self._positions = path
+    local saved, msg, err = positions.load(path, client.base_url)
+    self._saved = saved or {}
+    if not saved then self._load_error = err or select(2, errors.new("invalid", tostring(msg))) end
+  end
+  return self
 end
 
 function Stream:__tostring()
   return ("misskey.Stream (%s, %d channels%s)"):format(self._req.url:gsub("%?i=.*$", ""), #self._order,
     self._closed and ", closed" or self._ws and ", open" or "")
+end
+
+-- Hands an event to the client's observer (on_event), if there is one.
+function Stream:_emit(event)
+  local c = self.client
+  if type(c.observed) == "function" and c:observed() then c:emit(event) end
 end
 
 -- Encodes and sends `msg` on the open socket, or queues it for the next one.
@@ -330,23 +410,26 @@ function Stream:_send(msg, what)
     if not sent then return nil, m, err end
     return true
   end
+  if #self._outbox >= stream.MAX_OUTBOX then
+    return errors.fail("network", ("stream: not connected, and %d messages already wait for the socket")
+      :format(stream.MAX_OUTBOX), { outbox = stream.MAX_OUTBOX })
+  end
   self._outbox[#self._outbox + 1] = text
   return true
 end
 
-function Stream:_spawn(fn, ...)
-  return loop.spawn_in(self._tasks, fn, ...)
-end
-
--- Sends `connect` (pong = true) and starts the confirm timer of this connection.
+-- Sends `connect` (pong = true) and starts the confirm timer of this connection
+-- (cancelled by the confirmation, and when the connection is lost).
 function Stream:_join(ch)
   local body = { channel = ch.name, id = ch.id, pong = true }
   if ch.params ~= nil then body.params = ch.params end
   ch._confirmed = false
   self:_send({ type = "connect", body = body }, "params")
   local gen, limit = self._gen, self._opts.confirm_timeout
-  self:_spawn(function()
+  stop_task(ch._confirm)
+  ch._confirm = self._tasks:spawn(function()
     loop.sleep(limit)
+    ch._confirm = nil
     if ch._confirmed or ch._closed or self._closed or self._gen ~= gen or not self._ws then return end
     local _, err = errors.new("timeout", ("stream: channel %q (id %s) was not confirmed within %g s"
       .. " (Misskey ignores a connect silently: unknown channel, missing permission or params,"
@@ -359,12 +442,12 @@ end
 
 -- Error events of a channel itself (`channel:on("error")`), besides the stream's.
 function Channel:_fire_own(event, ...)
-  if not self._main then fire(self._handlers, event, ...) end
+  if not self._main then fire(self._stream._running, self._handlers, event, ...) end
 end
 
 function Stream:_fire_error(err)
   if errors.is(err) then err.message = errors.redact(err.message, self._token) end
-  fire(self._handlers, "error", err)
+  fire(self._running, self._handlers, "error", err)
 end
 
 function Stream:_new_channel(name, params, main)
@@ -382,6 +465,11 @@ function Stream:_new_channel(name, params, main)
   elseif BACKFILL[name] then
     ch._bf_endpoint, ch._bf_event = BACKFILL[name], "note"
   end
+  if ch._bf_endpoint and self._positions then
+    ch._key = positions.key(main and "main" or name, params)
+    local saved = self._saved[ch._key]
+    if saved then ch._last, ch._restored = saved, true end
+  end
   self._channels[ch.id] = ch
   self._order[#self._order + 1] = ch
   if self._ws then self:_join(ch) end
@@ -390,6 +478,7 @@ end
 
 function Stream:_drop(ch)
   ch._closed = true
+  stop_task(ch._confirm)
   self._channels[ch.id] = nil
   for i = #self._order, 1, -1 do
     if self._order[i] == ch then table.remove(self._order, i) end
@@ -497,69 +586,182 @@ function Stream:_frame(text)
     if type(body) ~= "table" then return end
     local ch, event = self._channels[body.id], body.type
     if ch and type(event) == "string" then ch:_deliver(event, body.body, "live") end
-  elseif type(t) ~= "string" then
+  elseif type(t) ~= "string" or self._paused then
     return
   elseif t == "connected" then
     local ch = type(body) == "table" and self._channels[body.id]
     if ch and not ch._confirmed then
       ch._confirmed = true
+      stop_task(ch._confirm)
+      ch._confirm = nil
+      if ch._bf_endpoint and ch._last == nil and not ch._no_start and self._opts.backfill then self:_mark(ch) end
       ch:_fire_own("connected")
     end
   elseif t == "noteUpdated" then
-    fire(self._handlers, "noteUpdated", body)
+    fire(self._running, self._handlers, "noteUpdated", body)
   else
-    fire(self._handlers, t, body)
+    fire(self._running, self._handlers, t, body)
   end
 end
 
+-- The params of a backfill request of `ch`: its own, and markAsRead = false for notifications.
+local function bf_params(ch, limit)
+  local params = {}
+  for k, v in pairs(ch.params or {}) do params[k] = v end
+  params.limit = limit
+  if ch._main then params.markAsRead = false end
+  return params
+end
+
+-- An id of this server, to tell its id method: one a channel delivered, else
+-- the account's own (`i`), else a user's (`users`, for an anonymous stream).
+function Stream:_id_sample()
+  for i = 1, #self._order do
+    local last = self._order[i]._last
+    if ids.method(last) then return last end
+  end
+  if self._sample then return self._sample end
+  local found
+  if self._token then
+    local me = self.client:request("i")
+    found = type(me) == "table" and me.id
+  else
+    local users = self.client:request("users", { limit = 1 })
+    found = type(users) == "table" and type(users[1]) == "table" and users[1].id
+  end
+  if ids.method(found) then self._sample = found end
+  return self._sample
+end
+
+-- Where a backfill of `ch` would start if nothing arrived before the next
+-- reconnect: the newest id the channel's endpoint has now, or, when it has
+-- none yet, the smallest id of the server's time (`ping`) in the server's id
+-- method. -> id, source ("newest" | "server_time") | nil, "none" (the server's id
+-- method is unknown) | nil, msg, err
+function Stream:_starting_point(ch)
+  local page, msg, err = self.client:request(ch._bf_endpoint, bf_params(ch, 1))
+  if page == nil then return nil, msg, err end
+  local newest
+  if type(page) == "table" then
+    for i = 1, #page do
+      local id = type(page[i]) == "table" and page[i].id
+      if type(id) == "string" and #id <= MAX_ID and id:find("^%w+$") and (newest == nil or id > newest) then
+        newest = id
+      end
+    end
+  end
+  if newest then return newest, "newest" end
+  local pong
+  pong, msg, err = self.client:request("ping")
+  if pong == nil then return nil, msg, err end
+  local ms = type(pong) == "table" and tonumber(pong.pong)
+  if not ms or ms ~= ms or ms < 0 or ms == math.huge then
+    return errors.fail("decode", "stream: ping gave no server time", { endpoint = "ping" })
+  end
+  local method = ids.method(self:_id_sample())
+  if not method then return nil, "none" end -- ids of no known shape: no way to make one
+  return ids.at(method, ms), "server_time"
+end
+
+-- Takes `ch`'s starting point (after its first confirmation, so that whatever
+-- comes after it is either delivered live or found by a backfill).
+function Stream:_mark(ch)
+  if ch._marking then return end
+  ch._marking = true
+  self._tasks:spawn(function()
+    local id, source, err = self:_starting_point(ch)
+    ch._marking = nil
+    if id then
+      if ch._last == nil or id > ch._last then
+        ch._last = id
+        if self._positions and not self._save_due then self:_schedule_save() end
+      end
+      self:_emit{ type = "position", channel = ch.name, channel_id = ch.id, id = id, source = source }
+    elseif source == "none" then
+      -- Not a failure of the stream: only a quiet channel's outage goes unfetched, as before.
+      ch._no_start = true
+      self:_emit{ type = "position", channel = ch.name, channel_id = ch.id, source = "none" }
+    elseif not self._closed and not ch._closed then
+      -- The server refused (a permission the token lacks, say): asking again on
+      -- every reconnect would only repeat it. A network failure is retried.
+      if type(err) == "table" and (err.kind == "api" or err.kind == "decode") then ch._no_start = true end
+      self:_fire_error(err)
+    end
+    loop.signal(ch) -- a backfill that waits for this starting point
+  end)
+end
+
 -- Fetches what `ch` missed since its last id, then lets live events through.
-function Stream:_backfill(ch)
+-- Pages `sinceId` forward (oldest first) until an empty page or one with
+-- nothing beyond the cursor: a short page is not the end (servers drop muted
+-- or hidden notes after the query). At most MAX_PAGES per round.
+function Stream:_backfill(ch, reason)
   if ch._buffer then
     ch._again = true -- a backfill runs: it goes round once more
     return
   end
   ch._buffer = {}
-  self:_spawn(function()
-    repeat
+  self._tasks:spawn(function()
+    if ch._last == nil and ch._marking then
+      loop.wait_event(ch, 300) -- the starting point is on its way (its requests have their own timeouts)
+    end
+    local first, count, pages, truncated, failure = ch._last, 0, 0, false, nil
+    local rounds = 0
+    while ch._last ~= nil and rounds < stream.MAX_ROUNDS do
+      rounds = rounds + 1
       ch._again = false
       local since = ch._last
+      local ended = false -- by an empty page or one without progress (not by MAX_PAGES)
       for _ = 1, stream.MAX_PAGES do
-        if ch._closed or self._closed then break end
-        local params = {}
-        for k, v in pairs(ch.params or {}) do params[k] = v end
-        params.sinceId, params.limit = since, PAGE
-        if ch._main then params.markAsRead = false end
+        if ch._closed or self._closed or self._paused then ended = true break end
+        local params = bf_params(ch, PAGE)
+        params.sinceId = since
         local page, _, err = self.client:request(ch._bf_endpoint, params)
+        pages = pages + 1
         if not page then
+          failure = err
           self:_fire_error(err)
+          ended = true
           break
         end
-        if type(page) ~= "table" then break end
+        if type(page) ~= "table" then ended = true break end
         local items = {}
         for i = 1, #page do
-          if type(page[i]) == "table" and type(page[i].id) == "string" then items[#items + 1] = page[i] end
+          local id = type(page[i]) == "table" and page[i].id
+          -- an id not beyond the cursor: the server ignored it
+          if type(id) == "string" and id > since then items[#items + 1] = page[i] end
         end
+        if #items == 0 then ended = true break end -- empty, or no progress: the end
         -- sinceId alone pages oldest first (protocol.md 8); sorting makes sure.
         table.sort(items, function(a, b) return a.id < b.id end)
         for i = 1, #items do
-          if self._closed then break end -- a handler closed the stream
+          if self._closed or self._paused then break end -- a handler closed the stream
           ch:_deliver(ch._bf_event, items[i], "backfill")
+          count = count + 1
           if items[i].id > since then since = items[i].id end
         end
-        if #page < PAGE then break end
       end
-    until not ch._again or ch._closed or self._closed
-    local buffer = ch._buffer
-    ch._buffer = nil
+      truncated = not ended -- what came after the last page is not delivered
+      if failure or not ch._again or ch._closed or self._closed or self._paused then break end
+    end
+    local buffer, dropped = ch._buffer, ch._dropped
+    ch._buffer, ch._dropped = nil, nil
+    self:_emit{ type = "backfill", channel = ch.name, channel_id = ch.id, endpoint = ch._bf_endpoint,
+      reason = reason, since_id = first, last_id = ch._last, count = count, pages = pages,
+      truncated = truncated or nil, held = #buffer, error = failure and failure.message or nil }
     for i = 1, #buffer do
-      if self._closed then break end
+      if self._closed or self._paused then break end
       ch:_deliver(buffer[i][1], buffer[i][2], "held")
+    end
+    if dropped and not self._closed then
+      self:_fire_error(select(2, errors.new("invalid", ("stream: %d events of channel %q dropped while its backfill"
+        .. " ran (more than %d held)"):format(dropped, ch.name, stream.MAX_HELD), { channel = ch.name })))
     end
   end)
 end
 
 -- On a new socket: join every channel, capture every note, flush the outbox,
--- and backfill after a reconnect.
+-- and backfill after a reconnect (or, for positions read from the file, on the first).
 function Stream:_rejoin(reconnected)
   for i = 1, #self._order do self:_join(self._order[i]) end
   for i = 1, #self._capture_order do
@@ -568,10 +770,13 @@ function Stream:_rejoin(reconnected)
   local outbox = self._outbox
   self._outbox = {}
   for i = 1, #outbox do self._ws:send(outbox[i]) end
-  if reconnected and self._opts.backfill then
+  if self._opts.backfill then
     for i = 1, #self._order do
       local ch = self._order[i]
-      if ch._bf_endpoint and ch._last then self:_backfill(ch) end
+      if ch._bf_endpoint and (reconnected and (ch._last or ch._marking) or ch._restored) then
+        self:_backfill(ch, ch._restored and not reconnected and "restart" or "reconnect")
+      end
+      ch._restored = nil
     end
   end
 end
@@ -613,7 +818,12 @@ end
 -- The reader task.
 function Stream:_reader_main()
   local attempt = 0
-  while not self._closed do
+  if self._load_error then
+    local err = self._load_error
+    self._load_error = nil
+    self:_fire_error(err)
+  end
+  while not self._closed and not self._paused do
     local ws, msg, err = self.client._transport.websocket(self._req)
     if self._closed then
       if ws then ws:close(1000) end
@@ -625,28 +835,37 @@ function Stream:_reader_main()
       self._connections = self._connections + 1
       local reconnected = self._connections > 1
       self:_rejoin(reconnected) -- before the handlers: what they send follows the connects
-      fire(self._handlers, "connected")
+      fire(self._running, self._handlers, "connected")
       local got
       got, msg, err = self:_read(ws)
       if self._closed then break end
       self._ws = nil
+      -- This connection's confirm timers end with it (they would otherwise sleep on).
+      for i = 1, #self._order do
+        local ch = self._order[i]
+        stop_task(ch._confirm)
+        ch._confirm = nil
+      end
       if got then attempt = 0 end
       ws:close(1001)
       msg = errors.redact(msg or "closed", self._token)
-      fire(self._handlers, "disconnected", msg, err)
+      fire(self._running, self._handlers, "disconnected", msg, err)
     else
       if not errors.is(err) then err = select(2, errors.new("network", tostring(msg))) end
       self:_fire_error(err)
+      msg = err.message
     end
     if not self._opts.reconnect then
       self._failure = err
       break
     end
-    if self._closed then break end -- by a handler (handlers start at once, in this task)
+    if self._closed or self._paused then break end -- by a handler (handlers start at once, in this task)
     attempt = attempt + 1
     local delay = self:_delay(attempt, err)
-    fire(self._handlers, "reconnecting", attempt, delay)
-    if self._closed then break end
+    self:_emit{ type = "reconnect", attempt = attempt, delay = delay, reason = msg,
+      kind = type(err) == "table" and err.kind or nil, connections = self._connections }
+    fire(self._running, self._handlers, "reconnecting", attempt, delay)
+    if self._closed or self._paused then break end
     loop.sleep(delay)
   end
   self._reader = nil
@@ -661,50 +880,160 @@ function Stream:start()
   return self
 end
 
---- stream:run() -> true | nil, msg, err: processes events until stream:close()
--- (or, with reconnect = false, until the socket is lost). Blocks in a plain
--- script; inside a task it waits there, other tasks running meanwhile.
-function Stream:run()
+local RUN_OPTIONS = { stop_on = true, grace = true }
+
+--- stream:run([{ stop_on = { "TERM", "INT" }, grace = 10 }]) -> true [, signal] | nil, msg, err:
+-- processes events until stream:close() (or, with reconnect = false, until the
+-- socket is lost). Blocks in a plain script; inside a task it waits there,
+-- other tasks running meanwhile. `stop_on`: on one of those signals the stream
+-- closes gracefully (close{ grace = grace }) and run returns true and the
+-- signal's name.
+---@param opts? { stop_on?: string[], grace?: number }
+---@return boolean|nil ok
+---@return string|nil signal_or_message
+---@return table|nil err
+function Stream:run(opts)
   check_open(self, "run")
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'run' (options table expected, got " .. type(opts) .. ")", 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not RUN_OPTIONS[k] then opterror(tostring(k), "unknown option") end
+  end
+  local stop_on = signals.check(opts.stop_on, "stop_on")
+  local grace = seconds_or_nil(opts.grace, "grace") or 10
+  local watcher
+  if stop_on then
+    local why
+    watcher, why = signals.watch(stop_on, function() self:close{ grace = grace } end)
+    if not watcher then error("stream:run: " .. why, 2) end
+  end
   self:start()
   local reader = self._reader
-  if loop.current() then
-    reader:join()
-  else
-    loop.run(function() reader:join() end)
+  local function wait()
+    if reader then reader:join() end
+    if watcher then watcher:close() end
   end
+  if loop.current() then wait() else loop.run(wait) end
   local err = self._failure
   if err then return nil, err.message, err end
+  return true, watcher and watcher.fired or nil
+end
+
+--- stream:pause(): stops delivering events (a graceful stop's first step):
+-- frames are still read but dropped, so saved positions stay at the last event
+-- delivered and a restart backfills the rest; backfills stop, no reconnect.
+-- Only close() follows.
+---@return boolean
+function Stream:pause()
+  check_stream(self, "pause")
+  if self._paused or self._closed then return false end
+  self._paused = true
+  self._tasks:cancel(loop.current())
   return true
 end
 
---- stream:close(): closes the socket (1000), stops reconnecting and ends run().
-function Stream:close()
+-- Writes the positions file now (no-op without positions).
+function Stream:_save_positions()
+  if not self._positions then return true end
+  local map, n = {}, 0
+  for i = 1, #self._order do
+    local ch = self._order[i]
+    if ch._key and ch._last and not map[ch._key] then map[ch._key], n = ch._last, n + 1 end
+  end
+  for k, v in pairs(self._saved) do -- channels of earlier runs stay, as room allows
+    if n >= positions.MAX_KEYS then break end
+    if not map[k] then map[k], n = v, n + 1 end
+  end
+  self._saved = map
+  local ok, msg, err = positions.save(self._positions, self.client.base_url, map)
+  if not ok then
+    self:_fire_error(err or select(2, errors.new("invalid", tostring(msg))))
+    return nil, msg, err
+  end
+  return true
+end
+
+-- One write of the positions file at most every SAVE_INTERVAL seconds.
+function Stream:_schedule_save()
+  self._save_due = true
+  self._tasks:spawn(function()
+    loop.sleep(stream.SAVE_INTERVAL)
+    self._save_due = false
+    if not self._closed then self:_save_positions() end
+  end)
+end
+
+local CLOSE_OPTIONS = { grace = true }
+
+--- stream:close([{ grace = seconds }]) -> true (false if already closed):
+-- closes the socket (1000), stops reconnecting, saves positions and ends run().
+-- With `grace`: first stops delivering events (pause), then lets handlers that
+-- are still running finish for up to `grace` seconds (cancelling the rest);
+-- this waits, yielding in a task and blocking in a plain script.
+---@param opts? { grace?: number }
+---@return boolean
+function Stream:close(opts)
   check_stream(self, "close")
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'close' (options table expected, got " .. type(opts) .. ")", 2)
+  end
+  for k in pairs(opts or {}) do
+    if not CLOSE_OPTIONS[k] then opterror(tostring(k), "unknown option") end
+  end
+  local grace = seconds_or_nil(opts and opts.grace, "grace")
   if self._closed then return false end
+  local current = loop.current()
+  if grace then
+    self:pause()
+    if not self._running:wait(grace, current) then self._running:cancel(current) end
+    if self._closed then return false end -- closed meanwhile
+  end
   self._closed = true
   -- A task that is running (the caller, or one that started the caller's handler
   -- at once, as the reader does) is not cancelled: it sees _closed and ends by itself.
-  for task in pairs(self._tasks) do
-    if task.status ~= "running" then task:cancel() end
-  end
-  self._tasks = {}
+  self._tasks:cancel(current)
   local reader = self._reader
   if reader and reader.status ~= "running" then
     reader:cancel()
     self._reader = nil
   end
+  self:_save_positions()
   local ws = self._ws
   self._ws = nil
   if ws then
     ws:close(1000)
-    fire(self._handlers, "disconnected", "closed")
+    fire(self._running, self._handlers, "disconnected", "closed")
   end
   return true
 end
 
 --- Is the socket open now?
 function Stream:connected() return self._ws ~= nil end
+
+--- stream:stats() -> counts of what the stream holds, all bounded: channels,
+-- captures (notes), tasks (confirm timers, starting points, backfills, the
+-- positions writer), handlers (handler tasks still running), seen (ids
+-- remembered against repeats), held (live events held back during backfills),
+-- backfills (running now), outbox, connections (sockets opened so far).
+---@return table
+function Stream:stats()
+  check_stream(self, "stats")
+  local seen, held, backfills = 0, 0, 0
+  for i = 1, #self._order do
+    local ch = self._order[i]
+    seen = seen + ch._seen.n + ch._seen.oldn
+    if ch._buffer then
+      held, backfills = held + #ch._buffer, backfills + 1
+    end
+  end
+  return {
+    channels = #self._order, captures = #self._capture_order, tasks = self._tasks:count(),
+    handlers = self._running:count(), seen = seen, held = held, backfills = backfills, outbox = #self._outbox,
+    connections = self._connections,
+  }
+end
 
 stream.Stream, stream.Channel = Stream, Channel
 return stream

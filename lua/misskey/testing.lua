@@ -31,7 +31,8 @@
 --   fake:as(name)                    act as a user through the API: :post, :reply, :follow, :unfollow,
 --                                    :react, :request
 --   fake:run_until_idle()            run the scheduler until no task is ready (from the test)
---   fake:notes(filter), fake:files(filter), fake:sockets(), fake:drop_streams()
+--   fake:notes(filter), fake:files(filter), fake:sockets(), fake:drop_streams(),
+--   fake:publish(channel, event, body)   a raw channel event to every socket's channels of that name
 local json = require "misskey.json"
 local baseurl = require "misskey.baseurl"
 
@@ -832,6 +833,10 @@ endpoints["meta"] = {
   end,
 }
 
+endpoints["ping"] = {
+  handler = function(self) return { pong = self._clock } end,
+}
+
 endpoints["i"] = {
   credential = true,
   handler = function(self, _, ctx)
@@ -1328,6 +1333,22 @@ end
 function Fake:drop_streams()
   local n = #self._sockets
   self:_close_sockets(1006)
+  return n
+end
+
+--- fake:publish(channel, event, body) -> sockets reached: a channel event (as
+-- the server would send it) to every open socket's channels named `channel`
+-- ("main", "homeTimeline", ...), whatever their user. For load and edge cases
+-- the fake's own actions do not make; body is sent as given.
+function Fake:publish(channel, event, body)
+  if type(channel) ~= "string" or type(event) ~= "string" then
+    error("bad argument to 'publish' (channel and event names expected)", 2)
+  end
+  local n = 0
+  self:_publish({ [channel] = true }, event, function()
+    n = n + 1
+    return body
+  end)
   return n
 end
 

@@ -931,6 +931,17 @@ def stream_id():
     return base36(ms, 8) + "0000" + base36(STREAM["seq"] % (36 ** 4), 4)
 
 
+# The streaming specs' token "tok" is an account, so `i` answers for it (a stream
+# asks `i` for an id of the server's method when a channel starts out empty).
+AUTH["tokens"]["tok"] = {"id": base36(int(time.time() * 1000) - AID_EPOCH_MS, 8) + "0000" + "0000",
+                         "username": "streamer", "name": "Streamer", "host": None}
+
+
+async def ping(request):
+    """Misskey's ping: the server's time in ms (a stream's starting point on an empty channel)."""
+    return reply({"pong": int(time.time() * 1000)})
+
+
 def stream_token(request):
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
@@ -1030,6 +1041,7 @@ async def streaming(request):
                         del sock["subs"][nid]
     finally:
         sock["closed"] = True
+        sock["close_code"] = ws.close_code  # the client's close code (1000 for a clean stop), None if cut
         if pinger:
             pinger.cancel()
     return ws
@@ -1159,6 +1171,7 @@ async def test_stream_state(request):
 for _name, _handler in (("notes/timeline", notes_timeline), ("i/notifications", i_notifications)):
     ROUTES.setdefault(_name, _handler)
 ROUTES.update({
+    "ping": ping,
     "test/stream/post": test_stream_post,
     "test/stream/notify": test_stream_notify,
     "test/stream/emit": test_stream_emit,
