@@ -79,7 +79,7 @@ function errors.scrub(value, secrets)
   return value
 end
 
-local unpack = table.unpack or unpack
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 
 --- errors.scrubbed(secrets, ...) -> ...: a call's results, passed through. When
 -- they are a failure (`nil, message, err`), the message and every field of err

@@ -2,10 +2,14 @@
 """A raw WebSocket server for the specs (asyncio only, 127.0.0.1 only).
 
 It speaks RFC 6455 by hand so that it can also break it on purpose: the path of
-the upgrade request picks a scenario. It prints `PORT <n> PID <pid>` and exits
-when its parent dies or closes the pipe, like server.py. `GET /log` (plain
-HTTP) returns what clients sent in JSON: close codes, whether each client frame
-was masked, pongs, texts.
+the upgrade request picks a scenario (broken upgrade replies, refusals that echo
+the target, invalid close codes, a ping flood, a peer that does not read). It
+prints `PORT <n> PID <pid>` and exits when its parent dies or closes the pipe,
+like server.py. Control routes, plain HTTP, each answering with the log:
+`GET /log` returns what clients sent in JSON (close codes, whether each client
+frame was masked, pongs, texts, targets); `GET /set-streaming/<scenario>` picks
+what `/streaming` does (client:stream always asks for that path; default echo);
+`GET /push` and `GET /release` move the scenarios that hold a socket unread.
 """
 import asyncio
 import base64
