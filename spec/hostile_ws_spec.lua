@@ -112,6 +112,15 @@ describe("upgrade replies", function()
     end
   end)
 
+  it("client:stream against such a server reports the failure (what `misskey stream` runs)", function()
+    control("/set-streaming/nul-header")
+    local ok, msg, err = new_client{ host = srv.url, token = TOKEN }:stream{ reconnect = false }:run()
+    control("/set-streaming/echo")
+    assert.is_nil(ok)
+    assert.equal("network", err.kind)
+    assert.matches("NUL byte", msg)
+  end)
+
   it("a 101 without Upgrade: websocket, Connection: upgrade or with an extension not offered is refused", function()
     local cases = {
       ["no-upgrade"] = "no Upgrade: websocket", ["wrong-upgrade"] = "no Upgrade: websocket",
