@@ -106,8 +106,10 @@ valgrind: $(MODULE) $(TESTPOLL)
 	  --suppressions=tools/valgrind.supp -q \
 	  $(LUA_BIN) /usr/bin/busted -o TAP $(BUSTED_FLAGS)
 
-# libFuzzer on the WebSocket codec, time-bounded (CI runs it briefly), then on the JSON
-# decoder and encoder (which need a lua_State: linked against liblua5.4 for the fuzzer only).
+# libFuzzer on the WebSocket codec and on the upgrade reply check (the whole handshake:
+# status line, headers, accept key, frames after the head), time-bounded (CI runs it
+# briefly), then on the JSON decoder and encoder (which need a lua_State: linked against
+# liblua5.4 for the fuzzer only).
 FUZZ_SECONDS ?= 20
 fuzz: | $(DEPS_STAMP)
 	@mkdir -p build/fuzz/corpus
@@ -115,6 +117,16 @@ fuzz: | $(DEPS_STAMP)
 	printf '\201\005Hello' > build/fuzz/corpus/text
 	printf '\001\003Hel\211\000\200\002lo' > build/fuzz/corpus/fragments
 	build/fuzz/wsframe -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/corpus
+	@mkdir -p build/fuzz/handshake_corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -o build/fuzz/wshandshake tools/fuzz_wshandshake.c \
+	  src/wshandshake.c src/wsframe.c src/buf.c
+	printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\201\005Hello\210\002\003\350' \
+	  > build/fuzz/handshake_corpus/open
+	printf 'HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nCONNECTION: keep-alive, Upgrade\r\nsec-websocket-accept:  s3pPLMBiTxaQ9kYGzzhZRbK+xOo= \r\nSec-WebSocket-Extensions:\r\n\r\n' \
+	  > build/fuzz/handshake_corpus/lists
+	printf 'HTTP/1.1 302 Found\r\nLocation: https://h/streaming?i=x\r\n\r\n<a>' > build/fuzz/handshake_corpus/refused
+	printf 'HTTP/1.1 101 x\r\nX-A: a\000b\r\n folded\r\nno colon\r\n\r\n' > build/fuzz/handshake_corpus/broken
+	build/fuzz/wshandshake -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/handshake_corpus
 	@mkdir -p build/fuzz/json_corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $$(pkg-config --cflags lua5.4) -o build/fuzz/json \
 	  tools/fuzz_json.c src/json.c $$(pkg-config --libs lua5.4)

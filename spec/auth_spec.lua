@@ -6,6 +6,7 @@ local misskey = require "misskey"
 local Client = require "misskey.client"
 local core = require "misskey.core"
 local server = require "support.server"
+local leak = require "support.leak"
 
 -- Misskey's permission list comes from the generated catalogue; a stand-in
 -- keeps these specs running before it exists.
@@ -141,7 +142,7 @@ describe("legacy app flow", function()
     assert.is_nil(token)
     assert.equal("api", err.kind)
     assert.equal("NO_SUCH_SESSION", err.code)
-    assert.not_matches(app.secret, msg, 1, true)
+    leak.assert_none(app.secret, msg, err)
   end)
 
   it("goes through auth.app_create and app_wait; the token works", function()
@@ -224,7 +225,7 @@ describe("OAuth 2.0 with PKCE", function()
     assert.equal("auth", err.kind)
     assert.equal(400, err.status)
     assert.matches("invalid_grant", msg)
-    assert.not_matches(code, msg, 1, true)
+    leak.assert_none(code, msg, err)
     local token2, _, err2 = exchange(start, "not-a-code")
     assert.is_nil(token2)
     assert.equal("auth", err2.kind)

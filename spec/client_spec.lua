@@ -4,6 +4,7 @@ local misskey = require "misskey"
 local Client = require "misskey.client"
 local json = require "misskey.json"
 local server = require "support.server"
+local leak = require "support.leak"
 
 local TOKEN = "SeCrEtToKeN0123456789abcdefABCDE"
 
@@ -216,13 +217,20 @@ describe("tokens", function()
   it("never appear in messages or error fields, even when the server echoes them", function()
     local body = "token was " .. TOKEN .. " and again " .. TOKEN
     local _, msg, err = client:request("test/status", { status = 400, body = body, contentType = "text/plain" })
-    assert.is_nil(msg:find(TOKEN, 1, true))
-    assert.is_nil(err.body:find(TOKEN, 1, true))
+    leak.assert_none(TOKEN, msg, err)
     assert.matches("token was %*%*%* and again %*%*%*", err.body)
+    -- in the decoded error, its info too, however deep
     local _, msg2, err2 = client:request("test/status", {
-      status = 400, body = { error = { code = "X", message = "bad " .. TOKEN, id = "1" } } })
-    assert.is_nil(msg2:find(TOKEN, 1, true))
-    assert.is_nil(err2.api.message:find(TOKEN, 1, true))
+      status = 400, body = { error = { code = "X", message = "bad " .. TOKEN, id = "1",
+        info = { param = "i", reason = { TOKEN, { deeper = "got " .. TOKEN } } } } } })
+    leak.assert_none(TOKEN, msg2, err2)
+    assert.equal("got ***", err2.info.reason[2].deeper)
+    assert.equal("X", err2.code)
+    -- a 2xx that is not JSON
+    local _, msg3, err3 = client:request("test/status",
+      { status = 200, body = "{" .. TOKEN, contentType = "text/plain" })
+    assert.equal("decode", err3.kind)
+    leak.assert_none(TOKEN, msg3, err3)
   end)
 
   it("are not shown by tostring(client)", function()
@@ -369,16 +377,20 @@ describe("transport seam", function()
     assert.equal(TOKEN, body.i)
   end)
 
-  it("passes a transport failure on with the endpoint and no token", function()
+  it("passes a transport failure on with the endpoint and no token in any field", function()
     local transport = {
-      request = function() return nil, "exploded near " .. TOKEN, { kind = "network" } end,
+      request = function(req)
+        return nil, "exploded near " .. TOKEN, { kind = "network", url = req.url .. "?i=" .. TOKEN,
+          detail = { sent = req.body, lines = { "i=" .. TOKEN } } }
+      end,
     }
     local c = new{ transport = transport }
     local res, msg, err = c:request("meta")
     assert.is_nil(res)
     assert.equal("network", err.kind)
     assert.equal("meta", err.endpoint)
-    assert.is_nil(msg:find(TOKEN, 1, true))
+    leak.assert_none(TOKEN, msg, err)
+    assert.equal("i=***", err.detail.lines[1])
   end)
 end)
 

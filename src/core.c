@@ -43,6 +43,7 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
       {"engine", mk_engine_new}, {"curl_version", core_curl_version}, {"now", core_now},
       /* the WebSocket codec, for unit vectors (ws.c, wsframe.c) */
       {"_ws_parse", mk_l_ws_parse}, {"_ws_encode", mk_l_ws_encode}, {"_utf8_valid", mk_l_utf8_valid},
+      {"_ws_reply", mk_l_ws_reply},
       /* the OAuth redirect listener of `misskey login` (listen.c) */
       {"listen", mk_l_listen},
       /* signals as a readable fd, for a clean stop (signal.c) */

@@ -535,6 +535,7 @@ static int engine_close(lua_State *L) {
     mk_engine_detach(L, t);
     t->state = MK_CANCELLED;
   }
+  mk_ws_engine_closing(L, e); /* before curl_multi_cleanup: each closes its own connection */
   while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);
   free(e->pool);
   e->pool = NULL;

@@ -44,6 +44,7 @@ typedef struct mk_engine {
   int epfd;                /* epoll set mirroring every socket above: one fd for host loops */
   CURL **pool;             /* finished easy handles kept for the next requests (curl_easy_reset); */
   int npool, cappool;      /* it grows to the most transfers in flight at once, up to MK_POOL_MAX */
+  struct mk_ws *websockets; /* WebSockets whose easy handle is in `multi` (ws.c): closed with it */
 } mk_engine;
 
 typedef enum { MK_IDLE, MK_RUNNING, MK_DONE, MK_CANCELLED } mk_state;

@@ -9,7 +9,7 @@
 #define _DEFAULT_SOURCE
 #include "ws.h"
 
-#include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -19,10 +19,31 @@
 #include "compat.h"
 #include "hash.h"
 #include "wsframe.h"
+#include "wshandshake.h"
 
 #define MK_WS_MT "misskey.WebSocket"
-#define HANDSHAKE_MAX (64 * 1024)
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/* Outgoing bytes. A server that does not read makes them pile up here (pongs are
+ * bounded apart: only the newest is kept). Past SEND_HIGH_WATER the socket is not
+ * read, so a peer that sends without reading is slowed by TCP itself; a send while
+ * more than SEND_MAX bytes still wait fails the connection with 1008. */
+#define SEND_HIGH_WATER (256 * 1024)
+#define SEND_MAX (4 * 1024 * 1024)
+#define POLICY_VIOLATION 1008
+
+/* A buffer with this much room and little in it goes back to the allocator: one
+ * big message must not pin its size for the socket's life. */
+#define TRIM_OVER (1024 * 1024)
+
+/* Each time this socket's buffers grew by this much, Lua's collector is told
+ * (a step of that size): it sees only the small userdata otherwise. */
+#define ACCOUNT_STEP (1024 * 1024)
+
+/* max_message when none is given, and the most it is clamped to. */
+#define MAX_MESSAGE_DEFAULT (16u * 1024 * 1024)
+#define MAX_MESSAGE_CAP ((size_t)-1 / 2)
+#define CONNECT_TIMEOUT_MS_MAX 2147483647.0 /* a long on every platform (24.8 days) */
 
 typedef enum { WS_CONNECTING, WS_HANDSHAKE, WS_OPEN, WS_CLOSING, WS_CLOSED } ws_state;
 static const char *const STATE_NAMES[] = {"connecting", "handshake", "open", "closing", "closed"};
@@ -31,17 +52,25 @@ struct mk_ws {
   int kind;                 /* MK_KIND_WS: tells it from a transfer in CURLINFO_PRIVATE */
   CURL *easy;
   mk_engine *engine;        /* the engine whose multi handle holds easy */
+  mk_ws *prev, *next;       /* engine->websockets */
   int self_ref, engine_ref; /* self: pinned while connecting; engine: while easy is in it */
   ws_state state;
   CURLcode connect_code;
   curl_socket_t fd;
-  mk_buf out;               /* bytes waiting to be sent */
+  mk_buf out;               /* frames to send, whole ones only */
+  size_t out_off;           /* sent prefix of `out` */
+  uint8_t pong[125];        /* the newest ping's payload, answered once `out` is empty */
+  size_t pong_len;
+  int pong_due;
   mk_buf in;                /* bytes received and not parsed yet */
   size_t in_off;            /* parsed prefix of `in` */
   mk_ws_message msg;
   size_t max_message;
+  size_t reported;          /* buffer bytes Lua's collector was last told about */
   char key[32];             /* Sec-WebSocket-Key sent */
+  char accept[32];          /* the Sec-WebSocket-Accept it calls for */
   int close_sent;
+  int engine_closed;        /* released by engine:close(); the next poll says so */
   long status;              /* HTTP status of the upgrade reply */
   char errbuf[CURL_ERROR_SIZE];
 };
@@ -80,10 +109,21 @@ static void base64(const uint8_t *src, size_t n, char *dst) {
 
 static mk_ws *to_ws(lua_State *L, int i) { return (mk_ws *)luaL_checkudata(L, i, MK_WS_MT); }
 
+static size_t pending(const mk_ws *w) { return w->out.len - w->out_off; }
+
+/* Ends the connection now: the socket and curl's state go back, and so does every
+ * buffer (a closed socket that Lua still holds keeps only its small userdata). */
 static void release(lua_State *L, mk_ws *w) {
+  mk_engine *e = w->engine;
   if (w->self_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, w->self_ref);
   w->self_ref = LUA_NOREF;
-  if (w->easy && w->engine && w->engine->multi) curl_multi_remove_handle(w->engine->multi, w->easy);
+  if (e) {
+    if (w->prev) w->prev->next = w->next;
+    else if (e->websockets == w) e->websockets = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    if (w->easy && e->multi) curl_multi_remove_handle(e->multi, w->easy);
+  }
   if (w->easy) curl_easy_cleanup(w->easy);
   w->easy = NULL;
   w->engine = NULL;
@@ -91,15 +131,27 @@ static void release(lua_State *L, mk_ws *w) {
   w->engine_ref = LUA_NOREF;
   w->fd = CURL_SOCKET_BAD;
   w->state = WS_CLOSED;
+  mk_buf_free(&w->out);
+  w->out_off = 0;
+  w->pong_due = 0;
+  mk_buf_free(&w->in);
+  w->in_off = 0;
+  mk_buf_free(&w->msg.data);
+  w->msg.opcode = 0;
+  w->reported = 0;
 }
 
 static int ws_gc(lua_State *L) {
-  mk_ws *w = to_ws(L, 1);
-  release(L, w);
-  mk_buf_free(&w->out);
-  mk_buf_free(&w->in);
-  mk_buf_free(&w->msg.data);
+  release(L, to_ws(L, 1));
   return 0;
+}
+
+void mk_ws_engine_closing(lua_State *L, mk_engine *e) {
+  while (e->websockets) {
+    mk_ws *w = e->websockets;
+    w->engine_closed = 1;
+    release(L, w);
+  }
 }
 
 void mk_ws_connected(lua_State *L, mk_ws *w, CURLcode code) {
@@ -132,6 +184,36 @@ static void split_url(lua_State *L, const char *url, const char **scheme_http, c
 
 static int header_ok(const char *s) { return strchr(s, '\r') == NULL && strchr(s, '\n') == NULL; }
 
+/* opts.max_message: bytes >= 1; huge values (math.huge) are clamped, never cast out of range. */
+static size_t max_message_option(lua_State *L) {
+  size_t v = MAX_MESSAGE_DEFAULT;
+  lua_getfield(L, 2, "max_message");
+  if (!lua_isnil(L, -1)) {
+    lua_Number m = lua_tonumber(L, -1);
+    if (lua_type(L, -1) != LUA_TNUMBER || !(m >= 1))
+      luaL_error(L, "websocket option 'max_message' must be a number of bytes >= 1");
+    v = m >= (lua_Number)MAX_MESSAGE_CAP ? MAX_MESSAGE_CAP : (size_t)m;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* opts.connect_timeout: seconds > 0, clamped to [1 ms, CONNECT_TIMEOUT_MS_MAX] (curl
+ * reads 0 as its own default of 300 s, and 1e300 s is no long). */
+static void connect_timeout_option(lua_State *L, CURL *easy) {
+  lua_getfield(L, 2, "connect_timeout");
+  if (!lua_isnil(L, -1)) {
+    lua_Number t = lua_tonumber(L, -1), ms;
+    if (lua_type(L, -1) != LUA_TNUMBER || !(t > 0))
+      luaL_error(L, "websocket option 'connect_timeout' must be a number of seconds > 0");
+    ms = t * 1000;
+    if (ms < 1) ms = 1;
+    if (ms > CONNECT_TIMEOUT_MS_MAX) ms = CONNECT_TIMEOUT_MS_MAX;
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)ms);
+  }
+  lua_pop(L, 1);
+}
+
 /* engine:websocket{ url, headers = {}, ca_file, insecure, connect_timeout, max_message } -> ws */
 int mk_ws_new(lua_State *L) {
   mk_engine *e = mk_check_engine(L, 1);
@@ -157,15 +239,20 @@ int mk_ws_new(lua_State *L) {
   w->easy = curl_easy_init();
   if (w->easy == NULL) return luaL_error(L, "curl_easy_init failed");
 
-  lua_getfield(L, 2, "max_message");
-  w->max_message = lua_isnumber(L, -1) ? (size_t)lua_tonumber(L, -1) : 16u * 1024 * 1024;
+  w->max_message = max_message_option(L);
   w->msg.max_size = w->max_message;
-  lua_pop(L, 1);
 
   /* The upgrade request, sent once connected: GET <path?query> HTTP/1.1. */
   slash = strchr(rest, '/');
   fill_random(nonce, sizeof nonce);
   base64(nonce, sizeof nonce, w->key);
+  { /* Sec-WebSocket-Accept = base64(sha1(key + GUID)) */
+    char kg[96];
+    uint8_t digest[20];
+    size_t kn = (size_t)snprintf(kg, sizeof kg, "%s%s", w->key, WS_GUID);
+    mk_sha1(kg, kn, digest);
+    base64(digest, sizeof digest, w->accept);
+  }
   luaL_buffinit(L, &req);
   luaL_addstring(&req, "GET ");
   luaL_addstring(&req, slash ? slash : "/");
@@ -210,6 +297,9 @@ int mk_ws_new(lua_State *L) {
   curl_easy_setopt(w->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1); /* ALPN h2 breaks the upgrade */
   curl_easy_setopt(w->easy, CURLOPT_SSL_ENABLE_ALPN, 0L);
   curl_easy_setopt(w->easy, CURLOPT_NOSIGNAL, 1L);
+  /* Through an http_proxy, tunnel with CONNECT: sent to the proxy as a request,
+   * the upgrade would hand it the token in the target, and no proxy upgrades it. */
+  curl_easy_setopt(w->easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
   curl_easy_setopt(w->easy, CURLOPT_PRIVATE, (char *)w);
   curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->errbuf);
   lua_getfield(L, 2, "ca_file");
@@ -221,13 +311,14 @@ int mk_ws_new(lua_State *L) {
     curl_easy_setopt(w->easy, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   lua_pop(L, 1);
-  lua_getfield(L, 2, "connect_timeout");
-  if (lua_isnumber(L, -1)) curl_easy_setopt(w->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(lua_tonumber(L, -1) * 1000));
-  lua_pop(L, 1);
+  connect_timeout_option(L, w->easy);
 
   mc = curl_multi_add_handle(e->multi, w->easy);
   if (mc != CURLM_OK) return luaL_error(L, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
   w->engine = e;
+  w->next = e->websockets;
+  if (w->next) w->next->prev = w;
+  e->websockets = w;
   lua_pushvalue(L, 1);
   w->engine_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
@@ -238,29 +329,48 @@ int mk_ws_new(lua_State *L) {
 
 /* ---- I/O ---- */
 
-/* Sends what is queued; partial sends and CURLE_AGAIN leave the rest for later. */
-static CURLcode flush(mk_ws *w) {
-  while (w->out.len > 0) {
-    size_t sent = 0;
-    CURLcode rc = curl_easy_send(w->easy, w->out.data, w->out.len, &sent);
-    if (rc == CURLE_AGAIN) return CURLE_OK;
-    if (rc != CURLE_OK) return rc;
-    memmove(w->out.data, w->out.data + sent, w->out.len - sent);
-    w->out.len -= sent;
-  }
-  return CURLE_OK;
-}
-
 static int queue_frame(mk_ws *w, int opcode, const void *p, size_t n) {
   uint8_t mask[4];
   fill_random(mask, sizeof mask); /* a fresh mask per frame (RFC 6455 5.3) */
   return mk_ws_encode(&w->out, opcode, p, n, mask);
 }
 
+/* Sends what is queued; partial sends and CURLE_AGAIN leave the rest for later.
+ * The pong due goes out once every earlier frame has: until then a newer ping
+ * replaces it (RFC 6455 5.5.3), so a ping flood costs one pong, not a queue. */
+static CURLcode flush(mk_ws *w) {
+  for (;;) {
+    size_t sent = 0;
+    CURLcode rc;
+    if (pending(w) == 0) {
+      w->out.len = w->out_off = 0;
+      if (!w->pong_due) return CURLE_OK;
+      w->pong_due = 0;
+      if (queue_frame(w, MK_WS_PONG, w->pong, w->pong_len) != 0) return CURLE_OUT_OF_MEMORY;
+    }
+    rc = curl_easy_send(w->easy, w->out.data + w->out_off, pending(w), &sent);
+    if (rc == CURLE_AGAIN) break;
+    if (rc != CURLE_OK) return rc;
+    w->out_off += sent;
+  }
+  /* Slide the unsent tail down once the sent head is the larger part: each byte
+   * moves at most about once, whatever the sizes curl takes per send. */
+  if (w->out_off > pending(w)) {
+    memmove(w->out.data, w->out.data + w->out_off, pending(w));
+    w->out.len -= w->out_off;
+    w->out_off = 0;
+  }
+  return CURLE_OK;
+}
+
 static void queue_close(mk_ws *w, int code, const char *reason) {
   char body[125];
   size_t n = 0;
   if (w->close_sent) return;
+  if (w->pong_due) { /* the answer to a ping the server sent before it: still owed */
+    w->pong_due = 0;
+    queue_frame(w, MK_WS_PONG, w->pong, w->pong_len);
+  }
   if (code > 0) {
     body[0] = (char)(code >> 8);
     body[1] = (char)code;
@@ -296,6 +406,39 @@ static int reserve(mk_buf *b, size_t n) {
   return 0;
 }
 
+/* Gives back the room of a buffer that grew big and holds little now. */
+static void shrink(mk_buf *b, size_t cap) {
+  char *d;
+  if (b->cap <= TRIM_OVER || b->len >= cap || cap >= b->cap) return;
+  d = realloc(b->data, cap);
+  if (d == NULL) return; /* keeping the bigger block is fine */
+  b->data = d;
+  b->cap = cap;
+  b->data[b->len] = '\0';
+}
+
+static void trim(mk_ws *w) {
+  shrink(&w->in, 2 * READ_CHUNK);
+  if (w->msg.opcode == 0 && w->msg.data.cap > TRIM_OVER) mk_buf_free(&w->msg.data);
+  if (pending(w) == 0 && w->out.cap > TRIM_OVER) {
+    mk_buf_free(&w->out);
+    w->out_off = 0;
+  }
+}
+
+/* Lua's collector sees this socket as a small userdata: when its C buffers grew
+ * by another ACCOUNT_STEP, a collection step of that size lets an unreachable
+ * socket (and its buffers) go as soon as its size deserves. */
+static void account(lua_State *L, mk_ws *w) {
+  size_t held = w->in.cap + w->out.cap + w->msg.data.cap;
+  if (held >= w->reported + ACCOUNT_STEP) {
+    lua_gc(L, LUA_GCSTEP, (int)((held - w->reported) / 1024));
+    w->reported = held;
+  } else if (held < w->reported) {
+    w->reported = held;
+  }
+}
+
 /* Reads what is available now, straight into `in`, until CURLE_AGAIN (TLS may hold
  * bytes poll cannot see) or READ_BATCH bytes (then *more = 1). */
 static CURLcode drain(mk_ws *w, int *eof, int *more) {
@@ -315,12 +458,16 @@ static CURLcode drain(mk_ws *w, int *eof, int *more) {
 }
 
 /* What one poll hands to Lua: messages go into queue[tail + 1 ...]; everything else
- * becomes an event table, in a list made on the first event (most polls have none). */
+ * becomes an event table, in a list made on the first event (most polls have none).
+ * Pings and pongs are one event each per poll, with the newest payload. */
 typedef struct {
   lua_State *L;
   int queue;   /* stack index of the message queue */
   int events;  /* stack index of the event list, 0 until one is made */
   lua_Integer tail;
+  int pinged, ponged;
+  size_t ping_len, pong_len;
+  char ping[125], pong[125];
 } poll_out;
 
 /* events[#events+1] = { name, a, b } */
@@ -354,60 +501,24 @@ static void fail(poll_out *o, mk_ws *w, int code, const char *why) {
   w->state = WS_CLOSED;
 }
 
-/* Finds the end of the upgrade reply and checks it: 101 and the right accept key. */
-static int handshake(poll_out *o, mk_ws *w) {
-  const char *head = w->in.data, *end = NULL, *p;
-  size_t i;
-  char expect[64], line[256];
-  uint8_t digest[20];
-  /* A NUL after the bytes (not counted) makes the head safe for sscanf and strchr. */
-  if (mk_buf_append(&w->in, "", 1) != 0) return 0;
-  w->in.len--;
-  head = w->in.data;
-  for (i = 3; i < w->in.len; i++)
-    if (memcmp(head + i - 3, "\r\n\r\n", 4) == 0) { end = head + i + 1; break; }
-  if (end == NULL) {
-    if (w->in.len > HANDSHAKE_MAX) fail(o, w, 0, "websocket upgrade reply too long");
-    return 0;
+/* Checks the upgrade reply once its head is complete (wshandshake.c). */
+static void handshake(poll_out *o, mk_ws *w) {
+  mk_ws_reply r;
+  int rc = mk_ws_reply_parse(w->in.data, w->in.len, w->accept, &r);
+  if (rc == MK_WSH_MORE) return;
+  if (rc == MK_WSH_INVALID) {
+    fail(o, w, 0, r.why);
+    return;
   }
-  if (sscanf(head, "HTTP/1.1 %ld", &w->status) != 1 && sscanf(head, "HTTP/1.0 %ld", &w->status) != 1) {
-    fail(o, w, 0, "websocket upgrade reply is not HTTP");
-    return 0;
-  }
-  if (w->status != 101) {
-    push_event(o, "refused", head, (size_t)(end - head), w->status);
+  w->status = r.status;
+  if (rc == MK_WSH_REFUSED) {
+    push_event(o, "refused", w->in.data, r.head_len, r.status);
     w->state = WS_CLOSED;
-    return 0;
+    return;
   }
-  /* Sec-WebSocket-Accept = base64(sha1(key + GUID)) */
-  {
-    char kg[96];
-    size_t kn = (size_t)snprintf(kg, sizeof kg, "%s%s", w->key, WS_GUID);
-    mk_sha1(kg, kn, digest);
-    base64(digest, sizeof digest, expect);
-  }
-  for (p = head; p < end; p = strchr(p, '\n') + 1) {
-    size_t len = (size_t)(strchr(p, '\n') - p), k;
-    if (len >= sizeof line) continue;
-    for (k = 0; k < len; k++) line[k] = (char)tolower((unsigned char)p[k]);
-    line[len] = '\0';
-    if (strncmp(line, "sec-websocket-accept:", 21) == 0) {
-      char got[64];
-      const char *v = p + 21;
-      size_t gn = 0;
-      while (*v == ' ' || *v == '\t') v++;
-      while (v < p + len && *v != '\r' && gn < sizeof got - 1) got[gn++] = *v++;
-      got[gn] = '\0';
-      if (strcmp(got, expect) == 0) {
-        w->in_off = (size_t)(end - head); /* bytes after the head are frames already */
-        w->state = WS_OPEN;
-        push_event(o, "open", NULL, 0, 0);
-        return 1;
-      }
-    }
-  }
-  fail(o, w, 0, "websocket upgrade reply has a wrong or missing Sec-WebSocket-Accept");
-  return 0;
+  w->in_off = r.head_len; /* bytes after the head are frames already */
+  w->state = WS_OPEN;
+  push_event(o, "open", NULL, 0, 0);
 }
 
 /* Parses every complete frame in `in`: messages go to the queue, control frames
@@ -427,16 +538,26 @@ static void frames(poll_out *o, mk_ws *w) {
     }
     w->in_off += (size_t)used;
     switch (f.opcode) {
-    case MK_WS_PING:
-      queue_frame(w, MK_WS_PONG, f.payload, f.len);
-      push_event(o, "ping", (const char *)f.payload, f.len, 0);
+    case MK_WS_PING: /* control payloads are at most 125 bytes (mk_ws_parse) */
+      memcpy(w->pong, f.payload, f.len);
+      w->pong_len = f.len;
+      w->pong_due = w->state == WS_OPEN;
+      memcpy(o->ping, f.payload, f.len);
+      o->ping_len = f.len;
+      o->pinged = 1;
       break;
     case MK_WS_PONG:
-      push_event(o, "pong", (const char *)f.payload, f.len, 0);
+      memcpy(o->pong, f.payload, f.len);
+      o->pong_len = f.len;
+      o->ponged = 1;
       break;
     case MK_WS_CLOSE: {
       int code = f.len >= 2 ? (f.payload[0] << 8) | f.payload[1] : 1005;
-      if (f.len == 1 || (f.len > 2 && !mk_utf8_valid(f.payload + 2, f.len - 2))) {
+      if (f.len == 1 || (f.len >= 2 && !mk_ws_close_code_ok(code))) {
+        fail(o, w, MK_WS_PROTOCOL_ERROR, "invalid close code");
+        return;
+      }
+      if (f.len > 2 && !mk_utf8_valid(f.payload + 2, f.len - 2)) {
         fail(o, w, MK_WS_PROTOCOL_ERROR, "invalid close frame");
         return;
       }
@@ -461,7 +582,10 @@ static void frames(poll_out *o, mk_ws *w) {
       }
     }
   }
-  /* Keep only the unparsed tail. */
+}
+
+/* Keeps only the unparsed tail of `in`. */
+static void compact(mk_ws *w) {
   if (w->in_off > 0) {
     memmove(w->in.data, w->in.data + w->in_off, w->in.len - w->in_off);
     w->in.len -= w->in_off;
@@ -473,28 +597,35 @@ static void frames(poll_out *o, mk_ws *w) {
  * Moves every byte it can without blocking (reading at most READ_BATCH bytes).
  * Every whole message, text or binary, becomes a string at queue[tail + 1],
  * queue[tail + 2], ...; the new tail is returned. `events` is nil, or what else
- * happened, in order: { "open" }, { "ping", data }, { "pong", data },
- * { "close", reason, code }, { "refused", reply_head, status },
- * { "error", message, close_code }, { "eof" }. `want` is what to wait for next on
- * ws:fd(): "r", "rw" (bytes still to send) or nil once closed. `more` is true when
- * the read stopped at READ_BATCH: bytes may be waiting (in TLS too, where the fd
- * does not show them), so poll again without waiting on the fd. */
+ * happened, in order: { "open" }, { "close", reason, code },
+ * { "refused", reply_head, status }, { "error", message, close_code }, { "eof" };
+ * then { "ping", data } and { "pong", data } once each, with the newest payload,
+ * when any came. `want` is what to wait for next on ws:fd(): "r", "rw" (bytes
+ * still to send), "w" (more than SEND_HIGH_WATER bytes to send: nothing is read
+ * until they drain) or nil once closed. `more` is true when the read stopped at
+ * READ_BATCH: bytes may be waiting (in TLS too, where the fd does not show them),
+ * so poll again without waiting on the fd. */
 static int ws_poll(lua_State *L) {
   mk_ws *w = to_ws(L, 1);
   int eof = 0, more = 0;
   CURLcode rc;
   poll_out o;
   luaL_checktype(L, 2, LUA_TTABLE);
+  memset(&o, 0, offsetof(poll_out, ping)); /* the payload copies are written before use */
   o.L = L;
   o.queue = 2;
   o.tail = luaL_checkinteger(L, 3);
-  o.events = 0;
   lua_settop(L, 3);
   lua_pushnil(L); /* 4: the event list, made on the first event */
   if (w->state == WS_CONNECTING) {
     lua_pushinteger(L, o.tail);
     lua_pushliteral(L, "connecting");
     return 2;
+  }
+  if (w->engine_closed) {
+    w->engine_closed = 0;
+    static const char why[] = "its engine was closed";
+    push_event(&o, "error", why, sizeof why - 1, 0);
   }
   if (w->state == WS_CLOSED && w->easy && w->connect_code != CURLE_OK) {
     const char *m = w->errbuf[0] ? w->errbuf : curl_easy_strerror(w->connect_code);
@@ -503,7 +634,9 @@ static int ws_poll(lua_State *L) {
   }
   if (w->state == WS_HANDSHAKE || w->state == WS_OPEN || w->state == WS_CLOSING) {
     rc = flush(w);
-    if (rc == CURLE_OK) rc = drain(w, &eof, &more);
+    /* Over the high-water mark, leave the peer's bytes in the socket: a peer
+     * that sends without reading our answers is held back by TCP. */
+    if (rc == CURLE_OK && pending(w) <= SEND_HIGH_WATER) rc = drain(w, &eof, &more);
     if (rc != CURLE_OK) {
       const char *m = curl_easy_strerror(rc);
       push_event(&o, "error", m, strlen(m), 0);
@@ -511,18 +644,25 @@ static int ws_poll(lua_State *L) {
     } else {
       if (w->state == WS_HANDSHAKE) handshake(&o, w);
       frames(&o, w);
+      compact(w);
+      if (w->state != WS_CLOSED) trim(w);
+      if (o.pinged) push_event(&o, "ping", o.ping, o.ping_len, 0);
+      if (o.ponged) push_event(&o, "pong", o.pong, o.pong_len, 0);
       if (flush(w) != CURLE_OK) w->state = WS_CLOSED;
       if (eof && w->state != WS_CLOSED) {
         push_event(&o, "eof", NULL, 0, 0);
         w->state = WS_CLOSED;
       }
+      account(L, w);
     }
   }
   lua_pushinteger(L, o.tail);
   if (w->state == WS_CLOSED) {
     release(L, w);
     lua_pushnil(L);
-  } else if (w->out.len > 0) {
+  } else if (pending(w) > SEND_HIGH_WATER) {
+    lua_pushliteral(L, "w");
+  } else if (pending(w) > 0) {
     lua_pushliteral(L, "rw");
   } else {
     lua_pushliteral(L, "r");
@@ -532,7 +672,8 @@ static int ws_poll(lua_State *L) {
   return 4;
 }
 
-/* ws:send(data [, "text" | "binary" | "ping"]) -> true | nil, message */
+/* ws:send(data [, "text" | "binary" | "ping"]) -> true | nil, message[, close_code]
+ * A send while more than SEND_MAX bytes still wait fails the connection (1008). */
 static int ws_send(lua_State *L) {
   mk_ws *w = to_ws(L, 1);
   size_t n;
@@ -545,6 +686,15 @@ static int ws_send(lua_State *L) {
     return 2;
   }
   if (opcode == MK_WS_PING && n > 125) return luaL_argerror(L, 2, "a ping carries at most 125 bytes");
+  if (pending(w) > SEND_MAX) {
+    queue_close(w, POLICY_VIOLATION, "send buffer full");
+    flush(w);
+    release(L, w);
+    lua_pushnil(L);
+    lua_pushfstring(L, "websocket send buffer over %d MiB: the server is not reading", SEND_MAX >> 20);
+    lua_pushinteger(L, POLICY_VIOLATION);
+    return 3;
+  }
   if (queue_frame(w, opcode, s, n) != 0) return luaL_error(L, "out of memory");
   if (flush(w) != CURLE_OK) {
     w->state = WS_CLOSED;
@@ -552,23 +702,44 @@ static int ws_send(lua_State *L) {
     lua_pushliteral(L, "websocket send failed");
     return 2;
   }
+  account(L, w);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* ws:close([code [, reason]]): starts the closing handshake (or drops a socket not open yet). */
+/* ws:close([code [, reason]]): starts the closing handshake (or drops a socket not
+ * open yet). code: 1000-1003, 1007-1014 or 3000-4999; reason: UTF-8, at most 123 bytes. */
 static int ws_close(lua_State *L) {
   mk_ws *w = to_ws(L, 1);
-  int code = (int)luaL_optinteger(L, 2, 1000);
-  const char *reason = luaL_optstring(L, 3, NULL);
+  lua_Integer code = luaL_optinteger(L, 2, 1000);
+  size_t rn = 0;
+  const char *reason = luaL_optlstring(L, 3, NULL, &rn);
+  if (code < 1000 || code > 4999 || !mk_ws_close_code_ok((long)code))
+    return luaL_argerror(L, 2, "a close code is 1000-1003, 1007-1014 or 3000-4999");
+  if (reason && (rn > 123 || !mk_utf8_valid((const uint8_t *)reason, rn) || memchr(reason, '\0', rn)))
+    return luaL_argerror(L, 3, "a close reason is UTF-8 text of at most 123 bytes");
   if (w->state == WS_OPEN) {
-    queue_close(w, code, reason);
+    queue_close(w, (int)code, reason);
     flush(w);
     w->state = WS_CLOSING;
   } else if (w->state != WS_CLOSING) {
     release(L, w);
   }
   return 0;
+}
+
+/* ws:buffered() -> bytes queued and not yet sent (pongs included). */
+static int ws_buffered(lua_State *L) {
+  mk_ws *w = to_ws(L, 1);
+  lua_pushinteger(L, (lua_Integer)(pending(w) + (w->pong_due ? w->pong_len + 6 : 0)));
+  return 1;
+}
+
+/* ws:_memory() -> bytes of C buffers this socket holds (for specs). */
+static int ws_memory(lua_State *L) {
+  mk_ws *w = to_ws(L, 1);
+  lua_pushinteger(L, (lua_Integer)(w->in.cap + w->out.cap + w->msg.data.cap));
+  return 1;
 }
 
 static int ws_fd(lua_State *L) {
@@ -630,6 +801,21 @@ int mk_l_ws_encode(lua_State *L) {
   return 1;
 }
 
+/* core._ws_reply(bytes, accept) -> "more" | "open" | "refused" | "invalid", status, head_len, why */
+int mk_l_ws_reply(lua_State *L) {
+  static const char *const names[] = {"invalid", "more", "open", "refused"};
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n), *accept = luaL_checkstring(L, 2);
+  mk_ws_reply r;
+  int rc = mk_ws_reply_parse(s, n, accept, &r);
+  lua_pushstring(L, names[rc + 1]);
+  lua_pushinteger(L, r.status);
+  lua_pushinteger(L, (lua_Integer)r.head_len);
+  if (r.why) lua_pushstring(L, r.why);
+  else lua_pushnil(L);
+  return 4;
+}
+
 int mk_l_utf8_valid(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
@@ -640,7 +826,8 @@ int mk_l_utf8_valid(lua_State *L) {
 void mk_ws_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"poll", ws_poll},   {"send", ws_send},   {"close", ws_close},
                                      {"fd", ws_fd},       {"state", ws_state_name}, {"done", ws_done},
-                                     {"cancel", ws_cancel}, {NULL, NULL}};
+                                     {"cancel", ws_cancel}, {"buffered", ws_buffered},
+                                     {"_memory", ws_memory},  {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", ws_gc}, {"__close", ws_cancel}, {"__tostring", ws_tostring}, {NULL, NULL}};
   luaL_newmetatable(L, MK_WS_MT);
   mk_setfuncs(L, meta);

@@ -12,6 +12,9 @@ void mk_ws_open(lua_State *L); /* metatable */
  * (its caller has pushed it onto the finished list already). */
 void mk_ws_connected(lua_State *L, mk_ws *w, CURLcode code);
 int mk_ws_pin(lua_State *L, mk_ws *w); /* pushes the pinned object */
+/* engine:close(): releases every WebSocket on e (socket, curl state, buffers). */
+void mk_ws_engine_closing(lua_State *L, mk_engine *e);
+int mk_l_ws_reply(lua_State *L);  /* core._ws_reply: the upgrade reply check, for unit vectors */
 int mk_l_ws_parse(lua_State *L);  /* core._ws_parse: the codec, for unit vectors */
 int mk_l_ws_encode(lua_State *L); /* core._ws_encode */
 int mk_l_utf8_valid(lua_State *L); /* core._utf8_valid */

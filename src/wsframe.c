@@ -61,6 +61,10 @@ int mk_ws_encode(mk_buf *b, int opcode, const void *payload, size_t len, const u
   return 0;
 }
 
+int mk_ws_close_code_ok(long code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
 /* Index of the first byte with its high bit set in an 8-byte word that has one. */
 static size_t first_high(uint64_t high) {
 #if defined(__GNUC__)

@@ -31,6 +31,10 @@ long mk_ws_parse(const uint8_t *p, size_t n, size_t max_payload, mk_frame *f);
 /* Appends one masked client frame (fin set) to b; 0 on success, -1 out of memory. */
 int mk_ws_encode(mk_buf *b, int opcode, const void *payload, size_t len, const uint8_t mask[4]);
 
+/* 1 when a close frame may carry `code` (RFC 6455 7.4): 1000-1003, 1007-1014
+ * and 3000-4999. 1004-1006 and 1015 are never sent; the rest is reserved or unused. */
+int mk_ws_close_code_ok(long code);
+
 /* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
 int mk_utf8_valid(const uint8_t *s, size_t n);
 

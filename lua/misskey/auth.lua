@@ -198,7 +198,7 @@ end
 function auth.app_session(host, secret)
   local client = client_for("app_session", host)
   check_secret("app_session", secret, 2)
-  return client:request("auth/session/generate", { appSecret = secret })
+  return errors.scrubbed(secret, client:request("auth/session/generate", { appSecret = secret }))
 end
 
 --- auth.app_userkey(host, secret, session_token) -> api_token, user | nil, message, err
@@ -208,10 +208,9 @@ function auth.app_userkey(host, secret, token)
   check_secret("app_userkey", secret, 2)
   check_secret("app_userkey", token, 3)
   local endpoint = "auth/session/userkey"
-  local res, msg, err = client:request(endpoint, { appSecret = secret, token = token })
+  local res, msg, err = errors.scrubbed({ secret, token },
+    client:request(endpoint, { appSecret = secret, token = token }))
   if not res then
-    msg = errors.redact(errors.redact(msg, secret), token)
-    err.message = msg
     if err.kind == "api" and err.code == "PENDING_SESSION" then
       err.kind = "pending"
       err.message = endpoint .. ": the user has not accepted the app yet (PENDING_SESSION)"
@@ -326,13 +325,15 @@ function auth.oauth_exchange(opts)
       "client_id", opts.client_id, "code_verifier", opts.verifier,
     },
   }
-  if not res then return nil, value, err end
+  -- The code and the verifier stay out of every field of every failure.
+  local secrets = { opts.code, opts.verifier, core.urlencode(opts.code), core.urlencode(opts.verifier) }
+  if not res then return errors.scrubbed(secrets, nil, value, err) end
   if res.status ~= 200 or type(value) ~= "table" or type(value.access_token) ~= "string" then
     local e = type(value) == "table" and value or {}
     local what = type(e.error) == "string" and e.error or "no access_token"
     if type(e.error_description) == "string" then what = what .. ": " .. e.error_description end
-    return errors.fail("auth", errors.redact(("POST %s: OAuth token request refused (HTTP %d): %s"):format(
-      path, res.status, what), opts.code), { status = res.status, endpoint = path, error = e.error })
+    return errors.scrubbed(secrets, errors.fail("auth", ("POST %s: OAuth token request refused (HTTP %d): %s")
+      :format(path, res.status, what), { status = res.status, endpoint = path, error = e.error }))
   end
   return value.access_token, value
 end

@@ -437,8 +437,10 @@ function Client:request(endpoint, params, opts)
   local ok, encoded = pcall(json.encode, body, "params")
   if not ok then error(errors.redact(encoded, self._token), 2) end
   local url, timeout = self.base_url .. "/api/" .. endpoint, opts.timeout or self._timeout
-  -- misskey.ratelimit repeats the attempt for 429s and retries.
-  return ratelimit.run(self, endpoint, opts, post_attempt, url, headers, encoded, timeout)
+  -- misskey.ratelimit repeats the attempt for 429s and retries. A failure leaves
+  -- with the token redacted from every field, wherever a server echoed it.
+  return errors.scrubbed(self._token, ratelimit.run(self, endpoint, opts, post_attempt, url, headers, encoded,
+    timeout))
 end
 
 -- ---- client:upload: drive/files/create as multipart/form-data ----
@@ -574,14 +576,14 @@ function Client:upload(file, fields, opts)
   end
   -- 429s are waited out as for client:request (Misskey checks the limit before
   -- storing anything); a write, so never retried after other failures.
-  return ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, function()
+  return errors.scrubbed(self._token, ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, function()
     local res, msg, err = self:_send(UPLOAD_ENDPOINT, {
       method = "POST", url = self.base_url .. "/api/" .. UPLOAD_ENDPOINT, headers = headers, parts = parts,
       timeout = opts.timeout or self._timeout, progress = opts.progress,
     })
     if not res then return nil, nil, msg, err end
     return res, self:_interpret(UPLOAD_ENDPOINT, res)
-  end)
+  end))
 end
 
 -- ---- client:http: raw HTTP to the client's host (non-API URLs) ----
@@ -699,15 +701,15 @@ function Client:http(req)
   local res, msg, err = self:_send(path, {
     method = method, url = url, headers = headers, body = body, timeout = t or self._timeout, max_size = m,
   }, label)
-  if not res then return nil, msg, err end
+  if not res then return errors.scrubbed(self._token, nil, msg, err) end
   res.headers = res.headers or {}
   res.body = res.body or ""
   if req.json and res.body ~= "" and is_json_type(res.headers["content-type"]) then
     local value, derr = json.decode(res.body)
     if value == nil then
-      local excerpt_ = errors.redact(excerpt(res.body), self._token)
-      return errors.fail("decode", errors.redact(("%s: invalid JSON in HTTP %d reply (%s)"):format(
-        label, res.status, derr), self._token), { status = res.status, endpoint = path, body = excerpt_ })
+      local body_ = excerpt(errors.redact(res.body, self._token)) -- before the cut: no half token left
+      return errors.scrubbed(self._token, errors.fail("decode", ("%s: invalid JSON in HTTP %d reply (%s)")
+        :format(label, res.status, derr), { status = res.status, endpoint = path, body = body_ }))
     end
     return res, value
   end

@@ -366,6 +366,8 @@ function stream.new(client, opts)
       ca_file = http.ca_file, insecure = http.insecure, max_message = o.max_message,
     },
     _token = client._token,
+    -- What errors must never carry: the token, and as the upgrade's target spells it.
+    _secrets = client._token and { client._token, pct(client._token) } or nil,
     _opts = o,
     _handlers = {},
     _channels = {},  -- id -> channel
@@ -446,7 +448,7 @@ function Channel:_fire_own(event, ...)
 end
 
 function Stream:_fire_error(err)
-  if errors.is(err) then err.message = errors.redact(err.message, self._token) end
+  errors.scrub(err, self._secrets) -- every field: a refused upgrade's reply may echo the target
   fire(self._running, self._handlers, "error", err)
 end
 
@@ -848,8 +850,8 @@ function Stream:_reader_main()
       end
       if got then attempt = 0 end
       ws:close(1001)
-      msg = errors.redact(msg or "closed", self._token)
-      fire(self._running, self._handlers, "disconnected", msg, err)
+      msg = errors.scrub(msg or "closed", self._secrets)
+      fire(self._running, self._handlers, "disconnected", msg, errors.scrub(err, self._secrets))
     else
       if not errors.is(err) then err = select(2, errors.new("network", tostring(msg))) end
       self:_fire_error(err)

@@ -2,10 +2,14 @@
 """A raw WebSocket server for the specs (asyncio only, 127.0.0.1 only).
 
 It speaks RFC 6455 by hand so that it can also break it on purpose: the path of
-the upgrade request picks a scenario. It prints `PORT <n> PID <pid>` and exits
-when its parent dies or closes the pipe, like server.py. `GET /log` (plain
-HTTP) returns what clients sent in JSON: close codes, whether each client frame
-was masked, pongs, texts.
+the upgrade request picks a scenario (broken upgrade replies, refusals that echo
+the target, invalid close codes, a ping flood, a peer that does not read). It
+prints `PORT <n> PID <pid>` and exits when its parent dies or closes the pipe,
+like server.py. Control routes, plain HTTP, each answering with the log:
+`GET /log` returns what clients sent in JSON (close codes, whether each client
+frame was masked, pongs, texts, targets); `GET /set-streaming/<scenario>` picks
+what `/streaming` does (client:stream always asks for that path; default echo);
+`GET /push` and `GET /release` move the scenarios that hold a socket unread.
 """
 import asyncio
 import base64
@@ -19,6 +23,16 @@ import sys
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 LOG = {"closes": [], "unmasked": 0, "pongs": [], "texts": [], "upgrades": 0}
+# Control routes (plain HTTP, see handle): what `GET /streaming` does (client:stream
+# always asks for that path), and events that hold scenarios that do not read.
+CONTROL = {"streaming": "echo", "release": None, "push": None}
+FLOOD_BYTES = 8 * 1024 * 1024  # of empty pings: 4 Mi pings
+
+
+def control_event(name):
+    """A fresh asyncio.Event for a scenario that waits on GET /<name>."""
+    CONTROL[name] = asyncio.Event()
+    return CONTROL[name]
 
 
 def frame(opcode, payload=b"", fin=True, rsv=0, mask=None, length_form=None):
@@ -147,6 +161,37 @@ async def scenario(name, reader, writer):
         send(frame(0x1, b"bye"))
         await writer.drain()
         writer.transport.abort()
+    elif name.startswith("close-"):
+        # A close frame with the code in the path, valid or not (close-1005, close-65535).
+        send(frame(0x8, struct.pack(">H", int(name[6:]))))
+        await writer.drain()
+        op, data = await client_frames(reader)
+        # The client's answer, by path: other connections' closes may come in between.
+        code = struct.unpack(">H", data[:2])[0] if op == 0x8 and len(data) >= 2 else None
+        LOG.setdefault("close_replies", {})[name] = code
+    elif name == "ping-flood":
+        # Empty pings as fast as the client reads them, then "done"; nothing is read
+        # until GET /release, so every pong the client owes stays with the client.
+        chunk = frame(0x9) * 65536
+        for _ in range(FLOOD_BYTES // len(chunk)):
+            send(chunk)
+            await writer.drain()
+        send(frame(0x1, b"done"))
+        await writer.drain()
+        await CONTROL["release"].wait()
+        await client_frames(reader)
+    elif name == "hold":
+        # Reads nothing until GET /release; sends "pushed" on GET /push (before the release).
+        pushed = asyncio.ensure_future(CONTROL["push"].wait())
+        released = asyncio.ensure_future(CONTROL["release"].wait())
+        await asyncio.wait([pushed, released], return_when=asyncio.FIRST_COMPLETED)
+        if pushed.done():
+            send(frame(0x1, b"pushed"))
+            await writer.drain()
+        else:
+            pushed.cancel()
+        await released
+        await client_frames(reader)
 
 
 async def handle(reader, writer):
@@ -163,12 +208,20 @@ async def handle(reader, writer):
             k, v = line.split(":", 1)
             headers[k.strip().lower()] = v.strip()
     path = target.split("?")[0].strip("/")
-    if path == "log":
+    if path == "log" or path.startswith("set-streaming/") or path in ("release", "push"):
+        if path.startswith("set-streaming/"):
+            CONTROL["streaming"] = path.split("/", 1)[1]
+        elif path != "log" and CONTROL[path] is not None:
+            CONTROL[path].set()
         body = json.dumps(LOG).encode()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                      b"Connection: close\r\n\r\n" % len(body) + body)
         await writer.drain()
         writer.close()
+        return
+    if path == "streaming":
+        path = CONTROL["streaming"]
+    if await refused(path, target, writer):
         return
     if path == "refuse401":
         # Misskey refuses a bad token before the upgrade, as plain HTTP.
@@ -185,8 +238,10 @@ async def handle(reader, writer):
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
     if path == "bad-accept":
         accept = base64.b64encode(b"0" * 20)
-    reply = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    reply = upgrade_reply(path, accept)
+    # Fresh control events before the 101: the client may ask for them at once.
+    control_event("release")
+    control_event("push")
     if path == "with-101":
         # The first message in the same packet as the 101 reply.
         writer.write(reply + frame(0x1, b"early bird"))
@@ -195,12 +250,68 @@ async def handle(reader, writer):
     else:
         writer.write(reply)
         await writer.drain()
-        if path != "bad-accept":
+        if path not in BROKEN_101:
+            if path == "token-lists":
+                path = "echo"
             await scenario(path, reader, writer)
     try:
         writer.close()
     except ConnectionError:
         pass
+
+
+# Upgrade replies that break RFC 6455 4.1 (or HTTP) on purpose, by path; the client
+# must refuse each before reading a frame. {accept} is the right accept key.
+BROKEN_101 = {
+    "bad-accept": None,  # the 101 of the default below, with a wrong key
+    "nul-header": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"X-A: a\0b\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    "nul-status": b"HTTP/1.1 101 Swi\0tching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
+    "no-upgrade": b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
+    "wrong-upgrade": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
+    "no-connection": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
+    "extension": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    "long-head": b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Padding: " + b"p" * 70000 + b"\r\n",
+}
+# A valid 101 in other words: token lists and other cases (then the echo scenario).
+UPGRADE_REPLIES = dict(BROKEN_101, **{
+    "token-lists": b"HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n"
+                   b"CONNECTION: keep-alive, Upgrade\r\nsec-websocket-accept:   {accept}  \r\n\r\n",
+})
+
+
+def upgrade_reply(path, accept):
+    template = UPGRADE_REPLIES.get(path)
+    if template is None:
+        return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    return template.replace(b"{accept}", accept)
+
+
+async def refused(path, target, writer):
+    """Refusals that echo the request target, query (and so a token) included, as
+    servers and proxies do: a 400 and redirects to https. True when one was sent."""
+    echo = target.encode("latin-1")
+    if path == "refuse-echo":
+        body = b"<p>Bad request: GET " + echo + b"</p>"
+        head = b"HTTP/1.1 400 Bad Request\r\nX-Request-Target: " + echo + b"\r\n"
+    elif path in ("redirect301", "redirect302"):
+        url = b"https://127.0.0.1" + echo
+        body = b"<a href=\"" + url + b"\">moved</a>"
+        head = (b"HTTP/1.1 301 Moved Permanently\r\n" if path == "redirect301" else b"HTTP/1.1 302 Found\r\n")
+        head += b"Location: " + url + b"\r\n"
+    else:
+        return False
+    writer.write(head + b"Content-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                 % len(body) + body)
+    await writer.drain()
+    writer.close()
+    return True
 
 
 def parent_gone(parent, out):
@@ -224,6 +335,11 @@ async def main():
         except asyncio.TimeoutError:
             pass
     server.close()
+    # Scenarios still waiting (a client that went away without a word) end quietly.
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 if __name__ == "__main__":

@@ -54,11 +54,13 @@ end
 -- batch nothing yields.
 function WebSocket:_pump(timeout)
   local was_open, waited = self.open, false
+  -- No fd: the socket was released under us (engine:close()); the poll says why.
+  local fd = self._ws:fd()
   if self._more then
     loop.sleep(0)
-  elseif self._fed and self._want then
+  elseif self._fed and self._want and fd then
     waited = true
-    if loop.await_socket(self._ws:fd(), self._want, timeout) == "timeout" then return "timeout" end
+    if loop.await_socket(fd, self._want, timeout) == "timeout" then return "timeout" end
   end
   local want = self:_poll()
   -- The 101 may already be read here (the upgrade request goes out as soon as
@@ -98,12 +100,21 @@ function WebSocket:receive(timeout)
 end
 
 --- ws:send(text [, "binary" | "ping"]) -> true | nil, msg, err
+-- A server that stops reading fails the socket once more than 4 MiB wait
+-- unsent (err.close_code 1008); every later call returns that error.
 function WebSocket:send(data, kind)
   if self.closed then return closed_error(self) end
-  local ok, msg = self._ws:send(data, kind)
-  if not ok then return errors.fail("network", "websocket: " .. tostring(msg)) end
+  local ok, msg, code = self._ws:send(data, kind)
+  if not ok then
+    local _, err = errors.new("network", "websocket: " .. tostring(msg), { close_code = code })
+    if code then self.closed = { err = err } end
+    return nil, err.message, err
+  end
   return true
 end
+
+--- ws:buffered() -> bytes queued and not sent yet.
+function WebSocket:buffered() return self._ws:buffered() end
 
 --- ws:close([code, reason]): the closing handshake, waiting (bounded) for the server's close.
 function WebSocket:close(code, reason)
@@ -120,9 +131,46 @@ end
 --- ws:state() -> "connecting" | "handshake" | "open" | "closing" | "closed"
 function WebSocket:state() return self._ws:state() end
 
+local function opterror(name, what)
+  error(("bad option '%s' to 'websocket' (%s)"):format(name, what), 4)
+end
+
+local function check_seconds(req, name)
+  local v = req[name]
+  if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0) then
+    opterror(name, "a number of seconds > 0 expected, got " .. tostring(v))
+  end
+end
+
+-- Misuse raises naming the option, before anything is sent.
+local function check_request(req)
+  if type(req) ~= "table" then error("bad argument #1 to 'websocket' (request table expected)", 3) end
+  local url = req.url
+  if type(url) ~= "string" or not (url:find("^wss?://[^/?#]")) then
+    opterror("url", "a ws:// or wss:// URL expected, got " .. tostring(url))
+  end
+  check_seconds(req, "timeout")
+  check_seconds(req, "connect_timeout")
+  local m = req.max_message
+  if m ~= nil and (type(m) ~= "number" or m ~= m or m < 1) then
+    opterror("max_message", "a number of bytes >= 1 expected, got " .. tostring(m))
+  end
+  if req.headers ~= nil and type(req.headers) ~= "table" then
+    opterror("headers", "a table of strings expected, got " .. type(req.headers))
+  end
+  if req.ca_file ~= nil and type(req.ca_file) ~= "string" then opterror("ca_file", "a file path expected") end
+end
+
 --- websocket.connect(engine, req) -> ws | nil, msg, err
 -- req = { url = "ws(s)://…", headers, connect_timeout, ca_file, insecure, max_message, timeout }
+-- Through an http_proxy the connection is a CONNECT tunnel: the proxy never sees the target.
+---@param engine userdata
+---@param req table
+---@return table|nil ws
+---@return string|nil message
+---@return table|nil err
 function websocket.connect(engine, req)
+  check_request(req)
   local ws = engine:websocket(req)
   local self = setmetatable({ _ws = ws, _queue = {}, _qhead = 1, _qtail = 0 }, WebSocket)
   local timeout = req.timeout or 30
