@@ -45,13 +45,28 @@ local function check_string(fname, opts, key, required)
   end
 end
 
--- A client to go through: the given one, or an anonymous one for `host`.
-local function client_for(fname, host)
-  if getmetatable(host) == Client then return host end
-  if type(host) ~= "string" or host == "" then
-    argerror(fname, "host (a host name, base URL or client) expected, got " .. type(host), 3)
+-- A client to go through: the given one, or an anonymous one for `host`. A flow
+-- whose token (or app secret, or code) would cross a network unencrypted is
+-- refused before it starts, unless the client allows it (`public`: nothing secret
+-- travels, as for the OAuth metadata).
+local function client_for(fname, host, allow_plaintext, public)
+  local client = host
+  if getmetatable(host) ~= Client then
+    if type(host) ~= "string" or host == "" then
+      argerror(fname, "host (a host name, base URL or client) expected, got " .. type(host), 3)
+    end
+    if allow_plaintext ~= nil and type(allow_plaintext) ~= "boolean" then
+      argerror(fname, "option 'allow_plaintext_token' must be a boolean", 3)
+    end
+    client = Client.new{ host = host, token = false, allow_plaintext_token = allow_plaintext }
   end
-  return Client.new{ host = host, token = false }
+  local why = not public and client:cleartext()
+  if why and not client.allow_plaintext_token then
+    argerror(fname, ("%s: %s, so the token would travel unencrypted, readable and usable by anyone on the "
+      .. "way; use https, or pass allow_plaintext_token = true (or a client made with it) to do it anyway")
+      :format(client.base_url, why), 3)
+  end
+  return client
 end
 
 -- The permission list, checked (C) against Misskey's unless strict = false; duplicates dropped.
@@ -100,7 +115,8 @@ end
 -- token is still returned, the save's message and err after it.
 local function saved(client, token, user, save)
   if not token or not save then return token, user end
-  local key, msg, err = credentials.add{ host = client.base_url, token = token, user = user }
+  local key, msg, err = credentials.add{ host = client.base_url, token = token, user = user,
+    allow_plaintext_token = client:cleartext() ~= nil or nil }
   if not key then return token, user, msg, err end
   return token, user
 end
@@ -114,7 +130,10 @@ function Session:__tostring()
   return ("misskey.auth.Session (%s)"):format(self.url)
 end
 
-local MIAUTH_OPTIONS = { host = true, name = true, icon = true, callback = true, permission = true, strict = true }
+local MIAUTH_OPTIONS = {
+  host = true, name = true, icon = true, callback = true, permission = true, strict = true,
+  allow_plaintext_token = true,
+}
 
 --- auth.miauth{ host, name, icon, callback, permission = { ... }, strict = true } -> session
 -- `session.session` is a fresh UUID v4, `session.url` the page to send the user to.
@@ -122,7 +141,7 @@ local MIAUTH_OPTIONS = { host = true, name = true, icon = true, callback = true,
 function auth.miauth(opts)
   check_keys("miauth", opts, MIAUTH_OPTIONS)
   for _, k in ipairs{ "name", "icon", "callback" } do check_string("miauth", opts, k) end
-  local client = client_for("miauth", opts.host)
+  local client = client_for("miauth", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("miauth", opts.permission, opts.strict)
   local session = core.uuid()
   local url = core.miauth_url{
@@ -168,7 +187,10 @@ end
 
 -- ---- Legacy app flow ----
 
-local APP_OPTIONS = { host = true, name = true, description = true, permission = true, callback = true, strict = true }
+local APP_OPTIONS = {
+  host = true, name = true, description = true, permission = true, callback = true, strict = true,
+  allow_plaintext_token = true,
+}
 
 --- auth.app_create{ host, name, description, permission, callback, strict } -> app | nil, message, err
 -- `app.id`, `app.secret` (keep the secret private).
@@ -179,7 +201,7 @@ function auth.app_create(opts)
   if opts.description ~= nil and type(opts.description) ~= "string" then
     argerror("app_create", "option 'description' must be a string", 2)
   end
-  local client = client_for("app_create", opts.host)
+  local client = client_for("app_create", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("app_create", opts.permission, opts.strict)
   return client:request("app/create", {
     name = opts.name, description = opts.description or "", permission = json.array(permission),
@@ -249,7 +271,7 @@ end
 --- auth.oauth_discover(host) -> metadata | nil, message, err
 -- RFC 8414 metadata from /.well-known/oauth-authorization-server.
 function auth.oauth_discover(host)
-  local client = client_for("oauth_discover", host)
+  local client = client_for("oauth_discover", host, nil, true)
   local path = "/.well-known/oauth-authorization-server"
   local res, value, err = client:http{ path = path, json = true }
   if not res then return nil, value, err end
@@ -262,7 +284,7 @@ end
 
 local START_OPTIONS = {
   host = true, client_id = true, redirect_uri = true, permission = true, strict = true,
-  authorization_endpoint = true,
+  authorization_endpoint = true, allow_plaintext_token = true,
 }
 
 --- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint }
@@ -272,7 +294,7 @@ function auth.oauth_start(opts)
   check_string("oauth_start", opts, "client_id", true)
   check_string("oauth_start", opts, "redirect_uri", true)
   check_string("oauth_start", opts, "authorization_endpoint")
-  local client = client_for("oauth_start", opts.host)
+  local client = client_for("oauth_start", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("oauth_start", opts.permission, opts.strict)
   local verifier = core.base64url(core.random(32)) -- 43 characters (RFC 7636 4.1)
   local state = core.base64url(core.random(16))
@@ -301,7 +323,7 @@ end
 
 local EXCHANGE_OPTIONS = {
   host = true, code = true, state = true, expected_state = true, verifier = true, client_id = true,
-  redirect_uri = true, token_path = true,
+  redirect_uri = true, token_path = true, allow_plaintext_token = true,
 }
 
 --- auth.oauth_exchange{ host, code, state, expected_state, verifier, client_id, redirect_uri }
@@ -312,7 +334,7 @@ function auth.oauth_exchange(opts)
   for _, k in ipairs{ "code", "verifier", "client_id", "redirect_uri", "expected_state" } do
     check_string("oauth_exchange", opts, k, true)
   end
-  local client = client_for("oauth_exchange", opts.host)
+  local client = client_for("oauth_exchange", opts.host, opts.allow_plaintext_token)
   local path = opts.token_path or "/oauth/token"
   if opts.state ~= opts.expected_state then
     return errors.fail("auth", "OAuth: the state in the redirect does not match the one sent "
