@@ -136,6 +136,10 @@ end
 --- check([path]) -> true | nil, message, err
 -- Can the store be read and written now? Run before a login: MiAuth hands a
 -- token out exactly once, so a store that cannot take it must fail first.
+---@param path? string the store (default: credentials.path())
+---@return true|nil ok
+---@return string? message
+---@return table? err
 function credentials.check(path)
   local p, msg, err = store_path(path)
   if not p then return nil, msg, err end
@@ -177,6 +181,9 @@ end
 -- When the store cannot take a fresh token, keeps it in a new 0600 file (the
 -- store's directory, else $HOME, else the current directory) so that it is
 -- not lost. The file holds the token and a newline.
+---@param token string
+---@return string|nil path
+---@return string? message
 function credentials.rescue(token)
   if type(token) ~= "string" then error("bad argument #1 to 'rescue' (token string expected)", 2) end
   local dirs = {}
