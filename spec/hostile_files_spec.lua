@@ -211,7 +211,7 @@ describe("the schema cache", function()
   local api_json = read("spec/fixtures/api-2025.7.0.json")
 
   -- A server (as a transport: nothing leaves the process) whose version is `version`.
-  local function transport(version, counter)
+  local function transport(version, counter, document)
     local function reply(value)
       return { status = 200, headers = { ["content-type"] = "application/json" }, body = json.encode(value) }
     end
@@ -222,7 +222,7 @@ describe("the schema cache", function()
         if path == "/api/meta" then return reply{ version = version } end
         if path == "/api.json" then
           counter.n = counter.n + 1
-          return { status = 200, headers = { ["content-type"] = "application/json" }, body = api_json }
+          return { status = 200, headers = { ["content-type"] = "application/json" }, body = document or api_json }
         end
         return { status = 404, headers = {}, body = "" }
       end,
@@ -261,6 +261,13 @@ describe("the schema cache", function()
     assert.equal(1, fetched.n)
     assert.is_nil(require("misskey.schema").lookup("injected", c._catalogue))
     assert.is_nil(io.open(old, "rb"))
+  end)
+
+  it("uses a document it cannot cache (a number beyond a double) without caching it", function()
+    local document = api_json:gsub('"maximum":500', '"maximum":1e400')
+    local info = assert(schema_client(transport("2026.1.0", { n = 0 }, document)):schema())
+    assert.equal("server", info.source)
+    assert.matches("cannot encode inf", info.cache_error)
   end)
 
   it("refuses a symbolic link as its directory", function()

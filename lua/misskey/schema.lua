@@ -420,9 +420,11 @@ end
 
 local function cache_write(path, host, software, version, cat)
   local core = require "misskey.core"
-  local text = require("misskey.json").encode({
+  -- A document the encoder refuses (a number that decoded to infinity) is not cached.
+  local ok, text = pcall(require("misskey.json").encode, {
     format = CACHE_FORMAT, host = host, software = software, version = version, catalogue = cat,
   })
+  if not ok then return nil, tostring(text) end
   local done, why = core.write_private(path, text)
   if not done then return nil, tostring(why) end
   os.remove((path:gsub("%.json$", ".lua")))
