@@ -1,7 +1,9 @@
 --- Getting a token: MiAuth, the legacy app flow and OAuth 2.0 with PKCE.
 -- See README "Getting a token". Every function that talks to a server takes
 -- `host` as a host name, a base URL or a client (misskey.new) to go through.
--- Misuse raises; operational failures return `nil, message, err`, where
+-- Over plain http to another machine a flow that brings back a token, secret or
+-- code raises before it starts, unless `allow_plaintext_token = true` (in the
+-- options, or the client's). Misuse raises; operational failures return `nil, message, err`, where
 -- `err.kind` is "pending" (not approved yet), "timeout", "auth" (OAuth refused
 -- or a state mismatch) or the client's usual kinds.
 -- @usage
@@ -63,7 +65,7 @@ local function client_for(fname, host, allow_plaintext, public)
   local why = not public and client:cleartext()
   if why and not client.allow_plaintext_token then
     argerror(fname, ("%s: %s, so the token would travel unencrypted, readable and usable by anyone on the "
-      .. "way; use https, or pass allow_plaintext_token = true (or a client made with it) to do it anyway")
+      .. "way; use https, or pass allow_plaintext_token = true to do it anyway")
       :format(client.base_url, why), 3)
   end
   return client
@@ -135,7 +137,8 @@ local MIAUTH_OPTIONS = {
   allow_plaintext_token = true,
 }
 
---- auth.miauth{ host, name, icon, callback, permission = { ... }, strict = true } -> session
+--- auth.miauth{ host, name, icon, callback, permission = { ... }, strict = true,
+--               allow_plaintext_token = false } -> session
 -- `session.session` is a fresh UUID v4, `session.url` the page to send the user to.
 -- Permission names outside Misskey's list raise unless `strict = false` (a fork's own).
 function auth.miauth(opts)
@@ -192,7 +195,8 @@ local APP_OPTIONS = {
   allow_plaintext_token = true,
 }
 
---- auth.app_create{ host, name, description, permission, callback, strict } -> app | nil, message, err
+--- auth.app_create{ host, name, description, permission, callback, strict, allow_plaintext_token }
+-- -> app | nil, message, err
 -- `app.id`, `app.secret` (keep the secret private).
 function auth.app_create(opts)
   check_keys("app_create", opts, APP_OPTIONS)
@@ -287,7 +291,8 @@ local START_OPTIONS = {
   authorization_endpoint = true, allow_plaintext_token = true,
 }
 
---- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint }
+--- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint,
+--                    allow_plaintext_token }
 -- -> { url, state, verifier, challenge }. Keep `state` and `verifier` for oauth_exchange.
 function auth.oauth_start(opts)
   check_keys("oauth_start", opts, START_OPTIONS)
@@ -326,7 +331,8 @@ local EXCHANGE_OPTIONS = {
   redirect_uri = true, token_path = true, allow_plaintext_token = true,
 }
 
---- auth.oauth_exchange{ host, code, state, expected_state, verifier, client_id, redirect_uri }
+--- auth.oauth_exchange{ host, code, state, expected_state, verifier, client_id, redirect_uri,
+--                       allow_plaintext_token }
 -- -> token, reply | nil, message, err. A state that differs from expected_state is refused
 -- before anything is sent (err.kind "auth"); so is a refusal by the server.
 function auth.oauth_exchange(opts)

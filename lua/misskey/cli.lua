@@ -126,7 +126,8 @@ for _, c in ipairs{ "login", "whoami", "api", "post", "upload", "stream" } do
   OPTIONS[c]["allow-plaintext-token"] = 0
 end
 
--- A usage error (exit 2) or a failure (exit 1), raised inside main and caught there.
+-- A usage error (exit 2), a failure (exit 1) or nothing configured (exit 3), raised inside main
+-- and caught there.
 local Exit = {}
 local function usage(msg) error(setmetatable({ code = 2, msg = msg }, Exit), 0) end
 local function failure(msg) error(setmetatable({ code = 1, msg = msg }, Exit), 0) end
