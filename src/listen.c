@@ -160,12 +160,15 @@ static const char *redirect_target(mk_conn *c, const char *path, const char *sta
   return t;
 }
 
-/* Takes the pending connections (non-blocking), dropping the oldest when every slot is taken. */
-static void take_new(mk_listener *l) {
+/* Takes the pending connections (non-blocking), dropping the oldest when every slot is taken.
+ * 0, or -1 when accept fails for another reason than "none left" (out of descriptors, say). */
+static int take_new(mk_listener *l) {
   int round;
   for (round = 0; round < MAX_CONNS; round++) {
     int i, slot = -1, fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return; /* EAGAIN: none left; anything else: try again next round */
+    if (fd < 0) {
+      return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) ? 0 : -1;
+    }
     for (i = 0; i < MAX_CONNS; i++) {
       if (l->conns[i].fd < 0) {
         slot = i;
@@ -177,13 +180,14 @@ static void take_new(mk_listener *l) {
     l->conns[slot].fd = fd;
     l->conns[slot].order = ++l->accepted;
   }
+  return 0;
 }
 
 /* listener:accept([timeout [, { path = "/cb", state = "..." }]]) -> target
  *   | nil, "timeout" | nil, "interrupted" | nil, message */
 static int listener_accept(lua_State *L) {
   mk_listener *l = to_listener(L, 1);
-  double timeout = luaL_optnumber(L, 2, 300), deadline;
+  double timeout = luaL_optnumber(L, 2, 300), deadline, resume = 0;
   const char *path = NULL, *state = NULL;
   struct pollfd p[1 + MAX_CONNS];
   int which[1 + MAX_CONNS];
@@ -208,10 +212,14 @@ static int listener_accept(lua_State *L) {
   deadline = mk_now() + timeout;
   for (;;) {
     int n = 0, i, rc;
-    double left = deadline - mk_now();
+    double now = mk_now(), left = deadline - now;
     if (left < 0) left = 0;
-    p[n].fd = l->fd;
+    /* After a failed accept the listening socket stays readable: leave it out for a moment
+     * rather than spin on it. */
+    if (now < resume && resume - now < left) left = resume - now;
+    p[n].fd = now < resume ? -1 : l->fd;
     p[n].events = POLLIN;
+    p[n].revents = 0;
     which[n++] = -1;
     for (i = 0; i < MAX_CONNS; i++) {
       if (l->conns[i].fd < 0) continue;
@@ -257,7 +265,7 @@ static int listener_accept(lua_State *L) {
       answer(c, PAGE_OK, sizeof PAGE_OK - 1);
       return 1;
     }
-    if (p[0].revents & POLLIN) take_new(l);
+    if ((p[0].revents & POLLIN) && take_new(l) != 0) resume = mk_now() + 0.1;
   }
 }
 
