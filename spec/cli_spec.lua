@@ -5,35 +5,15 @@
 local misskey = require "misskey"
 local server = require "support.server"
 
-local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
-local version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+local runner = require "support.cli"
 local q = server.shell_quote
 
 local srv, admin, dir
 
-local function command(args, env)
-  local vars = { "XDG_CONFIG_HOME=" .. q(dir) }
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
-  return ("env -u LD_PRELOAD -u MISSKEY_HOST -u MISSKEY_TOKEN %s %s -e "
-    .. "'package.path=\"./lua/?.lua;./lua/?/init.lua;\"..package.path; "
-    .. "package.cpath=\"./build/%s/?.so;\"..package.cpath' bin/misskey %s")
-    :format(table.concat(vars, " "), interpreter, version, args)
-end
+local function command(args, env) return runner.command(dir, args, env) end
 
 -- Runs the command; returns stdout, stderr, exit status.
-local function run(args, env, stdin)
-  local errfile = dir .. "/stderr"
-  local cmd = command(args, env) .. " 2>" .. q(errfile)
-  if stdin then cmd = "printf %s " .. q(stdin) .. " | " .. cmd end
-  local p = assert(io.popen(cmd .. "; echo \"exit=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local f = assert(io.open(errfile, "rb"))
-  local err = f:read("*a")
-  f:close()
-  local code = tonumber(out:match("exit=(%d+)%s*$"))
-  return out:gsub("exit=%d+%s*$", ""), err, code
-end
+local function run(args, env, stdin) return runner.run(dir, args, env, stdin) end
 
 local function store_account(username, token)
   assert(admin:request("test/miauth/approve", { session = "cli-" .. username, token = token, username = username }))
@@ -91,23 +71,7 @@ describe("misskey (command)", function()
 end)
 
 describe("misskey login", function()
-  local function login(args, approve)
-    local p = assert(io.popen(command("login --host " .. srv.url .. " --interval 0.05 --timeout 10 " .. args)
-      .. " 2>&1; echo \"exit=$?\""))
-    local lines = {}
-    for line in p:lines() do
-      lines[#lines + 1] = line
-      local url = line:match("^%s+(http%S+)$")
-      if url then
-        approve(url)
-        break
-      end
-    end
-    lines[#lines + 1] = p:read("*a")
-    p:close()
-    local out = table.concat(lines, "\n")
-    return out, tonumber(out:match("exit=(%d+)%s*$"))
-  end
+  local function login(args, approve) return runner.login(dir, srv.url, args, approve) end
 
   it("prints the MiAuth URL, waits for the approval and stores the account", function()
     local token = "CliMiAuthToken0123456789abcdefAB"
@@ -247,8 +211,8 @@ describe("misskey whoami, token, accounts, logout", function()
     assert.equal(1, code)
     assert.matches("no account", err)
     _, err, code = run("whoami")
-    assert.equal(2, code)
-    assert.matches("host", err)
+    assert.equal(3, code) -- nothing configured any more
+    assert.matches("misskey login", err)
   end)
 
   it("takes the MISSKEY_HOST + MISSKEY_TOKEN pair from the environment", function()
@@ -394,7 +358,7 @@ describe("misskey post, upload, stream, endpoints", function()
     assert.equal(1, code)
     assert.matches("missing.png", err)
     _, err, code = run("post hi", { MISSKEY_HOST = srv.url })
-    assert.equal(1, code)
+    assert.equal(3, code) -- a host but no token: not configured
     assert.matches("no token", err)
     _, err, code = run("post hi", { MISSKEY_HOST = "http://127.0.0.1:" .. server.free_port(),
                                      MISSKEY_TOKEN = env.MISSKEY_TOKEN })

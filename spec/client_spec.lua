@@ -193,7 +193,7 @@ describe("errors", function()
 
   it("a DNS failure is a network error", function()
     -- A 64-character label fails inside the resolver: no query leaves the machine.
-    local c = new{ host = "http://" .. ("a"):rep(64) .. ".invalid", timeout = 10 }
+    local c = new{ host = "http://" .. ("a"):rep(64) .. ".invalid", token = false, timeout = 10 }
     local err = fails("meta", nil, c)
     assert.equal("network", err.kind)
     assert.equal(6, err.curl_code) -- CURLE_COULDNT_RESOLVE_HOST

@@ -299,11 +299,13 @@ describe("client:schema()", function()
       local other = misskey.new{ host = srv.url }
       assert.is_table(other.api.channels.mute.create)
       -- The cache file is there.
-      local path = dir .. "/misskey/schema-127.0.0.1_" .. srv.port .. "-misskey-2026.5.4.lua"
+      local path = dir .. "/misskey/schema-127.0.0.1_" .. srv.port .. "-misskey-2026.5.4.json"
       assert.equal(path, info.path)
       local f = assert(io.open(path, "rb"))
-      assert.matches("^%-%- misskey: the endpoint catalogue of 127%.0%.0%.1", f:read("*a"))
+      local cached = require("misskey.json").decode(f:read("*a")) -- data, not code
       f:close()
+      assert.equal("127.0.0.1:" .. srv.port, cached.host)
+      assert.equal("2026.5.4", cached.version)
       -- A second client of the same host and version: from the cache, api.json not fetched.
       local c2 = misskey.new{ host = srv.url }
       local info2 = assert(c2:schema())
@@ -318,9 +320,9 @@ describe("client:schema()", function()
   it("ignores a damaged cache file", function()
     with_env(env(), function()
       local c = misskey.new{ host = srv.url }
-      local path = dir .. "/misskey/schema-127.0.0.1_" .. srv.port .. "-misskey-2026.5.4.lua"
+      local path = dir .. "/misskey/schema-127.0.0.1_" .. srv.port .. "-misskey-2026.5.4.json"
       local f = assert(io.open(path, "wb"))
-      f:write("return os.exit(1)")
+      f:write('{"format": "misskey-catalogue/1", "catalogue": ')
       f:close()
       local info = assert(c:schema())
       assert.equal("server", info.source)

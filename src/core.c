@@ -13,6 +13,7 @@
 #include "uuid.h"
 #include "listen.h"
 #include "signals.h"
+#include "lock.h"
 #include "ws.h"
 
 /* core.curl_version() -> "7.88.1", { ssl = "OpenSSL/3.0.x", features... }
@@ -53,6 +54,8 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
       {"random", mk_l_random}, {"urlencode", mk_l_urlencode}, {"check_permissions", mk_l_check_permissions},
       {"miauth_url", mk_l_miauth_url}, {"write_private", mk_l_write_private},
       {"read_private", mk_l_read_private}, {"file_mode", mk_l_file_mode},
+      /* the credential store's lock (lock.c) */
+      {"lock_private", mk_l_lock_private},
       /* misskey.json's decoder and encoder (json.c) */
       {"json_decoder", mk_l_json_decoder}, {"json_encoder", mk_l_json_encoder}, {NULL, NULL}};
   /* Reference-counted in libcurl: safe to call once per state that loads us. */
@@ -62,6 +65,7 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   mk_ws_open(L);
   mk_listen_open(L);
   mk_signal_open(L);
+  mk_lock_open(L);
   lua_newtable(L);
   mk_setfuncs(L, funcs);
   return 1;

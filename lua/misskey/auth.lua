@@ -1,7 +1,9 @@
 --- Getting a token: MiAuth, the legacy app flow and OAuth 2.0 with PKCE.
 -- See README "Getting a token". Every function that talks to a server takes
 -- `host` as a host name, a base URL or a client (misskey.new) to go through.
--- Misuse raises; operational failures return `nil, message, err`, where
+-- Over plain http to another machine a flow that brings back a token, secret or
+-- code raises before it starts, unless `allow_plaintext_token = true` (in the
+-- options, or the client's). Misuse raises; operational failures return `nil, message, err`, where
 -- `err.kind` is "pending" (not approved yet), "timeout", "auth" (OAuth refused
 -- or a state mismatch) or the client's usual kinds.
 -- @usage
@@ -45,13 +47,28 @@ local function check_string(fname, opts, key, required)
   end
 end
 
--- A client to go through: the given one, or an anonymous one for `host`.
-local function client_for(fname, host)
-  if getmetatable(host) == Client then return host end
-  if type(host) ~= "string" or host == "" then
-    argerror(fname, "host (a host name, base URL or client) expected, got " .. type(host), 3)
+-- A client to go through: the given one, or an anonymous one for `host`. A flow
+-- whose token (or app secret, or code) would cross a network unencrypted is
+-- refused before it starts, unless the client allows it (`public`: nothing secret
+-- travels, as for the OAuth metadata).
+local function client_for(fname, host, allow_plaintext, public)
+  local client = host
+  if getmetatable(host) ~= Client then
+    if type(host) ~= "string" or host == "" then
+      argerror(fname, "host (a host name, base URL or client) expected, got " .. type(host), 3)
+    end
+    if allow_plaintext ~= nil and type(allow_plaintext) ~= "boolean" then
+      argerror(fname, "option 'allow_plaintext_token' must be a boolean", 3)
+    end
+    client = Client.new{ host = host, token = false, allow_plaintext_token = allow_plaintext }
   end
-  return Client.new{ host = host, token = false }
+  local why = not public and client:cleartext()
+  if why and not client.allow_plaintext_token then
+    argerror(fname, ("%s: %s, so the token would travel unencrypted, readable and usable by anyone on the "
+      .. "way; use https, or pass allow_plaintext_token = true to do it anyway")
+      :format(client.base_url, why), 3)
+  end
+  return client
 end
 
 -- The permission list, checked (C) against Misskey's unless strict = false; duplicates dropped.
@@ -100,7 +117,8 @@ end
 -- token is still returned, the save's message and err after it.
 local function saved(client, token, user, save)
   if not token or not save then return token, user end
-  local key, msg, err = credentials.add{ host = client.base_url, token = token, user = user }
+  local key, msg, err = credentials.add{ host = client.base_url, token = token, user = user,
+    allow_plaintext_token = client:cleartext() ~= nil or nil }
   if not key then return token, user, msg, err end
   return token, user
 end
@@ -114,15 +132,19 @@ function Session:__tostring()
   return ("misskey.auth.Session (%s)"):format(self.url)
 end
 
-local MIAUTH_OPTIONS = { host = true, name = true, icon = true, callback = true, permission = true, strict = true }
+local MIAUTH_OPTIONS = {
+  host = true, name = true, icon = true, callback = true, permission = true, strict = true,
+  allow_plaintext_token = true,
+}
 
---- auth.miauth{ host, name, icon, callback, permission = { ... }, strict = true } -> session
+--- auth.miauth{ host, name, icon, callback, permission = { ... }, strict = true,
+--               allow_plaintext_token = false } -> session
 -- `session.session` is a fresh UUID v4, `session.url` the page to send the user to.
 -- Permission names outside Misskey's list raise unless `strict = false` (a fork's own).
 function auth.miauth(opts)
   check_keys("miauth", opts, MIAUTH_OPTIONS)
   for _, k in ipairs{ "name", "icon", "callback" } do check_string("miauth", opts, k) end
-  local client = client_for("miauth", opts.host)
+  local client = client_for("miauth", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("miauth", opts.permission, opts.strict)
   local session = core.uuid()
   local url = core.miauth_url{
@@ -168,9 +190,13 @@ end
 
 -- ---- Legacy app flow ----
 
-local APP_OPTIONS = { host = true, name = true, description = true, permission = true, callback = true, strict = true }
+local APP_OPTIONS = {
+  host = true, name = true, description = true, permission = true, callback = true, strict = true,
+  allow_plaintext_token = true,
+}
 
---- auth.app_create{ host, name, description, permission, callback, strict } -> app | nil, message, err
+--- auth.app_create{ host, name, description, permission, callback, strict, allow_plaintext_token }
+-- -> app | nil, message, err
 -- `app.id`, `app.secret` (keep the secret private).
 function auth.app_create(opts)
   check_keys("app_create", opts, APP_OPTIONS)
@@ -179,7 +205,7 @@ function auth.app_create(opts)
   if opts.description ~= nil and type(opts.description) ~= "string" then
     argerror("app_create", "option 'description' must be a string", 2)
   end
-  local client = client_for("app_create", opts.host)
+  local client = client_for("app_create", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("app_create", opts.permission, opts.strict)
   return client:request("app/create", {
     name = opts.name, description = opts.description or "", permission = json.array(permission),
@@ -248,7 +274,7 @@ end
 --- auth.oauth_discover(host) -> metadata | nil, message, err
 -- RFC 8414 metadata from /.well-known/oauth-authorization-server.
 function auth.oauth_discover(host)
-  local client = client_for("oauth_discover", host)
+  local client = client_for("oauth_discover", host, nil, true)
   local path = "/.well-known/oauth-authorization-server"
   local res, value, err = client:http{ path = path, json = true }
   if not res then return nil, value, err end
@@ -261,17 +287,18 @@ end
 
 local START_OPTIONS = {
   host = true, client_id = true, redirect_uri = true, permission = true, strict = true,
-  authorization_endpoint = true,
+  authorization_endpoint = true, allow_plaintext_token = true,
 }
 
---- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint }
+--- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint,
+--                    allow_plaintext_token }
 -- -> { url, state, verifier, challenge }. Keep `state` and `verifier` for oauth_exchange.
 function auth.oauth_start(opts)
   check_keys("oauth_start", opts, START_OPTIONS)
   check_string("oauth_start", opts, "client_id", true)
   check_string("oauth_start", opts, "redirect_uri", true)
   check_string("oauth_start", opts, "authorization_endpoint")
-  local client = client_for("oauth_start", opts.host)
+  local client = client_for("oauth_start", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("oauth_start", opts.permission, opts.strict)
   local verifier = core.base64url(core.random(32)) -- 43 characters (RFC 7636 4.1)
   local state = core.base64url(core.random(16))
@@ -300,10 +327,11 @@ end
 
 local EXCHANGE_OPTIONS = {
   host = true, code = true, state = true, expected_state = true, verifier = true, client_id = true,
-  redirect_uri = true, token_path = true,
+  redirect_uri = true, token_path = true, allow_plaintext_token = true,
 }
 
---- auth.oauth_exchange{ host, code, state, expected_state, verifier, client_id, redirect_uri }
+--- auth.oauth_exchange{ host, code, state, expected_state, verifier, client_id, redirect_uri,
+--                       allow_plaintext_token }
 -- -> token, reply | nil, message, err. A state that differs from expected_state is refused
 -- before anything is sent (err.kind "auth"); so is a refusal by the server.
 function auth.oauth_exchange(opts)
@@ -311,7 +339,7 @@ function auth.oauth_exchange(opts)
   for _, k in ipairs{ "code", "verifier", "client_id", "redirect_uri", "expected_state" } do
     check_string("oauth_exchange", opts, k, true)
   end
-  local client = client_for("oauth_exchange", opts.host)
+  local client = client_for("oauth_exchange", opts.host, opts.allow_plaintext_token)
   local path = opts.token_path or "/oauth/token"
   if opts.state ~= opts.expected_state then
     return errors.fail("auth", "OAuth: the state in the redirect does not match the one sent "

@@ -1,6 +1,8 @@
 --- The `misskey` command (bin/misskey is a thin launcher). See README "The misskey command".
 -- `cli.main(argv)` returns the exit status: 0 success, 1 an API, network or
--- credential-store failure, 2 a usage error. Only `misskey token` prints a token.
+-- credential-store failure, 2 a usage error, 3 no account configured (no host,
+-- or no token for it). Only `misskey token` prints a token (and `misskey login`,
+-- to a terminal, a fresh token that could be kept nowhere else).
 local Client = require "misskey.client"
 local auth = require "misskey.auth"
 local credentials = require "misskey.credentials"
@@ -24,7 +26,9 @@ commands:
   endpoints  list the endpoints of the bundled catalogue
 
 Host and token come from --host/--account, then MISSKEY_HOST + MISSKEY_TOKEN,
-then the credential store's default account.
+then the credential store's default account. A token is never sent over plain
+http to another machine unless --allow-plaintext-token is given.
+Exit status: 0 ok, 1 failure, 2 usage error, 3 no account configured.
 `misskey COMMAND --help` describes a command.]]
 
 local HELP = {
@@ -32,6 +36,7 @@ local HELP = {
 usage: misskey login [--host HOST] [--permission a,b] [--method miauth|app|oauth]
                      [--name NAME] [--timeout SECONDS] [--default]
                      [--client-id URL --redirect-uri URI]   (oauth)
+                     [--allow-plaintext-token]
 
 Prints a URL to open in a browser, waits until you approve it there, and stores
 the account ("@user@host") in the credential store. The first account stored
@@ -41,7 +46,11 @@ becomes the default; --default makes this one the default.
   --method      miauth (default), app (legacy app flow) or oauth (OAuth 2.0 + PKCE)
   --timeout     seconds to wait for the approval (default 300)
   --client-id, --redirect-uri   oauth: your client's id (a URL) and redirect URI;
-                after approving, paste the address the browser was sent to.]],
+                after approving, paste the address the browser was sent to.
+  --allow-plaintext-token   allow a host on plain http that is not this machine
+                (the token then travels unencrypted); the account remembers it.
+The credential store is checked before anything is asked of the server; if it
+still cannot take the token, the token is kept in a new 0600 file instead.]],
   logout = [[
 usage: misskey logout [ACCOUNT]
 
@@ -112,11 +121,19 @@ local OPTIONS = {
   stream = { host = 1, account = 1, params = 1, count = 1 },
   endpoints = {},
 }
+-- Every command that talks to a host may be allowed plain http (see USAGE).
+for _, c in ipairs{ "login", "whoami", "api", "post", "upload", "stream" } do
+  OPTIONS[c]["allow-plaintext-token"] = 0
+end
 
--- A usage error (exit 2) or a failure (exit 1), raised inside main and caught there.
+-- A usage error (exit 2), a failure (exit 1) or nothing configured (exit 3), raised inside main
+-- and caught there.
 local Exit = {}
 local function usage(msg) error(setmetatable({ code = 2, msg = msg }, Exit), 0) end
 local function failure(msg) error(setmetatable({ code = 1, msg = msg }, Exit), 0) end
+local function not_configured(msg) error(setmetatable({ code = 3, msg = msg }, Exit), 0) end
+
+local SETUP = "log in with `misskey login --host HOST`, or set MISSKEY_HOST and MISSKEY_TOKEN"
 
 local function out(s) io.stdout:write(s, "\n") end
 local function note(s) io.stderr:write(s, "\n") end
@@ -164,13 +181,32 @@ local function guarded(fn, ...)
   local res = { n = select("#", ...), pcall(fn, ...) }
   if not res[1] then
     if getmetatable(res[2]) == Exit then error(res[2], 0) end
-    usage((tostring(res[2]):gsub("^[^:]*:%d+: ", "")))
+    -- The library's wording names its option; here the flag does the same.
+    usage((tostring(res[2]):gsub("^[^:]*:%d+: ", ""):gsub("pass allow_plaintext_token = true",
+      "add --allow-plaintext-token")))
   end
   return unpack(res, 2, 4)
 end
 
-local function client_for(opts)
-  return guarded(Client.new, { host = opts.host, account = opts.account })
+-- The command's client. With nothing configured at all (no --host, --account,
+-- MISSKEY_HOST or default account) it says how to configure one (exit 3).
+local function client_for(command, opts)
+  local env_host = Client._getenv("MISSKEY_HOST")
+  if not opts.host and not opts.account and (env_host == nil or env_host == "") then
+    local entry, msg, err = credentials.get()
+    if not entry then
+      if err and err.reason ~= "unknown" then failure(msg) end
+      not_configured(("misskey %s: no account is configured: %s"):format(command, SETUP))
+    end
+  end
+  return guarded(Client.new, { host = opts.host, account = opts.account,
+    allow_plaintext_token = opts["allow-plaintext-token"] or nil })
+end
+
+local function need_token(command, client)
+  if not client._token then
+    not_configured(("misskey %s: no token for %s: %s"):format(command, client.base_url, SETUP))
+  end
 end
 
 local function account_name(client, user)
@@ -207,8 +243,8 @@ end
 
 function commands.whoami(opts, args)
   if #args > 0 then usage("misskey whoami: no arguments expected") end
-  local client = client_for(opts)
-  if not client._token then failure("misskey whoami: no token for " .. client.base_url .. " (log in first)") end
+  local client = client_for("whoami", opts)
+  need_token("whoami", client)
   local me, msg = client:request("i")
   if not me then failure(msg) end
   out(account_name(client, me) .. (type(me.name) == "string" and ("  (" .. me.name .. ")") or ""))
@@ -217,8 +253,10 @@ end
 
 function commands.token(opts, args)
   if #args > 0 then usage("misskey token: no arguments expected") end
-  local client = client_for(opts)
-  if not client._token then failure("misskey token: no token for " .. client.base_url) end
+  -- Nothing is sent: the token is printed even where plain http would refuse to send it.
+  opts["allow-plaintext-token"] = true
+  local client = client_for("token", opts)
+  need_token("token", client)
   out(client._token)
   return 0
 end
@@ -259,7 +297,7 @@ function commands.api(opts, args)
       params[k] = v
     end
   end
-  local client = client_for(opts)
+  local client = client_for("api", opts)
   local result, msg = guarded(client.request, client, endpoint, params)
   if result == nil then failure(msg) end
   if result ~= true then out(json.pretty(result)) end
@@ -268,15 +306,11 @@ end
 
 -- ---- post, upload, stream, endpoints ----
 
-local function need_token(command, client)
-  if not client._token then failure(("misskey %s: no token for %s (log in first)"):format(command, client.base_url)) end
-end
-
--- Is stderr a terminal? `test -t 2` in a child shell, which inherits our stderr.
-local function stderr_is_terminal()
+-- Is file descriptor `fd` (1 or 2) a terminal? `test -t` in a child shell, which inherits ours.
+local function is_terminal(fd)
   local term = os.getenv("TERM")
   if not term or term == "" or term == "dumb" then return false end
-  local a, _, c = os.execute("test -t 2")
+  local a, _, c = os.execute("test -t " .. fd)
   return a == 0 or (a == true and (c == nil or c == 0))
 end
 
@@ -289,7 +323,7 @@ end
 --- A progress(sent, total) function drawing a bar on stderr (or nil when stderr is no terminal),
 -- and a function ending the bar's line. `to` (a file) draws there, terminal or not.
 function cli.progress_bar(label, to)
-  if not to and not stderr_is_terminal() then return nil, function() end end
+  if not to and not is_terminal(2) then return nil, function() end end
   to = to or io.stderr
   local drawn = false
   local function draw(sent, total)
@@ -319,7 +353,7 @@ function commands.post(opts, args)
   if opts.visibility and not VISIBILITY[opts.visibility] then
     usage("misskey post: --visibility must be public, home, followers or specified")
   end
-  local client = client_for(opts)
+  local client = client_for("post", opts)
   need_token("post", client)
   local params = { text = args[1], cw = opts.cw, visibility = opts.visibility }
   if opts.file then
@@ -338,7 +372,7 @@ end
 
 function commands.upload(opts, args)
   if #args ~= 1 then usage("misskey upload: exactly one PATH expected") end
-  local client = client_for(opts)
+  local client = client_for("upload", opts)
   need_token("upload", client)
   local fields = { name = opts.name, comment = opts.comment }
   if opts.sensitive then fields.isSensitive = true end
@@ -366,7 +400,7 @@ function commands.stream(opts, args)
     end
     if name == "main" then usage("misskey stream: the main channel takes no --params") end
   end
-  local client = client_for(opts)
+  local client = client_for("stream", opts)
   local stream = guarded(client.stream, client, { reconnect = count == nil })
   local seen, failed = 0, nil
   local function print_event(event, body)
@@ -454,6 +488,8 @@ local function login_oauth(client, opts, permission, strict)
   local port = redirect:match("^http://127%.0%.0%.1:(%d+)/") or redirect:match("^http://localhost:(%d+)/")
   local listener, lerr
   if port then listener, lerr = require("misskey.core").listen(tonumber(port)) end
+  -- Only a GET to this path carrying our state (and a code or an error) ends the wait.
+  local redirect_path = redirect:match("^http://[^/]+(/[^?#]*)")
   if port and not listener then failure("misskey login: " .. lerr) end
   out("Open this URL in a browser and approve the app:")
   out("  " .. start.url)
@@ -461,7 +497,7 @@ local function login_oauth(client, opts, permission, strict)
   local line
   if listener then
     note("Waiting for the browser's redirect to " .. redirect .. " ...")
-    local target, aerr = listener:accept(tonumber(opts.timeout) or 300)
+    local target, aerr = listener:accept(tonumber(opts.timeout) or 300, { path = redirect_path, state = start.state })
     listener:close()
     if not target then failure("misskey login: no redirect came (" .. tostring(aerr) .. ")") end
     line = "http://127.0.0.1:" .. port .. target
@@ -481,6 +517,24 @@ local function login_oauth(client, opts, permission, strict)
   return token
 end
 
+-- The store could not take a fresh token (which the server hands out once):
+-- keep it in a new 0600 file and say where, or show it on a terminal; never lose it silently.
+local function keep_token(base_url, token, why)
+  local path, rerr = credentials.rescue(token)
+  if path then
+    failure(("misskey login: approved, but the token could not be stored: %s\n"
+      .. "The token is kept in %s (mode 0600). Use it with MISSKEY_HOST=%s MISSKEY_TOKEN=\"$(cat %s)\", "
+      .. "and fix the credential store before logging in again."):format(why, path, base_url, path))
+  end
+  if is_terminal(1) then
+    out("The token (keep it secret): " .. token)
+    failure(("misskey login: approved, but the token could not be stored (%s) nor kept in a file (%s); "
+      .. "it is printed above"):format(why, rerr))
+  end
+  failure(("misskey login: approved, but the token could not be stored (%s) nor kept in a file (%s); "
+    .. "revoke it in the web UI (Settings > Security/API) and log in again"):format(why, rerr))
+end
+
 function commands.login(opts, args)
   if #args > 0 then usage("misskey login: no arguments expected (use --host HOST)") end
   local method = opts.method or "miauth"
@@ -498,7 +552,17 @@ function commands.login(opts, args)
   local timeout = number_opt("login", opts, "timeout", 300)
   local interval = number_opt("login", opts, "interval", 2)
   local name = opts.name or "misskey (Lua command line)"
-  local client = guarded(Client.new, { host = host, token = false })
+  local allow = opts["allow-plaintext-token"] or nil
+  local client = guarded(Client.new, { host = host, token = false, allow_plaintext_token = allow })
+  local cleartext = client:cleartext()
+  if cleartext and not allow then
+    usage(("misskey login: %s: %s, so the token would travel unencrypted, readable and usable by anyone on "
+      .. "the way; use https, or add --allow-plaintext-token to do it anyway"):format(client.base_url, cleartext))
+  end
+  -- MiAuth and the app flow hand a token out exactly once: a store that cannot
+  -- take it must fail now, before the user approves anything.
+  local ok, smsg = credentials.check()
+  if not ok then failure("misskey login: the credential store cannot take a token: " .. smsg) end
   local wait = { timeout = timeout, interval = interval }
   local token, user, msg
   if method == "miauth" then
@@ -527,13 +591,14 @@ function commands.login(opts, args)
     token = login_oauth(client, opts, permission, strict)
   end
   if type(user) ~= "table" or type(user.username) ~= "string" then
-    local c = Client.new{ host = client.base_url, token = token, auth = "header" }
+    local c = Client.new{ host = client.base_url, token = token, auth = "header", allow_plaintext_token = allow }
     user, msg = c:request("i")
-    if not user then failure(msg) end
+    if not user then keep_token(client.base_url, token, "cannot ask the server whose token it is: " .. msg) end
   end
   local key
-  key, msg = credentials.add{ host = client.base_url, token = token, user = user, default = opts.default }
-  if not key then failure("misskey login: approved, but the token could not be stored: " .. msg) end
+  key, msg = credentials.add{ host = client.base_url, token = token, user = user, default = opts.default,
+    allow_plaintext_token = cleartext and true or nil }
+  if not key then keep_token(client.base_url, token, msg) end
   out("logged in as " .. key .. " (stored in " .. tostring(credentials.path()) .. ")")
   return 0
 end

@@ -31,6 +31,8 @@ OPTIONS.ca_file, OPTIONS.insecure, OPTIONS.low_speed = true, true, true
 OPTIONS.account = true
 -- Observability: a function called with one table per event (see Client:emit).
 OPTIONS.on_event = true
+-- Sending the token over plain http to another machine: refused unless this is true.
+OPTIONS.allow_plaintext_token = true
 
 local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -103,6 +105,8 @@ end
 -- and the environment's token only goes to the environment's host; then the
 -- credential store's default account (only for its own host). `account`
 -- names a stored account instead (explicit host/token still win).
+-- Returns the base URL, the token, where the token came from ("token",
+-- "MISSKEY_TOKEN" or the account's key) and the stored account it came from.
 local function resolve_credentials(opts)
   local getenv = Client._getenv
   local env_host, env_token = getenv("MISSKEY_HOST"), getenv("MISSKEY_TOKEN")
@@ -133,19 +137,37 @@ local function resolve_credentials(opts)
   end
   local base, why = baseurl.parse(host)
   if not base then opterror("host", why .. ": " .. ("%q"):format(tostring(host))) end
-  local token = opts.token
+  local token, source, from = opts.token, "token", nil
   if token == nil and env_host and env_token and baseurl.parse(env_host) == base then
-    token = env_token
+    token, source = env_token, "MISSKEY_TOKEN"
   end
   if token == nil and stored and baseurl.parse(stored.host) == base then
-    token = stored.token
+    token, source, from = stored.token, "the stored account " .. stored.key, stored
   end
   if token == false then token = nil end
   if token ~= nil and type(token) ~= "string" then
     opterror("token", "string expected, got " .. type(token))
   end
   if token == "" then token = nil end
-  return base, token
+  return base, token, source, from
+end
+
+-- A token never crosses a network in clear unless the caller says so: by
+-- `allow_plaintext_token = true`, or by the stored account it came from (which
+-- records the same choice made at `misskey login`).
+local function check_cleartext(opts, base, token, source, stored)
+  local allow = opts.allow_plaintext_token
+  if allow ~= nil and type(allow) ~= "boolean" then
+    opterror("allow_plaintext_token", "boolean expected, got " .. type(allow))
+  end
+  if allow or not token or (stored and stored.allow_plaintext_token == true) then return allow or false end
+  local why = baseurl.cleartext(base, Client._getenv)
+  if why then
+    error(("bad option 'host' (%s: %s, so the token (from %s) would travel unencrypted, readable and "
+      .. "usable by anyone on the way; use https, or pass allow_plaintext_token = true to send it anyway)")
+      :format(base, why, source), 4)
+  end
+  return false
 end
 
 --- misskey.new(opts) -> client. See README "Client options".
@@ -155,7 +177,8 @@ function Client.new(opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then error(("bad option '%s' (unknown option)"):format(tostring(k)), 3) end
   end
-  local base, token = resolve_credentials(opts)
+  local base, token, source, stored = resolve_credentials(opts)
+  local allow_plaintext = check_cleartext(opts, base, token, source, stored)
   local auth = opts.auth or "body"
   if auth ~= "body" and auth ~= "header" then opterror("auth", 'expected "body" or "header"') end
   check_positive(opts, "timeout")
@@ -194,6 +217,8 @@ function Client.new(opts)
   local client = setmetatable({
     base_url = base,
     host = base:match("://(.*)$"),
+    -- Public and read-only: misskey.auth checks it before a login over plain http.
+    allow_plaintext_token = allow_plaintext or (stored ~= nil and stored.allow_plaintext_token == true),
     _token = token,
     _auth = auth,
     _timeout = opts.timeout,
@@ -240,6 +265,14 @@ function Client:emit(event)
   if not ok then
     io.stderr:write("misskey: on_event raised: ", errors.redact(tostring(why), token), "\n")
   end
+end
+
+--- client:cleartext() -> why | nil: the reason a token this client sends would
+-- cross a network unencrypted (plain http to another machine, or through a
+-- proxy on one), whether or not `allow_plaintext_token` allows it.
+---@return string|nil
+function Client:cleartext()
+  return baseurl.cleartext(self.base_url, Client._getenv)
 end
 
 --- client:observed() -> true when an `on_event` function is set (emitters may

@@ -1,9 +1,12 @@
 --- The credential store: several accounts, keyed "@user@host", and a default.
 --
 -- The file is `$XDG_CONFIG_HOME/misskey/credentials.json` (else
--- `$HOME/.config/misskey/credentials.json`), mode 0600 in a 0700 directory,
--- always replaced whole and atomically by the C core (`core.write_private`).
--- A file that group or others can read is refused, with the `chmod` that fixes it.
+-- `$HOME/.config/misskey/credentials.json`), mode 0600, always replaced whole
+-- and atomically by the C core (`core.write_private`) while holding
+-- `credentials.json.lock` (flock), so concurrent writers never lose accounts.
+-- The directory (made 0700 when missing) and the file must be the current
+-- user's and not symbolic links; a file that group or others can read, or a
+-- directory they can write, is refused with the `chmod` that fixes it.
 --
 --   {
 --     "default": "@alice@misskey.example",
@@ -13,13 +16,15 @@
 --     }
 --   }
 --
--- Failures return `nil, message, err` with `err.kind = "invalid"` and
--- `err.path`; messages never contain a token.
+-- Failures return `nil, message, err` with `err.kind = "invalid"`, `err.path`
+-- and `err.reason` ("missing", "symlink", "owner", "mode", "type", "size",
+-- "format", "timeout", "io", "unknown", "path"); messages never contain a token.
 local core = require "misskey.core"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 
 local credentials = {}
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 
 -- The environment goes through the client's _getenv, so specs can replace it.
 local function getenv(name)
@@ -54,8 +59,29 @@ function credentials.normalize(name)
   return name
 end
 
+-- The lock file beside the store: add, remove and save take turns through it.
+local function lock_path(path) return path .. ".lock" end
+
+-- Runs fn() holding the store's lock; the lock is released whatever fn does.
+local function locked(path, fn)
+  local lock, msg, reason = core.lock_private(lock_path(path))
+  if not lock then return fail(path, "credential store: " .. msg, reason) end
+  local res = { pcall(fn) }
+  lock:unlock()
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, 4)
+end
+
+-- A short, printable name for a key of the file (never a whole long string).
+local function describe(k)
+  local s = tostring(k)
+  if #s > 40 then s = s:sub(1, 40) .. "..." end
+  return ("%q"):format(s)
+end
+
 --- load([path]) -> store | nil, message, err
--- A missing file is an empty store `{ accounts = {} }`.
+-- A missing file is an empty store `{ accounts = {} }`. A file that is not a
+-- store (bad JSON, an entry that is not an account) fails with reason "format".
 function credentials.load(path)
   local why
   if path == nil then
@@ -69,44 +95,112 @@ function credentials.load(path)
   end
   local store = json.decode(text)
   if type(store) ~= "table" or (store.accounts ~= nil and type(store.accounts) ~= "table") then
-    return fail(path, "credential store: " .. path .. " is not a credentials file (invalid JSON)", "json")
+    return fail(path, "credential store: " .. path .. " is not a credentials file (invalid JSON); "
+      .. "fix it or move it away", "format")
   end
   store.accounts = store.accounts or {}
+  for k, v in pairs(store.accounts) do
+    if type(k) ~= "string" or type(v) ~= "table" or type(v.host) ~= "string" or type(v.token) ~= "string" then
+      return fail(path, ("credential store: %s: the entry %s of \"accounts\" is not an account (an object "
+        .. "with host and token strings); fix it or remove it"):format(path, describe(k)), "format")
+    end
+  end
   if type(store.default) ~= "string" or store.accounts[store.default] == nil then store.default = nil end
   return store
 end
 
---- save(store [, path]) -> true | nil, message, err
-function credentials.save(store, path)
-  local why
-  if path == nil then
-    path, why = credentials.path()
-    if not path then return fail(nil, why, "path") end
-  end
+-- Writes the store; the caller holds the lock, so leftover temporary files are stale.
+local function write(store, path)
   local out = { accounts = store.accounts or {}, default = store.default }
-  local ok, msg = core.write_private(path, json.pretty(out) .. "\n", store._fail_before_rename and
-    { fail_before_rename = true } or nil)
-  if not ok then return fail(path, "credential store: " .. msg, "io") end
+  local ok, msg, reason = core.write_private(path, json.pretty(out) .. "\n",
+    { sweep = true, fail_before_rename = store._fail_before_rename or nil })
+  if not ok then return fail(path, "credential store: " .. msg, reason or "io") end
   return true
 end
 
---- add{ host = base_url, token = ..., user = { id, username } | username = ... [, default = bool] }
--- -> key | nil, message, err. The first account becomes the default; `default = true` makes it so.
+local function store_path(path)
+  if path ~= nil then return path end
+  local why
+  path, why = credentials.path()
+  if not path then return fail(nil, why, "path") end
+  return path
+end
+
+--- save(store [, path]) -> true | nil, message, err
+function credentials.save(store, path)
+  local p, msg, err = store_path(path)
+  if not p then return nil, msg, err end
+  return locked(p, function() return write(store, p) end)
+end
+
+--- check([path]) -> true | nil, message, err
+-- Can the store be read and written now? Run before a login: MiAuth hands a
+-- token out exactly once, so a store that cannot take it must fail first.
+---@param path? string the store (default: credentials.path())
+---@return true|nil ok
+---@return string? message
+---@return table? err
+function credentials.check(path)
+  local p, msg, err = store_path(path)
+  if not p then return nil, msg, err end
+  local store
+  store, msg, err = credentials.load(p)
+  if not store then return nil, msg, err end
+  local ok, reason
+  ok, msg, reason = core.write_private(p, "", { probe = true })
+  if not ok then return fail(p, "credential store: " .. msg, reason or "io") end
+  return true
+end
+
+--- add{ host = base_url, token = ..., user = { id, username } | username = ... [, default = bool]
+--      [, allow_plaintext_token = true] } -> key | nil, message, err
+-- The first account becomes the default; `default = true` makes it so.
+-- `allow_plaintext_token` records that this account may use plain http (see misskey.new).
 function credentials.add(entry)
   local user = entry.user or {}
   local username = entry.username or user.username
   if type(username) ~= "string" or type(entry.token) ~= "string" or type(entry.host) ~= "string" then
     error("bad argument #1 to 'add' (host, token and username strings expected)", 2)
   end
-  local store, msg, err = credentials.load()
-  if msg and not err then return fail(nil, msg, "path") end
-  if not store then return nil, msg, err end
-  local key = credentials.key(username, entry.host)
-  store.accounts[key] = { host = entry.host, token = entry.token, username = username, userId = user.id }
-  if entry.default or store.default == nil then store.default = key end
-  local ok, smsg, serr = credentials.save(store)
-  if not ok then return nil, smsg, serr end
-  return key
+  local path, msg, err = store_path()
+  if not path then return nil, msg, err end
+  return locked(path, function()
+    local store, lmsg, lerr = credentials.load(path)
+    if not store then return nil, lmsg, lerr end
+    local key = credentials.key(username, entry.host)
+    store.accounts[key] = { host = entry.host, token = entry.token, username = username, userId = user.id,
+      allow_plaintext_token = entry.allow_plaintext_token or nil }
+    if entry.default or store.default == nil then store.default = key end
+    local ok, smsg, serr = write(store, path)
+    if not ok then return nil, smsg, serr end
+    return key
+  end)
+end
+
+--- rescue(token) -> path | nil, message
+-- When the store cannot take a fresh token, keeps it in a new 0600 file (the
+-- store's directory, else $HOME, else the current directory) so that it is
+-- not lost. The file holds the token and a newline.
+---@param token string
+---@return string|nil path
+---@return string? message
+function credentials.rescue(token)
+  if type(token) ~= "string" then error("bad argument #1 to 'rescue' (token string expected)", 2) end
+  local dirs = {}
+  local store = credentials.path()
+  if store then dirs[#dirs + 1] = store:match("^(.*)/[^/]*$") end
+  local home = getenv("HOME")
+  if home then dirs[#dirs + 1] = home end
+  dirs[#dirs + 1] = "."
+  local name = "misskey-token-" .. core.base64url(core.random(6)) .. ".txt"
+  local why
+  for _, dir in ipairs(dirs) do
+    local path = (dir == "." and "" or dir .. "/") .. name
+    local ok, msg = core.write_private(path, token .. "\n", { exclusive = true })
+    if ok then return path end
+    why = why or msg
+  end
+  return nil, "cannot keep the token in a file: " .. tostring(why)
 end
 
 --- get([name]) -> entry (with entry.key) | nil, message, err. No name: the default account.
@@ -130,21 +224,34 @@ end
 --- remove([name]) -> key | nil, message, err. No name: the default account.
 -- The next remaining account (in sorted order) becomes the default.
 function credentials.remove(name)
-  local store, msg, err = credentials.load()
+  local path, msg, err = store_path()
+  if not path then return nil, msg, err end
+  local function removal(store)
+    local key = name and credentials.normalize(name) or store.default
+    if not key or not store.accounts[key] then
+      return fail(nil, key and ("no account %s in the credential store"):format(key)
+        or "no default account in the credential store", "unknown")
+    end
+    return key
+  end
+  -- Looked up first without the lock: a store with nothing to remove is left as it is
+  -- (no lock file, no directory made).
+  local store
+  store, msg, err = credentials.load(path)
   if not store then return nil, msg, err end
-  local key = name and credentials.normalize(name) or store.default
-  if not key or not store.accounts[key] then
-    return fail(nil, key and ("no account %s in the credential store"):format(key)
-      or "no default account in the credential store", "unknown")
-  end
-  store.accounts[key] = nil
-  if store.default == key then
-    local keys = credentials.list(store)
-    store.default = keys[1]
-  end
-  local ok, smsg, serr = credentials.save(store)
-  if not ok then return nil, smsg, serr end
-  return key
+  local found, fmsg, ferr = removal(store)
+  if not found then return nil, fmsg, ferr end
+  return locked(path, function()
+    store, msg, err = credentials.load(path)
+    if not store then return nil, msg, err end
+    local key, rmsg, rerr = removal(store)
+    if not key then return nil, rmsg, rerr end
+    store.accounts[key] = nil
+    if store.default == key then store.default = credentials.list(store)[1] end
+    local ok, smsg, serr = write(store, path)
+    if not ok then return nil, smsg, serr end
+    return key
+  end)
 end
 
 --- list(store) -> sorted account keys

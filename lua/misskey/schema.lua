@@ -381,43 +381,54 @@ function schema.cache_dir(getenv)
   return nil
 end
 
+-- A file name part: safe characters only, at most 64 of them (the server picks the version).
 local function safe(s)
-  return (tostring(s):gsub("[^%w%.%-_]", "_"))
+  return (tostring(s):gsub("[^%w%.%-_]", "_"):sub(1, 64))
 end
 
 --- The cache file of a host, software and version.
 function schema.cache_path(dir, host, software, version)
-  return format("%s/schema-%s-%s-%s.lua", dir, safe(host), safe(software), safe(version))
+  return format("%s/schema-%s-%s-%s.json", dir, safe(host), safe(software), safe(version))
 end
 
-local function write_file(path, text)
-  local dir = path:match("^(.*)/[^/]*$")
-  local ok, core = pcall(require, "misskey.core")
-  if ok and type(core) == "table" and type(core.write_private) == "function" then
-    local done, why = core.write_private(path, text)
-    if done then return true end
-    return nil, tostring(why)
+-- The cache is data, never code: JSON through misskey.json, written and read as a private
+-- file (no symbolic links, the current user's own). Caches of earlier releases were Lua
+-- source that ran when loaded; their `.lua` names are never read, and one is removed when
+-- its replacement is written.
+local CACHE_FORMAT = "misskey-catalogue/1"
+local CACHE_MAX = 16 * 1024 * 1024
+
+local function cache_read(path, host, software, version)
+  local text = require("misskey.core").read_private(path, CACHE_MAX)
+  if not text then return nil end
+  local doc = require("misskey.json").decode(text)
+  if type(doc) ~= "table" or doc.format ~= CACHE_FORMAT or doc.host ~= host or doc.software ~= software
+     or doc.version ~= version then
+    return nil
   end
-  if dir and not io.open(dir, "r") then
-    os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local cat = doc.catalogue
+  if type(cat) ~= "table" or type(cat.source) ~= "table" or type(cat.endpoints) ~= "table"
+     or (cat.permissions ~= nil and type(cat.permissions) ~= "table") then
+    return nil
   end
-  local tmp = format("%s.%d.tmp", path, math.random(1, 1e9))
-  local f, why = io.open(tmp, "wb")
-  if not f then return nil, why end
-  local wrote, werr = f:write(text)
-  f:close()
-  if not wrote then os.remove(tmp) return nil, werr end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then os.remove(tmp) return nil, rerr end
+  for name, entry in pairs(cat.endpoints) do
+    if type(name) ~= "string" or type(entry) ~= "table" then return nil end
+  end
+  cat.permissions = cat.permissions or {}
+  return cat
+end
+
+local function cache_write(path, host, software, version, cat)
+  local core = require "misskey.core"
+  -- A document the encoder refuses (a number that decoded to infinity) is not cached.
+  local ok, text = pcall(require("misskey.json").encode, {
+    format = CACHE_FORMAT, host = host, software = software, version = version, catalogue = cat,
+  })
+  if not ok then return nil, tostring(text) end
+  local done, why = core.write_private(path, text)
+  if not done then return nil, tostring(why) end
+  os.remove((path:gsub("%.json$", ".lua")))
   return true
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
 end
 
 local function count(cat)
@@ -449,7 +460,7 @@ function schema.fetch(client)
   local dir = schema.cache_dir(getenv)
   local path = dir and version and schema.cache_path(dir, client.host, software, version)
   if path then
-    local cat = openapi.load(read_file(path) or "", "=" .. path)
+    local cat = cache_read(path, client.host, software, version)
     if cat then
       use(client, cat)
       return { software = software, version = version, endpoints = count(cat), source = "cache", path = path }
@@ -473,9 +484,7 @@ function schema.fetch(client)
   local summary = { software = software, version = version, endpoints = count(cat), source = "server" }
   if dir then
     path = schema.cache_path(dir, client.host, software, version)
-    local header = format("-- misskey: the endpoint catalogue of %s (%s %s), from GET /api.json.",
-      tostring(client.host), software, version)
-    local ok, werr = write_file(path, openapi.serialize(cat, header))
+    local ok, werr = cache_write(path, client.host, software, version, cat)
     if ok then summary.path = path else summary.cache_error = werr end
   end
   return summary
