@@ -7,6 +7,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -221,17 +222,19 @@ void mk_engine_detach(lua_State *L, mk_transfer *t) {
 
 /* Ends a transfer whose total timeout passed, as libcurl would have (error 28, its words). */
 static void expire(mk_transfer *t, double now) {
+  unsigned long received = (unsigned long)t->body.len; /* finishing frees the body */
   mk_transfer_finish(t, CURLE_OPERATION_TIMEDOUT);
   if (t->errbuf == NULL) return; /* never: it lives while the transfer runs */
   snprintf(t->errbuf, CURL_ERROR_SIZE, "Operation timed out after %ld milliseconds with %lu bytes received",
-           (long)((now - t->deadline + t->timeout) * 1000.0), (unsigned long)t->body.len);
+           (long)((now - t->deadline + t->timeout) * 1000.0), received);
 }
 
 /* Pushes the list of finished transfers (moved out of curl, or past their total timeout at
- * `now`), or the shared empty list. */
-static void collect(lua_State *L, mk_engine *e, double now) {
+ * `now`), or the shared empty list. Returns the KB of C memory they hold that the collector
+ * should hear about (mk_transfer_finish). */
+static int collect(lua_State *L, mk_engine *e, double now) {
   CURLMsg *msg;
-  int left, n = 0;
+  int left, n = 0, held = 0;
   while ((msg = curl_multi_info_read(e->multi, &left)) != NULL) {
     mk_transfer *t = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
@@ -245,7 +248,8 @@ static void collect(lua_State *L, mk_engine *e, double now) {
       mk_ws_connected(L, (mk_ws *)t, msg->data.result);
       continue;
     }
-    mk_transfer_finish(t, msg->data.result);
+    held += mk_transfer_finish(t, msg->data.result);
+    if (held < 0) held = INT_MAX; /* wrapped */
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     lua_rawseti(L, -2, ++n);
     mk_engine_detach(L, t);
@@ -261,6 +265,7 @@ static void collect(lua_State *L, mk_engine *e, double now) {
     mk_transfer_release(t, e);
   }
   if (n == 0) lua_pushvalue(L, lua_upvalueindex(1));
+  return held;
 }
 
 /* Seconds until curl's deadline, or -1 when none. */
@@ -315,7 +320,7 @@ static int engine_step(lua_State *L) {
   double due = until_deadline(e), now;
   struct pollfd stackfds[32], *fds = stackfds;
   size_t ncurl = e->nwatches, n = e->nwatches + e->nforeign, i;
-  int rc, timeout_ms, interrupted = 0, nt = 0, nready = 0;
+  int rc, timeout_ms, interrupted = 0, nt = 0, nready = 0, held;
 
   if (wait != wait || wait < 0) return luaL_argerror(L, 2, "timeout must be a number >= 0");
   if (due >= 0 && due < wait) wait = due;
@@ -351,7 +356,7 @@ static int engine_step(lua_State *L) {
     action(e, CURL_SOCKET_TIMEOUT, 0);
   }
 
-  collect(L, e, now);
+  held = collect(L, e, now);
 
   if (e->ntimers > 0 && e->timers[0].at <= now) {
     lua_newtable(L);
@@ -380,6 +385,10 @@ static int engine_step(lua_State *L) {
   if (nready == 0) lua_pushvalue(L, lua_upvalueindex(1));
   if (fds != stackfds) free(fds);
   lua_pushboolean(L, interrupted);
+  /* Large replies kept in C count towards the collector's pace as if Lua had allocated them,
+   * so unread transfers holding them are found (and their memory freed) in time. Last, when
+   * the results are on the stack: a step may run finalizers. */
+  if (held > 0) lua_gc(L, LUA_GCSTEP, held);
   return 4;
 }
 
@@ -533,7 +542,7 @@ static int engine_close(lua_State *L) {
   while (e->live) {
     mk_transfer *t = e->live;
     mk_engine_detach(L, t);
-    t->state = MK_CANCELLED;
+    mk_transfer_drop(t); /* cancelled: its easy handle and buffers go now, not at its __gc */
   }
   while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);
   free(e->pool);

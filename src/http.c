@@ -4,6 +4,7 @@
 #include "engine.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,22 @@
 #include <lauxlib.h>
 
 #include "compat.h"
+
+/* Memory. Lua's collector paces itself by Lua memory only, so C buffers freed only in __gc
+ * pile up while the Lua heap stays small (a gzip bomb per call once took a script from
+ * 13 MiB to 2.5 GiB in 40 calls). So C holds a reply only until something takes it:
+ *   - a failed or cancelled transfer frees its body and headers at once (nothing reads them);
+ *   - json._decode_body frees the body once it decoded it in place;
+ *   - body() and result() hand the body over once: the bytes move into a Lua string, which
+ *     the collector counts, and the C buffer is freed;
+ *   - what a finished transfer still holds beyond the usual (a body of 1 MiB or more, a header
+ *     block over 16 KiB) is reported to the collector as if Lua had allocated it, so an
+ *     unread transfer is found in time.
+ * The header block (kept for headers(), which may be called again) has a cap of its own:
+ * curl stops headers at 300 KB but not trailers. */
+#define MK_HEAD_MAX (64 * 1024)
+#define MK_REPORT_BODY (1024 * 1024)
+#define MK_REPORT_HEAD (16 * 1024)
 
 /* ---- curl callbacks ---- */
 
@@ -20,7 +37,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   /* The cap applies to decoded bytes, so a compressed bomb or a chunked reply
    * of unknown length stops here (curl's own MAXFILESIZE needs a known length). */
   if (t->max_size && len > t->max_size - t->body.len) {
-    t->too_large = 1;
+    t->too_large = MK_TOO_LARGE_BODY;
     return 0;
   }
   return mk_buf_append(&t->body, p, len) == 0 ? len : 0;
@@ -31,6 +48,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   /* A new status line starts a new response (100 Continue, proxy CONNECT): keep only the last. */
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) mk_buf_reset(&t->head);
+  if (len > MK_HEAD_MAX - t->head.len) {
+    t->too_large = MK_TOO_LARGE_HEAD;
+    return 0;
+  }
   return mk_buf_append(&t->head, p, len) == 0 ? len : 0;
 }
 
@@ -50,9 +71,10 @@ static mk_transfer *to_transfer(lua_State *L, int i) {
   return (mk_transfer *)luaL_checkudata(L, i, MK_TRANSFER_MT);
 }
 
-void mk_transfer_finish(mk_transfer *t, CURLcode code) {
+int mk_transfer_finish(mk_transfer *t, CURLcode code) {
   double total = 0;
   long connects = 0;
+  size_t held = 0;
   t->state = MK_DONE;
   t->code = code;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
@@ -63,6 +85,22 @@ void mk_transfer_finish(mk_transfer *t, CURLcode code) {
   if (t->upload_total < 0) t->upload_total = 0; /* unknown, as the progress callback says it */
   t->total_time = total;
   t->connects = connects;
+  if (code != CURLE_OK) {
+    mk_buf_free(&t->body);
+    mk_buf_free(&t->head);
+    return 0;
+  }
+  if (t->body.cap >= MK_REPORT_BODY) held += t->body.cap;
+  if (t->head.cap > MK_REPORT_HEAD) held += t->head.cap;
+  held /= 1024;
+  return held > INT_MAX ? INT_MAX : (int)held;
+}
+
+void mk_transfer_drop(mk_transfer *t) {
+  mk_transfer_release(t, NULL);
+  mk_buf_free(&t->body);
+  mk_buf_free(&t->head);
+  t->state = MK_CANCELLED;
 }
 
 void mk_transfer_release(mk_transfer *t, mk_engine *e) {
@@ -367,9 +405,9 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-/* Pushes the last response's headers as { lowercased name = value }; repeats join with ", ". */
-static void push_headers(lua_State *L, const mk_buf *head) {
-  const char *p = head->data, *end = head->data + head->len;
+/* Pushes the header block `p` (size bytes) as { lowercased name = value }; repeats join with ", ". */
+static void push_headers(lua_State *L, const char *p, size_t size) {
+  const char *end = p ? p + size : NULL; /* no block: no headers */
   lua_createtable(L, 0, 12);
   while (p && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -406,20 +444,34 @@ static void push_headers(lua_State *L, const mk_buf *head) {
   }
 }
 
+/* Pushes the body of the finished, successful transfer at index i and frees the C copy:
+ * a body is handed over once (a cache in the registry kept every body alive a collection
+ * cycle longer, since the transfer has a finalizer). */
+static void push_body(lua_State *L, int i) {
+  size_t len;
+  const char *body = mk_transfer_body(L, i, &len);
+  lua_pushlstring(L, body, len);
+  mk_transfer_body_taken(L, i, MK_BODY_READ);
+}
+
 /* transfer:headers() -> the last response's headers, as result() gives them (also
- * after result(true) skipped them, for callers that only sometimes need them). */
+ * after result(true) skipped them, for callers that only sometimes need them; any number
+ * of times). Raises for a transfer that failed or was cancelled: they were freed with it. */
 static int transfer_headers(lua_State *L) {
   mk_transfer *t = to_transfer(L, 1);
   if (t->state == MK_RUNNING || t->state == MK_IDLE) return luaL_error(L, "transfer is still running");
-  push_headers(L, &t->head);
+  if (t->state == MK_CANCELLED || t->code != CURLE_OK)
+    return luaL_error(L, "transfer has no headers: it %s", t->state == MK_CANCELLED ? "was cancelled" : "failed");
+  push_headers(L, t->head.data, t->head.len);
   return 1;
 }
 
-/* transfer:body() -> the body of a finished, successful transfer (result(true, true) skips it). */
+/* transfer:body() -> the body of a finished, successful transfer (result(true, true) skips it).
+ * Once: the bytes move into the Lua string; a second read raises, as does a read after
+ * json._decode_body decoded them in place. */
 static int transfer_body(lua_State *L) {
-  size_t len;
-  const char *body = mk_transfer_body(L, 1, &len);
-  lua_pushlstring(L, body, len);
+  to_transfer(L, 1);
+  push_body(L, 1);
   return 1;
 }
 
@@ -427,7 +479,8 @@ static int transfer_body(lua_State *L) {
  *                    body (nil when skip_body)
  *                    | nil, message, reason ("timeout" | "too_large" | "cancelled" | "network"), curl_code,
  *                      status (of a response whose body was cut short, else 0)
- * The message ends with "(curl error N)". */
+ * A curl failure's message ends with "(curl error N)". The body is handed over once (see
+ * transfer:body()): ask for it again, or after a decode in place, and result() raises. */
 static int transfer_result(lua_State *L) {
   mk_transfer *t = to_transfer(L, 1);
   const char *reason = "network";
@@ -443,17 +496,20 @@ static int transfer_result(lua_State *L) {
   if (t->code == CURLE_OK) {
     lua_pushinteger(L, t->status);
     if (skip_headers) lua_pushnil(L);
-    else push_headers(L, &t->head);
+    else push_headers(L, t->head.data, t->head.len);
     if (skip_body) lua_pushnil(L);
-    else lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+    else push_body(L, 1);
     return 3;
   }
   lua_pushnil(L);
-  if (t->too_large) {
+  if (t->too_large == MK_TOO_LARGE_BODY) {
     char limit[32];
     snprintf(limit, sizeof limit, "%zu", t->max_size); /* lua_pushfstring has no size_t format */
     lua_pushfstring(L, "response body larger than the %s byte limit (max_size; counted after decompression)",
                     limit);
+    reason = "too_large";
+  } else if (t->too_large == MK_TOO_LARGE_HEAD) {
+    lua_pushfstring(L, "response headers larger than the %d byte limit", MK_HEAD_MAX);
     reason = "too_large";
   } else {
     lua_pushfstring(L, "%s (curl error %d)", t->errbuf && t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->code),
@@ -490,6 +546,8 @@ static int transfer_cancel(lua_State *L) {
     mk_engine *e = t->engine;
     mk_engine_detach(L, t);
     mk_transfer_release(t, e);
+    mk_buf_free(&t->body);
+    mk_buf_free(&t->head);
     t->state = MK_CANCELLED;
   }
   return 0;
