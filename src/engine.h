@@ -37,6 +37,8 @@ typedef struct mk_engine {
   mk_transfer *live;       /* transfers added to the multi handle (pinned in the registry) */
   int nlive;
   mk_transfer *due_first, *due_last; /* transfers with a total timeout, by deadline (see http.c) */
+  int nslow;               /* live transfers with a low-speed limit ... */
+  double slow_next;        /* ... and when step() next checks them (0 = none to check) */
   int oom;                 /* a socket callback could not grow the watch list */
   mk_watch *foreign;       /* sockets registered from Lua (WebSockets), what = CURL_POLL_* */
   size_t nforeign, capforeign;
@@ -63,6 +65,14 @@ struct mk_transfer {
   double timeout;              /* that timeout, in seconds (for the message) */
   mk_transfer *due_prev, *due_next; /* engine->due_first list, ordered by deadline */
   int due_listed;
+  /* The low-speed abort, kept by the engine (engine.c, check_slow): fewer than slow_bytes a
+   * second for slow_time seconds (0 = off) ends the transfer. */
+  double slow_bytes, slow_time;
+  double slow_added;           /* when it was added to the engine */
+  double slow_mark;            /* when the bytes were last counted (0 = not sending yet) */
+  double slow_since;           /* start of the current slow stretch (0 = not slow) */
+  curl_off_t slow_count;       /* bytes moved at slow_mark */
+  curl_off_t head_bytes;       /* header bytes received, every response's (for that count) */
   int self_ref, engine_ref;    /* registry pins while running */
   mk_state state;
   struct curl_slist *headers;

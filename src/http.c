@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   /* A new status line starts a new response (100 Continue, proxy CONNECT): keep only the last. */
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) mk_buf_reset(&t->head);
+  t->head_bytes += (curl_off_t)len; /* bytes that moved, for the low-speed check */
   if (len > MK_HEAD_MAX - t->head.len) {
     t->too_large = MK_TOO_LARGE_HEAD;
     return 0;
@@ -135,12 +137,16 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
 
 /* ---- building a request ---- */
 
+/* A string option, or def when absent. No NUL inside: libcurl takes C strings, so
+ * "a\0b" would quietly become "a" (another URL, another file). */
 static const char *opt_string(lua_State *L, int opts, const char *key, const char *def) {
   const char *s;
+  size_t len;
   lua_getfield(L, opts, key);
   if (lua_isnil(L, -1)) s = def;
   else if (lua_type(L, -1) != LUA_TSTRING) s = (luaL_error(L, "request option '%s' must be a string", key), NULL);
-  else s = lua_tostring(L, -1);
+  else if ((s = lua_tolstring(L, -1, &len)), strlen(s) != len)
+    luaL_error(L, "request option '%s' must not contain a NUL byte", key);
   lua_pop(L, 1); /* the string stays alive in opts */
   return s;
 }
@@ -157,12 +163,35 @@ static double opt_number(lua_State *L, int opts, const char *key, double def) {
   return v;
 }
 
+/* Numbers from Lua are doubles, and a cast of one out of the target's range is undefined
+ * behaviour: opt_number refuses NaN and negatives, these clamp the top. Timeouts stop at
+ * MK_MAX_SECONDS (about 31 years, as good as none). */
+#define MK_MAX_SECONDS 1e9
+
+static long to_long(double v) {
+  return v >= (double)LONG_MAX ? LONG_MAX : (long)v;
+}
+
+static size_t to_size(double v) {
+  return v >= (double)SIZE_MAX ? SIZE_MAX : (size_t)v;
+}
+
+static double at_most(double v, double hi) {
+  return v > hi ? hi : v;
+}
+
 static int opt_bool(lua_State *L, int opts, const char *key) {
   int v;
   lua_getfield(L, opts, key);
   v = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return v;
+}
+
+/* RFC 9110 tchar: what a method (or a header name) may be made of. */
+static int is_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* No line breaks (they would smuggle headers) and no NUL (curl would cut the line there);
@@ -229,8 +258,7 @@ static void set_headers(lua_State *L, int opts, mk_transfer *t) {
   lua_pop(L, 1);
 }
 
-/* A string field of parts[i], or NULL when absent; no line breaks (they would
- * end the part's header). */
+/* A string field of parts[i], or NULL when absent. */
 static const char *part_string(lua_State *L, int part, int i, const char *key, size_t *len) {
   const char *s;
   lua_getfield(L, part, key);
@@ -241,8 +269,15 @@ static const char *part_string(lua_State *L, int part, int i, const char *key, s
   return s;
 }
 
-static void check_part_header(lua_State *L, int i, const char *key, const char *s) {
-  if (s && !valid_header_part(s, strlen(s), 0)) luaL_error(L, "request parts[%d].%s must not contain a line break", i, key);
+/* A field that libcurl takes as a C string and writes into the part's header: a NUL would cut
+ * it short ("a.png\0.exe" went out as "a.png") and a line break would end the header. Quotes
+ * and backslashes are escaped (CURLMIMEOPT_FORMESCAPE, set in configure). */
+static const char *part_header_string(lua_State *L, int part, int i, const char *key) {
+  size_t len = 0;
+  const char *s = part_string(L, part, i, key, &len);
+  if (s && !valid_header_part(s, len, 0))
+    luaL_error(L, "request parts[%d].%s must not contain a line break or a NUL byte", i, key);
+  return s;
 }
 
 /* parts = { { name, value } | { name, path, filename?, type? } | { name, data, filename?, type? } }
@@ -254,24 +289,25 @@ static void set_parts(lua_State *L, int parts, mk_transfer *t) {
   if (t->mime == NULL) luaL_error(L, "out of memory");
   for (i = 1; i <= n; i++) {
     const char *name, *value, *path, *data, *filename, *type;
-    size_t value_len = 0, data_len = 0;
+    size_t value_len = 0, data_len = 0, path_len = 0;
     curl_mimepart *part;
     int p;
     lua_rawgeti(L, parts, i);
     p = lua_gettop(L);
     if (!lua_istable(L, p)) luaL_error(L, "request parts[%d] must be a table", i);
-    name = part_string(L, p, i, "name", NULL);
+    name = part_header_string(L, p, i, "name");
     value = part_string(L, p, i, "value", &value_len);
-    path = part_string(L, p, i, "path", NULL);
+    path = part_string(L, p, i, "path", &path_len);
     data = part_string(L, p, i, "data", &data_len);
-    filename = part_string(L, p, i, "filename", NULL);
-    type = part_string(L, p, i, "type", NULL);
+    filename = part_header_string(L, p, i, "filename");
+    type = part_header_string(L, p, i, "type");
+    if (path && strlen(path) != path_len) luaL_error(L, "request parts[%d].path must not contain a NUL byte", i);
+    /* Without a filename libcurl sends the path's last component as one. */
+    if (path && !filename && !valid_header_part(path, path_len, 0))
+      luaL_error(L, "request parts[%d].path has a line break: give a filename to send instead", i);
     if (name == NULL || *name == '\0') luaL_error(L, "request parts[%d].name must be a non-empty string", i);
     if ((value != NULL) + (path != NULL) + (data != NULL) != 1)
       luaL_error(L, "request parts[%d] needs exactly one of value, path, data", i);
-    check_part_header(L, i, "name", name);
-    check_part_header(L, i, "filename", filename);
-    check_part_header(L, i, "type", type);
     part = curl_mime_addpart(t->mime);
     if (part == NULL || curl_mime_name(part, name) != CURLE_OK) luaL_error(L, "out of memory");
     if (path) {
@@ -294,6 +330,7 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   const char *method = opt_string(L, opts, "method", "POST");
   const char *ua = opt_string(L, opts, "user_agent", NULL);
   const char *ca_file = opt_string(L, opts, "ca_file", NULL);
+  size_t i;
   double timeout = opt_number(L, opts, "timeout", 0);
   double connect_timeout = opt_number(L, opts, "connect_timeout", 0);
   double low_speed_time = opt_number(L, opts, "low_speed_time", 0);
@@ -302,6 +339,12 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   const char *body;
 
   if (url == NULL) luaL_error(L, "request option 'url' is required");
+  /* Both go into the request's head: a line break there would add headers of its own. */
+  if (ua && !valid_header_part(ua, strlen(ua), 0))
+    luaL_error(L, "request option 'user_agent' must not contain a line break");
+  for (i = 0; method[i]; i++)
+    if (!is_tchar((unsigned char)method[i])) luaL_error(L, "request option 'method' must be an HTTP token");
+  if (i == 0) luaL_error(L, "request option 'method' must be an HTTP token");
   lua_getfield(L, opts, "body");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request option 'body' must be a string");
   body = lua_tolstring(L, -1, &body_len);
@@ -338,15 +381,15 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (timeout > 0) { /* the engine keeps it (engine.c, due_insert) */
-    t->timeout = timeout;
-    t->deadline = mk_now() + timeout;
+    t->timeout = at_most(timeout, MK_MAX_SECONDS);
+    t->deadline = mk_now() + t->timeout;
   }
-  if (connect_timeout > 0) curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000.0 + 0.5));
-  if (low_speed_time > 0) {
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)opt_number(L, opts, "low_speed_limit", 1));
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(low_speed_time + 0.5));
-  }
-  t->max_size = (size_t)max_size;
+  if (connect_timeout > 0)
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, to_long(at_most(connect_timeout, MK_MAX_SECONDS) * 1000.0 + 0.5));
+  /* The engine keeps the low-speed abort too (engine.c, check_slow): libcurl's fires late. */
+  t->slow_time = at_most(low_speed_time, MK_MAX_SECONDS);
+  t->slow_bytes = t->slow_time > 0 ? opt_number(L, opts, "low_speed_limit", 1) : 0;
+  t->max_size = to_size(max_size);
 
   lua_getfield(L, opts, "parts");
   if (!lua_isnil(L, -1)) {
@@ -355,6 +398,10 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
       luaL_error(L, "request option 'parts' needs a method with a body, not %s", method);
     set_parts(L, lua_gettop(L), t);
+    /* Quotes and backslashes in names and file names get a backslash before them, which
+     * multipart parsers (busboy, aiohttp) undo. By default libcurl writes a quote as %22 and
+     * leaves a backslash alone, so a file name ending in one ended the quoted string early. */
+    curl_easy_setopt(c, CURLOPT_MIME_OPTIONS, (long)CURLMIMEOPT_FORMESCAPE);
     curl_easy_setopt(c, CURLOPT_MIMEPOST, t->mime);
     if (strcmp(method, "POST") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
   } else if (strcmp(method, "GET") == 0) {

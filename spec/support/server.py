@@ -431,9 +431,16 @@ async def drive_files_create(request):
     """Misskey's only multipart endpoint, read as a stream: the file part is
     hashed and counted chunk by chunk, never held in memory. The reply is a
     DriveFile-like object plus `test`, what the server saw (protocol.md 4)."""
-    import hashlib
     if not request.content_type.startswith("multipart/form-data"):
         return web.Response(status=400)  # Misskey: no multipart data, 400 with no body
+    try:
+        return await read_upload(request)
+    except ConnectionResetError:  # the client cancelled the upload (spec: a raising progress function)
+        return web.Response(status=400)
+
+
+async def read_upload(request):
+    import hashlib
     reader = await request.multipart()
     order, fields, file_info = [], {}, None
     while True:
