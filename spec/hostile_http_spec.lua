@@ -353,7 +353,8 @@ describe("multipart names and file names", function()
       "bad argument #1 to 'upload' (field 'filename' must not contain CR, LF or NUL)")
     fails({ data = "x", type = "text/plain\r\nX: 1" }, nil,
       "bad argument #1 to 'upload' (field 'type' must not contain CR, LF or NUL)")
-    fails({ data = "x" }, { ["na\0me"] = "v" }, [[bad argument #2 to 'upload' (field name "na\0me" must not contain CR, LF or NUL)]])
+    fails({ data = "x" }, { ["na\0me"] = "v" },
+      [[bad argument #2 to 'upload' (field name "na\0me" must not contain CR, LF or NUL)]])
     fails(dir .. "/a.png\0.exe", nil, "bad argument #1 to 'upload' (file path contains a NUL byte)")
     fails({ path = dir .. "/a.png\0.exe", filename = "a.png" }, nil,
       "bad argument #1 to 'upload' (file path contains a NUL byte)")
@@ -385,9 +386,11 @@ describe("multipart names and file names", function()
     bad({ name = "file", data = "x", filename = "a.png\0.exe" },
       "request parts[1].filename must not contain a line break or a NUL byte")
     bad({ name = "fi\0le", data = "x" }, "request parts[1].name must not contain a line break or a NUL byte")
-    bad({ name = "file", data = "x", type = "a\0b" }, "request parts[1].type must not contain a line break or a NUL byte")
+    bad({ name = "file", data = "x", type = "a\0b" },
+      "request parts[1].type must not contain a line break or a NUL byte")
     bad({ name = "file", path = dir .. "/x\0y" }, "request parts[1].path must not contain a NUL byte")
-    bad({ name = "file", path = dir .. "/x\ny" }, "request parts[1].path has a line break: give a filename to send instead")
+    bad({ name = "file", path = dir .. "/x\ny" },
+      "request parts[1].path has a line break: give a filename to send instead")
     assert.equal(0, e:pending())
     e:close()
   end)
@@ -451,10 +454,10 @@ describe("randomness", function()
   -- Runs CHILD with getrandom failing as `how` (nil: working), bounded by `timeout 20`.
   local function child(how)
     -- Under make asan the sanitizer runtime must stay first; valgrind's preloads must go.
-    local preload = preload:find("asan", 1, true) and (preload .. " " .. shim) or shim
+    local with = preload:find("asan", 1, true) and (preload .. " " .. shim) or shim
     local prelude = ("package.path = %q; package.cpath = %q\n"):format(package.path, package.cpath)
     local h = assert(io.popen("env " .. (how and "FAILRANDOM=" .. how or "-u FAILRANDOM")
-      .. " LD_PRELOAD=" .. server.shell_quote(preload) .. " timeout 20 " .. LUA .. " -e "
+      .. " LD_PRELOAD=" .. server.shell_quote(with) .. " timeout 20 " .. LUA .. " -e "
       .. server.shell_quote(prelude .. CHILD) .. " 2>/dev/null; echo \"exit $?\"", "r"))
     local out = h:read("*a")
     h:close()
