@@ -137,10 +137,9 @@ static inline const char *mk_transfer_body(lua_State *L, int i, size_t *len) {
   return t->body.data ? t->body.data : "";
 }
 
-/* Frees the body of the transfer at stack index i once it was handed over (how: MK_BODY_*):
- * nothing reads libcurl's buffer again, and Lua's collector would not see it. */
-static inline void mk_transfer_body_taken(lua_State *L, int i, int how) {
-  mk_transfer *t = (mk_transfer *)luaL_checkudata(L, i, MK_TRANSFER_MT);
+/* Frees the body of transfer t once it was handed over (how: MK_BODY_*): nothing reads
+ * libcurl's buffer again, and Lua's collector would not see it. */
+static inline void mk_transfer_body_taken(mk_transfer *t, int how) {
   free(t->body.data);
   t->body.data = NULL;
   t->body.len = t->body.cap = 0;

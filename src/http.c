@@ -496,9 +496,9 @@ static void push_headers(lua_State *L, const char *p, size_t size) {
  * cycle longer, since the transfer has a finalizer). */
 static void push_body(lua_State *L, int i) {
   size_t len;
-  const char *body = mk_transfer_body(L, i, &len);
+  const char *body = mk_transfer_body(L, i, &len); /* checks that i is a transfer */
   lua_pushlstring(L, body, len);
-  mk_transfer_body_taken(L, i, MK_BODY_READ);
+  mk_transfer_body_taken((mk_transfer *)lua_touserdata(L, i), MK_BODY_READ);
 }
 
 /* transfer:headers() -> the last response's headers, as result() gives them (also
@@ -517,7 +517,6 @@ static int transfer_headers(lua_State *L) {
  * Once: the bytes move into the Lua string; a second read raises, as does a read after
  * json._decode_body decoded them in place. */
 static int transfer_body(lua_State *L) {
-  to_transfer(L, 1);
   push_body(L, 1);
   return 1;
 }

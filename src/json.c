@@ -539,7 +539,7 @@ static int json_decode_body(lua_State *L) {
   }
   n = mk_json_decode_text(L, text, len); /* keeps index 1, the transfer */
   /* A failure's caller reads the body for its message: it is freed then (body()). */
-  if (n == 1) mk_transfer_body_taken(L, 1, MK_BODY_DECODED);
+  if (n == 1) mk_transfer_body_taken((mk_transfer *)lua_touserdata(L, 1), MK_BODY_DECODED);
   return n;
 }
 

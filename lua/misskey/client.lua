@@ -577,7 +577,8 @@ function Client:upload(file, fields, opts)
   for k, v in pairs(fields or {}) do
     if type(k) ~= "string" then argerror("upload", 2, "field names must be strings", 2) end
     if k:find(HEADER_UNSAFE) then
-      argerror("upload", 2, ("field name %q must not contain CR, LF or NUL"):format(k), 2)
+      local shown = k:gsub("%c", function(c) return "\\" .. c:byte() end) -- the same on every Lua
+      argerror("upload", 2, ('field name "%s" must not contain CR, LF or NUL'):format(shown), 2)
     end
     if k == "i" or k == "file" then
       argerror("upload", 2, ("field '%s' is set by upload itself"):format(k), 2)
