@@ -161,7 +161,7 @@ describe("client:http misuse raises naming the argument", function()
     fails({ path = "/", headers = { X = "a\r\nInjected: 1" } }, [[headers["X"] must be a string without line breaks]])
     fails({ path = "/", query = "a=b" }, "query must be a table, got string")
     fails({ path = "/", query = { a = print } }, "query.a must be a string, number, boolean or a list of them")
-    fails({ path = "/", timeout = -1 }, "timeout must be a number of seconds > 0")
+    fails({ path = "/", timeout = -1 }, "timeout: a number of seconds > 0 and <= 1000000 expected, got -1")
     fails({ path = "/", auth = "yes" }, "auth must be a boolean, got string")
     fails({ path = "/", url = "http://x" }, "unknown field 'url'")
     fails({ path = "/", auth = true, headers = { authorization = "Bearer x" } },

@@ -104,11 +104,11 @@ describe("low_speed", function()
     assert.has_error(function() new{ low_speed = 5 } end,
       "bad option 'low_speed' ({ bytes = n, seconds = s } or false expected)")
     assert.has_error(function() new{ low_speed = { bytes = 0, seconds = 1 } } end,
-      "bad option 'low_speed.bytes' (an integer >= 1 expected, got 0)")
+      "bad option 'low_speed.bytes' (an integer from 1 to 2^53 expected, got 0)")
     assert.has_error(function() new{ low_speed = { bytes = 1, seconds = 0.5 } } end,
-      "bad option 'low_speed.seconds' (an integer >= 1 expected, got 0.5)")
+      "bad option 'low_speed.seconds' (an integer from 1 to 1000000 expected, got 0.5)")
     assert.has_error(function() new{ low_speed = { bytes = 1 } } end,
-      "bad option 'low_speed.seconds' (an integer >= 1 expected, got nil)")
+      "bad option 'low_speed.seconds' (an integer from 1 to 1000000 expected, got nil)")
     assert.has_error(function() new{ low_speed = { bytes = 1, seconds = 1, time = 3 } } end,
       "bad option 'low_speed' (unknown field 'time')")
   end)

@@ -274,7 +274,8 @@ describe("engine:request parts (the C layer)", function()
     bad({ { name = "a", value = "v" }, { name = "b" } }, "request parts[2] needs exactly one of value, path, data")
     bad({ { name = "a", value = "v", data = "d" } }, "request parts[1] needs exactly one of value, path, data")
     bad({ { name = "a", value = 5 } }, "request parts[1].value must be a string")
-    bad({ { name = "a", data = "d", filename = "x\r\ny" } }, "request parts[1].filename must not contain a line break")
+    bad({ { name = "a", data = "d", filename = "x\r\ny" } },
+      "request parts[1].filename must not contain a line break or a NUL byte")
     bad({ { name = "a", value = "v" }, { name = "f", path = dir .. "/nope" } },
       "request parts[2]: cannot read file '" .. dir .. "/nope'")
     bad({ { name = "a", value = "v" } }, "request options 'body' and 'parts' cannot be combined", { body = "x" })

@@ -7,6 +7,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -191,6 +192,12 @@ int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t) {
   e->live = t;
   e->nlive++;
   if (t->deadline > 0) due_insert(e, t);
+  if (t->slow_time > 0) {
+    t->slow_added = mk_now();
+    t->slow_mark = t->slow_since = 0;
+    t->slow_count = 0;
+    if (e->nslow++ == 0) e->slow_next = t->slow_added + 1;
+  }
   return 0;
 }
 
@@ -208,6 +215,7 @@ void mk_engine_detach(lua_State *L, mk_transfer *t) {
   if (e == NULL) return;
   if (e->multi) curl_multi_remove_handle(e->multi, t->easy);
   due_remove(e, t);
+  if (t->slow_time > 0 && --e->nslow == 0) e->slow_next = 0;
   if (t->prev) t->prev->next = t->next;
   else e->live = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -221,17 +229,75 @@ void mk_engine_detach(lua_State *L, mk_transfer *t) {
 
 /* Ends a transfer whose total timeout passed, as libcurl would have (error 28, its words). */
 static void expire(mk_transfer *t, double now) {
+  unsigned long received = (unsigned long)t->body.len; /* finishing frees the body */
   mk_transfer_finish(t, CURLE_OPERATION_TIMEDOUT);
   if (t->errbuf == NULL) return; /* never: it lives while the transfer runs */
   snprintf(t->errbuf, CURL_ERROR_SIZE, "Operation timed out after %ld milliseconds with %lu bytes received",
-           (long)((now - t->deadline + t->timeout) * 1000.0), (unsigned long)t->body.len);
+           (long)((now - t->deadline + t->timeout) * 1000.0), received);
 }
 
-/* Pushes the list of finished transfers (moved out of curl, or past their total timeout at
- * `now`), or the shared empty list. */
-static void collect(lua_State *L, mk_engine *e, double now) {
+/* Adds a transfer that ended here to the finished list (made at the first, *n == 0), then
+ * takes it off its engine. */
+static void finished(lua_State *L, mk_engine *e, mk_transfer *t, int *n) {
+  if (*n == 0) lua_newtable(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+  lua_rawseti(L, -2, ++*n);
+  mk_engine_detach(L, t); /* takes it off the lists; curl closes its connection */
+  mk_transfer_release(t, e);
+}
+
+/* The low-speed abort, checked here about once a second rather than by libcurl: curl measures
+ * "current speed" as an average over the last 5 seconds, so a reply that stalls right after
+ * a burst was aborted up to 6 s after its setting. Here the bytes moved since the last check
+ * (body both ways, and headers) are compared with the limit over exactly that interval; the
+ * slow stretch starts at the first slow interval and the abort comes once it is slow_time
+ * long, within a check (about a second) of it. The clock starts when the request is about to
+ * be sent (CURLINFO_PRETRANSFER_TIME): connecting has connect_timeout, and a transfer waiting
+ * for a free connection (engine:limit) moves nothing by design. */
+static void check_slow(lua_State *L, mk_engine *e, double now, int *n) {
+  mk_transfer *t = e->live, *next;
+  for (; t; t = next) {
+    curl_off_t up = 0, down = 0, pre = 0, count;
+    next = t->next;
+    if (t->slow_time <= 0) continue;
+    if (t->slow_mark == 0 &&
+        (curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) != CURLE_OK || pre <= 0))
+      continue; /* not sending yet */
+    curl_easy_getinfo(t->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    curl_easy_getinfo(t->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+    count = up + down + t->head_bytes;
+    if (t->slow_mark == 0) {
+      /* Started since the last check (about a second ago): curl's clock starts when it was
+       * added, so the request began `pre` microseconds after that. */
+      double began = t->slow_added + (double)pre / 1e6;
+      t->slow_mark = began > now - 1 ? (began < now ? began : now) : now - 1;
+      t->slow_count = 0;
+    }
+    if (now > t->slow_mark) {
+      if ((double)(count - t->slow_count) < t->slow_bytes * (now - t->slow_mark)) {
+        if (t->slow_since == 0) t->slow_since = t->slow_mark;
+      } else {
+        t->slow_since = 0;
+      }
+    }
+    t->slow_count = count;
+    t->slow_mark = now;
+    if (t->slow_since > 0 && now - t->slow_since >= t->slow_time) {
+      mk_transfer_finish(t, CURLE_OPERATION_TIMEDOUT); /* frees the buffers: nothing held */
+      if (t->errbuf)
+        snprintf(t->errbuf, CURL_ERROR_SIZE, "Operation too slow. Less than %.0f bytes/sec transferred the last %.0f seconds",
+                 t->slow_bytes, t->slow_time);
+      finished(L, e, t, n);
+    }
+  }
+}
+
+/* Pushes the list of finished transfers (moved out of curl, past their total timeout at `now`,
+ * or too slow), or the shared empty list. Returns the KB of C memory they hold that the
+ * collector should hear about (mk_transfer_finish). */
+static int collect(lua_State *L, mk_engine *e, double now) {
   CURLMsg *msg;
-  int left, n = 0;
+  int left, n = 0, held = 0;
   while ((msg = curl_multi_info_read(e->multi, &left)) != NULL) {
     mk_transfer *t = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
@@ -245,7 +311,8 @@ static void collect(lua_State *L, mk_engine *e, double now) {
       mk_ws_connected(L, (mk_ws *)t, msg->data.result);
       continue;
     }
-    mk_transfer_finish(t, msg->data.result);
+    held += mk_transfer_finish(t, msg->data.result);
+    if (held < 0) held = INT_MAX; /* wrapped */
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     lua_rawseti(L, -2, ++n);
     mk_engine_detach(L, t);
@@ -253,14 +320,15 @@ static void collect(lua_State *L, mk_engine *e, double now) {
   }
   while (e->due_first && e->due_first->deadline <= now) {
     mk_transfer *t = e->due_first;
-    if (n == 0) lua_newtable(L);
     expire(t, now);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
-    lua_rawseti(L, -2, ++n);
-    mk_engine_detach(L, t); /* takes it off the list; curl closes its connection */
-    mk_transfer_release(t, e);
+    finished(L, e, t, &n);
+  }
+  if (e->slow_next > 0 && e->slow_next <= now) {
+    check_slow(L, e, now, &n);
+    if (e->nslow > 0) e->slow_next = now + 1;
   }
   if (n == 0) lua_pushvalue(L, lua_upvalueindex(1));
+  return held;
 }
 
 /* Seconds until curl's deadline, or -1 when none. */
@@ -271,7 +339,8 @@ static double until_curl(const mk_engine *e, double now) {
   return d > 0 ? d : 0;
 }
 
-/* Seconds until the first deadline (curl's or a timer's), or -1 when none. */
+/* Seconds until the first deadline (curl's, a total timeout, a timer or the low-speed check),
+ * or -1 when none. */
 static double until_deadline(const mk_engine *e) {
   double now = mk_now(), d = until_curl(e, now);
   if (e->due_first) {
@@ -281,6 +350,11 @@ static double until_deadline(const mk_engine *e) {
   }
   if (e->ntimers > 0) {
     double t = e->timers[0].at - now;
+    if (t < 0) t = 0;
+    if (d < 0 || t < d) d = t;
+  }
+  if (e->slow_next > 0) {
+    double t = e->slow_next - now;
     if (t < 0) t = 0;
     if (d < 0 || t < d) d = t;
   }
@@ -315,7 +389,7 @@ static int engine_step(lua_State *L) {
   double due = until_deadline(e), now;
   struct pollfd stackfds[32], *fds = stackfds;
   size_t ncurl = e->nwatches, n = e->nwatches + e->nforeign, i;
-  int rc, timeout_ms, interrupted = 0, nt = 0, nready = 0;
+  int rc, timeout_ms, interrupted = 0, nt = 0, nready = 0, held;
 
   if (wait != wait || wait < 0) return luaL_argerror(L, 2, "timeout must be a number >= 0");
   if (due >= 0 && due < wait) wait = due;
@@ -351,7 +425,7 @@ static int engine_step(lua_State *L) {
     action(e, CURL_SOCKET_TIMEOUT, 0);
   }
 
-  collect(L, e, now);
+  held = collect(L, e, now);
 
   if (e->ntimers > 0 && e->timers[0].at <= now) {
     lua_newtable(L);
@@ -380,6 +454,10 @@ static int engine_step(lua_State *L) {
   if (nready == 0) lua_pushvalue(L, lua_upvalueindex(1));
   if (fds != stackfds) free(fds);
   lua_pushboolean(L, interrupted);
+  /* Large replies kept in C count towards the collector's pace as if Lua had allocated them,
+   * so unread transfers holding them are found (and their memory freed) in time. Last, when
+   * the results are on the stack: a step may run finalizers. */
+  if (held > 0) lua_gc(L, LUA_GCSTEP, held);
   return 4;
 }
 
@@ -533,7 +611,7 @@ static int engine_close(lua_State *L) {
   while (e->live) {
     mk_transfer *t = e->live;
     mk_engine_detach(L, t);
-    t->state = MK_CANCELLED;
+    mk_transfer_drop(t); /* cancelled: its easy handle and buffers go now, not at its __gc */
   }
   mk_ws_engine_closing(L, e); /* before curl_multi_cleanup: each closes its own connection */
   while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);

@@ -7,6 +7,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <stdlib.h>
+
 #include "buf.h"
 
 #define MK_ENGINE_MT "misskey.Engine"
@@ -35,6 +37,8 @@ typedef struct mk_engine {
   mk_transfer *live;       /* transfers added to the multi handle (pinned in the registry) */
   int nlive;
   mk_transfer *due_first, *due_last; /* transfers with a total timeout, by deadline (see http.c) */
+  int nslow;               /* live transfers with a low-speed limit ... */
+  double slow_next;        /* ... and when step() next checks them (0 = none to check) */
   int oom;                 /* a socket callback could not grow the watch list */
   mk_watch *foreign;       /* sockets registered from Lua (WebSockets), what = CURL_POLL_* */
   size_t nforeign, capforeign;
@@ -62,14 +66,23 @@ struct mk_transfer {
   double timeout;              /* that timeout, in seconds (for the message) */
   mk_transfer *due_prev, *due_next; /* engine->due_first list, ordered by deadline */
   int due_listed;
+  /* The low-speed abort, kept by the engine (engine.c, check_slow): fewer than slow_bytes a
+   * second for slow_time seconds (0 = off) ends the transfer. */
+  double slow_bytes, slow_time;
+  double slow_added;           /* when it was added to the engine */
+  double slow_mark;            /* when the bytes were last counted (0 = not sending yet) */
+  double slow_since;           /* start of the current slow stretch (0 = not slow) */
+  curl_off_t slow_count;       /* bytes moved at slow_mark */
+  curl_off_t head_bytes;       /* header bytes received, every response's (for that count) */
   int self_ref, engine_ref;    /* registry pins while running */
   mk_state state;
   struct curl_slist *headers;
   curl_mime *mime;
-  mk_buf body;                 /* response body */
+  mk_buf body;                 /* response body, until it is read or decoded (see "Memory" in http.c) */
   mk_buf head;                 /* raw response header block of the last response */
+  int body_taken;              /* 0, or MK_BODY_READ / MK_BODY_DECODED once handed over and freed */
   size_t max_size;             /* 0 = no cap */
-  int too_large;               /* the write callback refused the body */
+  int too_large;               /* a callback refused the reply: MK_TOO_LARGE_BODY or _HEAD */
   long status;
   CURLcode code;
   double total_time;
@@ -90,8 +103,12 @@ int mk_http_request(lua_State *L);                  /* engine:request(opts) */
 int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t);
 /* Takes a transfer off its engine (unpins it); used on completion, cancel and gc. */
 void mk_engine_detach(lua_State *L, mk_transfer *t);
-/* Fills result fields from the easy handle once curl reports it finished. */
-void mk_transfer_finish(mk_transfer *t, CURLcode code);
+/* Fills result fields from the easy handle once curl reports it finished; a failed
+ * transfer's body and headers are freed at once (nothing can read them). Returns the KB of
+ * C memory the finished transfer still holds that Lua's collector should hear about. */
+int mk_transfer_finish(mk_transfer *t, CURLcode code);
+/* Frees what a transfer that can no longer finish holds (engine:close). */
+void mk_transfer_drop(mk_transfer *t);
 /* Easy handles kept at most: a batch at concurrency 100 reuses all of its own. */
 #define MK_POOL_MAX 256
 
@@ -99,8 +116,14 @@ void mk_transfer_finish(mk_transfer *t, CURLcode code);
 void mk_transfer_release(mk_transfer *t, mk_engine *e);
 /* An easy handle from the pool (reset) or a new one; NULL when out of memory. */
 CURL *mk_engine_easy(mk_engine *e);
+#define MK_TOO_LARGE_BODY 1
+#define MK_TOO_LARGE_HEAD 2
+#define MK_BODY_READ 1
+#define MK_BODY_DECODED 2
+
 /* The body of the finished, successful transfer at stack index i, in place (a NUL follows
- * its *len bytes); raises for anything else. Inline, so that json.c (decode_body) needs
+ * its *len bytes); raises for anything else, and once the body was handed over (read by
+ * body() or result(), or decoded in place). Inline, so that json.c (decode_body) needs
  * nothing from http.c at link time: its fuzzer builds it alone. */
 static inline const char *mk_transfer_body(lua_State *L, int i, size_t *len) {
   mk_transfer *t = (mk_transfer *)luaL_checkudata(L, i, MK_TRANSFER_MT);
@@ -108,8 +131,20 @@ static inline const char *mk_transfer_body(lua_State *L, int i, size_t *len) {
     luaL_error(L, "transfer has no body: it %s", t->state == MK_CANCELLED ? "was cancelled"
                                                  : t->state == MK_DONE   ? "failed"
                                                                          : "is still running");
+  if (t->body_taken)
+    luaL_error(L, "transfer has no body: it was %s", t->body_taken == MK_BODY_READ ? "read already"
+                                                                                   : "decoded in place");
   *len = t->body.len;
   return t->body.data ? t->body.data : "";
+}
+
+/* Frees the body of transfer t once it was handed over (how: MK_BODY_*): nothing reads
+ * libcurl's buffer again, and Lua's collector would not see it. */
+static inline void mk_transfer_body_taken(mk_transfer *t, int how) {
+  free(t->body.data);
+  t->body.data = NULL;
+  t->body.len = t->body.cap = 0;
+  t->body_taken = how;
 }
 
 #endif

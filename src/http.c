@@ -4,6 +4,8 @@
 #include "engine.h"
 
 #include <ctype.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,22 @@
 #include <lauxlib.h>
 
 #include "compat.h"
+
+/* Memory. Lua's collector paces itself by Lua memory only, so C buffers freed only in __gc
+ * pile up while the Lua heap stays small (a gzip bomb per call once took a script from
+ * 13 MiB to 2.5 GiB in 40 calls). So C holds a reply only until something takes it:
+ *   - a failed or cancelled transfer frees its body and headers at once (nothing reads them);
+ *   - json._decode_body frees the body once it decoded it in place;
+ *   - body() and result() hand the body over once: the bytes move into a Lua string, which
+ *     the collector counts, and the C buffer is freed;
+ *   - what a finished transfer still holds beyond the usual (a body of 1 MiB or more, a header
+ *     block over 16 KiB) is reported to the collector as if Lua had allocated it, so an
+ *     unread transfer is found in time.
+ * The header block (kept for headers(), which may be called again) has a cap of its own:
+ * curl stops headers at 300 KB but not trailers. */
+#define MK_HEAD_MAX (64 * 1024)
+#define MK_REPORT_BODY (1024 * 1024)
+#define MK_REPORT_HEAD (16 * 1024)
 
 /* ---- curl callbacks ---- */
 
@@ -20,7 +38,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   /* The cap applies to decoded bytes, so a compressed bomb or a chunked reply
    * of unknown length stops here (curl's own MAXFILESIZE needs a known length). */
   if (t->max_size && len > t->max_size - t->body.len) {
-    t->too_large = 1;
+    t->too_large = MK_TOO_LARGE_BODY;
     return 0;
   }
   return mk_buf_append(&t->body, p, len) == 0 ? len : 0;
@@ -31,6 +49,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   /* A new status line starts a new response (100 Continue, proxy CONNECT): keep only the last. */
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) mk_buf_reset(&t->head);
+  t->head_bytes += (curl_off_t)len; /* bytes that moved, for the low-speed check */
+  if (len > MK_HEAD_MAX - t->head.len) {
+    t->too_large = MK_TOO_LARGE_HEAD;
+    return 0;
+  }
   return mk_buf_append(&t->head, p, len) == 0 ? len : 0;
 }
 
@@ -50,9 +73,10 @@ static mk_transfer *to_transfer(lua_State *L, int i) {
   return (mk_transfer *)luaL_checkudata(L, i, MK_TRANSFER_MT);
 }
 
-void mk_transfer_finish(mk_transfer *t, CURLcode code) {
+int mk_transfer_finish(mk_transfer *t, CURLcode code) {
   double total = 0;
   long connects = 0;
+  size_t held = 0;
   t->state = MK_DONE;
   t->code = code;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
@@ -63,6 +87,22 @@ void mk_transfer_finish(mk_transfer *t, CURLcode code) {
   if (t->upload_total < 0) t->upload_total = 0; /* unknown, as the progress callback says it */
   t->total_time = total;
   t->connects = connects;
+  if (code != CURLE_OK) {
+    mk_buf_free(&t->body);
+    mk_buf_free(&t->head);
+    return 0;
+  }
+  if (t->body.cap >= MK_REPORT_BODY) held += t->body.cap;
+  if (t->head.cap > MK_REPORT_HEAD) held += t->head.cap;
+  held /= 1024;
+  return held > INT_MAX ? INT_MAX : (int)held;
+}
+
+void mk_transfer_drop(mk_transfer *t) {
+  mk_transfer_release(t, NULL);
+  mk_buf_free(&t->body);
+  mk_buf_free(&t->head);
+  t->state = MK_CANCELLED;
 }
 
 void mk_transfer_release(mk_transfer *t, mk_engine *e) {
@@ -97,12 +137,16 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
 
 /* ---- building a request ---- */
 
+/* A string option, or def when absent. No NUL inside: libcurl takes C strings, so
+ * "a\0b" would quietly become "a" (another URL, another file). */
 static const char *opt_string(lua_State *L, int opts, const char *key, const char *def) {
   const char *s;
+  size_t len;
   lua_getfield(L, opts, key);
   if (lua_isnil(L, -1)) s = def;
   else if (lua_type(L, -1) != LUA_TSTRING) s = (luaL_error(L, "request option '%s' must be a string", key), NULL);
-  else s = lua_tostring(L, -1);
+  else if ((s = lua_tolstring(L, -1, &len)), strlen(s) != len)
+    luaL_error(L, "request option '%s' must not contain a NUL byte", key);
   lua_pop(L, 1); /* the string stays alive in opts */
   return s;
 }
@@ -119,12 +163,35 @@ static double opt_number(lua_State *L, int opts, const char *key, double def) {
   return v;
 }
 
+/* Numbers from Lua are doubles, and a cast of one out of the target's range is undefined
+ * behaviour: opt_number refuses NaN and negatives, these clamp the top. Timeouts stop at
+ * MK_MAX_SECONDS (about 31 years, as good as none). */
+#define MK_MAX_SECONDS 1e9
+
+static long to_long(double v) {
+  return v >= (double)LONG_MAX ? LONG_MAX : (long)v;
+}
+
+static size_t to_size(double v) {
+  return v >= (double)SIZE_MAX ? SIZE_MAX : (size_t)v;
+}
+
+static double at_most(double v, double hi) {
+  return v > hi ? hi : v;
+}
+
 static int opt_bool(lua_State *L, int opts, const char *key) {
   int v;
   lua_getfield(L, opts, key);
   v = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return v;
+}
+
+/* RFC 9110 tchar: what a method (or a header name) may be made of. */
+static int is_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* No line breaks (they would smuggle headers) and no NUL (curl would cut the line there);
@@ -191,8 +258,7 @@ static void set_headers(lua_State *L, int opts, mk_transfer *t) {
   lua_pop(L, 1);
 }
 
-/* A string field of parts[i], or NULL when absent; no line breaks (they would
- * end the part's header). */
+/* A string field of parts[i], or NULL when absent. */
 static const char *part_string(lua_State *L, int part, int i, const char *key, size_t *len) {
   const char *s;
   lua_getfield(L, part, key);
@@ -203,8 +269,15 @@ static const char *part_string(lua_State *L, int part, int i, const char *key, s
   return s;
 }
 
-static void check_part_header(lua_State *L, int i, const char *key, const char *s) {
-  if (s && !valid_header_part(s, strlen(s), 0)) luaL_error(L, "request parts[%d].%s must not contain a line break", i, key);
+/* A field that libcurl takes as a C string and writes into the part's header: a NUL would cut
+ * it short ("a.png\0.exe" went out as "a.png") and a line break would end the header. Quotes
+ * and backslashes are escaped (CURLMIMEOPT_FORMESCAPE, set in configure). */
+static const char *part_header_string(lua_State *L, int part, int i, const char *key) {
+  size_t len = 0;
+  const char *s = part_string(L, part, i, key, &len);
+  if (s && !valid_header_part(s, len, 0))
+    luaL_error(L, "request parts[%d].%s must not contain a line break or a NUL byte", i, key);
+  return s;
 }
 
 /* parts = { { name, value } | { name, path, filename?, type? } | { name, data, filename?, type? } }
@@ -216,24 +289,25 @@ static void set_parts(lua_State *L, int parts, mk_transfer *t) {
   if (t->mime == NULL) luaL_error(L, "out of memory");
   for (i = 1; i <= n; i++) {
     const char *name, *value, *path, *data, *filename, *type;
-    size_t value_len = 0, data_len = 0;
+    size_t value_len = 0, data_len = 0, path_len = 0;
     curl_mimepart *part;
     int p;
     lua_rawgeti(L, parts, i);
     p = lua_gettop(L);
     if (!lua_istable(L, p)) luaL_error(L, "request parts[%d] must be a table", i);
-    name = part_string(L, p, i, "name", NULL);
+    name = part_header_string(L, p, i, "name");
     value = part_string(L, p, i, "value", &value_len);
-    path = part_string(L, p, i, "path", NULL);
+    path = part_string(L, p, i, "path", &path_len);
     data = part_string(L, p, i, "data", &data_len);
-    filename = part_string(L, p, i, "filename", NULL);
-    type = part_string(L, p, i, "type", NULL);
+    filename = part_header_string(L, p, i, "filename");
+    type = part_header_string(L, p, i, "type");
+    if (path && strlen(path) != path_len) luaL_error(L, "request parts[%d].path must not contain a NUL byte", i);
+    /* Without a filename libcurl sends the path's last component as one. */
+    if (path && !filename && !valid_header_part(path, path_len, 0))
+      luaL_error(L, "request parts[%d].path has a line break: give a filename to send instead", i);
     if (name == NULL || *name == '\0') luaL_error(L, "request parts[%d].name must be a non-empty string", i);
     if ((value != NULL) + (path != NULL) + (data != NULL) != 1)
       luaL_error(L, "request parts[%d] needs exactly one of value, path, data", i);
-    check_part_header(L, i, "name", name);
-    check_part_header(L, i, "filename", filename);
-    check_part_header(L, i, "type", type);
     part = curl_mime_addpart(t->mime);
     if (part == NULL || curl_mime_name(part, name) != CURLE_OK) luaL_error(L, "out of memory");
     if (path) {
@@ -256,6 +330,7 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   const char *method = opt_string(L, opts, "method", "POST");
   const char *ua = opt_string(L, opts, "user_agent", NULL);
   const char *ca_file = opt_string(L, opts, "ca_file", NULL);
+  size_t i;
   double timeout = opt_number(L, opts, "timeout", 0);
   double connect_timeout = opt_number(L, opts, "connect_timeout", 0);
   double low_speed_time = opt_number(L, opts, "low_speed_time", 0);
@@ -264,6 +339,12 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   const char *body;
 
   if (url == NULL) luaL_error(L, "request option 'url' is required");
+  /* Both go into the request's head: a line break there would add headers of its own. */
+  if (ua && !valid_header_part(ua, strlen(ua), 0))
+    luaL_error(L, "request option 'user_agent' must not contain a line break");
+  for (i = 0; method[i]; i++)
+    if (!is_tchar((unsigned char)method[i])) luaL_error(L, "request option 'method' must be an HTTP token");
+  if (i == 0) luaL_error(L, "request option 'method' must be an HTTP token");
   lua_getfield(L, opts, "body");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request option 'body' must be a string");
   body = lua_tolstring(L, -1, &body_len);
@@ -300,15 +381,15 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (timeout > 0) { /* the engine keeps it (engine.c, due_insert) */
-    t->timeout = timeout;
-    t->deadline = mk_now() + timeout;
+    t->timeout = at_most(timeout, MK_MAX_SECONDS);
+    t->deadline = mk_now() + t->timeout;
   }
-  if (connect_timeout > 0) curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000.0 + 0.5));
-  if (low_speed_time > 0) {
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)opt_number(L, opts, "low_speed_limit", 1));
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(low_speed_time + 0.5));
-  }
-  t->max_size = (size_t)max_size;
+  if (connect_timeout > 0)
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, to_long(at_most(connect_timeout, MK_MAX_SECONDS) * 1000.0 + 0.5));
+  /* The engine keeps the low-speed abort too (engine.c, check_slow): libcurl's fires late. */
+  t->slow_time = at_most(low_speed_time, MK_MAX_SECONDS);
+  t->slow_bytes = t->slow_time > 0 ? opt_number(L, opts, "low_speed_limit", 1) : 0;
+  t->max_size = to_size(max_size);
 
   lua_getfield(L, opts, "parts");
   if (!lua_isnil(L, -1)) {
@@ -317,6 +398,10 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
       luaL_error(L, "request option 'parts' needs a method with a body, not %s", method);
     set_parts(L, lua_gettop(L), t);
+    /* Quotes and backslashes in names and file names get a backslash before them, which
+     * multipart parsers (busboy, aiohttp) undo. By default libcurl writes a quote as %22 and
+     * leaves a backslash alone, so a file name ending in one ended the quoted string early. */
+    curl_easy_setopt(c, CURLOPT_MIME_OPTIONS, (long)CURLMIMEOPT_FORMESCAPE);
     curl_easy_setopt(c, CURLOPT_MIMEPOST, t->mime);
     if (strcmp(method, "POST") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
   } else if (strcmp(method, "GET") == 0) {
@@ -367,9 +452,9 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-/* Pushes the last response's headers as { lowercased name = value }; repeats join with ", ". */
-static void push_headers(lua_State *L, const mk_buf *head) {
-  const char *p = head->data, *end = head->data + head->len;
+/* Pushes the header block `p` (size bytes) as { lowercased name = value }; repeats join with ", ". */
+static void push_headers(lua_State *L, const char *p, size_t size) {
+  const char *end = p ? p + size : NULL; /* no block: no headers */
   lua_createtable(L, 0, 12);
   while (p && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -406,20 +491,33 @@ static void push_headers(lua_State *L, const mk_buf *head) {
   }
 }
 
+/* Pushes the body of the finished, successful transfer at index i and frees the C copy:
+ * a body is handed over once (a cache in the registry kept every body alive a collection
+ * cycle longer, since the transfer has a finalizer). */
+static void push_body(lua_State *L, int i) {
+  size_t len;
+  const char *body = mk_transfer_body(L, i, &len); /* checks that i is a transfer */
+  lua_pushlstring(L, body, len);
+  mk_transfer_body_taken((mk_transfer *)lua_touserdata(L, i), MK_BODY_READ);
+}
+
 /* transfer:headers() -> the last response's headers, as result() gives them (also
- * after result(true) skipped them, for callers that only sometimes need them). */
+ * after result(true) skipped them, for callers that only sometimes need them; any number
+ * of times). Raises for a transfer that failed or was cancelled: they were freed with it. */
 static int transfer_headers(lua_State *L) {
   mk_transfer *t = to_transfer(L, 1);
   if (t->state == MK_RUNNING || t->state == MK_IDLE) return luaL_error(L, "transfer is still running");
-  push_headers(L, &t->head);
+  if (t->state == MK_CANCELLED || t->code != CURLE_OK)
+    return luaL_error(L, "transfer has no headers: it %s", t->state == MK_CANCELLED ? "was cancelled" : "failed");
+  push_headers(L, t->head.data, t->head.len);
   return 1;
 }
 
-/* transfer:body() -> the body of a finished, successful transfer (result(true, true) skips it). */
+/* transfer:body() -> the body of a finished, successful transfer (result(true, true) skips it).
+ * Once: the bytes move into the Lua string; a second read raises, as does a read after
+ * json._decode_body decoded them in place. */
 static int transfer_body(lua_State *L) {
-  size_t len;
-  const char *body = mk_transfer_body(L, 1, &len);
-  lua_pushlstring(L, body, len);
+  push_body(L, 1);
   return 1;
 }
 
@@ -427,7 +525,8 @@ static int transfer_body(lua_State *L) {
  *                    body (nil when skip_body)
  *                    | nil, message, reason ("timeout" | "too_large" | "cancelled" | "network"), curl_code,
  *                      status (of a response whose body was cut short, else 0)
- * The message ends with "(curl error N)". */
+ * A curl failure's message ends with "(curl error N)". The body is handed over once (see
+ * transfer:body()): ask for it again, or after a decode in place, and result() raises. */
 static int transfer_result(lua_State *L) {
   mk_transfer *t = to_transfer(L, 1);
   const char *reason = "network";
@@ -443,17 +542,20 @@ static int transfer_result(lua_State *L) {
   if (t->code == CURLE_OK) {
     lua_pushinteger(L, t->status);
     if (skip_headers) lua_pushnil(L);
-    else push_headers(L, &t->head);
+    else push_headers(L, t->head.data, t->head.len);
     if (skip_body) lua_pushnil(L);
-    else lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+    else push_body(L, 1);
     return 3;
   }
   lua_pushnil(L);
-  if (t->too_large) {
+  if (t->too_large == MK_TOO_LARGE_BODY) {
     char limit[32];
     snprintf(limit, sizeof limit, "%zu", t->max_size); /* lua_pushfstring has no size_t format */
     lua_pushfstring(L, "response body larger than the %s byte limit (max_size; counted after decompression)",
                     limit);
+    reason = "too_large";
+  } else if (t->too_large == MK_TOO_LARGE_HEAD) {
+    lua_pushfstring(L, "response headers larger than the %d byte limit", MK_HEAD_MAX);
     reason = "too_large";
   } else {
     lua_pushfstring(L, "%s (curl error %d)", t->errbuf && t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->code),
@@ -490,6 +592,8 @@ static int transfer_cancel(lua_State *L) {
     mk_engine *e = t->engine;
     mk_engine_detach(L, t);
     mk_transfer_release(t, e);
+    mk_buf_free(&t->body);
+    mk_buf_free(&t->head);
     t->state = MK_CANCELLED;
   }
   return 0;

@@ -527,15 +527,20 @@ static int json_decode(lua_State *L) {
 /* decode_body(transfer, if_empty) -> value, or nil and the message: decodes a finished
  * transfer's body where libcurl put it, without making a Lua string of it first (for a
  * call whose decoded result is kept, that string was the larger part of its garbage).
- * An empty body gives if_empty. */
+ * An empty body gives if_empty. A successful decode frees libcurl's buffer: the transfer's
+ * body is then gone (body() raises). */
 static int json_decode_body(lua_State *L) {
   size_t len;
   const char *text = mk_transfer_body(L, 1, &len);
+  int n;
   if (len == 0) {
     lua_settop(L, 2);
     return 1;
   }
-  return mk_json_decode_text(L, text, len);
+  n = mk_json_decode_text(L, text, len); /* keeps index 1, the transfer */
+  /* A failure's caller reads the body for its message: it is freed then (body()). */
+  if (n == 1) mk_transfer_body_taken((mk_transfer *)lua_touserdata(L, 1), MK_BODY_DECODED);
+  return n;
 }
 
 /* core.json_decoder(array_mt [, "body"]): decode(text), or with "body" decode_body(transfer). */

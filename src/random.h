@@ -6,7 +6,8 @@
 
 #include <lua.h>
 
-/* Fills p with n random bytes; 0 on success, -1 with errno set. */
+/* Fills p with n random bytes from the kernel; 0 on success, -1 with errno set (never a
+ * weaker source, and never an endless retry). */
 int mk_random(void *p, size_t n);
 
 /* core.random(n) -> n random bytes (1 <= n <= 4096) */

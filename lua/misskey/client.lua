@@ -47,11 +47,29 @@ local function opterror(name, what)
   error(("bad option '%s' (%s)"):format(name, what), 4)
 end
 
-local function check_positive(opts, name)
-  local v = opts[name]
-  if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0) then
-    opterror(name, "a number of seconds > 0 expected, got " .. tostring(v))
+-- Seconds and byte counts go to C as doubles. Beyond these bounds they mean nothing more
+-- (and math.huge or 1e300 would overflow the integer casts there): a week and a half of
+-- seconds, every integer a double holds exactly.
+local MAX_SECONDS, MAX_BYTES = 1e6, 2 ^ 53
+
+-- What is wrong with `v` as a number of seconds, or nil.
+local function seconds_problem(v)
+  if type(v) ~= "number" or v ~= v or v <= 0 or v > MAX_SECONDS then
+    return ("a number of seconds > 0 and <= %d expected, got %s"):format(MAX_SECONDS, tostring(v))
   end
+end
+
+-- What is wrong with `v` as a whole number from 1 to `max`, or nil.
+local function count_problem(v, max)
+  if type(v) ~= "number" or v ~= v or v < 1 or v % 1 ~= 0 or v > max then
+    return ("an integer from 1 to %s expected, got %s"):format(max == MAX_BYTES and "2^53" or ("%d"):format(max),
+      tostring(v))
+  end
+end
+
+local function check_seconds(opts, name)
+  local why = opts[name] ~= nil and seconds_problem(opts[name])
+  if why then opterror(name, why) end
 end
 
 -- Abort a transfer that moves fewer than `bytes` per second for `seconds`: a
@@ -60,10 +78,9 @@ end
 -- a reply silent that long would have been cut there anyway.
 local DEFAULT_LOW_SPEED = { bytes = 1, seconds = 60 }
 
-local function check_count(v, name)
-  if type(v) ~= "number" or v ~= v or v < 1 or v % 1 ~= 0 or v == math.huge then
-    opterror(name, "an integer >= 1 expected, got " .. tostring(v))
-  end
+local function check_count(v, name, max)
+  local why = count_problem(v, max)
+  if why then opterror(name, why) end
 end
 
 -- ca_file, insecure and low_speed -> the transport fields they become.
@@ -88,8 +105,8 @@ local function check_http_options(opts)
     for k in pairs(low) do
       if k ~= "bytes" and k ~= "seconds" then opterror("low_speed", "unknown field '" .. tostring(k) .. "'") end
     end
-    check_count(low.bytes, "low_speed.bytes")
-    check_count(low.seconds, "low_speed.seconds")
+    check_count(low.bytes, "low_speed.bytes", MAX_BYTES)
+    check_count(low.seconds, "low_speed.seconds", MAX_SECONDS)
     out.low_speed_limit, out.low_speed_time = low.bytes, low.seconds
   end
   return out
@@ -181,9 +198,9 @@ function Client.new(opts)
   local allow_plaintext = check_cleartext(opts, base, token, source, stored)
   local auth = opts.auth or "body"
   if auth ~= "body" and auth ~= "header" then opterror("auth", 'expected "body" or "header"') end
-  check_positive(opts, "timeout")
-  check_positive(opts, "connect_timeout")
-  check_positive(opts, "max_size")
+  check_seconds(opts, "timeout")
+  check_seconds(opts, "connect_timeout")
+  if opts.max_size ~= nil then check_count(opts.max_size, "max_size", MAX_BYTES) end
   local http_options = check_http_options(opts)
   if opts.idempotent ~= nil then error("bad option 'idempotent' (unknown option)", 3) end
   if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
@@ -192,6 +209,10 @@ function Client.new(opts)
   ratelimit.check(opts, "bad option ", nil, 2)
   if opts.user_agent ~= nil and type(opts.user_agent) ~= "string" then
     opterror("user_agent", "string expected")
+  end
+  -- It is sent as a header: a line break would add headers of the caller's making.
+  if opts.user_agent and opts.user_agent:find("[\r\n%z]") then
+    opterror("user_agent", "must not contain CR, LF or NUL")
   end
   if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
     opterror("on_event", "function expected, got " .. type(opts.on_event))
@@ -207,9 +228,7 @@ function Client.new(opts)
   end
   local cap = opts.max_connections
   if cap ~= nil then
-    if type(cap) ~= "number" or cap < 1 or cap % 1 ~= 0 then
-      opterror("max_connections", "an integer >= 1 expected")
-    end
+    check_count(cap, "max_connections", 65536)
     if not transport.engine then opterror("max_connections", "needs the libcurl transport") end
     -- A cap of the engine: it applies to every client sharing that engine.
     transport.engine:limit(cap)
@@ -317,10 +336,8 @@ local function check_call_options(opts)
   for k in pairs(opts) do
     if not CALL_OPTIONS[k] then argerror("request", 3, "unknown option '" .. tostring(k) .. "'", 3) end
   end
-  local t = opts.timeout
-  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
-    argerror("request", 3, "option 'timeout' must be a number of seconds > 0", 3)
-  end
+  local why = opts.timeout ~= nil and seconds_problem(opts.timeout)
+  if why then argerror("request", 3, "option 'timeout': " .. why, 3) end
   ratelimit.check(opts, "bad argument #3 to 'request' (option ", ")", 3)
   if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
     argerror("request", 3, "option 'validate' must be a boolean", 3)
@@ -506,11 +523,25 @@ local function field_text(key, v)
   argerror("upload", 2, ("fields.%s must be a string, number or boolean, got %s"):format(key, tostring(v)), 3)
 end
 
+-- Names go into the part headers as C strings: a NUL would cut them short ("a.png\0.exe" went
+-- out as "a.png") and a line break would end the header. (Quotes and backslashes are escaped.)
+local HEADER_UNSAFE = "[\r\n%z]"
+
+-- The file argument's path: no NUL (the file opened would be another one), and a last
+-- component without line breaks unless a filename replaces it.
+local function check_path(path, filename)
+  if path == "" then argerror("upload", 1, "file path is empty", 4) end
+  if path:find("%z") then argerror("upload", 1, "file path contains a NUL byte", 4) end
+  if not filename and basename(path):find(HEADER_UNSAFE) then
+    argerror("upload", 1, "the file's name has a line break: give { path = ..., filename = ... }", 4)
+  end
+end
+
 -- The file argument -> the `file` part (not yet checked on disk) and the
 -- default of the `name` field (the file name; none for nameless data).
 local function file_part(file)
   if type(file) == "string" then
-    if file == "" then argerror("upload", 1, "file path is empty", 3) end
+    check_path(file)
     return { name = "file", path = file, filename = basename(file) }, basename(file)
   end
   if type(file) ~= "table" then
@@ -527,7 +558,12 @@ local function file_part(file)
   if (file.path == nil) == (file.data == nil) then
     argerror("upload", 1, "give exactly one of path and data", 3)
   end
-  if file.path == "" then argerror("upload", 1, "file path is empty", 3) end
+  for _, k in ipairs{ "filename", "type" } do
+    if file[k] and file[k]:find(HEADER_UNSAFE) then
+      argerror("upload", 1, ("field '%s' must not contain CR, LF or NUL"):format(k), 3)
+    end
+  end
+  if file.path then check_path(file.path, file.filename) end
   -- In-memory data without a filename is a browser's Blob: Misskey stores no name.
   local filename = file.filename or (file.path and basename(file.path))
   return { name = "file", path = file.path, data = file.data, type = file.type, filename = filename or "blob" },
@@ -565,10 +601,8 @@ function Client:upload(file, fields, opts)
   for k in pairs(opts) do
     if not UPLOAD_OPTIONS[k] then argerror("upload", 3, "unknown option '" .. tostring(k) .. "'", 2) end
   end
-  local t = opts.timeout
-  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
-    argerror("upload", 3, "option 'timeout' must be a number of seconds > 0", 2)
-  end
+  local bad_timeout = opts.timeout ~= nil and seconds_problem(opts.timeout)
+  if bad_timeout then argerror("upload", 3, "option 'timeout': " .. bad_timeout, 2) end
   if opts.progress ~= nil and type(opts.progress) ~= "function" then
     argerror("upload", 3, "option 'progress' must be a function(sent, total)", 2)
   end
@@ -577,6 +611,10 @@ function Client:upload(file, fields, opts)
   local values, keys = {}, {}
   for k, v in pairs(fields or {}) do
     if type(k) ~= "string" then argerror("upload", 2, "field names must be strings", 2) end
+    if k:find(HEADER_UNSAFE) then
+      local shown = k:gsub("%c", function(c) return "\\" .. c:byte() end) -- the same on every Lua
+      argerror("upload", 2, ('field name "%s" must not contain CR, LF or NUL'):format(shown), 2)
+    end
     if k == "i" or k == "file" then
       argerror("upload", 2, ("field '%s' is set by upload itself"):format(k), 2)
     end
@@ -693,14 +731,11 @@ function Client:http(req)
   if body and (method == "GET" or method == "HEAD") then
     argerror("http", 1, method .. " cannot carry a body", 2)
   end
-  local t = req.timeout
-  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
-    argerror("http", 1, "timeout must be a number of seconds > 0", 2)
-  end
-  local m = req.max_size
-  if m ~= nil and (type(m) ~= "number" or m ~= m or m < 1) then
-    argerror("http", 1, "max_size must be a number of bytes >= 1", 2)
-  end
+  local t, m = req.timeout, req.max_size
+  local why = t ~= nil and seconds_problem(t)
+  if why then argerror("http", 1, "timeout: " .. why, 2) end
+  why = m ~= nil and count_problem(m, MAX_BYTES)
+  if why then argerror("http", 1, "max_size: " .. why, 2) end
   for _, k in ipairs{ "auth", "json" } do
     if req[k] ~= nil and type(req[k]) ~= "boolean" then
       argerror("http", 1, k .. " must be a boolean, got " .. type(req[k]), 2)

@@ -431,9 +431,16 @@ async def drive_files_create(request):
     """Misskey's only multipart endpoint, read as a stream: the file part is
     hashed and counted chunk by chunk, never held in memory. The reply is a
     DriveFile-like object plus `test`, what the server saw (protocol.md 4)."""
-    import hashlib
     if not request.content_type.startswith("multipart/form-data"):
         return web.Response(status=400)  # Misskey: no multipart data, 400 with no body
+    try:
+        return await read_upload(request)
+    except ConnectionResetError:  # the client cancelled the upload (spec: a raising progress function)
+        return web.Response(status=400)
+
+
+async def read_upload(request):
+    import hashlib
     reader = await request.multipart()
     order, fields, file_info = [], {}, None
     while True:
@@ -453,6 +460,8 @@ async def drive_files_create(request):
                          "type": part.headers.get("Content-Type")}
         else:
             fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")
+    if "testBomb" in fields:  # spec/hostile_http_spec.lua: the reply to an upload is a gzip bomb
+        return await send_bomb(request, 1024)
     auth = request.headers.get("Authorization")
     if "i" not in fields and not auth:
         return api_error(401, "Credential required.", "CREDENTIAL_REQUIRED", "1384574d-a912-4b81-8601-c7b1c4085df1")
@@ -514,6 +523,98 @@ ROUTES.update({
     "drive/files/create": drive_files_create,
 })
 
+
+
+# ---- hostile HTTP peers (spec/hostile_http_spec.lua) ----
+
+def bomb_blocks():
+    """Deflate output for 1 MiB of zeros, full-flushed so every block is byte-aligned and
+    independent of the ones before: repeating it is a valid stream of any length. Made once."""
+    import zlib
+    if "blocks" not in BOMB:
+        z = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip container
+        first = z.compress(b"\0" * (1 << 20)) + z.flush(zlib.Z_FULL_FLUSH)
+        again = z.compress(b"\0" * (1 << 20)) + z.flush(zlib.Z_FULL_FLUSH)
+        BOMB["blocks"] = (first, again)
+    return BOMB["blocks"]
+
+
+BOMB = {}
+
+
+async def gzip_bomb(request):
+    """A 200 reply whose gzip body inflates to `mib` MiB of zeros (default 1024) from about
+    1 KB per MiB. The stream has no end (no gzip trailer): a client that reads it all sees a
+    broken encoding. `status` sets the status (an error reply can be a bomb too)."""
+    params = await json_params(request)
+    return await send_bomb(request, int_param(params, "mib", 1024, 1, 1 << 16),
+                           int_param(params, "status", 200, 200, 599))
+
+
+async def send_bomb(request, mib, status=200):
+    first, again = bomb_blocks()
+    resp = web.StreamResponse(status=status,
+                              headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    try:
+        await resp.write(first)
+        for _ in range(mib - 1):
+            await resp.write(again)
+    except (ConnectionResetError, ConnectionError):
+        pass  # the client gave up (its size cap): expected
+    return resp
+
+
+async def raw_flood(request, head, line, count):
+    """Writes `head`, then `line` up to `count` times on the raw socket, as fast as the
+    client reads (no more than 1 MiB waits in our buffer), until the client hangs up."""
+    await request.read()
+    transport = request.transport
+    transport.write(head)
+    batch = line * max(1, 65536 // len(line))
+    sent = 0
+    while sent < count and not transport.is_closing():
+        transport.write(batch)
+        sent += 65536 // len(line)
+        while transport.get_write_buffer_size() > (1 << 20) and not transport.is_closing():
+            await asyncio.sleep(0.005)
+    transport.close()
+    return web.Response()
+
+
+async def endless_headers(request):
+    """A status line, then header lines without end (`mib` MiB of them, default 1024)."""
+    params = await json_params(request)
+    line = b"X-Filler: " + b"f" * 88 + b"\r\n"  # 100 bytes
+    count = int_param(params, "mib", 1024, 1, 1 << 16) * ((1 << 20) // len(line))
+    return await raw_flood(request, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", line, count)
+
+
+async def endless_continue(request):
+    """"100 Continue" interim responses without end: each is a whole response head."""
+    params = await json_params(request)
+    line = b"HTTP/1.1 100 Continue\r\nX-Filler: " + b"c" * 40 + b"\r\n\r\n"
+    count = int_param(params, "mib", 64, 1, 1 << 16) * ((1 << 20) // len(line))
+    return await raw_flood(request, b"", line, count)
+
+
+async def endless_trailers(request):
+    """A chunked 200 with a short body, then trailer lines without end."""
+    params = await json_params(request)
+    line = b"X-Trailer: " + b"t" * 87 + b"\r\n"
+    count = int_param(params, "mib", 1024, 1, 1 << 16) * ((1 << 20) // len(line))
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+            b"Trailer: X-Trailer\r\n\r\n2\r\n{}\r\n0\r\n")
+    return await raw_flood(request, head, line, count)
+
+
+ROUTES.update({
+    "test/bomb": gzip_bomb,
+    "test/endless-headers": endless_headers,
+    "test/endless-continue": endless_continue,
+    "test/endless-trailers": endless_trailers,
+})
 
 # ---- pagination, rate limits and retries (spec/paginate_spec.lua, spec/ratelimit_spec.lua) ----
 

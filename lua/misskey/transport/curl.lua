@@ -11,12 +11,20 @@ local curl = {}
 curl.default_engine = engines.default
 
 -- Calls req.progress(sent, total) when the upload moved since the last call.
--- It runs here, between engine steps: never inside a libcurl callback.
+-- It runs here, between engine steps: never inside a libcurl callback. Not before
+-- libcurl knows the upload's size, which it learns when the request starts (a first
+-- call of (0, 0) broke every `sent * 100 // total`); a size it never learns (a pipe)
+-- is reported once, as (sent, sent), when the transfer is done.
 local function report_progress(transfer, req, last)
   local info = transfer:info()
-  if info.upload_now ~= last.sent or info.upload_total ~= last.total then
-    last.sent, last.total = info.upload_now, info.upload_total
-    local ok, err = pcall(req.progress, info.upload_now, info.upload_total)
+  local sent, total = info.upload_now, info.upload_total
+  if total == 0 then
+    if sent == 0 or not transfer:done() then return end
+    total = sent
+  end
+  if sent ~= last.sent or total ~= last.total then
+    last.sent, last.total = sent, total
+    local ok, err = pcall(req.progress, sent, total)
     if not ok then
       transfer:cancel() -- a raising progress function must not leave the upload running
       error(err, 0)
