@@ -487,6 +487,20 @@ describe("randomness", function()
     assert.matches("exit 0", out, 1, true) -- not 124: timeout did not have to stop it
   end)
 
+  it("a WebSocket connect fails at once instead of spinning when the kernel's source fails", function()
+    local WS_CHILD = [[
+      local core = require "misskey.core"
+      local ws, msg = core.engine():websocket{ url = "ws://127.0.0.1:9/streaming" }
+      io.write("ws ", tostring(ws), " ", tostring(msg), "\n")
+    ]]
+    local saved = CHILD
+    CHILD = WS_CHILD
+    local out = child("EINTR")
+    CHILD = saved
+    assert.matches("ws nil websocket: the kernel's random source failed (Interrupted system call)\n", out, 1, true)
+    assert.matches("exit 0", out, 1, true) -- not 124: the old loop retried getrandom forever
+  end)
+
   it("core.random checks its count before converting it", function()
     for _, n in ipairs{ 1e300, math.huge, 0 / 0, 1.5, 0, 4097 } do
       assert.has_error(function() core.random(n) end,

@@ -12,12 +12,13 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <errno.h>
 
 #include <lauxlib.h>
 
 #include "compat.h"
 #include "hash.h"
+#include "random.h"
 #include "wsframe.h"
 #include "wshandshake.h"
 
@@ -74,16 +75,6 @@ struct mk_ws {
   long status;              /* HTTP status of the upgrade reply */
   char errbuf[CURL_ERROR_SIZE];
 };
-
-static void fill_random(void *p, size_t n) {
-  uint8_t *b = p;
-  while (n > 0) {
-    ssize_t got = getrandom(b, n, 0);
-    if (got <= 0) continue; /* EINTR; the entropy pool is initialised long before us */
-    b += got;
-    n -= (size_t)got;
-  }
-}
 
 static void base64(const uint8_t *src, size_t n, char *dst) {
   static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -227,6 +218,12 @@ int mk_ws_new(lua_State *L) {
   url = lua_tostring(L, -1);
   if (url == NULL) return luaL_error(L, "websocket option 'url' must be a string");
   split_url(L, url, &scheme, &rest);
+  /* The key's nonce: kernel randomness or no connection (mk_random never spins or weakens). */
+  if (mk_random(nonce, sizeof nonce) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "websocket: the kernel's random source failed (%s)", strerror(errno));
+    return 2;
+  }
 
   w = lua_newuserdata(L, sizeof *w);
   memset(w, 0, sizeof *w);
@@ -244,7 +241,6 @@ int mk_ws_new(lua_State *L) {
 
   /* The upgrade request, sent once connected: GET <path?query> HTTP/1.1. */
   slash = strchr(rest, '/');
-  fill_random(nonce, sizeof nonce);
   base64(nonce, sizeof nonce, w->key);
   { /* Sec-WebSocket-Accept = base64(sha1(key + GUID)) */
     char kg[96];
@@ -331,7 +327,8 @@ int mk_ws_new(lua_State *L) {
 
 static int queue_frame(mk_ws *w, int opcode, const void *p, size_t n) {
   uint8_t mask[4];
-  fill_random(mask, sizeof mask); /* a fresh mask per frame (RFC 6455 5.3) */
+  /* A fresh mask per frame (RFC 6455 5.3); no randomness, no frame. */
+  if (mk_random(mask, sizeof mask) != 0) return -1;
   return mk_ws_encode(&w->out, opcode, p, n, mask);
 }
 
@@ -695,7 +692,9 @@ static int ws_send(lua_State *L) {
     lua_pushinteger(L, POLICY_VIOLATION);
     return 3;
   }
-  if (queue_frame(w, opcode, s, n) != 0) return luaL_error(L, "out of memory");
+  if (queue_frame(w, opcode, s, n) != 0) {
+    return luaL_error(L, "websocket send: cannot queue the frame (out of memory, or the kernel's random source failed)");
+  }
   if (flush(w) != CURLE_OK) {
     w->state = WS_CLOSED;
     lua_pushnil(L);
