@@ -295,14 +295,9 @@ local function check_call_options(opts)
   return opts
 end
 
--- Seconds to wait before retrying: Retry-After (seconds), else info.resetMs.
+-- Seconds to wait before retrying, from the reply (see misskey.ratelimit.hint).
 local function retry_after(headers, info)
-  local ra = tonumber(headers["retry-after"] or "")
-  if ra then return math.max(0, ra) end
-  if type(info) == "table" and type(info.resetMs) == "number" then
-    return math.max(0, info.resetMs / 1000 - os.time())
-  end
-  return nil
+  return (ratelimit.hint(headers, info))
 end
 
 local function excerpt(body)
@@ -696,9 +691,16 @@ function Client:http(req)
     if qs ~= "" then url = url .. (path:find("?", 1, true) and "&" or "?") .. qs end
   end
   local label = method .. " " .. path
+  local observed = self:observed()
+  local t0 = observed and ratelimit._now()
   local res, msg, err = self:_send(path, {
     method = method, url = url, headers = headers, body = body, timeout = t or self._timeout, max_size = m,
   }, label)
+  if observed then
+    -- Any status is an answer here (the caller interprets it): ok means a reply came.
+    self:emit{ type = "request", endpoint = path, method = method, status = res and res.status or err.status,
+      elapsed = ratelimit._now() - t0, attempt = 1, ok = res ~= nil, kind = not res and err.kind or nil }
+  end
   if not res then return nil, msg, err end
   res.headers = res.headers or {}
   res.body = res.body or ""
