@@ -250,7 +250,9 @@ describe("a 429 that says nothing", function()
     end)
     local c = new(transport, { max_wait = 100 }, NOTIFICATIONS)
     assert.is_nil(c:request("i/notifications"))
-    assert.same({ 1, 2, 4, 8, 16, 30, 30 }, { (table.unpack or unpack)(clock.sleeps, 1, 7) })
+    local first7 = {}
+    for i = 1, 7 do first7[i] = clock.sleeps[i] end
+    assert.same({ 1, 2, 4, 8, 16, 30, 30 }, first7)
     assert.truthy(total(clock.sleeps) <= 100)
   end)
 end)
