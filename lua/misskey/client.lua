@@ -207,7 +207,7 @@ function Client.new(opts)
     _retries = opts.retries or ratelimit.DEFAULT_RETRIES,
     _validate = opts.validate or false,
     _catalogue = nil, -- the bundled catalogue (misskey.endpoints) until client:schema()
-    _on_event = opts.on_event,
+    _on_event = opts.on_event or false, -- false, not nil: observed() then finds it in the client, not via __index
   }, Client)
   -- client.api.notes.create{...}: names through the client's catalogue (misskey.api).
   client.api = require("misskey.api").new(client)
@@ -245,7 +245,7 @@ end
 --- client:observed() -> true when an `on_event` function is set (emitters may
 -- skip building an event nobody reads).
 function Client:observed()
-  return self._on_event ~= nil
+  return not not self._on_event
 end
 
 local function check_client(self, fname)
@@ -432,8 +432,10 @@ function Client:request(endpoint, params, opts)
   local ok, encoded = pcall(json.encode, body, "params")
   if not ok then error(errors.redact(encoded, self._token), 2) end
   local url, timeout = self.base_url .. "/api/" .. endpoint, opts.timeout or self._timeout
-  -- misskey.ratelimit repeats the attempt for 429s and retries.
-  return ratelimit.run(self, endpoint, opts, post_attempt, url, headers, encoded, timeout)
+  -- misskey.ratelimit repeats the attempt for 429s and retries. Its own field, not
+  -- self:observed(): a method call is a measurable part of a call nobody observes.
+  local attempt = self._on_event and ratelimit.observing(post_attempt) or post_attempt
+  return ratelimit.run(self, endpoint, opts, attempt, url, headers, encoded, timeout)
 end
 
 -- ---- client:upload: drive/files/create as multipart/form-data ----
@@ -569,14 +571,16 @@ function Client:upload(file, fields, opts)
   end
   -- 429s are waited out as for client:request (Misskey checks the limit before
   -- storing anything); a write, so never retried after other failures.
-  return ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, function()
+  local function attempt()
     local res, msg, err = self:_send(UPLOAD_ENDPOINT, {
       method = "POST", url = self.base_url .. "/api/" .. UPLOAD_ENDPOINT, headers = headers, parts = parts,
       timeout = opts.timeout or self._timeout, progress = opts.progress,
     })
     if not res then return nil, nil, msg, err end
     return res, self:_interpret(UPLOAD_ENDPOINT, res)
-  end)
+  end
+  if self:observed() then attempt = ratelimit.observing(attempt) end
+  return ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, attempt)
 end
 
 -- ---- client:http: raw HTTP to the client's host (non-API URLs) ----

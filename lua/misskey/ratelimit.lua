@@ -16,8 +16,9 @@
 --   * mode "pace" also spaces the calls of each endpoint by the catalogue's
 --     limit, and by Sharkey's X-RateLimit-* headers, before the server complains.
 -- Every wait goes through misskey.loop.sleep: it yields in a task and blocks
--- in a plain script. With an `on_event` observer, every attempt, retry and
--- wait is reported through client:emit.
+-- in a plain script. With an `on_event` observer, every retry and wait is
+-- reported through client:emit, and every attempt too when the caller wraps
+-- it with `ratelimit.observing`.
 local loop = require "misskey.loop"
 
 local M = {}
@@ -250,7 +251,7 @@ end
 
 -- Waits until a call of `endpoint` fits its limit, then records it as sent.
 -- Re-checks after each sleep: other tasks may have gone first.
-local function pace(client, endpoint, entry, observed)
+local function pace(client, endpoint, entry, report)
   local st = pace_state(client, endpoint)
   local limit = entry and entry.limit
   while true do
@@ -267,7 +268,7 @@ local function pace(client, endpoint, entry, observed)
       st.sent[st.last] = t
       return
     end
-    if observed then
+    if report and client:observed() then
       client:emit{ type = "ratelimit_wait", endpoint = endpoint, wait = wait, rule = "pace" }
     end
     M._sleep(wait)
@@ -312,14 +313,26 @@ local function blind_wait(entry, n)
   return M.backoff(M.BLIND_BASE, M.BLIND_CAP, n), "backoff"
 end
 
--- The `request` event of one attempt (only built when someone observes).
-local function emit_request(client, endpoint, attempt, t0, reply, value, err)
-  local status = reply and reply.status
-  if status == nil and type(err) == "table" then status = err.status end
-  client:emit{
-    type = "request", endpoint = endpoint, status = status, elapsed = M._now() - t0, attempt = attempt,
-    ok = value ~= nil, kind = value == nil and type(err) == "table" and err.kind or nil,
-  }
+--- `attempt`, reporting each call of it as a `request` event: what a caller of
+-- run hands it when its client has an observer. A closure per call, so only
+-- observed calls pay for it (run itself asks client:observed() only when it
+-- waits or retries, never on a call that succeeds at once).
+---@param attempt function
+---@return function
+function M.observing(attempt)
+  local n = 0
+  return function(client, endpoint, a1, a2, a3, a4)
+    n = n + 1
+    local t0 = M._now()
+    local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
+    local status = reply and reply.status
+    if status == nil and type(err) == "table" then status = err.status end
+    client:emit{
+      type = "request", endpoint = endpoint, status = status, elapsed = M._now() - t0, attempt = n,
+      ok = value ~= nil, kind = value == nil and type(err) == "table" and err.kind or nil,
+    }
+    return reply, value, msg, err
+  end
 end
 
 ---------------------------------------------------------------------------
@@ -337,16 +350,14 @@ function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4)
   local entry = M.entry(client, endpoint)
   local safe = opts.idempotent
   if safe == nil then safe = type(entry) == "table" and entry.write == false end
-  local observed = client:observed()
-  local failures, limited, blind, sent, first_429 = 0, 0, 0, 0, nil
+  local failures, limited, blind, first_429 = 0, 0, 0, nil
   local announced = false -- a 429's wait was reported already: pace() need not report it again
   while true do
-    if mode == "pace" then pace(client, endpoint, entry, observed and not announced) end
-    announced = false
-    sent = sent + 1
-    local t0 = observed and M._now()
+    if mode == "pace" then
+      pace(client, endpoint, entry, not announced)
+      announced = false
+    end
     local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
-    if observed then emit_request(client, endpoint, sent, t0, reply, value, err) end
     if mode == "pace" then note_headers(client, endpoint, reply and reply.headers, max_wait) end
     if value ~= nil then return value end
     if type(err) == "table" and err.status == 429 then
@@ -369,9 +380,9 @@ function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4)
         if not guessed or left < M.MIN_WAIT then return nil, msg, err end
         wait = left
       end
-      if observed then
-        client:emit{ type = "ratelimit_wait", endpoint = endpoint, attempt = sent, wait = wait, rule = rule,
-          status = 429, waited = t - first_429 }
+      if client:observed() then
+        client:emit{ type = "ratelimit_wait", endpoint = endpoint, attempt = failures + limited, wait = wait,
+          rule = rule, status = 429, waited = t - first_429 }
       end
       if mode == "pace" then
         block_until(client, endpoint, t + wait) -- the next pace() waits, and so do the endpoint's other calls
@@ -382,8 +393,8 @@ function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4)
     elseif safe and failures < retries and M.retryable(err) then
       failures = failures + 1
       local delay = M.backoff(M.RETRY_BASE, M.RETRY_CAP, failures)
-      if observed then
-        client:emit{ type = "retry", endpoint = endpoint, attempt = sent, delay = delay, retry = failures,
+      if client:observed() then
+        client:emit{ type = "retry", endpoint = endpoint, attempt = failures + limited, delay = delay, retry = failures,
           kind = err.kind, status = err.status }
       end
       M._sleep(delay)
