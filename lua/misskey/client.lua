@@ -31,6 +31,8 @@ OPTIONS.ca_file, OPTIONS.insecure, OPTIONS.low_speed = true, true, true
 OPTIONS.account = true
 -- Observability: a function called with one table per event (see Client:emit).
 OPTIONS.on_event = true
+-- JSON null in replies: misskey.null ("sentinel", the default) or left out ("nil"); per client and per call.
+OPTIONS.null, CALL_OPTIONS.null = true, true
 
 local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -173,6 +175,9 @@ function Client.new(opts)
   if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
     opterror("on_event", "function expected, got " .. type(opts.on_event))
   end
+  if opts.null ~= nil and opts.null ~= "nil" and opts.null ~= "sentinel" then
+    opterror("null", 'expected "nil" or "sentinel", got ' .. tostring(opts.null))
+  end
   local transport = opts.transport
   if transport ~= nil and (type(transport) ~= "table" or type(transport.request) ~= "function") then
     opterror("transport", "a table with a request function expected")
@@ -208,6 +213,7 @@ function Client.new(opts)
     _validate = opts.validate or false,
     _catalogue = nil, -- the bundled catalogue (misskey.endpoints) until client:schema()
     _on_event = opts.on_event or false, -- false, not nil: observed() then finds it in the client, not via __index
+    _null_nil = opts.null == "nil", -- replies' null object members left out (see json.decode)
   }, Client)
   -- client.api.notes.create{...}: names through the client's catalogue (misskey.api).
   client.api = require("misskey.api").new(client)
@@ -292,6 +298,9 @@ local function check_call_options(opts)
   if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
     argerror("request", 3, "option 'validate' must be a boolean", 3)
   end
+  if opts.null ~= nil and opts.null ~= "nil" and opts.null ~= "sentinel" then
+    argerror("request", 3, "option 'null' must be \"nil\" or \"sentinel\"", 3)
+  end
   return opts
 end
 
@@ -306,8 +315,11 @@ local function excerpt(body)
   return body
 end
 
--- Turns a transport response into a result or `nil, message, err`.
-function Client:_interpret(endpoint, res)
+local NIL_NULLS = { null = "nil" }
+
+-- Turns a transport response into a result or `nil, message, err`; `drop_nulls`: a
+-- reply's null object members are left out (the `null = "nil"` option).
+function Client:_interpret(endpoint, res, drop_nulls)
   local status = res.status
   if status >= 200 and status < 300 then
     if status == 204 then return true end
@@ -315,11 +327,11 @@ function Client:_interpret(endpoint, res)
     local transfer = rawget(res, "_transfer")
     if transfer and rawget(res, "body") == nil then
       -- The curl transport's reply, decoded where libcurl left it: no Lua string of the body.
-      value, derr = decode_body(transfer, true)
+      value, derr = decode_body(transfer, true, drop_nulls)
     elseif (res.body or "") == "" then
       return true
     else
-      value, derr = json.decode(res.body)
+      value, derr = json.decode(res.body, drop_nulls and NIL_NULLS or nil)
     end
     if value == nil then
       -- Failures never carry the token, even where a server echoes it back.
@@ -396,12 +408,12 @@ end
 -- One API call on the wire: reply, value | reply, nil, message, err (for misskey.ratelimit).
 -- A function of the module, not a closure per call: a batch keeps its results, and every
 -- byte of garbage a call leaves makes the collector mark them again sooner.
-local function post_attempt(self, endpoint, url, headers, encoded, timeout)
+local function post_attempt(self, endpoint, url, headers, encoded, timeout, drop_nulls)
   local res, msg, err = self:_send(endpoint, {
     method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
   })
   if not res then return nil, nil, msg, err end
-  return res, self:_interpret(endpoint, res)
+  return res, self:_interpret(endpoint, res, drop_nulls)
 end
 
 --- client:request(endpoint, params, opts) -> value | true (204) | nil, message, err
@@ -435,7 +447,9 @@ function Client:request(endpoint, params, opts)
   -- misskey.ratelimit repeats the attempt for 429s and retries. Its own field, not
   -- self:observed(): a method call is a measurable part of a call nobody observes.
   local attempt = self._on_event and ratelimit.observing(post_attempt) or post_attempt
-  return ratelimit.run(self, endpoint, opts, attempt, url, headers, encoded, timeout)
+  local drop_nulls = self._null_nil
+  if opts.null then drop_nulls = opts.null == "nil" end
+  return ratelimit.run(self, endpoint, opts, attempt, url, headers, encoded, timeout, drop_nulls)
 end
 
 -- ---- client:upload: drive/files/create as multipart/form-data ----
@@ -577,7 +591,7 @@ function Client:upload(file, fields, opts)
       timeout = opts.timeout or self._timeout, progress = opts.progress,
     })
     if not res then return nil, nil, msg, err end
-    return res, self:_interpret(UPLOAD_ENDPOINT, res)
+    return res, self:_interpret(UPLOAD_ENDPOINT, res, self._null_nil)
   end
   if self:observed() then attempt = ratelimit.observing(attempt) end
   return ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, attempt)
@@ -709,7 +723,7 @@ function Client:http(req)
   res.headers = res.headers or {}
   res.body = res.body or ""
   if req.json and res.body ~= "" and is_json_type(res.headers["content-type"]) then
-    local value, derr = json.decode(res.body)
+    local value, derr = json.decode(res.body, self._null_nil and NIL_NULLS or nil)
     if value == nil then
       local excerpt_ = errors.redact(excerpt(res.body), self._token)
       return errors.fail("decode", errors.redact(("%s: invalid JSON in HTTP %d reply (%s)"):format(
