@@ -234,3 +234,26 @@ describe("null = \"nil\"", function()
     end)
   end)
 end)
+
+describe("misskey api ... | pretty", function()
+  it("prints a reply with the edge cases and exits 0", function()
+    local srv = server.start()
+    local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+    local version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+    local home = server.temp_dir()
+    local cmd = ("env -u LD_PRELOAD -u MISSKEY_TOKEN XDG_CONFIG_HOME=%s MISSKEY_HOST=%s %s -e "
+      .. "'package.path=\"./lua/?.lua;./lua/?/init.lua;\"..package.path; "
+      .. "package.cpath=\"./build/%s/?.so;\"..package.cpath' bin/misskey api test/echo "
+      .. [['s:="a\ud800b"' 'z:=-0' 'big:=1.7976931348623157e308' 2>&1; echo "exit=$?"]])
+      :format(home, srv.url, interpreter, version)
+    local p = assert(io.popen(cmd))
+    local out = p:read("*a")
+    p:close()
+    server.remove_dir(home)
+    srv:stop()
+    assert.matches("exit=0%s*$", out)
+    -- the test server echoes the JSON it got: the lone surrogate went out as U+FFFD, -0 as -0
+    assert.matches('"s": "a' .. FFFD .. 'b"', out, 1, true)
+    assert.matches('\\"z\\":-0', out, 1, true) -- in the echoed request body
+  end)
+end)
