@@ -161,7 +161,7 @@ local function server_time(headers)
   return http_date(headers and headers.date) or os.time()
 end
 
---- How long a 429 (or a 503) asks the client to wait, from what the reply says:
+--- How long a 429 asks the client to wait, from what the reply says:
 -- `seconds, rule`, or nil when it says nothing. `headers` has lower-case names;
 -- `info` is Misskey's `error.info`. In order:
 --   * Sharkey's fractional `X-RateLimit-Reset` (seconds; one Sharkey release sent
