@@ -330,8 +330,10 @@ function Client:_interpret(endpoint, res, drop_nulls)
       value, derr = decode_body(transfer, true, drop_nulls)
     elseif (res.body or "") == "" then
       return true
+    elseif drop_nulls then
+      value, derr = json.decode(res.body, NIL_NULLS)
     else
-      value, derr = json.decode(res.body, drop_nulls and NIL_NULLS or nil)
+      value, derr = json.decode(res.body)
     end
     if value == nil then
       -- Failures never carry the token, even where a server echoes it back.
@@ -408,12 +410,35 @@ end
 -- One API call on the wire: reply, value | reply, nil, message, err (for misskey.ratelimit).
 -- A function of the module, not a closure per call: a batch keeps its results, and every
 -- byte of garbage a call leaves makes the collector mark them again sooner.
-local function post_attempt(self, endpoint, url, headers, encoded, timeout, drop_nulls)
+local function post_attempt(self, endpoint, url, headers, encoded, timeout)
   local res, msg, err = self:_send(endpoint, {
     method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
   })
   if not res then return nil, nil, msg, err end
-  return res, self:_interpret(endpoint, res, drop_nulls)
+  return res, self:_interpret(endpoint, res)
+end
+
+-- The same, leaving a reply's null object members out (the `null = "nil"` option): a
+-- function of its own, so the default path carries no extra argument.
+local function post_attempt_nil_nulls(self, endpoint, url, headers, encoded, timeout)
+  local res, msg, err = self:_send(endpoint, {
+    method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
+  })
+  if not res then return nil, nil, msg, err end
+  return res, self:_interpret(endpoint, res, true)
+end
+
+-- The attempt function of a call: by the `null` option (the call's, else the client's),
+-- wrapped to report each attempt when someone observes. Without an observer or a call's
+-- own `null`, the choice is the client's for good and is kept in `_attempt`, so the
+-- usual call makes it with one field read.
+local function choose_attempt(self, opts)
+  local null = opts.null
+  if null == nil then null = self._null_nil and "nil" or "sentinel" end
+  local attempt = null == "nil" and post_attempt_nil_nulls or post_attempt
+  if self._on_event then return ratelimit.observing(attempt) end
+  if opts.null == nil then self._attempt = attempt end
+  return attempt
 end
 
 --- client:request(endpoint, params, opts) -> value | true (204) | nil, message, err
@@ -444,12 +469,11 @@ function Client:request(endpoint, params, opts)
   local ok, encoded = pcall(json.encode, body, "params")
   if not ok then error(errors.redact(encoded, self._token), 2) end
   local url, timeout = self.base_url .. "/api/" .. endpoint, opts.timeout or self._timeout
-  -- misskey.ratelimit repeats the attempt for 429s and retries. Its own field, not
+  -- misskey.ratelimit repeats the attempt for 429s and retries. Its own fields, not
   -- self:observed(): a method call is a measurable part of a call nobody observes.
-  local attempt = self._on_event and ratelimit.observing(post_attempt) or post_attempt
-  local drop_nulls = self._null_nil
-  if opts.null then drop_nulls = opts.null == "nil" end
-  return ratelimit.run(self, endpoint, opts, attempt, url, headers, encoded, timeout, drop_nulls)
+  local attempt = self._attempt
+  if not attempt or opts ~= NO_OPTIONS and opts.null ~= nil then attempt = choose_attempt(self, opts) end
+  return ratelimit.run(self, endpoint, opts, attempt, url, headers, encoded, timeout)
 end
 
 -- ---- client:upload: drive/files/create as multipart/form-data ----

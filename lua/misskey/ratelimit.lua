@@ -1,7 +1,7 @@
 --- Rate limits and retries around the client's one request path.
 --
--- `ratelimit.run(client, endpoint, opts, attempt, a1, ..., a5)` calls
--- `attempt(client, endpoint, a1, ..., a5)` (one request on the wire; the
+-- `ratelimit.run(client, endpoint, opts, attempt, a1, a2, a3, a4)` calls
+-- `attempt(client, endpoint, a1, a2, a3, a4)` (one request on the wire; the
 -- arguments spare the caller a closure per call) until it succeeds or the policy
 -- gives up:
 --   * a 429 is waited out (mode "wait" and "pace") while the real time since the
@@ -321,10 +321,10 @@ end
 ---@return function
 function M.observing(attempt)
   local n = 0
-  return function(client, endpoint, a1, a2, a3, a4, a5)
+  return function(client, endpoint, a1, a2, a3, a4)
     n = n + 1
     local t0 = M._now()
-    local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4, a5)
+    local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
     local status = reply and reply.status
     if status == nil and type(err) == "table" then status = err.status end
     client:emit{
@@ -343,7 +343,7 @@ end
 -- (reply: the transport's response, whose `headers` are read only when needed;
 -- nil when no reply came).
 -- `opts`: the call's options (ratelimit, max_wait, retries, idempotent).
-function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4, a5)
+function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4)
   local mode = opts.ratelimit or client._ratelimit or M.DEFAULT_MODE
   local max_wait = opts.max_wait or client._max_wait or M.DEFAULT_MAX_WAIT
   local retries = opts.retries or client._retries or M.DEFAULT_RETRIES
@@ -357,7 +357,7 @@ function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4, a5)
       pace(client, endpoint, entry, not announced)
       announced = false
     end
-    local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4, a5)
+    local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
     if mode == "pace" then note_headers(client, endpoint, reply and reply.headers, max_wait) end
     if value ~= nil then return value end
     if type(err) == "table" and err.status == 429 then
