@@ -131,10 +131,11 @@ fuzz: | $(DEPS_STAMP)
 	build/fuzz/wshandshake -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/handshake_corpus
 	@mkdir -p build/fuzz/json_corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $$(pkg-config --cflags lua5.4) -o build/fuzz/json \
-	  tools/fuzz_json.c src/json.c $$(pkg-config --libs lua5.4)
+	  tools/fuzz_json.c src/json.c src/wsframe.c src/buf.c $$(pkg-config --libs lua5.4)
 	printf '{"a":[1,-2.5e-3,"x\\u00e9\\ud83d\\ude00",true,null,[]],"b":{}}' > build/fuzz/json_corpus/doc
 	printf '[9223372036854775807,1e400,0.1,"\\ud800"]' > build/fuzz/json_corpus/numbers
 	printf '[524749.17431640625,-0.0,1e21,5e-324,{"k\\u0001/":[[],{}]}]' > build/fuzz/json_corpus/encode
+	printf '{"a":null,"b":[null,-0],"\\udc00\355\240\200":"\300\257\364\220\200\200","a":1}' > build/fuzz/json_corpus/edges
 	build/fuzz/json -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/json_corpus
 
 # The rock builds and loads with luarocks itself (offline: Debian's lua-cjson is

@@ -25,6 +25,28 @@ describe("examples", function()
     assert.matches("NO_SUCH_NOTE", out)
   end)
 
+  it("event_log writes one JSON object per line on stderr: requests and a 429 wait, no token", function()
+    local out, code = run("examples/event_log.lua")
+    assert.equal(0, code, out)
+    assert.matches("events: ratelimit_wait=1 request=5", out)
+    local json = require "misskey.json"
+    local seen = {}
+    for line in out:gmatch("[^\n]+") do
+      if line:sub(1, 1) == "{" then
+        local ev = assert(json.decode(line), line)
+        seen[ev.type] = (seen[ev.type] or 0) + 1
+        assert.equal("fake.misskey.test", ev.host)
+        if ev.type == "ratelimit_wait" then
+          assert.equal("notes/timeline", ev.endpoint)
+          assert.equal(1, ev.wait)
+          assert.equal("retry-after", ev.rule)
+        end
+      end
+    end
+    assert.same({ request = 5, ratelimit_wait = 1 }, seen)
+    assert.not_matches("fake-token-me", out, 1, true)
+  end)
+
   it("frame_loop finishes its work through misskey.step", function()
     local out, code = run("examples/frame_loop.lua", "--frames 2000")
     assert.equal(0, code, out)

@@ -308,11 +308,13 @@ describe("json.decode (misskey.core)", function()
       assert.same({ fffd, "ok" }, json.decode([=[["\udfff","ok"]]=]))
     end)
 
-    it("passes raw bytes of 0x80 and above through untouched", function()
+    it("keeps well-formed UTF-8 and turns other raw bytes into U+FFFD", function()
       local s = "\128\255\254 \227\129\130 \240\159\141\163 \192\175"
-      assert.equal(s, json.decode('"' .. s .. '"'))
-      assert.equal(s .. "\n", json.decode('"' .. s .. '\\n"'))
-      assert.equal(1, json.decode('{"' .. s .. '":1}')[s])
+      local fffd = "\239\191\189"
+      local want = fffd:rep(3) .. " \227\129\130 \240\159\141\163 " .. fffd:rep(2)
+      assert.equal(want, json.decode('"' .. s .. '"'))
+      assert.equal(want .. "\n", json.decode('"' .. s .. '\\n"'))
+      assert.equal(1, json.decode('{"' .. s .. '":1}')[want])
     end)
 
     it("decodes strings of every length around the 8-byte scan", function()
@@ -338,7 +340,7 @@ describe("json.decode (misskey.core)", function()
       end
       local maxint, minint = rawget(math, "maxinteger"), rawget(math, "mininteger")
       local cases = {
-        ["0"] = 0, ["-0"] = 0, ["7"] = 7, ["-7"] = -7,
+        ["0"] = 0, ["7"] = 7, ["-7"] = -7,
         ["9007199254740993"] = 9007199254740993,                    -- 2^53 + 1: not a double
         ["1234567890123456789"] = 1234567890123456789,
         ["9223372036854775807"] = maxint,
@@ -370,7 +372,7 @@ describe("json.decode (misskey.core)", function()
     it("makes integers of integral floats on Lua 5.3+ (1.0, 1e3)", function()
       for text, want in pairs {
         ["1.0"] = 1, ["1e3"] = 1000, ["1E3"] = 1000, ["1e+3"] = 1000, ["-2.5e1"] = -25, ["100e-2"] = 1,
-        ["0.0"] = 0, ["-0.0"] = 0, ["0e10"] = 0, ["1.8e12"] = 1800000000000, ["9007199254740993.0"] = 2 ^ 53,
+        ["0.0"] = 0, ["0e10"] = 0, ["1.8e12"] = 1800000000000, ["9007199254740993.0"] = 2 ^ 53,
         ["4611686018427387904.0"] = 2 ^ 62, ["-9223372036854775808.0"] = -2 ^ 63,
       } do
         local v = json.decode(text)
@@ -398,9 +400,8 @@ describe("json.decode (misskey.core)", function()
         { "0.1e1", 1 }, { "12e30", 1.2e31 }, { "0.000001", 1e-6 },
         { "8.98846567431158e307", 2 ^ 1023 },
         { "2.4703282292062328e-324", 2 ^ -1074 },                       -- just above half the least
-        { "1e400", math.huge }, { "-1e400", -math.huge }, { "1e-400", 0 },
-        { "0." .. string.rep("0", 400) .. "1e400", 0.1 },
-        { string.rep("9", 400), tonumber(string.rep("9", 400)) },
+        { "1e-400", 0 }, { "0." .. string.rep("0", 400) .. "1e400", 0.1 },
+        { string.rep("9", 308), tonumber(string.rep("9", 308)) },
       }
       for _, case in ipairs(cases) do
         local text, want = case[1], case[2]
@@ -411,7 +412,7 @@ describe("json.decode (misskey.core)", function()
       end
       -- exponents too long to add up: read whole, never folded into a small one
       local zeros = string.rep("0", 100005)
-      assert.equal(math.huge, json.decode("0." .. zeros .. "1e1000000"))
+      assert.is_nil(json.decode("0." .. zeros .. "1e1000000")) -- infinity: out of range
       assert.equal(1e9, json.decode("0." .. zeros .. "1e100015"))
       assert.equal(0, json.decode("1" .. zeros .. "e-1000000"))
       assert.equal(1e-9, json.decode("1" .. zeros .. "e-100014"))
@@ -569,6 +570,11 @@ describe("json.decode (misskey.core)", function()
       return "{" .. ws() .. table.concat(items, ",") .. "}"
     end
     local function same(a, b, path)
+      if type(b) == "number" and b == 0 and 1 / b < 0 then -- cjson's -0.0: a float, sign kept
+        assert.is_true(type(a) == "number" and a == 0 and 1 / a < 0, path .. ": -0 lost its sign")
+        if has_integers then assert.equal("float", math_type(a), path) end
+        return
+      end
       if type(a) == "number" and type(b) == "number" then
         assert.is_true(a == b, path .. ": " .. string.format("%.17g ~= %.17g", a, b))
         if has_integers then
@@ -585,16 +591,32 @@ describe("json.decode (misskey.core)", function()
       for k, v in pairs(b) do same(a[k], v, path .. "." .. tostring(k)) end
       for k in pairs(a) do assert.is_true(b[k] ~= nil, path .. ": extra " .. tostring(k)) end
     end
+    -- cjson reads 1e400 as infinity; this decoder refuses it (no encoder writes it back).
+    local function has_inf(v)
+      if type(v) == "number" then return v == math.huge or v == -math.huge end
+      if type(v) == "table" then
+        for _, x in pairs(v) do if has_inf(x) then return true end end
+      end
+      return false
+    end
+    local refused = 0
     for n = 1, 400 do
       arrays = 0
       local text = ws() .. gen_value(0) .. ws()
       local ok, want = pcall(cjson.decode, text)
       assert.is_true(ok, text)
       local got, err = json.decode(text)
-      assert.is_nil(err, text)
-      same(got, want, "doc" .. n)
-      assert.equal(arrays, count_arrays(got), text)
+      if has_inf(want) then
+        assert.is_nil(got, text)
+        assert.matches("number out of range", err)
+        refused = refused + 1
+      else
+        assert.is_nil(err, text)
+        same(got, want, "doc" .. n)
+        assert.equal(arrays, count_arrays(got), text)
+      end
     end
+    assert.truthy(refused < 40, refused .. " documents refused")
   end)
 
   describe("errors", function()

@@ -68,7 +68,7 @@ describe("json.encode's C path (core.json_encoder)", function()
     local cases = {
       { i = "abcdefghijklmnopqrstuvwxyz012345" }, {}, array(), { 1, 2, 3 }, array { "a" },
       { a = array(), b = {}, c = { array(), {} } }, "", "x", "a\"b\\c/d", "\0\1\8\9\10\11\12\13\31\127",
-      "猫🍣 café", "\255\254\128", 0, 1, -1, 3.0, -0.0, 0.1, 0.5, 1 / 3, 1e300, -1e-300, 1e21, 2 ^ 53,
+      "猫🍣 café", 0, 1, -1, 3.0, -0.0, 0.1, 0.5, 1 / 3, 1e300, -1e-300, 1e21, 2 ^ 53,
       2 ^ 53 - 1, 2 ^ 53 + 2, 2 ^ 60, 1.8e12, 4.9406564584124654e-324, 2.2250738585072014e-308,
       1.7976931348623157e308, true, false, null, { n = null }, array { null, null },
       { ['key "quoted"\n'] = { ["/"] = "\\" } },
@@ -77,7 +77,7 @@ describe("json.encode's C path (core.json_encoder)", function()
     agree(nil, "nil")
     assert.equal("null", encode_c(nil))
     assert.equal("null", encode_c())
-    assert.equal("0", encode_c(-0.0))
+    assert.equal("-0", encode_c(-1 / huge)) -- not the literal -0.0: Lua 5.1 shares one constant with 0
     assert.equal('"\\u0000\\u0001\\b\\t\\n\\u000b\\f\\r\\u001f\127"', encode_c("\0\1\8\9\10\11\12\13\31\127"))
   end)
 
@@ -156,8 +156,8 @@ describe("json.encode's C path (core.json_encoder)", function()
 
   it("builds long texts (the buffer grows)", function()
     local parts = {}
-    for i = 0, 255 do parts[#parts + 1] = string.char(i) end
-    local s = string.rep(table.concat(parts), 400)                      -- 100 KB, 32% escaped
+    for i = 0, 127 do parts[#parts + 1] = string.char(i) end
+    local s = string.rep(table.concat(parts) .. "猫🍣", 700)            -- 100 KB, 25% escaped
     assert.equal(encode_lua(s), encode_c(s))
     local list = {}
     for i = 1, 5000 do list[i] = { id = tostring(i), n = i, f = i / 7, s = string.rep("x", i % 50) } end
@@ -174,15 +174,16 @@ describe("json.encode's C path (core.json_encoder)", function()
     end
     local function pick(list) return list[rand(#list)] end
 
+    -- Well-formed UTF-8 only: the encoders refuse the rest (spec/json_edge_spec.lua).
     local pieces = { "a", "Z", "0", " ", "/", '"', "\\", "\0", "\1", "\8", "\9", "\10", "\12", "\13", "\27",
-      "\31", "\127", "é", "猫", "🍣", "\237\160\128", "\255", "\192", "hello world", "ーー", "\\u0000" }
+      "\31", "\127", "é", "猫", "🍣", "\239\191\191", "\244\143\191\191", "hello world", "ーー", "\\u0000" }
     local function rand_string()
       local r = rand(10)
       if r == 1 then return "" end
       local n = r <= 8 and rand(12) or rand(300)
       local out = {}
       for i = 1, n do
-        if rand(3) == 1 then out[i] = string.char(rand(256) - 1) else out[i] = pick(pieces) end
+        if rand(3) == 1 then out[i] = string.char(rand(128) - 1) else out[i] = pick(pieces) end
       end
       return table.concat(out)
     end

@@ -115,9 +115,10 @@ describe("misskey.json", function()
         assert.equal('"https://example.com/a/b"', json.encode("https://example.com/a/b"))
       end)
 
-      it("passes UTF-8 and other bytes through", function()
+      it("passes UTF-8 through and refuses other bytes, naming the path", function()
         assert.equal('"猫🍣 café"', json.encode("猫🍣 café"))
-        assert.equal('"\255\254"', json.encode("\255\254"))
+        assert.error_matches(function() json.encode({ t = "\255\254" }, "params") end,
+          "params.t: invalid UTF-8 in a string (byte 1)", 1, true)
       end)
 
       it("escapes object keys the same way", function()

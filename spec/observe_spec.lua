@@ -28,6 +28,7 @@ describe("on_event", function()
     local c = new_client({ host = "http://127.0.0.1:1", token = TOKEN,
       on_event = function() error("observer broke with " .. TOKEN) end })
     local written = {}
+    -- luacheck: ignore 122 (io.stderr is swapped to read what emit writes)
     local saved = io.stderr
     local sink = { write = function(_, ...) for _, s in ipairs{ ... } do written[#written + 1] = s end end }
     io.stderr = sink -- luacheck: ignore 122

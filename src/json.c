@@ -7,8 +7,15 @@
  *   - every array, empty ones included, gets the metatable given to json_decoder
  *     (the closure's upvalue), so `[]` and `{}` stay apart when re-encoded;
  *   - on Lua 5.3+ integers: digits-only literals that fit an int64 are read exactly,
- *     and any other number with an integral value in range becomes an integer too;
- *   - a lone UTF-16 surrogate in a \u escape becomes U+FFFD instead of failing.
+ *     and any other number with an integral value in range becomes an integer too; a
+ *     negative zero stays a float, -0.0, on every Lua;
+ *   - a number beyond a double's range (1e400) is refused, since no encoder could write
+ *     it back;
+ *   - strings come out as well-formed UTF-8: a lone UTF-16 surrogate in a \u escape and
+ *     every ill-formed raw byte sequence become U+FFFD (one per maximal ill-formed part,
+ *     as WHATWG's decoder does), so whatever decodes encodes again;
+ *   - optionally (decode(text, { null = "nil" })) an object member that is null is left
+ *     out, as if absent; nulls in arrays and a null root stay the null light userdata.
  * Bad input never raises: decode returns nil and "invalid JSON at character N: why".
  *
  * Speed: strings without escapes are pushed straight from the text; a container's
@@ -23,9 +30,11 @@
 #include "json.h"
 
 #include "engine.h"
+#include "wsframe.h" /* mk_utf8_valid */
 
 #include <float.h>
 #include <locale.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +79,8 @@ typedef struct parser {
   const char *err_at;      /* where the error is */
   const char *err;         /* what it is (static text) */
   int depth;
+  int drop_nulls; /* object members that are null are left out */
+  int check_utf8; /* the text is not all well-formed UTF-8: check each string */
 } parser;
 
 static const char *parse_value(parser *ps, const char *p);
@@ -158,6 +169,78 @@ static const char *scan_plain(const char *q, const char *end) {
   return q;
 }
 
+/* ---- UTF-8 ---- */
+
+/* The length of the well-formed UTF-8 sequence at s (s < end; nothing at or past end is
+ * read), or 0 and in *bad the length of its maximal ill-formed part: the bytes that
+ * begin a sequence that never completes (at least 1). Well-formed: no overlong forms,
+ * no surrogates (U+D800..U+DFFF), nothing above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s, const unsigned char *end, size_t *bad) {
+  unsigned c = s[0], lo = 0x80, hi = 0xBF;
+  size_t need, i;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    need = 1;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    need = 2;
+    if (c == 0xE0) lo = 0xA0;      /* overlong below U+0800 */
+    else if (c == 0xED) hi = 0x9F; /* surrogates */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    need = 3;
+    if (c == 0xF0) lo = 0x90;      /* overlong below U+10000 */
+    else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+  } else {
+    *bad = 1; /* a continuation byte alone, C0, C1, F5..FF */
+    return 0;
+  }
+  for (i = 1; i <= need; i++) {
+    unsigned b;
+    if (s + i >= end) break;
+    b = s[i];
+    if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF)) break;
+  }
+  if (i > need) return need + 1;
+  *bad = i;
+  return 0;
+}
+
+/* Pushes s (n bytes) with each maximal ill-formed part replaced by U+FFFD. The result is
+ * measured first, then built in a userdata (it may be up to 3 times n: every byte may
+ * become 3). */
+static void push_repaired(lua_State *L, const char *s, size_t n) {
+  static const char fffd[3] = {'\xEF', '\xBF', '\xBD'};
+  const unsigned char *end = (const unsigned char *)s + n, *p;
+  size_t size = 0, len, bad;
+  char *out, *o;
+  for (p = (const unsigned char *)s; p < end;) {
+    if ((len = utf8_seq(p, end, &bad)) == 0) size += 3, p += bad;
+    else size += len, p += len;
+  }
+  luaL_checkstack(L, 2, "JSON string repair");
+  o = out = new_buffer(L, size);
+  for (p = (const unsigned char *)s; p < end;) {
+    if ((len = utf8_seq(p, end, &bad)) == 0) {
+      memcpy(o, fffd, 3);
+      o += 3, p += bad;
+    } else {
+      memcpy(o, p, len);
+      o += len, p += len;
+    }
+  }
+  lua_pushlstring(L, out, size);
+  lua_remove(L, -2); /* the userdata */
+}
+
+/* Pushes a decoded string of a text known to hold ill-formed UTF-8 somewhere
+ * (ps->check_utf8): as it is, or repaired if it has some itself. */
+static void push_checked(lua_State *L, const char *s, size_t n) {
+  if (mk_utf8_valid((const uint8_t *)s, n)) lua_pushlstring(L, s, n);
+  else push_repaired(L, s, n);
+}
+
+#define PUSH_TEXT(ps, s, n) \
+  ((ps)->check_utf8 ? push_checked((ps)->L, (s), (n)) : (void)lua_pushlstring((ps)->L, (s), (n)))
+
 /* A byte that stopped a plain run but is neither '"' nor '\\': the end or a control character. */
 static const char *bad_string_byte(parser *ps, const char *open, const char *q) {
   if (q == ps->end) return fail(ps, open, "unterminated string");
@@ -215,7 +298,7 @@ static const char *parse_escaped(parser *ps, const char *open, const char *q) {
     if (*q == '"') break;
     if (*q != '\\') return bad_string_byte(ps, open, q);
   }
-  lua_pushlstring(ps->L, out, (size_t)(o - out));
+  PUSH_TEXT(ps, out, (size_t)(o - out)); /* \u escapes give well-formed UTF-8; raw runs may not */
   return q + 1;
 }
 
@@ -223,7 +306,7 @@ static const char *parse_escaped(parser *ps, const char *open, const char *q) {
 static const char *parse_string(parser *ps, const char *p) {
   const char *q = scan_plain(p + 1, ps->end);
   if (*q == '"') {
-    lua_pushlstring(ps->L, p + 1, (size_t)(q - (p + 1))); /* no escape: straight from the text */
+    PUSH_TEXT(ps, p + 1, (size_t)(q - (p + 1))); /* no escape: straight from the text */
     return q + 1;
   }
   if (*q == '\\') return parse_escaped(ps, p, q);
@@ -297,7 +380,7 @@ static const char *parse_number(parser *ps, const char *p0) {
       lua_pushinteger(L, (lua_Integer)m);
       return p;
     }
-    if (neg && m <= (uint64_t)INT64_MAX + 1) {
+    if (neg && m != 0 && m <= (uint64_t)INT64_MAX + 1) { /* -0 is no integer: it stays -0.0 below */
       lua_pushinteger(L, m == (uint64_t)INT64_MAX + 1 ? (lua_Integer)INT64_MIN : -(lua_Integer)m);
       return p;
     }
@@ -325,10 +408,14 @@ static const char *parse_number(parser *ps, const char *p0) {
     neg = 0;
   }
   if (neg) d = -d;
+  /* Only strtod overflows (the exact paths stay far below DBL_MAX). Accepting infinity
+   * would hand out a value no encoder writes back. */
+  if (!(d >= -DBL_MAX && d <= DBL_MAX)) return fail(ps, p0, "number out of range (a double ends at 1.8e308)");
 #if LUA_VERSION_NUM >= 503
   /* 1.0, 1e3, 2.5e2: integers, as Lua's math.tointeger would make them; not digits
-   * only that did not fit above (9223372036854775808 stays a float). */
-  if (!integer && d >= -0x1p63 && d < 0x1p63) {
+   * only that did not fit above (9223372036854775808 stays a float), and not -0.0,
+   * whose sign an integer would lose. */
+  if (!integer && d >= -0x1p63 && d < 0x1p63 && !(d == 0 && signbit(d))) {
     lua_Integer i = (lua_Integer)d;
     if ((double)i == d) {
       lua_pushinteger(L, i);
@@ -431,6 +518,11 @@ static const char *parse_object(parser *ps, const char *p) {
       p = skip_ws(p);
       if (*p != ':') return fail(ps, p, "expected ':'");
       if (!(p = parse_value(ps, skip_ws(p + 1)))) return NULL;
+      if (ps->drop_nulls && lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
+        /* nil, not nothing: of two equal keys the last still wins, removing the first */
+        lua_pop(L, 1);
+        lua_pushnil(L);
+      }
       n++;
       p = skip_ws(p);
       if (*p == ',') {
@@ -482,7 +574,7 @@ static const char *parse_value(parser *ps, const char *p) {
   }
 }
 
-int mk_json_decode_text(lua_State *L, const char *text, size_t len) {
+static int decode_text(lua_State *L, const char *text, size_t len, int drop_nulls) {
   parser ps;
   const char *p;
   char msg[160];
@@ -495,6 +587,11 @@ int mk_json_decode_text(lua_State *L, const char *text, size_t len) {
   ps.err_at = text;
   ps.err = "";
   ps.depth = 0;
+  ps.drop_nulls = drop_nulls;
+  /* One pass over the whole text: a text that is well-formed UTF-8 has only well-formed
+   * strings (their raw bytes are cut from it at ASCII quotes and backslashes, and \u
+   * escapes give well-formed UTF-8), so no string need be checked on its own. */
+  ps.check_utf8 = !mk_utf8_valid((const uint8_t *)text, len);
   p = parse_value(&ps, skip_ws(text));
   if (p != NULL) {
     p = skip_ws(p);
@@ -509,35 +606,67 @@ int mk_json_decode_text(lua_State *L, const char *text, size_t len) {
   return 2;
 }
 
-/* decode(text) -> value, or nil and "invalid JSON at character N: why" */
+int mk_json_decode_text(lua_State *L, const char *text, size_t len) { return decode_text(L, text, len, 0); }
+
+/* Raises "json.decode: <what>" at the caller's position, as error(msg, 2) gives. */
+static int decode_error(lua_State *L, const char *what) {
+  luaL_where(L, 2);
+  lua_pushfstring(L, "json.decode: %s", what);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* The options table at idx ({ null = "nil" | "sentinel" }): 1 when nulls are to be dropped. */
+static int null_option(lua_State *L, int idx) {
+  int drop = 0;
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    lua_pushfstring(L, "options table expected, got %s", luaL_typename(L, idx));
+    return decode_error(L, lua_tostring(L, -1));
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *v;
+    if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "null") != 0) {
+      lua_pushfstring(L, "unknown option '%s'", lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
+      return decode_error(L, lua_tostring(L, -1));
+    }
+    v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    if (strcmp(v, "nil") == 0) drop = 1;
+    else if (strcmp(v, "sentinel") != 0) return decode_error(L, "option 'null' must be \"nil\" or \"sentinel\"");
+    lua_pop(L, 1);
+  }
+  return drop;
+}
+
+/* decode(text [, { null = "nil" }]) -> value, or nil and "invalid JSON at character N: why" */
 static int json_decode(lua_State *L) {
   size_t len;
   const char *text;
+  int drop = 0;
   if (lua_type(L, 1) != LUA_TSTRING) {
-    const char *got = luaL_typename(L, 1);
-    luaL_where(L, 2); /* the caller's position, as error(msg, 2) gives */
-    lua_pushfstring(L, "json.decode: expected a string, got %s", got);
-    lua_concat(L, 2);
-    return lua_error(L);
+    lua_pushfstring(L, "expected a string, got %s", luaL_typename(L, 1));
+    return decode_error(L, lua_tostring(L, -1));
   }
+  if (lua_gettop(L) > 1 && !lua_isnil(L, 2)) drop = null_option(L, 2);
   text = lua_tolstring(L, 1, &len);
-  return mk_json_decode_text(L, text, len);
+  return decode_text(L, text, len, drop);
 }
 
-/* decode_body(transfer, if_empty) -> value, or nil and the message: decodes a finished
- * transfer's body where libcurl put it, without making a Lua string of it first (for a
- * call whose decoded result is kept, that string was the larger part of its garbage).
- * An empty body gives if_empty. A successful decode frees libcurl's buffer: the transfer's
- * body is then gone (body() raises). */
+/* decode_body(transfer, if_empty [, drop_nulls]) -> value, or nil and the message: decodes
+ * a finished transfer's body where libcurl put it, without making a Lua string of it first
+ * (for a call whose decoded result is kept, that string was the larger part of its
+ * garbage). An empty body gives if_empty; a true drop_nulls leaves null members out. A
+ * successful decode frees libcurl's buffer: the transfer's body is then gone (body() raises). */
 static int json_decode_body(lua_State *L) {
   size_t len;
+  int drop = lua_toboolean(L, 3);
   const char *text = mk_transfer_body(L, 1, &len);
   int n;
   if (len == 0) {
     lua_settop(L, 2);
     return 1;
   }
-  n = mk_json_decode_text(L, text, len); /* keeps index 1, the transfer */
+  n = decode_text(L, text, len, drop); /* keeps index 1, the transfer */
   /* A failure's caller reads the body for its message: it is freed then (body()). */
   if (n == 1) mk_transfer_body_taken((mk_transfer *)lua_touserdata(L, 1), MK_BODY_DECODED);
   return n;
@@ -560,9 +689,10 @@ int mk_l_json_decoder(lua_State *L) {
  * accepts here and the error messages with paths for the rest. So this side needs no
  * messages, and its output must be byte for byte the Lua encoder's:
  *   - strings: '"', '\\', \b \f \n \r \t as two-byte escapes, other bytes below 0x20 as
- *     \u00xx (lowercase hex); '/' and bytes from 0x7f on as they are;
+ *     \u00xx (lowercase hex); '/' and bytes from 0x7f on as they are; a string (or key)
+ *     that is not well-formed UTF-8 is declined;
  *   - numbers: integers (5.3+) with LUA_INTEGER_FMT; floats: NaN and infinities declined,
- *     integral ones in (-2^53, 2^53) as integers, others as the shortest of %.14g .. %.17g
+ *     -0.0 as -0, other integral ones in (-2^53, 2^53) as integers, others as the shortest of %.14g .. %.17g
  *     that strtod reads back equal, then the locale's decimal point (whatever is not
  *     [0-9+-e]) turned into '.';
  *   - booleans; json.null (the NULL light userdata) and a nil root as null;
@@ -633,11 +763,14 @@ static const char short_escape[32] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0,   0,   0,   0, 0,   0,   0, 0, /* 0x10 */
 };
 
-/* s has n bytes and a NUL after them (every Lua string has): scan_plain stops there. */
-static void put_string(encoder *e, const char *s, size_t n) {
+/* s has n bytes and a NUL after them (every Lua string has): scan_plain stops there.
+ * Returns 0 for a string that is not well-formed UTF-8 (the Lua encoder names it). */
+static int put_string(encoder *e, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const char *end = s + n;
-  char *o = room(e, n + 2);
+  char *o;
+  if (!mk_utf8_valid((const uint8_t *)s, n)) return 0;
+  o = room(e, n + 2);
   *o = '"';
   e->len++;
   for (;;) {
@@ -650,7 +783,7 @@ static void put_string(encoder *e, const char *s, size_t n) {
     if (q == end) {
       *o++ = '"';
       e->len = (size_t)(o - e->data);
-      return;
+      return 1;
     }
     c = (unsigned char)*q;
     *o++ = '\\';
@@ -733,7 +866,10 @@ static int put_number(encoder *e, int idx) {
 #endif
   d = (double)lua_tonumber(L, idx);
   if (!(d >= -DBL_MAX && d <= DBL_MAX)) return 0; /* NaN, inf, -inf */
-  if (d > -TWO_53 && d < TWO_53 && (double)(long long)d == d) {
+  if (d == 0 && signbit(d)) {
+    n = 2;
+    memcpy(o, "-0", 2); /* the decoder reads it back as -0.0 */
+  } else if (d > -TWO_53 && d < TWO_53 && (double)(long long)d == d) {
     n = snprintf(o, NUM_MAX, "%lld", (long long)d); /* as the Lua encoder's format("%d", v) */
   } else {
     int precision;
@@ -784,7 +920,7 @@ static int put_object(encoder *e, int idx) {
     k = lua_tolstring(L, -2, &n);
     if (first) PUT_LITERAL(e, "{");
     else PUT_LITERAL(e, ",");
-    put_string(e, k, n);
+    if (!put_string(e, k, n)) return 0;
     PUT_LITERAL(e, ":");
     if (!put_value(e, lua_gettop(L))) return 0;
     lua_pop(L, 1);
@@ -826,8 +962,7 @@ static int put_value(encoder *e, int idx) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    put_string(e, s, n);
-    return 1;
+    return put_string(e, s, n);
   }
   case LUA_TNUMBER: return put_number(e, idx);
   case LUA_TBOOLEAN:

@@ -3,8 +3,9 @@
  * string and must return either a value or nil and a message; ASan/UBSan catch any
  * out-of-bounds read (the scans rely on the NUL Lua keeps after every string). A decoded
  * value is then encoded by the C path (core.json_encoder) and by misskey.json's Lua
- * encoder (lua/misskey/json.lua, loaded with stand-ins for cjson and misskey.core): the C
- * text, when there is one, must be the Lua text, and that text must decode again.
+ * encoder (lua/misskey/json.lua, loaded with stand-ins for cjson and misskey.core): the Lua
+ * encoder must accept it, the C text, when there is one, must be the Lua text, and that
+ * text must decode again.
  * Linked against liblua5.4 for the fuzzer only (the module never links liblua); run from
  * the repository root.
  *   make fuzz            (FUZZ_SECONDS=20 by default, for each target) */
@@ -36,15 +37,21 @@ static int fake_cjson(lua_State *L) {
   return 1;
 }
 
-/* (json, text): decode, then both encoders; raises on a disagreement. */
+/* (json, text): decode, then both encoders; raises on a disagreement. Whatever decodes
+ * must encode (numbers out of a double's range are refused, strings come out as
+ * well-formed UTF-8), and decoding with { null = "nil" } accepts exactly the same texts. */
 static const char check_encoders[] =
     "local json, text = ...\n"
     "local v = json.decode(text)\n"
+    "local w = json.decode(text, { null = 'nil' })\n"
+    "if (v == nil) ~= (w == nil) then error('null = \"nil\" decodes another set of texts') end\n"
     "if v == nil then return end\n"
     "local c = json._encode_c(v)\n"
     "local ok, l = pcall(json._encode_lua, v)\n"
+    "if not ok then error('a decoded value does not encode: ' .. tostring(l)) end\n"
     "if c ~= nil and c ~= l then error('the C and Lua encoders differ: ' .. tostring(c) .. ' vs ' .. tostring(l)) end\n"
-    "if ok and json.decode(l) == nil then error('the encoded text does not decode: ' .. l) end\n";
+    "if json.decode(l) == nil then error('the encoded text does not decode: ' .. l) end\n"
+    "json._encode_lua(w)\n";
 
 static void fail(lua_State *L, const char *what) {
   fprintf(stderr, "fuzz_json: %s: %s\n", what, lua_tostring(L, -1));

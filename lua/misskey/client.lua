@@ -33,6 +33,8 @@ OPTIONS.account = true
 OPTIONS.on_event = true
 -- Sending the token over plain http to another machine: refused unless this is true.
 OPTIONS.allow_plaintext_token = true
+-- JSON null in replies: misskey.null ("sentinel", the default) or left out ("nil"); per client and per call.
+OPTIONS.null, CALL_OPTIONS.null = true, true
 
 local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -217,6 +219,9 @@ function Client.new(opts)
   if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
     opterror("on_event", "function expected, got " .. type(opts.on_event))
   end
+  if opts.null ~= nil and opts.null ~= "nil" and opts.null ~= "sentinel" then
+    opterror("null", 'expected "nil" or "sentinel", got ' .. tostring(opts.null))
+  end
   local transport = opts.transport
   if transport ~= nil and (type(transport) ~= "table" or type(transport.request) ~= "function") then
     opterror("transport", "a table with a request function expected")
@@ -251,7 +256,8 @@ function Client.new(opts)
     _retries = opts.retries or ratelimit.DEFAULT_RETRIES,
     _validate = opts.validate or false,
     _catalogue = nil, -- the bundled catalogue (misskey.endpoints) until client:schema()
-    _on_event = opts.on_event,
+    _on_event = opts.on_event or false, -- false, not nil: observed() then finds it in the client, not via __index
+    _null_nil = opts.null == "nil", -- replies' null object members left out (see json.decode)
   }, Client)
   -- client.api.notes.create{...}: names through the client's catalogue (misskey.api).
   client.api = require("misskey.api").new(client)
@@ -297,7 +303,7 @@ end
 --- client:observed() -> true when an `on_event` function is set (emitters may
 -- skip building an event nobody reads).
 function Client:observed()
-  return self._on_event ~= nil
+  return not not self._on_event
 end
 
 local function check_client(self, fname)
@@ -342,17 +348,15 @@ local function check_call_options(opts)
   if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
     argerror("request", 3, "option 'validate' must be a boolean", 3)
   end
+  if opts.null ~= nil and opts.null ~= "nil" and opts.null ~= "sentinel" then
+    argerror("request", 3, "option 'null' must be \"nil\" or \"sentinel\"", 3)
+  end
   return opts
 end
 
--- Seconds to wait before retrying: Retry-After (seconds), else info.resetMs.
+-- Seconds to wait before retrying, from the reply (see misskey.ratelimit.hint).
 local function retry_after(headers, info)
-  local ra = tonumber(headers["retry-after"] or "")
-  if ra then return math.max(0, ra) end
-  if type(info) == "table" and type(info.resetMs) == "number" then
-    return math.max(0, info.resetMs / 1000 - os.time())
-  end
-  return nil
+  return (ratelimit.hint(headers, info))
 end
 
 local function excerpt(body)
@@ -361,8 +365,11 @@ local function excerpt(body)
   return body
 end
 
--- Turns a transport response into a result or `nil, message, err`.
-function Client:_interpret(endpoint, res)
+local NIL_NULLS = { null = "nil" }
+
+-- Turns a transport response into a result or `nil, message, err`; `drop_nulls`: a
+-- reply's null object members are left out (the `null = "nil"` option).
+function Client:_interpret(endpoint, res, drop_nulls)
   local status = res.status
   if status >= 200 and status < 300 then
     if status == 204 then return true end
@@ -370,9 +377,11 @@ function Client:_interpret(endpoint, res)
     local transfer = rawget(res, "_transfer")
     if transfer and rawget(res, "body") == nil then
       -- The curl transport's reply, decoded where libcurl left it: no Lua string of the body.
-      value, derr = decode_body(transfer, true)
+      value, derr = decode_body(transfer, true, drop_nulls)
     elseif (res.body or "") == "" then
       return true
+    elseif drop_nulls then
+      value, derr = json.decode(res.body, NIL_NULLS)
     else
       value, derr = json.decode(res.body)
     end
@@ -459,6 +468,29 @@ local function post_attempt(self, endpoint, url, headers, encoded, timeout)
   return res, self:_interpret(endpoint, res)
 end
 
+-- The same, leaving a reply's null object members out (the `null = "nil"` option): a
+-- function of its own, so the default path carries no extra argument.
+local function post_attempt_nil_nulls(self, endpoint, url, headers, encoded, timeout)
+  local res, msg, err = self:_send(endpoint, {
+    method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
+  })
+  if not res then return nil, nil, msg, err end
+  return res, self:_interpret(endpoint, res, true)
+end
+
+-- The attempt function of a call: by the `null` option (the call's, else the client's),
+-- wrapped to report each attempt when someone observes. Without an observer or a call's
+-- own `null`, the choice is the client's for good and is kept in `_attempt`, so the
+-- usual call makes it with one field read.
+local function choose_attempt(self, opts)
+  local null = opts.null
+  if null == nil then null = self._null_nil and "nil" or "sentinel" end
+  local attempt = null == "nil" and post_attempt_nil_nulls or post_attempt
+  if self._on_event then return ratelimit.observing(attempt) end
+  if opts.null == nil then self._attempt = attempt end
+  return attempt
+end
+
 --- client:request(endpoint, params, opts) -> value | true (204) | nil, message, err
 -- `params` is a table of the endpoint's parameters; `opts.timeout` (seconds) bounds this call.
 function Client:request(endpoint, params, opts)
@@ -487,10 +519,12 @@ function Client:request(endpoint, params, opts)
   local ok, encoded = pcall(json.encode, body, "params")
   if not ok then error(errors.redact(encoded, self._token), 2) end
   local url, timeout = self.base_url .. "/api/" .. endpoint, opts.timeout or self._timeout
-  -- misskey.ratelimit repeats the attempt for 429s and retries. A failure leaves
-  -- with the token redacted from every field, wherever a server echoed it.
-  return errors.scrubbed(self._token, ratelimit.run(self, endpoint, opts, post_attempt, url, headers, encoded,
-    timeout))
+  -- misskey.ratelimit repeats the attempt for 429s and retries. Its own fields, not
+  -- self:observed(): a method call is a measurable part of a call nobody observes.
+  -- A failure leaves with the token redacted from every field, wherever a server echoed it.
+  local attempt = self._attempt
+  if not attempt or opts ~= NO_OPTIONS and opts.null ~= nil then attempt = choose_attempt(self, opts) end
+  return errors.scrubbed(self._token, ratelimit.run(self, endpoint, opts, attempt, url, headers, encoded, timeout))
 end
 
 -- ---- client:upload: drive/files/create as multipart/form-data ----
@@ -647,14 +681,16 @@ function Client:upload(file, fields, opts)
   end
   -- 429s are waited out as for client:request (Misskey checks the limit before
   -- storing anything); a write, so never retried after other failures.
-  return errors.scrubbed(self._token, ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, function()
+  local function attempt()
     local res, msg, err = self:_send(UPLOAD_ENDPOINT, {
       method = "POST", url = self.base_url .. "/api/" .. UPLOAD_ENDPOINT, headers = headers, parts = parts,
       timeout = opts.timeout or self._timeout, progress = opts.progress,
     })
     if not res then return nil, nil, msg, err end
-    return res, self:_interpret(UPLOAD_ENDPOINT, res)
-  end))
+    return res, self:_interpret(UPLOAD_ENDPOINT, res, self._null_nil)
+  end
+  if self:observed() then attempt = ratelimit.observing(attempt) end
+  return errors.scrubbed(self._token, ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, attempt))
 end
 
 -- ---- client:http: raw HTTP to the client's host (non-API URLs) ----
@@ -766,14 +802,21 @@ function Client:http(req)
     if qs ~= "" then url = url .. (path:find("?", 1, true) and "&" or "?") .. qs end
   end
   local label = method .. " " .. path
+  local observed = self:observed()
+  local t0 = observed and ratelimit._now()
   local res, msg, err = self:_send(path, {
     method = method, url = url, headers = headers, body = body, timeout = t or self._timeout, max_size = m,
   }, label)
+  if observed then
+    -- Any status is an answer here (the caller interprets it): ok means a reply came.
+    self:emit{ type = "request", endpoint = path, method = method, status = res and res.status or err.status,
+      elapsed = ratelimit._now() - t0, attempt = 1, ok = res ~= nil, kind = not res and err.kind or nil }
+  end
   if not res then return errors.scrubbed(self._token, nil, msg, err) end
   res.headers = res.headers or {}
   res.body = res.body or ""
   if req.json and res.body ~= "" and is_json_type(res.headers["content-type"]) then
-    local value, derr = json.decode(res.body)
+    local value, derr = json.decode(res.body, self._null_nil and NIL_NULLS or nil)
     if value == nil then
       local body_ = excerpt(errors.redact(res.body, self._token)) -- before the cut: no half token left
       return errors.scrubbed(self._token, errors.fail("decode", ("%s: invalid JSON in HTTP %d reply (%s)")

@@ -16,7 +16,8 @@
 --   json.array([t])           marks t (default {}) as a JSON array, returns t
 --   json.is_array(t)          true if t is marked as an array
 --   json.encode(v [, name])   JSON text; raises "name.path: reason" on bad input
---   json.decode(text)         value, or nil and a message on invalid JSON
+--   json.decode(text [, opts]) value, or nil and a message on invalid JSON;
+--                             opts.null = "nil" leaves null object members out
 --   json.pretty(v [, name])   indented JSON, keys sorted (for the CLI)
 --
 -- Decoding, in one pass in C (faster than lua-cjson alone):
@@ -26,13 +27,23 @@
 --     Invalid JSON gives nil and "invalid JSON at character N: reason".
 --   * every array, empty ones included, gets the json.array marker; objects are
 --     plain tables; of duplicate keys the last wins.
+--   * null is json.null; with `{ null = "nil" }` an object member that is null
+--     is left out (as if absent; of duplicate keys a last null still removes
+--     the first), while nulls in arrays ([1,null,3] keeps its 3 items) and a
+--     null root stay json.null.
 --   * on Lua 5.3+ a digits-only number that fits 64 bits is read as an exact
 --     integer, and any other number with an integral value in range (`1.0`,
 --     `1e3`) becomes an integer too; other numbers are floats, correctly
 --     rounded (whatever the C locale's decimal point). On Lua 5.1/LuaJIT every
---     number is a float.
---   * `\uXXXX` escapes become UTF-8 (surrogate pairs joined; a lone surrogate
---     becomes U+FFFD); `\u0000` and other bytes come through as they are.
+--     number is a float. `-0` (and `-0.0`) is the float -0.0 everywhere, and
+--     encodes back as `-0`. A number beyond a double's range (`1e400`) is
+--     refused: no encoder could write it back.
+--   * strings come out as well-formed UTF-8: `\uXXXX` escapes become UTF-8
+--     (surrogate pairs joined), and a lone surrogate escape or raw bytes that
+--     are not well-formed UTF-8 become U+FFFD (one per ill-formed part); `\u0000`
+--     comes through as a NUL byte. json.encode refuses strings and keys that
+--     are not well-formed UTF-8, naming their path, so whatever json.decode
+--     gives, json.encode writes again.
 
 local cjson = require "cjson"
 local core = require "misskey.core"
@@ -40,7 +51,7 @@ local core = require "misskey.core"
 local type, next, tostring, tonumber, error =
   type, next, tostring, tonumber, error
 local getmetatable, setmetatable, rawget = getmetatable, setmetatable, rawget
-local find, gsub, format = string.find, string.gsub, string.format
+local find, gsub, format, byte = string.find, string.gsub, string.format, string.byte
 local concat, sort = table.concat, table.sort
 local huge = math.huge
 local math_type = rawget(math, "type")         -- nil on Lua 5.1 / LuaJIT
@@ -98,6 +109,34 @@ local function escape(s)
   return s
 end
 
+-- The position of the first byte of s that is not part of well-formed UTF-8
+-- (no overlong forms, no surrogates, nothing above U+10FFFF), or nil.
+local function utf8_error(s)
+  local i = find(s, "[\128-\255]")
+  while i do
+    local c, lo, hi = byte(s, i), 0x80, 0xBF
+    local need
+    if c >= 0xC2 and c <= 0xDF then
+      need = 1
+    elseif c >= 0xE0 and c <= 0xEF then
+      need = 2
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      need = 3
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    else
+      return i
+    end
+    for k = 1, need do
+      local b = byte(s, i + k)
+      if not b or b < lo or b > hi then return i end
+      lo, hi = 0x80, 0xBF
+    end
+    i = find(s, "[\128-\255]", i + need + 1)
+  end
+  return nil
+end
+
 -- snprintf writes the C locale's decimal point (',' in some, several bytes in a
 -- few) and tonumber reads it back the same way; JSON wants '.'. (The C encoder
 -- makes the same change.)
@@ -114,6 +153,7 @@ local function number_text(v)
   if v ~= v then return nil, "cannot encode NaN" end
   if v >= huge then return nil, "cannot encode inf" end
   if v <= -huge then return nil, "cannot encode -inf" end
+  if v == 0 and 1 / v < 0 then return "-0" end -- format("%d") would drop the sign
   if v % 1 == 0 and v > -INT_LIMIT and v < INT_LIMIT then
     return format("%d", v)
   end
@@ -149,6 +189,12 @@ local function fail(d, msg)
   local parts = { root_name }
   for i = 1, d do parts[i + 1] = path_item(keys[i]) end
   error(concat(parts) .. ": " .. msg, 0)
+end
+
+-- A key must be well-formed UTF-8; the error names the table (not the key's bytes).
+local function check_key(k, d)
+  local bad = utf8_error(k)
+  if bad then fail(d, format("invalid UTF-8 in a key (byte %d)", bad)) end
 end
 
 local function key_text(k)
@@ -236,6 +282,7 @@ local function encode_table(t, d)
     local start = nb
     for k, v in next, t do
       if type(k) ~= "string" then bad_table(t, d) end
+      check_key(k, d)
       buf[nb + 1] = nb == start and '{"' or ',"'
       buf[nb + 2] = escape(k)
       buf[nb + 3] = '":'
@@ -251,6 +298,8 @@ end
 encode_value = function(v, d)
   local tv = type(v)
   if tv == "string" then
+    local bad = utf8_error(v)
+    if bad then fail(d, format("invalid UTF-8 in a string (byte %d)", bad)) end
     buf[nb + 1] = '"'
     buf[nb + 2] = escape(v)
     buf[nb + 3] = '"'
@@ -344,6 +393,7 @@ local function pretty_table(t, d, indent)
       sort(list)
       for i = 1, count do
         local k = list[i]
+        check_key(k, d)
         nb = nb + 1
         buf[nb] = (i == 1 and "{\n" or ",\n") .. inner .. '"' .. escape(k) .. '": '
         keys[d1] = k
@@ -378,14 +428,16 @@ end
 
 --- Decodes JSON text. Returns the value, or nil and a message if the text is
 -- not valid JSON (it never raises on bad input; a non-string raises).
--- Arrays come back marked (`json.is_array`), `null` as `json.null`.
+-- Arrays come back marked (`json.is_array`), `null` as `json.null`; with
+-- `opts = { null = "nil" }` object members that are null are left out.
 -- @function json.decode
 -- @tparam string text
+-- @tparam[opt] table opts
 -- @return the value, or nil and "invalid JSON at character N: reason"
 json.decode = core.json_decoder(ARRAY_MT)
 
 -- Internal: json._decode_body(transfer, if_empty) decodes a finished transfer's body where
 -- libcurl left it (no Lua string of the body), as json.decode would; if_empty for no body.
-json._decode_body = core.json_decoder(ARRAY_MT, "body")
+json._decode_body = core.json_decoder(ARRAY_MT, "body") -- (transfer, if_empty, drop_nulls)
 
 return json

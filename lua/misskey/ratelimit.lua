@@ -4,15 +4,21 @@
 -- `attempt(client, endpoint, a1, a2, a3, a4)` (one request on the wire; the
 -- arguments spare the caller a closure per call) until it succeeds or the policy
 -- gives up:
---   * a 429 is waited out (mode "wait" and "pace") when the wait fits in
---     `max_wait`, or returned at once (mode "throw");
+--   * a 429 is waited out (mode "wait" and "pace") while the real time since the
+--     call's first 429 plus the next wait fits in `max_wait`, at most
+--     MAX_429_RETRIES times, each wait at least MIN_WAIT; or returned at once
+--     (mode "throw"). How long to wait: `ratelimit.hint` (the reply's headers
+--     and Misskey's info.resetMs), else the catalogue's window for the endpoint,
+--     else a capped exponential backoff;
 --   * network errors, timeouts and 5xx replies are retried with jittered
 --     exponential backoff, only for calls that are safe to repeat (the
 --     catalogue says `write = false`, or the call says `idempotent = true`);
 --   * mode "pace" also spaces the calls of each endpoint by the catalogue's
 --     limit, and by Sharkey's X-RateLimit-* headers, before the server complains.
 -- Every wait goes through misskey.loop.sleep: it yields in a task and blocks
--- in a plain script.
+-- in a plain script. With an `on_event` observer, every retry and wait is
+-- reported through client:emit, and every attempt too when the caller wraps
+-- it with `ratelimit.observing`.
 local loop = require "misskey.loop"
 
 local M = {}
@@ -22,8 +28,10 @@ M.DEFAULT_MODE = "wait"
 M.DEFAULT_MAX_WAIT = 60 -- seconds
 M.DEFAULT_RETRIES = 2
 M.RETRY_BASE, M.RETRY_CAP = 0.2, 5     -- seconds: retries of network errors and 5xx
-M.BLIND_BASE, M.BLIND_CAP = 1, 30      -- seconds: a 429 that says nothing about when to come back
-M.BLIND_TRIES = 4                      -- at most this many such waits per call
+M.BLIND_BASE, M.BLIND_CAP = 1, 30      -- seconds: a 429 that says nothing, for an endpoint the catalogue
+                                       -- has no limit for
+M.MIN_WAIT = 0.25                      -- seconds: the least any 429 wait lasts (Retry-After: 0, a past resetMs)
+M.MAX_429_RETRIES = 16                 -- 429s one call waits out at most
 M.PACE_MARGIN = 0.05                   -- seconds added to pacing waits (arrival jitter)
 
 -- Monotonic seconds (the C core's CLOCK_MONOTONIC), os.time() without it.
@@ -117,10 +125,78 @@ function M.retryable(err)
   return false
 end
 
+-- A header of plain decimal seconds ("12", "0.755"), or nil: no sign, no hex,
+-- no exponent, nothing a hostile server could make infinite.
 local function header_number(headers, name)
   local v = headers and headers[name]
-  v = v and tonumber(v)
-  if v and v == v and v >= 0 and v < math.huge then return v end
+  if type(v) ~= "string" or #v > 32 then return nil end
+  v = v:match("^%s*(%d+%.?%d*)%s*$")
+  return v and tonumber(v)
+end
+
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
+  Nov = 11, Dec = 12 }
+
+-- An HTTP date (IMF-fixdate, "Sun, 06 Dec 2026 01:09:53 GMT") as Unix seconds, or nil.
+-- Computed here, not with os.time, which reads a table as local time.
+local function http_date(text)
+  if type(text) ~= "string" then return nil end
+  local d, mon, y, h, mi, sec = text:match("^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  local m = MONTHS[mon]
+  if not m then return nil end
+  y, d = tonumber(y), tonumber(d)
+  -- Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (years counted from March).
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+M._http_date = http_date
+
+-- The server's clock (its Date header), else ours: both whole seconds.
+local function server_time(headers)
+  return http_date(headers and headers.date) or os.time()
+end
+
+--- How long a 429 asks the client to wait, from what the reply says:
+-- `seconds, rule`, or nil when it says nothing. `headers` has lower-case names;
+-- `info` is Misskey's `error.info`. In order:
+--   * Sharkey's fractional `X-RateLimit-Reset` (seconds; one Sharkey release sent
+--     milliseconds there: a value past `Retry-After` is read as milliseconds if
+--     that fits, and `Retry-After` wins otherwise; an epoch time, as some proxies
+--     send, is read against the Date header) -> "x-ratelimit-reset";
+--   * `Retry-After`, seconds or an HTTP date (against the Date header) -> "retry-after";
+--   * Misskey's `info.resetMs`, against the server's Date header (else the local
+--     clock) -> "resetMs".
+-- Never negative; a hint in the past is 0 (run puts MIN_WAIT under it).
+---@param headers table?
+---@param info table?
+---@return number? seconds
+---@return string? rule
+function M.hint(headers, info)
+  local retry = header_number(headers, "retry-after")
+  if retry == nil and headers and headers["retry-after"] then
+    local at = http_date(headers["retry-after"])
+    if at then retry = math.max(0, at - server_time(headers)) end
+  end
+  local reset = header_number(headers, "x-ratelimit-reset")
+  if reset then
+    if retry and reset > retry + 1 then
+      if reset / 1000 <= retry + 1 then return reset / 1000, "x-ratelimit-reset" end
+    elseif reset > 1e9 then
+      return math.max(0, reset - server_time(headers)), "x-ratelimit-reset"
+    else
+      return reset, "x-ratelimit-reset"
+    end
+  end
+  if retry then return retry, "retry-after" end
+  local reset_ms = type(info) == "table" and info.resetMs
+  if type(reset_ms) == "number" and reset_ms == reset_ms and reset_ms > -math.huge and reset_ms < math.huge then
+    return math.max(0, reset_ms / 1000 - server_time(headers)), "resetMs"
+  end
   return nil
 end
 
@@ -175,7 +251,7 @@ end
 
 -- Waits until a call of `endpoint` fits its limit, then records it as sent.
 -- Re-checks after each sleep: other tasks may have gone first.
-local function pace(client, endpoint, entry)
+local function pace(client, endpoint, entry, report)
   local st = pace_state(client, endpoint)
   local limit = entry and entry.limit
   while true do
@@ -192,21 +268,70 @@ local function pace(client, endpoint, entry)
       st.sent[st.last] = t
       return
     end
+    if report and client:observed() then
+      client:emit{ type = "ratelimit_wait", endpoint = endpoint, wait = wait, rule = "pace" }
+    end
     M._sleep(wait)
   end
 end
 
--- Sharkey's headers after a reply: when Remaining reaches 0, hold the next
--- call until Reset (or, without it, Clear) has passed.
-local function note_headers(client, endpoint, headers)
+-- Holds the endpoint's next call until `t` (monotonic), unless it is held longer already.
+local function block_until(client, endpoint, t)
+  local st = pace_state(client, endpoint)
+  if not st.blocked_until or st.blocked_until < t then st.blocked_until = t end
+end
+
+-- Sharkey's headers after a reply: when Remaining reaches 0, hold the next call
+-- until Reset (or, without it, Clear) has passed; never longer than `max_wait`,
+-- so a header cannot stall the endpoint for good.
+local function note_headers(client, endpoint, headers, max_wait)
   if not headers then return end
   local remaining = header_number(headers, "x-ratelimit-remaining")
   if remaining == nil or remaining > 0 then return end
-  local wait = header_number(headers, "x-ratelimit-reset") or header_number(headers, "x-ratelimit-clear")
+  local wait = M.hint(headers) or header_number(headers, "x-ratelimit-clear")
   if wait then
-    local st = pace_state(client, endpoint)
-    local t = M._now() + wait + M.PACE_MARGIN
-    if not st.blocked_until or st.blocked_until < t then st.blocked_until = t end
+    block_until(client, endpoint, M._now() + math.min(wait, max_wait) + M.PACE_MARGIN)
+  end
+end
+
+-- A 429 that says nothing about when to come back, the n-th of its call: a
+-- wait from the endpoint's limit in the catalogue (its min_interval, else its
+-- window's share of one call, doubling up to the whole window), else a
+-- jittered exponential backoff. Returns seconds and the rule.
+local function blind_wait(entry, n)
+  local limit = type(entry) == "table" and entry.limit
+  if type(limit) == "table" then
+    local duration, max = tonumber(limit.duration), tonumber(limit.max)
+    local interval = tonumber(limit.min_interval)
+    local window = duration and duration > 0 and duration / 1000 or nil
+    local base = interval and interval > 0 and interval / 1000
+      or window and max and max >= 1 and window / max or nil
+    if base then
+      return math.min(math.max(window or base, base), base * 2 ^ (n - 1)), "window"
+    end
+  end
+  return M.backoff(M.BLIND_BASE, M.BLIND_CAP, n), "backoff"
+end
+
+--- `attempt`, reporting each call of it as a `request` event: what a caller of
+-- run hands it when its client has an observer. A closure per call, so only
+-- observed calls pay for it (run itself asks client:observed() only when it
+-- waits or retries, never on a call that succeeds at once).
+---@param attempt function
+---@return function
+function M.observing(attempt)
+  local n = 0
+  return function(client, endpoint, a1, a2, a3, a4)
+    n = n + 1
+    local t0 = M._now()
+    local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
+    local status = reply and reply.status
+    if status == nil and type(err) == "table" then status = err.status end
+    client:emit{
+      type = "request", endpoint = endpoint, status = status, elapsed = M._now() - t0, attempt = n,
+      ok = value ~= nil, kind = value == nil and type(err) == "table" and err.kind or nil,
+    }
+    return reply, value, msg, err
   end
 end
 
@@ -225,33 +350,54 @@ function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4)
   local entry = M.entry(client, endpoint)
   local safe = opts.idempotent
   if safe == nil then safe = type(entry) == "table" and entry.write == false end
-  local failures, blind, waited = 0, 0, 0
+  local failures, limited, blind, first_429 = 0, 0, 0, nil
+  local announced = false -- a 429's wait was reported already: pace() need not report it again
   while true do
-    if mode == "pace" then pace(client, endpoint, entry) end
+    if mode == "pace" then
+      pace(client, endpoint, entry, not announced)
+      announced = false
+    end
     local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
-    if mode == "pace" then note_headers(client, endpoint, reply and reply.headers) end
+    if mode == "pace" then note_headers(client, endpoint, reply and reply.headers, max_wait) end
     if value ~= nil then return value end
     if type(err) == "table" and err.status == 429 then
       if mode == "throw" then return nil, msg, err end
-      -- Sharkey's X-RateLimit-Reset is fractional: more precise than Retry-After.
-      local wait = header_number(reply and reply.headers, "x-ratelimit-reset") or err.retry_after
-      if wait == nil then
+      local t = M._now()
+      first_429 = first_429 or t
+      limited = limited + 1
+      if limited > M.MAX_429_RETRIES then return nil, msg, err end
+      local wait, rule = M.hint(reply and reply.headers, err.info)
+      local guessed = wait == nil
+      if guessed then
         blind = blind + 1
-        if blind > M.BLIND_TRIES then return nil, msg, err end
-        wait = M.backoff(M.BLIND_BASE, M.BLIND_CAP, blind)
+        wait, rule = blind_wait(entry, blind)
       end
-      if waited + wait > max_wait then return nil, msg, err end
-      waited = waited + wait
+      if wait < M.MIN_WAIT then wait = M.MIN_WAIT end
+      -- Real time, not the sum of the waits: a zero wait must use up the budget too.
+      local left = max_wait - (t - first_429)
+      if wait > left then
+        -- The server's own figure is too long: say so at once. A guess is cut to what is left.
+        if not guessed or left < M.MIN_WAIT then return nil, msg, err end
+        wait = left
+      end
+      if client:observed() then
+        client:emit{ type = "ratelimit_wait", endpoint = endpoint, attempt = failures + limited, wait = wait,
+          rule = rule, status = 429, waited = t - first_429 }
+      end
       if mode == "pace" then
-        local st = pace_state(client, endpoint)
-        local t = M._now() + wait
-        if not st.blocked_until or st.blocked_until < t then st.blocked_until = t end
+        block_until(client, endpoint, t + wait) -- the next pace() waits, and so do the endpoint's other calls
+        announced = true
       else
         M._sleep(wait)
       end
     elseif safe and failures < retries and M.retryable(err) then
       failures = failures + 1
-      M._sleep(M.backoff(M.RETRY_BASE, M.RETRY_CAP, failures))
+      local delay = M.backoff(M.RETRY_BASE, M.RETRY_CAP, failures)
+      if client:observed() then
+        client:emit{ type = "retry", endpoint = endpoint, attempt = failures + limited, delay = delay, retry = failures,
+          kind = err.kind, status = err.status }
+      end
+      M._sleep(delay)
     else
       return nil, msg, err
     end

@@ -23,6 +23,7 @@
 --                                    "none"), user (username or nil), status, error (code or nil) }
 --   fake:reset()                     back to the initial state; fake.requests emptied
 --   fake:now(), fake:advance(ms)     the fake clock (unix ms): +1 ms per created note
+--   fake:limit(endpoint, n[, s])     the next n calls of endpoint answer Misskey's 429 (Retry-After: s)
 --   fake:user(name)                  { id, username, name, token } or nil
 --   fake:post(name, params)          a note created directly on the server (not a request)
 --   fake.endpoints, testing.endpoints  the endpoint handlers; see "Endpoint handlers" below
@@ -118,6 +119,8 @@ local COMMON_ERRORS = {
                            status = 404 },
   INTERNAL_ERROR = { id = "5d37dbcb-891e-41ca-a3d6-e690c97775ac", kind = "server", status = 500,
                      message = "Internal error occurred. Please contact us if the error persists." },
+  RATE_LIMIT_EXCEEDED = { id = "d5826d14-3982-4d2e-8011-b9e9f02499ef", status = 429,
+                          message = "Rate limit exceeded. Please try again later." },
 }
 testing.COMMON_ERRORS = COMMON_ERRORS
 
@@ -379,6 +382,7 @@ function Fake:_init()
   self._notes, self._order = {}, {}
   self._notifications, self._registry = {}, {}
   self._files, self._file_order = {}, {}
+  self._limits = {} -- endpoint -> { n = calls still refused, seconds = Retry-After }
   self:_close_sockets()
   local specs = {
     { username = "me", name = "Me", token = opts.token or "fake-token-me", following = { "alice" } },
@@ -473,6 +477,36 @@ function Fake:reset()
   for i = #self.requests, 1, -1 do self.requests[i] = nil end
   self:_init()
   return self
+end
+
+--- The next `n` calls of `endpoint` (after authentication, as Misskey's
+-- limiter runs) answer 429 RATE_LIMIT_EXCEEDED as Misskey 2026.5.4 does:
+-- `Retry-After: s` (whole seconds, default 1) and info { remaining, reset,
+-- resetMs, total } on the fake clock. Nothing is done for a refused call.
+---@param endpoint string
+---@param n integer
+---@param seconds integer?
+function Fake:limit(endpoint, n, seconds)
+  if type(endpoint) ~= "string" then error("bad argument #1 to 'limit' (endpoint name expected)", 2) end
+  if type(n) ~= "number" or n < 0 or n % 1 ~= 0 then
+    error("bad argument #2 to 'limit' (an integer >= 0 expected)", 2)
+  end
+  seconds = seconds or 1
+  if type(seconds) ~= "number" or seconds < 0 or seconds % 1 ~= 0 then
+    error("bad argument #3 to 'limit' (whole seconds >= 0 expected)", 2)
+  end
+  self._limits[endpoint] = { n = n, seconds = seconds }
+end
+
+-- A 429 when fake:limit holds the endpoint, else nil.
+function Fake:_limited(endpoint, fail)
+  local held = self._limits[endpoint]
+  if not held or held.n <= 0 then return nil end
+  held.n = held.n - 1
+  local reset = self._clock + held.seconds * 1000
+  local res = fail("RATE_LIMIT_EXCEEDED", { remaining = 0, reset = floor(reset / 1000), resetMs = reset, total = 1 })
+  res.headers["retry-after"] = format("%d", held.seconds)
+  return res
 end
 
 --- A client of this fake: misskey.new with host = fake.base_url, the token of
@@ -1091,6 +1125,8 @@ function Fake:_answer(req, record)
     record.user = user.username
   end
   if spec.credential and not user then return fail("CREDENTIAL_REQUIRED") end
+  local limited = self:_limited(endpoint, fail)
+  if limited then return limited end
 
   if not is_object then
     return fail("INVALID_PARAM", { param = "#/type", reason = "must be object" })
@@ -1149,6 +1185,8 @@ function Fake:_answer_multipart(req, record, spec, fail)
     record.user = user.username
   end
   if spec.credential and not user then return fail("CREDENTIAL_REQUIRED") end
+  local limited = self:_limited(record.endpoint, fail)
+  if limited then return limited end
   ps.file = file
   if type(req.progress) == "function" and file then pcall(req.progress, file.size, file.size) end
   local result, code, info = spec.handler(self, ps, { user = user, endpoint = record.endpoint, request = req })

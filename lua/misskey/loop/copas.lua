@@ -8,8 +8,9 @@
 -- A copas thread waits on the engine's epoll fd (wrapped as a socket-like
 -- object, which LuaSocket's select accepts through `getfd`) and steps misskey
 -- when it is readable; `adapter.loop` bounds each copas.step by misskey's next
--- deadline, so timers fire on time. Debian 12's copas 1.2 has no timers of its
--- own, which is why the loop is ours rather than copas.loop().
+-- deadline, so timers fire on time. Debian 12's lua-copas package (1.2.0)
+-- holds Copas 1.1.7, which has no timers and no copas.sleep of its own: that
+-- is why the loop is ours rather than copas.loop().
 local loop = require "misskey.loop"
 
 local copas_adapter = {}

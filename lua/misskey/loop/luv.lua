@@ -4,7 +4,7 @@
 --   local driver = require("misskey.loop.luv").start()   -- or .start(vim.uv)
 --   misskey.spawn(function() ... client:request(...) ... end)
 --   uv.run()                                             -- returns once misskey has no tasks
---   driver:stop()
+--   driver.stop()
 --
 -- It watches one fd (the engine's epoll set, readable when any of its sockets
 -- is) and one timer set to the scheduler's next deadline: no polling. Its
@@ -13,6 +13,16 @@ local loop = require "misskey.loop"
 
 local luv_adapter = {}
 
+-- True when `uv`'s loop is running now (we are inside one of its callbacks).
+-- luv's own uv.run sets the mode; Neovim runs its loop from C, so inside
+-- Neovim (the `vim` global) Lua code always counts as running in the loop.
+local function loop_running(uv)
+  if rawget(_G, "vim") ~= nil then return true end
+  return type(uv.loop_mode) == "function" and uv.loop_mode() ~= nil
+end
+
+---@param uv table? luv (default `require "luv"`), `vim.uv` or `vim.loop`
+---@return table driver with `stop()`
 function luv_adapter.start(uv)
   uv = uv or require "luv"
   local poll = uv.new_poll(loop.pollfd())
@@ -48,7 +58,11 @@ function luv_adapter.start(uv)
   end)
   schedule()
 
-  --- Stops driving the scheduler and closes the handles.
+  --- Stops driving the scheduler and closes the handles. Outside the loop it
+  -- also runs one non-blocking round of the loop so libuv finishes the closes:
+  -- a handle still closing when the program exits makes luv 1.44's loop
+  -- finalizer call back into freed memory (a segfault at exit). Inside the loop
+  -- (a callback, a misskey task) the running uv.run finishes them itself.
   function driver.stop()
     if driver.stopped then return end
     driver.stopped = true
@@ -57,6 +71,7 @@ function luv_adapter.start(uv)
     timer:stop()
     poll:close()
     timer:close()
+    if not loop_running(uv) then uv.run("nowait") end
   end
 
   return driver
