@@ -27,6 +27,7 @@ build = {
   modules = {
     ["misskey"] = "lua/misskey/init.lua",
     ["misskey.api"] = "lua/misskey/api.lua",
+    ["misskey.argcheck"] = "lua/misskey/argcheck.lua",
     ["misskey.auth"] = "lua/misskey/auth.lua",
     ["misskey.baseurl"] = "lua/misskey/baseurl.lua",
     ["misskey.batch"] = "lua/misskey/batch.lua",

@@ -10,6 +10,7 @@
 -- local s = auth.miauth{ host = "misskey.example", name = "my bot", permission = { "read:account" } }
 -- print("open " .. s.url)
 -- local token, user = assert(s:wait{ timeout = 300, save = true })
+local argcheck = require "misskey.argcheck"
 local Client = require "misskey.client"
 local core = require "misskey.core"
 local credentials = require "misskey.credentials"
@@ -28,14 +29,14 @@ function auth.permissions()
   return nil
 end
 
-local function argerror(fname, what, level)
-  error(("bad argument #1 to '%s' (%s)"):format(fname, what), (level or 2) + 1)
-end
+local argerror = argcheck.argerror
 
-local function check_keys(fname, opts, allowed)
-  if type(opts) ~= "table" then argerror(fname, "options table expected, got " .. type(opts), 3) end
+-- `level`: see misskey.argcheck (1: called by the public function itself).
+local function check_keys(fname, opts, allowed, level)
+  level = (level or 1) + 1
+  if type(opts) ~= "table" then argerror(1, fname, "options table expected, got " .. type(opts), level) end
   for k in pairs(opts) do
-    if not allowed[k] then argerror(fname, "unknown option '" .. tostring(k) .. "'", 3) end
+    if not allowed[k] then argerror(1, fname, "unknown option '" .. tostring(k) .. "'", level) end
   end
 end
 
@@ -43,7 +44,7 @@ local function check_string(fname, opts, key, required)
   local v = opts[key]
   if v == nil and not required then return end
   if type(v) ~= "string" or (v == "" and required) then
-    argerror(fname, ("option '%s' must be a %sstring"):format(key, required and "non-empty " or ""), 3)
+    argerror(1, fname, ("option '%s' must be a %sstring"):format(key, required and "non-empty " or ""), 2)
   end
 end
 
@@ -55,18 +56,18 @@ local function client_for(fname, host, allow_plaintext, public)
   local client = host
   if getmetatable(host) ~= Client then
     if type(host) ~= "string" or host == "" then
-      argerror(fname, "host (a host name, base URL or client) expected, got " .. type(host), 3)
+      argerror(1, fname, "host (a host name, base URL or client) expected, got " .. type(host), 2)
     end
     if allow_plaintext ~= nil and type(allow_plaintext) ~= "boolean" then
-      argerror(fname, "option 'allow_plaintext_token' must be a boolean", 3)
+      argerror(1, fname, "option 'allow_plaintext_token' must be a boolean", 2)
     end
     client = Client.new{ host = host, token = false, allow_plaintext_token = allow_plaintext }
   end
   local why = not public and client:cleartext()
   if why and not client.allow_plaintext_token then
-    argerror(fname, ("%s: %s, so the token would travel unencrypted, readable and usable by anyone on the "
+    argerror(1, fname, ("%s: %s, so the token would travel unencrypted, readable and usable by anyone on the "
       .. "way; use https, or pass allow_plaintext_token = true to do it anyway")
-      :format(client.base_url, why), 3)
+      :format(client.base_url, why), 2)
   end
   return client
 end
@@ -79,24 +80,22 @@ local function check_permissions(fname, permission, strict)
     for name in permission:gmatch("[^,%s]+") do list[#list + 1] = name end
     permission = list
   end
-  if type(permission) ~= "table" then argerror(fname, "permission must be a list of names", 3) end
+  if type(permission) ~= "table" then argerror(1, fname, "permission must be a list of names", 2) end
   local ok, list = pcall(core.check_permissions, permission, auth.permissions(), strict ~= false)
   if not ok then
     list = tostring(list):gsub("^permission: ", "")
-    argerror(fname, list, 3)
+    argerror(1, fname, list, 2)
   end
   return list
 end
 
 local function poll(fname, once, opts)
   if opts == nil then opts = {} end
-  check_keys(fname, opts, { timeout = true, interval = true, save = true })
+  check_keys(fname, opts, { timeout = true, interval = true, save = true }, 2)
   local timeout, interval = opts.timeout or 300, opts.interval or 2
   for _, k in ipairs{ "timeout", "interval" } do
-    local v = opts[k]
-    if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0) then
-      argerror(fname, ("option '%s' must be a number of seconds > 0"):format(k), 3)
-    end
+    local why = opts[k] ~= nil and argcheck.seconds_problem(opts[k])
+    if why then argerror(1, fname, ("option '%s': %s"):format(k, why), 2) end
   end
   local deadline = core.now() + timeout
   while true do
@@ -162,7 +161,7 @@ local PENDING = "the session is not approved: Misskey answers the same for a pen
 --- session:check([{ timeout = s }]) -> token, user | nil, message, err (err.kind "pending")
 -- POSTs /api/miauth/<session>/check once. Misskey hands the token out exactly once.
 function Session:check(opts)
-  if getmetatable(self) ~= Session then error("bad self to 'check' (call it as session:check())", 2) end
+  argcheck.self(self, Session, "session", "check")
   local endpoint = "miauth/" .. self.session .. "/check"
   local res, value, err = self._client:http{
     method = "POST", path = "/api/" .. endpoint, headers = { ["Content-Type"] = "application/json" },
@@ -182,7 +181,7 @@ end
 -- approved or `timeout` seconds pass (err.kind "timeout"). `save = true` stores the
 -- account in the credential store as soon as the token arrives.
 function Session:wait(opts)
-  if getmetatable(self) ~= Session then error("bad self to 'wait' (call it as session:wait{...})", 2) end
+  argcheck.self(self, Session, "session", "wait")
   local token, user, err = poll("wait", function(t) return self:check{ timeout = t } end, opts)
   if not token then return nil, user, err end
   return saved(self._client, token, user, opts and opts.save)
@@ -203,7 +202,7 @@ function auth.app_create(opts)
   check_string("app_create", opts, "name", true)
   check_string("app_create", opts, "callback")
   if opts.description ~= nil and type(opts.description) ~= "string" then
-    argerror("app_create", "option 'description' must be a string", 2)
+    argerror(1, "app_create", "option 'description' must be a string")
   end
   local client = client_for("app_create", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("app_create", opts.permission, opts.strict)
@@ -215,7 +214,7 @@ end
 
 local function check_secret(fname, secret, n)
   if type(secret) ~= "string" or secret == "" then
-    error(("bad argument #%d to '%s' (%s expected)"):format(n, fname, n == 2 and "app secret" or "session token"), 3)
+    argerror(n, fname, (n == 2 and "app secret" or "session token") .. " expected", 2)
   end
 end
 
@@ -318,7 +317,7 @@ end
 
 --- auth.oauth_parse_redirect(url) -> { code, state, error, error_description } from a redirect URL's query.
 function auth.oauth_parse_redirect(url)
-  if type(url) ~= "string" then argerror("oauth_parse_redirect", "URL string expected", 2) end
+  if type(url) ~= "string" then argerror(1, "oauth_parse_redirect", "URL string expected") end
   local query = url:match("%?([^#]*)") or ""
   local out = {}
   for k, v in query:gmatch("([^&=]+)=?([^&]*)") do out[unescape(k)] = unescape(v) end

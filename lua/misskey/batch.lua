@@ -1,28 +1,30 @@
 --- client:batch(calls, opts): many requests at once, results in input order.
+local argcheck = require "misskey.argcheck"
 local loop = require "misskey.loop"
 
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 
+-- client:batch -> the batch function -> check -> this wrapper: level 4 (see misskey.argcheck).
+local function argerror(n, what)
+  argcheck.argerror(n, "batch", what, 4)
+end
+
 local function check(calls, opts)
-  if type(calls) ~= "table" then
-    error("bad argument #1 to 'batch' (list of { endpoint, params } expected, got " .. type(calls) .. ")", 4)
-  end
+  if type(calls) ~= "table" then argerror(1, "list of { endpoint, params } expected, got " .. type(calls)) end
   for i = 1, #calls do
     local c = calls[i]
     if type(c) ~= "table" or type(c[1]) ~= "string" or (c[2] ~= nil and type(c[2]) ~= "table") then
-      error(("bad argument #1 to 'batch' (calls[%d] must be { endpoint, params })"):format(i), 4)
+      argerror(1, ("calls[%d] must be { endpoint, params }"):format(i))
     end
   end
   opts = opts or {}
-  if type(opts) ~= "table" then error("bad argument #2 to 'batch' (options table expected)", 4) end
+  if type(opts) ~= "table" then argerror(2, "options table expected") end
   for k in pairs(opts) do
-    if k ~= "concurrency" and k ~= "timeout" then
-      error(("bad argument #2 to 'batch' (unknown option '%s')"):format(tostring(k)), 4)
-    end
+    if k ~= "concurrency" and k ~= "timeout" then argerror(2, ("unknown option '%s'"):format(tostring(k))) end
   end
   local n = opts.concurrency or 8
   if type(n) ~= "number" or n < 1 or n % 1 ~= 0 then
-    error("bad argument #2 to 'batch' (option 'concurrency' must be an integer >= 1)", 4)
+    argerror(2, "option 'concurrency' must be an integer >= 1")
   end
   return opts, n
 end

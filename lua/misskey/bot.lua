@@ -11,6 +11,7 @@
 -- Every handler runs in a task of its own, so it may call the API, sleep and
 -- wait_for. The bot asks `i` at start, ignores what it did itself, and handles
 -- an event seen twice (two channels, a backfill) once.
+local argcheck = require "misskey.argcheck"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
@@ -51,13 +52,14 @@ local EVENTS = { mention = true, reply = true, renote = true, follow = true, fol
 bot.EVENTS = EVENTS
 
 local OPTIONS = { help = true, stream = true, timeline = true, clock = true, positions = true }
+local COMMAND_OPTIONS = { cooldown = true, description = true }
+local CAPTURE_OPTIONS = { ttl = true }
+local RUN_OPTIONS, STOP_OPTIONS = { stop_on = true, grace = true }, { grace = true }
 
-local function argerror(n, fname, what)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, what), 3)
-end
+local argerror, opterror = argcheck.argerror, argcheck.opterror
 
 local function check_self(self, fname)
-  if getmetatable(self) ~= Bot then error(("bad self to '%s' (call it as bot:%s(...))"):format(fname, fname), 3) end
+  argcheck.self(self, Bot, "bot", fname, 2)
 end
 
 local function monotonic()
@@ -72,26 +74,25 @@ end
 --             (client:stream's `positions`; README "Events, positions and stopping")
 --   clock     function() -> seconds, for cooldowns and capture ttl (default: a monotonic clock)
 function bot.new(client, opts)
+  local L = 2 -- misskey.bot -> bot.new (see misskey.argcheck)
   if type(client) ~= "table" or type(client.request) ~= "function" then
-    argerror(1, "bot", "a misskey client expected, got " .. type(client))
+    argerror(1, "bot", "a misskey client expected, got " .. type(client), L)
   end
-  if opts ~= nil and type(opts) ~= "table" then argerror(2, "bot", "options table expected") end
+  if opts ~= nil and type(opts) ~= "table" then argerror(2, "bot", "options table expected", L) end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not OPTIONS[k] then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
-  end
+  argcheck.known_options(opts, OPTIONS, L)
   if opts.clock ~= nil and type(opts.clock) ~= "function" then
-    error("bad option 'clock' (function expected)", 2)
+    opterror("clock", "function expected", L)
   end
   if opts.timeline ~= nil and (type(opts.timeline) ~= "string" or opts.timeline == "main") then
-    error("bad option 'timeline' (a timeline channel name expected)", 2)
+    opterror("timeline", "a timeline channel name expected", L)
   end
   if opts.stream ~= nil and type(opts.stream) ~= "table" then
-    error("bad option 'stream' (options table expected)", 2)
+    opterror("stream", "options table expected", L)
   end
   if opts.positions ~= nil and opts.positions ~= false then
     local ok, why = require("misskey.positions").path(opts.positions, client)
-    if not ok then error(("bad option 'positions' (%s)"):format(why), 2) end
+    if not ok then opterror("positions", why, L) end
   end
   local self = setmetatable({
     client = client,
@@ -166,14 +167,8 @@ function Bot:command(name, fn, opts)
   if type(fn) ~= "function" then argerror(2, "command", "function expected, got " .. type(fn)) end
   if opts ~= nil and type(opts) ~= "table" then argerror(3, "command", "options table expected") end
   opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "cooldown" and k ~= "description" then
-      error(("bad option '%s' (unknown option)"):format(tostring(k)), 2)
-    end
-  end
-  if opts.cooldown ~= nil and (type(opts.cooldown) ~= "number" or opts.cooldown < 0) then
-    error("bad option 'cooldown' (seconds >= 0 expected)", 2)
-  end
+  argcheck.known_options(opts, COMMAND_OPTIONS)
+  argcheck.wait_option(opts, "cooldown")
   local plain = name:find("^[%w_%-]+$") ~= nil
   self._commands[#self._commands + 1] = {
     name = plain and name:lower() or nil, pattern = not plain and name or nil, fn = fn,
@@ -185,9 +180,8 @@ end
 --- bot:every(seconds, fn): fn(ctx) every `seconds` (the first run after one period), while the bot runs.
 function Bot:every(seconds, fn)
   check_self(self, "every")
-  if type(seconds) ~= "number" or seconds ~= seconds or seconds <= 0 then
-    argerror(1, "every", "seconds > 0 expected")
-  end
+  local why = argcheck.seconds_problem(seconds)
+  if why then argerror(1, "every", why) end
   if type(fn) ~= "function" then argerror(2, "every", "function expected, got " .. type(fn)) end
   local t = { seconds = seconds, fn = fn }
   self._timers[#self._timers + 1] = t
@@ -213,10 +207,8 @@ function Bot:wait_for(event, opts)
   if not EVENTS[event] then argerror(1, "wait_for", "unknown bot event " .. tostring(event)) end
   if opts ~= nil and type(opts) ~= "table" then argerror(2, "wait_for", "options table expected") end
   opts = opts or {}
-  if opts.filter ~= nil and type(opts.filter) ~= "function" then error("bad option 'filter' (function expected)", 2) end
-  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
-    error("bad option 'timeout' (seconds >= 0 expected)", 2)
-  end
+  if opts.filter ~= nil and type(opts.filter) ~= "function" then opterror("filter", "function expected") end
+  argcheck.wait_option(opts, "timeout")
   local w = { filter = opts.filter }
   local list = self._waiters[event] or {}
   self._waiters[event] = list
@@ -417,7 +409,7 @@ end
 -- (replyId), mentioning the author (@user or @user@host), with the incoming
 -- note's visibility (specified: visible to the author). params go to notes/create.
 function Context:reply(text, params)
-  if type(text) ~= "string" then error("bad argument #1 to 'reply' (string expected, got " .. type(text) .. ")", 2) end
+  if type(text) ~= "string" then argerror(1, "reply", "string expected, got " .. type(text)) end
   local ps = {}
   local note, user = self.note, self.user
   if type(user) == "table" and user.username then
@@ -449,7 +441,7 @@ end
 
 --- bot.store:get(key) -> value | nil (no such key) | nil, msg, err
 function Store:get(key)
-  if type(key) ~= "string" then error("bad argument #1 to 'get' (string key expected)", 2) end
+  if type(key) ~= "string" then argerror(1, "get", "string key expected") end
   local v, msg, err = self._bot.client:request("i/registry/get", { key = key, scope = bot.SCOPE })
   if v == nil and err and err.code == "NO_SUCH_KEY" then return nil end
   if v == nil then return nil, msg, err end
@@ -458,7 +450,7 @@ end
 
 --- bot.store:set(key, value) -> true | nil, msg, err (value: anything JSON encodes)
 function Store:set(key, value)
-  if type(key) ~= "string" or key == "" then error("bad argument #1 to 'set' (non-empty string key expected)", 2) end
+  if type(key) ~= "string" or key == "" then argerror(1, "set", "non-empty string key expected") end
   if value == nil then value = json.null end
   return self._bot.client:request("i/registry/set", { key = key, value = value, scope = bot.SCOPE })
 end
@@ -513,12 +505,8 @@ function Bot:capture(id, opts)
   if type(id) ~= "string" or id == "" then argerror(1, "capture", "note id expected, got " .. type(id)) end
   if opts ~= nil and type(opts) ~= "table" then argerror(2, "capture", "options table expected") end
   local ttl = opts and opts.ttl
-  for k in pairs(opts or {}) do
-    if k ~= "ttl" then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
-  end
-  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0) then
-    error("bad option 'ttl' (seconds > 0 expected)", 2)
-  end
+  argcheck.known_options(opts or {}, CAPTURE_OPTIONS)
+  argcheck.seconds_option(opts or {}, "ttl")
   local now = self._clock()
   self:_expire_captures(now)
   local expires = ttl and now + ttl
@@ -620,15 +608,6 @@ function Bot:start()
   return self
 end
 
-local RUN_OPTIONS = { stop_on = true, grace = true }
-
-local function check_grace(v)
-  if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) then
-    error("bad option 'grace' (a number of seconds > 0 expected, got " .. tostring(v) .. ")", 3)
-  end
-  return v
-end
-
 --- bot:run([{ stop_on = { "TERM", "INT" }, grace = 10 }]) -> true [, signal] | nil, msg, err:
 -- runs until bot:stop(). Blocks a plain script; inside misskey.run it waits in
 -- its task while the bot's tasks run. `stop_on`: on one of those signals the
@@ -642,11 +621,9 @@ function Bot:run(opts)
   check_self(self, "run")
   if opts ~= nil and type(opts) ~= "table" then argerror(1, "run", "options table expected") end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not RUN_OPTIONS[k] then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
-  end
+  argcheck.known_options(opts, RUN_OPTIONS)
   local stop_on = signals.check(opts.stop_on, "stop_on")
-  local grace = check_grace(opts.grace) or 10
+  local grace = argcheck.seconds_option(opts, "grace") or 10
   local watcher
   if stop_on then
     local why
@@ -673,10 +650,8 @@ end
 function Bot:stop(opts)
   check_self(self, "stop")
   if opts ~= nil and type(opts) ~= "table" then argerror(1, "stop", "options table expected") end
-  for k in pairs(opts or {}) do
-    if k ~= "grace" then error(("bad option '%s' (unknown option)"):format(tostring(k)), 2) end
-  end
-  local grace = check_grace(opts and opts.grace)
+  argcheck.known_options(opts or {}, STOP_OPTIONS)
+  local grace = argcheck.seconds_option(opts or {}, "grace")
   if self._stopped or self._stopping then return false end
   local current = loop.current()
   self._stopping = true

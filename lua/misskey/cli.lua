@@ -3,6 +3,7 @@
 -- credential-store failure, 2 a usage error, 3 no account configured (no host,
 -- or no token for it). Only `misskey token` prints a token (and `misskey login`,
 -- to a terminal, a fresh token that could be kept nowhere else).
+local argcheck = require "misskey.argcheck"
 local Client = require "misskey.client"
 local auth = require "misskey.auth"
 local credentials = require "misskey.credentials"
@@ -170,7 +171,9 @@ end
 local function number_opt(command, opts, name, default)
   if opts[name] == nil then return default end
   local n = tonumber(opts[name])
-  if not n or n <= 0 then usage(("misskey %s: --%s must be a number of seconds > 0"):format(command, name)) end
+  if not n or argcheck.seconds_problem(n) then
+    usage(("misskey %s: --%s must be a number of seconds > 0"):format(command, name))
+  end
   return n
 end
 

@@ -1,6 +1,7 @@
 --- The Client: one Misskey server, one token, and the calls to its API.
 -- Misuse raises naming the argument; every failure on the wire returns
 -- `nil, message, err` (see misskey.errors).
+local argcheck = require "misskey.argcheck"
 local baseurl = require "misskey.baseurl"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
@@ -41,37 +42,13 @@ local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 -- The environment is read through this so specs can supply their own.
 Client._getenv = os.getenv
 
-local function argerror(fname, n, what, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, what), (level or 2) + 1)
-end
+local argerror, opterror = argcheck.argerror, argcheck.opterror
+local seconds_problem, count_problem = argcheck.seconds_problem, argcheck.count_problem
+local MAX_SECONDS, MAX_BYTES = argcheck.MAX_SECONDS, argcheck.MAX_BYTES
 
-local function opterror(name, what)
-  error(("bad option '%s' (%s)"):format(name, what), 4)
-end
-
--- Seconds and byte counts go to C as doubles. Beyond these bounds they mean nothing more
--- (and math.huge or 1e300 would overflow the integer casts there): a week and a half of
--- seconds, every integer a double holds exactly.
-local MAX_SECONDS, MAX_BYTES = 1e6, 2 ^ 53
-
--- What is wrong with `v` as a number of seconds, or nil.
-local function seconds_problem(v)
-  if type(v) ~= "number" or v ~= v or v <= 0 or v > MAX_SECONDS then
-    return ("a number of seconds > 0 and <= %d expected, got %s"):format(MAX_SECONDS, tostring(v))
-  end
-end
-
--- What is wrong with `v` as a whole number from 1 to `max`, or nil.
-local function count_problem(v, max)
-  if type(v) ~= "number" or v ~= v or v < 1 or v % 1 ~= 0 or v > max then
-    return ("an integer from 1 to %s expected, got %s"):format(max == MAX_BYTES and "2^53" or ("%d"):format(max),
-      tostring(v))
-  end
-end
-
-local function check_seconds(opts, name)
-  local why = opts[name] ~= nil and seconds_problem(opts[name])
-  if why then opterror(name, why) end
+-- The option `name` of misskey.new (`level`: see misskey.argcheck).
+local function check_seconds(opts, name, level)
+  argcheck.seconds_option(opts, name, MAX_SECONDS, (level or 1) + 1)
 end
 
 -- Abort a transfer that moves fewer than `bytes` per second for `seconds`: a
@@ -80,9 +57,9 @@ end
 -- a reply silent that long would have been cut there anyway.
 local DEFAULT_LOW_SPEED = { bytes = 1, seconds = 60 }
 
-local function check_count(v, name, max)
+local function check_count(v, name, max, level)
   local why = count_problem(v, max)
-  if why then opterror(name, why) end
+  if why then opterror(name, why, (level or 1) + 1) end
 end
 
 -- ca_file, insecure and low_speed -> the transport fields they become.
@@ -90,25 +67,25 @@ local function check_http_options(opts)
   local out = {}
   local ca_file, insecure, low = opts.ca_file, opts.insecure, opts.low_speed
   if ca_file ~= nil then
-    if type(ca_file) ~= "string" or ca_file == "" then opterror("ca_file", "a file path expected") end
+    if type(ca_file) ~= "string" or ca_file == "" then opterror("ca_file", "a file path expected", 2) end
     local f, why = io.open(ca_file, "r")
-    if not f then opterror("ca_file", "cannot open: " .. tostring(why)) end
+    if not f then opterror("ca_file", "cannot open: " .. tostring(why), 2) end
     f:close()
     out.ca_file = ca_file
   end
   if insecure ~= nil and type(insecure) ~= "boolean" then
-    opterror("insecure", "boolean expected, got " .. type(insecure))
+    opterror("insecure", "boolean expected, got " .. type(insecure), 2)
   end
-  if insecure and ca_file then opterror("insecure", "cannot be combined with ca_file") end
+  if insecure and ca_file then opterror("insecure", "cannot be combined with ca_file", 2) end
   out.insecure = insecure or nil
   if low == nil then low = DEFAULT_LOW_SPEED end
   if low ~= false then
-    if type(low) ~= "table" then opterror("low_speed", "{ bytes = n, seconds = s } or false expected") end
+    if type(low) ~= "table" then opterror("low_speed", "{ bytes = n, seconds = s } or false expected", 2) end
     for k in pairs(low) do
-      if k ~= "bytes" and k ~= "seconds" then opterror("low_speed", "unknown field '" .. tostring(k) .. "'") end
+      if k ~= "bytes" and k ~= "seconds" then opterror("low_speed", "unknown field '" .. tostring(k) .. "'", 2) end
     end
-    check_count(low.bytes, "low_speed.bytes", MAX_BYTES)
-    check_count(low.seconds, "low_speed.seconds", MAX_SECONDS)
+    check_count(low.bytes, "low_speed.bytes", MAX_BYTES, 2)
+    check_count(low.seconds, "low_speed.seconds", MAX_SECONDS, 2)
     out.low_speed_limit, out.low_speed_time = low.bytes, low.seconds
   end
   return out
@@ -134,10 +111,10 @@ local function resolve_credentials(opts)
   local host, stored = opts.host or env_host, nil
   if opts.account ~= nil then
     if type(opts.account) ~= "string" or opts.account == "" then
-      opterror("account", 'an account name such as "@me@misskey.example" expected')
+      opterror("account", 'an account name such as "@me@misskey.example" expected', 2)
     end
     local entry, why = require("misskey.credentials").get(opts.account)
-    if not entry then opterror("account", why) end
+    if not entry then opterror("account", why, 2) end
     host, stored = opts.host or entry.host, entry
   elseif opts.token == nil and not (env_host and env_token) then
     -- The store is read only when it can supply something; a broken store
@@ -147,15 +124,14 @@ local function resolve_credentials(opts)
       stored = entry
       host = host or entry.host
     elseif host == nil and err and err.reason ~= "unknown" then
-      opterror("host", "no host given, and " .. why)
+      opterror("host", "no host given, and " .. why, 2)
     end
   end
   if host == nil then
-    error("bad option 'host' (a host is required: pass host = ..., set MISSKEY_HOST, "
-      .. "or log in with `misskey login`)", 4)
+    opterror("host", "a host is required: pass host = ..., set MISSKEY_HOST, or log in with `misskey login`", 2)
   end
   local base, why = baseurl.parse(host)
-  if not base then opterror("host", why .. ": " .. ("%q"):format(tostring(host))) end
+  if not base then opterror("host", why .. ": " .. ("%q"):format(tostring(host)), 2) end
   local token, source, from = opts.token, "token", nil
   if token == nil and env_host and env_token and baseurl.parse(env_host) == base then
     token, source = env_token, "MISSKEY_TOKEN"
@@ -165,7 +141,7 @@ local function resolve_credentials(opts)
   end
   if token == false then token = nil end
   if token ~= nil and type(token) ~= "string" then
-    opterror("token", "string expected, got " .. type(token))
+    opterror("token", "string expected, got " .. type(token), 2)
   end
   if token == "" then token = nil end
   return base, token, source, from
@@ -177,14 +153,13 @@ end
 local function check_cleartext(opts, base, token, source, stored)
   local allow = opts.allow_plaintext_token
   if allow ~= nil and type(allow) ~= "boolean" then
-    opterror("allow_plaintext_token", "boolean expected, got " .. type(allow))
+    opterror("allow_plaintext_token", "boolean expected, got " .. type(allow), 2)
   end
   if allow or not token or (stored and stored.allow_plaintext_token == true) then return allow or false end
   local why = baseurl.cleartext(base, Client._getenv)
   if why then
-    error(("bad option 'host' (%s: %s, so the token (from %s) would travel unencrypted, readable and "
-      .. "usable by anyone on the way; use https, or pass allow_plaintext_token = true to send it anyway)")
-      :format(base, why, source), 4)
+    opterror("host", ("%s: %s, so the token (from %s) would travel unencrypted, readable and usable by anyone "
+      .. "on the way; use https, or pass allow_plaintext_token = true to send it anyway"):format(base, why, source), 2)
   end
   return false
 end
@@ -192,10 +167,8 @@ end
 --- misskey.new(opts) -> client. See README "Client options".
 function Client.new(opts)
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then argerror("new", 1, "options table expected, got " .. type(opts), 2) end
-  for k in pairs(opts) do
-    if not OPTIONS[k] then error(("bad option '%s' (unknown option)"):format(tostring(k)), 3) end
-  end
+  if type(opts) ~= "table" then argerror(1, "new", "options table expected, got " .. type(opts)) end
+  argcheck.known_options(opts, OPTIONS)
   local base, token, source, stored = resolve_credentials(opts)
   local allow_plaintext = check_cleartext(opts, base, token, source, stored)
   local auth = opts.auth or "body"
@@ -208,7 +181,8 @@ function Client.new(opts)
   if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
     opterror("validate", "boolean expected, got " .. type(opts.validate))
   end
-  ratelimit.check(opts, "bad option ", nil, 2)
+  local bad, why = ratelimit.problem(opts)
+  if bad then opterror(bad, why) end
   if opts.user_agent ~= nil and type(opts.user_agent) ~= "string" then
     opterror("user_agent", "string expected")
   end
@@ -307,9 +281,7 @@ function Client:observed()
 end
 
 local function check_client(self, fname)
-  if getmetatable(self) ~= Client then
-    error(("bad self to '%s' (call it as client:%s(...))"):format(fname, fname), 3)
-  end
+  argcheck.self(self, Client, "client", fname, 2)
 end
 
 -- Names that passed check_endpoint: the patterns cost more than the rest of a
@@ -320,14 +292,14 @@ local known_endpoints, nknown = {}, 0
 local function check_endpoint(endpoint)
   if known_endpoints[endpoint] then return end
   if type(endpoint) ~= "string" then
-    argerror("request", 1, "endpoint must be a string, got " .. type(endpoint), 3)
+    argerror(1, "request", "endpoint must be a string, got " .. type(endpoint), 2)
   end
   if endpoint:sub(1, 1) == "/" then
-    argerror("request", 1, ("endpoint must not start with '/': %q"):format(endpoint), 3)
+    argerror(1, "request", ("endpoint must not start with '/': %q"):format(endpoint), 2)
   end
   if not endpoint:find("^[%w_%-]+$") and not endpoint:find("^[%w_%-]+[%w_%-/]*[%w_%-]$")
      or endpoint:find("//", 1, true) then
-    argerror("request", 1, ("not an endpoint name: %q"):format(endpoint), 3)
+    argerror(1, "request", ("not an endpoint name: %q"):format(endpoint), 2)
   end
   if nknown < 4096 then
     known_endpoints[endpoint], nknown = true, nknown + 1
@@ -338,18 +310,19 @@ local NO_OPTIONS = setmetatable({}, { __newindex = function() error("call option
 
 local function check_call_options(opts)
   if opts == nil then return NO_OPTIONS end
-  if type(opts) ~= "table" then argerror("request", 3, "options table expected, got " .. type(opts), 3) end
+  if type(opts) ~= "table" then argerror(3, "request", "options table expected, got " .. type(opts), 2) end
   for k in pairs(opts) do
-    if not CALL_OPTIONS[k] then argerror("request", 3, "unknown option '" .. tostring(k) .. "'", 3) end
+    if not CALL_OPTIONS[k] then argerror(3, "request", "unknown option '" .. tostring(k) .. "'", 2) end
   end
-  local why = opts.timeout ~= nil and seconds_problem(opts.timeout)
-  if why then argerror("request", 3, "option 'timeout': " .. why, 3) end
-  ratelimit.check(opts, "bad argument #3 to 'request' (option ", ")", 3)
+  local why = opts.timeout ~= nil and seconds_problem(opts.timeout, MAX_SECONDS)
+  if why then argerror(3, "request", "option 'timeout': " .. why, 2) end
+  local bad, problem = ratelimit.problem(opts)
+  if bad then argerror(3, "request", ("option '%s' (%s)"):format(bad, problem), 2) end
   if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
-    argerror("request", 3, "option 'validate' must be a boolean", 3)
+    argerror(3, "request", "option 'validate' must be a boolean", 2)
   end
   if opts.null ~= nil and opts.null ~= "nil" and opts.null ~= "sentinel" then
-    argerror("request", 3, "option 'null' must be \"nil\" or \"sentinel\"", 3)
+    argerror(3, "request", "option 'null' must be \"nil\" or \"sentinel\"", 2)
   end
   return opts
 end
@@ -497,7 +470,7 @@ function Client:request(endpoint, params, opts)
   check_client(self, "request")
   check_endpoint(endpoint)
   if params ~= nil and type(params) ~= "table" then
-    argerror("request", 2, "params must be a table, got " .. type(params), 2)
+    argerror(2, "request", "params must be a table, got " .. type(params))
   end
   opts = check_call_options(opts)
   local validate = opts.validate
@@ -554,7 +527,7 @@ end
 local function field_text(key, v)
   local text = scalar_text(v)
   if text then return text end
-  argerror("upload", 2, ("fields.%s must be a string, number or boolean, got %s"):format(key, tostring(v)), 3)
+  argerror(2, "upload", ("fields.%s must be a string, number or boolean, got %s"):format(key, tostring(v)), 2)
 end
 
 -- Names go into the part headers as C strings: a NUL would cut them short ("a.png\0.exe" went
@@ -564,10 +537,10 @@ local HEADER_UNSAFE = "[\r\n%z]"
 -- The file argument's path: no NUL (the file opened would be another one), and a last
 -- component without line breaks unless a filename replaces it.
 local function check_path(path, filename)
-  if path == "" then argerror("upload", 1, "file path is empty", 4) end
-  if path:find("%z") then argerror("upload", 1, "file path contains a NUL byte", 4) end
+  if path == "" then argerror(1, "upload", "file path is empty", 3) end
+  if path:find("%z") then argerror(1, "upload", "file path contains a NUL byte", 3) end
   if not filename and basename(path):find(HEADER_UNSAFE) then
-    argerror("upload", 1, "the file's name has a line break: give { path = ..., filename = ... }", 4)
+    argerror(1, "upload", "the file's name has a line break: give { path = ..., filename = ... }", 3)
   end
 end
 
@@ -579,22 +552,22 @@ local function file_part(file)
     return { name = "file", path = file, filename = basename(file) }, basename(file)
   end
   if type(file) ~= "table" then
-    argerror("upload", 1, "a file path or { data = ..., filename = ... } expected, got " .. type(file), 3)
+    argerror(1, "upload", "a file path or { data = ..., filename = ... } expected, got " .. type(file), 2)
   end
   for k in pairs(file) do
-    if not FILE_KEYS[k] then argerror("upload", 1, "unknown field '" .. tostring(k) .. "'", 3) end
+    if not FILE_KEYS[k] then argerror(1, "upload", "unknown field '" .. tostring(k) .. "'", 2) end
   end
   for k in pairs(FILE_KEYS) do
     if file[k] ~= nil and type(file[k]) ~= "string" then
-      argerror("upload", 1, ("field '%s' must be a string, got %s"):format(k, type(file[k])), 3)
+      argerror(1, "upload", ("field '%s' must be a string, got %s"):format(k, type(file[k])), 2)
     end
   end
   if (file.path == nil) == (file.data == nil) then
-    argerror("upload", 1, "give exactly one of path and data", 3)
+    argerror(1, "upload", "give exactly one of path and data", 2)
   end
   for _, k in ipairs{ "filename", "type" } do
     if file[k] and file[k]:find(HEADER_UNSAFE) then
-      argerror("upload", 1, ("field '%s' must not contain CR, LF or NUL"):format(k), 3)
+      argerror(1, "upload", ("field '%s' must not contain CR, LF or NUL"):format(k), 2)
     end
   end
   if file.path then check_path(file.path, file.filename) end
@@ -626,31 +599,31 @@ function Client:upload(file, fields, opts)
   check_client(self, "upload")
   local part, default_name = file_part(file)
   if fields ~= nil and type(fields) ~= "table" then
-    argerror("upload", 2, "fields must be a table, got " .. type(fields), 2)
+    argerror(2, "upload", "fields must be a table, got " .. type(fields))
   end
   if opts ~= nil and type(opts) ~= "table" then
-    argerror("upload", 3, "options table expected, got " .. type(opts), 2)
+    argerror(3, "upload", "options table expected, got " .. type(opts))
   end
   opts = opts or {}
   for k in pairs(opts) do
-    if not UPLOAD_OPTIONS[k] then argerror("upload", 3, "unknown option '" .. tostring(k) .. "'", 2) end
+    if not UPLOAD_OPTIONS[k] then argerror(3, "upload", "unknown option '" .. tostring(k) .. "'") end
   end
-  local bad_timeout = opts.timeout ~= nil and seconds_problem(opts.timeout)
-  if bad_timeout then argerror("upload", 3, "option 'timeout': " .. bad_timeout, 2) end
+  local bad_timeout = opts.timeout ~= nil and seconds_problem(opts.timeout, MAX_SECONDS)
+  if bad_timeout then argerror(3, "upload", "option 'timeout': " .. bad_timeout) end
   if opts.progress ~= nil and type(opts.progress) ~= "function" then
-    argerror("upload", 3, "option 'progress' must be a function(sent, total)", 2)
+    argerror(3, "upload", "option 'progress' must be a function(sent, total)")
   end
   -- Text fields first (the server reads them after streaming the file), `i`
   -- first of all as misskey-js does, then the others in sorted order.
   local values, keys = {}, {}
   for k, v in pairs(fields or {}) do
-    if type(k) ~= "string" then argerror("upload", 2, "field names must be strings", 2) end
+    if type(k) ~= "string" then argerror(2, "upload", "field names must be strings") end
     if k:find(HEADER_UNSAFE) then
       local shown = k:gsub("%c", function(c) return "\\" .. c:byte() end) -- the same on every Lua
-      argerror("upload", 2, ('field name "%s" must not contain CR, LF or NUL'):format(shown), 2)
+      argerror(2, "upload", ('field name "%s" must not contain CR, LF or NUL'):format(shown))
     end
     if k == "i" or k == "file" then
-      argerror("upload", 2, ("field '%s' is set by upload itself"):format(k), 2)
+      argerror(2, "upload", ("field '%s' is set by upload itself"):format(k))
     end
     if v ~= json.null then
       values[k] = field_text(k, v)
@@ -708,15 +681,15 @@ end
 local function query_value(key, v)
   local text = scalar_text(v)
   if text then return text end
-  argerror("http", 1, ("query.%s must be a string, number, boolean or a list of them"):format(key), 4)
+  argerror(1, "http", ("query.%s must be a string, number, boolean or a list of them"):format(key), 3)
 end
 
 -- { b = "2", a = { "x", "y" } } -> "a=x&a=y&b=2" (sorted keys: deterministic).
 local function encode_query(query)
-  if type(query) ~= "table" then argerror("http", 1, "query must be a table, got " .. type(query), 3) end
+  if type(query) ~= "table" then argerror(1, "http", "query must be a table, got " .. type(query), 2) end
   local keys = {}
   for k in pairs(query) do
-    if type(k) ~= "string" then argerror("http", 1, "query keys must be strings", 3) end
+    if type(k) ~= "string" then argerror(1, "http", "query keys must be strings", 2) end
     keys[#keys + 1] = k
   end
   table.sort(keys)
@@ -746,53 +719,53 @@ end
 -- decoded into the second result.
 function Client:http(req)
   check_client(self, "http")
-  if type(req) ~= "table" then argerror("http", 1, "request table expected, got " .. type(req), 2) end
+  if type(req) ~= "table" then argerror(1, "http", "request table expected, got " .. type(req)) end
   for k in pairs(req) do
-    if not HTTP_KEYS[k] then argerror("http", 1, "unknown field '" .. tostring(k) .. "'", 2) end
+    if not HTTP_KEYS[k] then argerror(1, "http", "unknown field '" .. tostring(k) .. "'") end
   end
   local method, path, body = req.method or "GET", req.path, req.body
   if type(method) ~= "string" or not method:find("^%u+$") then
-    argerror("http", 1, "method must be an upper-case HTTP method such as \"GET\"", 2)
+    argerror(1, "http", "method must be an upper-case HTTP method such as \"GET\"")
   end
-  if type(path) ~= "string" then argerror("http", 1, "path must be a string, got " .. type(path), 2) end
+  if type(path) ~= "string" then argerror(1, "http", "path must be a string, got " .. type(path)) end
   if path:sub(1, 1) ~= "/" then
-    argerror("http", 1, ("path must start with '/' (the client's host is implied): %q"):format(path), 2)
+    argerror(1, "http", ("path must start with '/' (the client's host is implied): %q"):format(path))
   end
   if path:find("[%s%c#]") then
-    argerror("http", 1, ("path must not contain spaces, control characters or '#': %q"):format(path), 2)
+    argerror(1, "http", ("path must not contain spaces, control characters or '#': %q"):format(path))
   end
   if body ~= nil and type(body) ~= "string" then
-    argerror("http", 1, "body must be a string, got " .. type(body), 2)
+    argerror(1, "http", "body must be a string, got " .. type(body))
   end
   if body and (method == "GET" or method == "HEAD") then
-    argerror("http", 1, method .. " cannot carry a body", 2)
+    argerror(1, "http", method .. " cannot carry a body")
   end
   local t, m = req.timeout, req.max_size
-  local why = t ~= nil and seconds_problem(t)
-  if why then argerror("http", 1, "timeout: " .. why, 2) end
+  local why = t ~= nil and seconds_problem(t, MAX_SECONDS)
+  if why then argerror(1, "http", "timeout: " .. why) end
   why = m ~= nil and count_problem(m, MAX_BYTES)
-  if why then argerror("http", 1, "max_size: " .. why, 2) end
+  if why then argerror(1, "http", "max_size: " .. why) end
   for _, k in ipairs{ "auth", "json" } do
     if req[k] ~= nil and type(req[k]) ~= "boolean" then
-      argerror("http", 1, k .. " must be a boolean, got " .. type(req[k]), 2)
+      argerror(1, "http", k .. " must be a boolean, got " .. type(req[k]))
     end
   end
   local headers, lower = {}, {}
   if req.headers ~= nil and type(req.headers) ~= "table" then
-    argerror("http", 1, "headers must be a table, got " .. type(req.headers), 2)
+    argerror(1, "http", "headers must be a table, got " .. type(req.headers))
   end
   for k, v in pairs(req.headers or {}) do
     if type(k) ~= "string" or not k:find("^[!#$%%&'*+%-.^_`|~%w]+$") then
-      argerror("http", 1, "header names must be HTTP tokens, got " .. ("%q"):format(tostring(k)), 2)
+      argerror(1, "http", "header names must be HTTP tokens, got " .. ("%q"):format(tostring(k)))
     end
     if type(v) ~= "string" or v:find("[\r\n%z]") then
-      argerror("http", 1, ("headers[%q] must be a string without line breaks"):format(k), 2)
+      argerror(1, "http", ("headers[%q] must be a string without line breaks"):format(k))
     end
     headers[k], lower[k:lower()] = v, true
   end
   if req.auth then
-    if not self._token then argerror("http", 1, "auth = true but the client has no token", 2) end
-    if lower.authorization then argerror("http", 1, "auth = true and an Authorization header", 2) end
+    if not self._token then argerror(1, "http", "auth = true but the client has no token") end
+    if lower.authorization then argerror(1, "http", "auth = true and an Authorization header") end
     headers.Authorization = "Bearer " .. self._token
   end
   if req.json and not lower.accept then headers.Accept = "application/json" end
@@ -830,7 +803,8 @@ end
 --- client:paginate(endpoint, params, opts) -> iterator (see misskey.paginate).
 function Client:paginate(endpoint, params, opts)
   check_client(self, "paginate")
-  return require("misskey.paginate").new(self, endpoint, params, opts)
+  local it = require("misskey.paginate").new(self, endpoint, params, opts) -- not a tail call: see misskey.argcheck
+  return it
 end
 
 --- client:schema() -> { software, version, endpoints = n, source = "server"|"cache" } | nil, message, err
@@ -844,7 +818,8 @@ end
 --- client:batch(calls, { concurrency = 8, timeout = s }) -> results, errs (see misskey.batch).
 function Client:batch(calls, opts)
   check_client(self, "batch")
-  return require("misskey.batch")(self, calls, opts)
+  local results, errs = require("misskey.batch")(self, calls, opts) -- not a tail call: see misskey.argcheck
+  return results, errs
 end
 
 --- client:stream(opts) -> Stream: the Streaming API over one WebSocket (see misskey.stream).
@@ -852,7 +827,8 @@ end
 -- confirm_timeout (10 s), backfill (true); an unknown option raises.
 function Client:stream(opts)
   check_client(self, "stream")
-  return require("misskey.stream").new(self, opts)
+  local stream = require("misskey.stream").new(self, opts) -- not a tail call: see misskey.argcheck
+  return stream
 end
 
 return Client

@@ -19,6 +19,7 @@
 -- Failures return `nil, message, err` with `err.kind = "invalid"`, `err.path`
 -- and `err.reason` ("missing", "symlink", "owner", "mode", "type", "size",
 -- "format", "timeout", "io", "unknown", "path"); messages never contain a token.
+local argcheck = require "misskey.argcheck"
 local core = require "misskey.core"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
@@ -160,7 +161,7 @@ function credentials.add(entry)
   local user = entry.user or {}
   local username = entry.username or user.username
   if type(username) ~= "string" or type(entry.token) ~= "string" or type(entry.host) ~= "string" then
-    error("bad argument #1 to 'add' (host, token and username strings expected)", 2)
+    argcheck.argerror(1, "add", "host, token and username strings expected")
   end
   local path, msg, err = store_path()
   if not path then return nil, msg, err end
@@ -185,7 +186,7 @@ end
 ---@return string|nil path
 ---@return string? message
 function credentials.rescue(token)
-  if type(token) ~= "string" then error("bad argument #1 to 'rescue' (token string expected)", 2) end
+  if type(token) ~= "string" then argcheck.argerror(1, "rescue", "token string expected") end
   local dirs = {}
   local store = credentials.path()
   if store then dirs[#dirs + 1] = store:match("^(.*)/[^/]*$") end

@@ -15,10 +15,9 @@ local misskey = {
   array = json.array,
 }
 
---- Makes a client. See README "Client options".
-function misskey.new(opts)
-  return Client.new(opts)
-end
+--- Makes a client. See README "Client options". (Client.new itself, not a
+-- wrapper: a misuse error then names the caller's line on every Lua.)
+misskey.new = Client.new
 
 --- The permissions a token needs for the endpoints `names` (sorted, unique):
 -- `misskey.permissions_for{ "notes/create", "drive/files/create" }`. An
@@ -32,7 +31,8 @@ end
 
 --- misskey.bot(client[, opts]) -> a bot (see README "Bots").
 function misskey.bot(client, opts)
-  return require("misskey.bot").new(client, opts)
+  local bot = require("misskey.bot").new(client, opts) -- not a tail call: see misskey.argcheck
+  return bot
 end
 
 --- The process's default engine (the C core's curl multi handle, sockets and timers).

@@ -5,6 +5,7 @@
 -- the engine reports the event. Outside a task it steps the engine until the
 -- event happens (blocking), queueing other tasks' events for later. So
 -- `client:request` yields in a task and blocks in a plain script: one code path.
+local argcheck = require "misskey.argcheck"
 local engines = require "misskey.engine"
 local errors = require "misskey.errors"
 
@@ -51,7 +52,7 @@ local error_handler = default_handler
 --- Replaces the handler of errors that no task joins; returns the previous one.
 function loop.on_error(fn)
   if fn ~= nil and type(fn) ~= "function" then
-    error("bad argument #1 to 'on_error' (function expected, got " .. type(fn) .. ")", 2)
+    argcheck.argerror(1, "on_error", "function expected, got " .. type(fn))
   end
   local old = error_handler
   error_handler = fn or default_handler
@@ -175,7 +176,7 @@ end
 -- next scheduler round, or when someone joins it).
 function loop.spawn(fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+    argcheck.argerror(1, "spawn", "function expected, got " .. type(fn))
   end
   local task = setmetatable({ status = "ready", joiners = {} }, Task)
   task.co = coroutine.create(fn)
@@ -242,7 +243,7 @@ end
 -- for a later call, so keep a spawn_now task only while it runs or once it has waited.
 function loop.spawn_now(fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn_now' (function expected, got " .. type(fn) .. ")", 2)
+    argcheck.argerror(1, "spawn_now", "function expected, got " .. type(fn))
   end
   local n = #parked
   local task = parked[n]
@@ -345,9 +346,8 @@ end
 
 --- misskey.sleep(seconds): yields in a task, blocks (running other tasks) outside.
 function loop.sleep(seconds)
-  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
-    error("bad argument #1 to 'sleep' (number of seconds >= 0 expected, got " .. tostring(seconds) .. ")", 2)
-  end
+  local why = argcheck.wait_problem(seconds)
+  if why then argcheck.argerror(1, "sleep", why) end
   await(function() end, nil, seconds)
 end
 
@@ -359,10 +359,9 @@ local event_waits = setmetatable({}, { __mode = "k" })
 -- Yields in a task, drives the scheduler outside one. A condition variable:
 -- check your own state before waiting, and again after waking.
 function loop.wait_event(obj, timeout)
-  if obj == nil then error("bad argument #1 to 'wait_event' (a key expected, got nil)", 2) end
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
-    error("bad argument #2 to 'wait_event' (number of seconds >= 0 expected)", 2)
-  end
+  if obj == nil then argcheck.argerror(1, "wait_event", "a key expected, got nil") end
+  local why = timeout ~= nil and argcheck.wait_problem(timeout)
+  if why then argcheck.argerror(2, "wait_event", why) end
   return (await(function(w)
     local list = event_waits[obj]
     if not list then
@@ -392,7 +391,7 @@ end
 --- task:join() -> the task's return values; if it raised: nil, message, err
 -- (err.kind "task", err.traceback). Yields in a task, drives the scheduler outside.
 function Task:join()
-  if getmetatable(self) ~= Task then error("bad self to 'join' (call it as task:join())", 2) end
+  argcheck.self(self, Task, "task", "join")
   if self == loop.current() then error("a task cannot join itself", 2) end
   self.joined = true
   if self.status ~= "done" and self.status ~= "failed" and self.status ~= "cancelled" then
@@ -404,7 +403,7 @@ end
 --- task:cancel(): stops the task where it waits (its transfer is aborted and
 -- its connection closed); joiners get nil, "task cancelled", err.
 function Task:cancel()
-  if getmetatable(self) ~= Task then error("bad self to 'cancel' (call it as task:cancel())", 2) end
+  argcheck.self(self, Task, "task", "cancel")
   if self.status == "done" or self.status == "failed" or self.status == "cancelled" then return false end
   if self == loop.current() then error("a task cannot cancel itself; return from it instead", 2) end
   if self.status == "running" then
@@ -441,7 +440,7 @@ end
 -- Tasks still alive after stop() are cancelled.
 function loop.run(fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
+    argcheck.argerror(1, "run", "function expected, got " .. type(fn))
   end
   if running_loop or loop.current() then
     return loop.spawn(fn, ...):join()
@@ -472,9 +471,8 @@ end
 --- misskey.step(timeout) -> number of tasks alive: one round for frame loops
 -- and host event loops; waits at most `timeout` seconds (default 0).
 function loop.step(timeout)
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
-    error("bad argument #1 to 'step' (number of seconds >= 0 expected)", 2)
-  end
+  local why = timeout ~= nil and argcheck.wait_problem(timeout)
+  if why then argcheck.argerror(1, "step", why) end
   run_ready()
   pump(#ready > 0 and 0 or (timeout or 0))
   run_ready()
@@ -522,7 +520,7 @@ function loop.gather(...)
     elseif type(f) == "function" then
       tasks[i] = loop.spawn(f)
     else
-      error(("bad argument #%d to 'gather' (function or task expected, got %s)"):format(i, type(f)), 2)
+      argcheck.argerror(i, "gather", "function or task expected, got " .. type(f))
     end
     tasks[i].joined = true
   end

@@ -21,6 +21,7 @@
 -- item delivered). A page shorter than asked is not the end: servers that drop
 -- muted or hidden items after the query (Sharkey, forks) answer short pages
 -- while more items exist.
+local argcheck = require "misskey.argcheck"
 local errors = require "misskey.errors"
 local ratelimit = require "misskey.ratelimit"
 local loop = require "misskey.loop"
@@ -39,8 +40,9 @@ local REQUEST_OPTIONS = { "timeout", "ratelimit", "max_wait", "retries" }
 local DEFAULT_PAGE_MAX = 100
 local CURSOR_VERSION = "1"
 
+-- client:paginate -> paginate.new -> this wrapper: level 3 (see misskey.argcheck).
 local function argerror(n, what)
-  error(("bad argument #%d to 'paginate' (%s)"):format(n, what), 4)
+  argcheck.argerror(n, "paginate", what, 3)
 end
 
 local function is_count(v, min)
@@ -347,7 +349,7 @@ end
 
 --- it:next() -> the next item, or nil at the end (or after an error: see it:error()).
 function Iterator:next()
-  if getmetatable(self) ~= Iterator then error("bad self to 'next' (call it as it:next())", 2) end
+  argcheck.self(self, Iterator, "it", "next")
   if self.remaining and self.remaining <= 0 then return nil end
   if self.bi > self.bn then
     if self.done then return nil end
@@ -390,7 +392,7 @@ end
 --- it:cursor() -> a string that resumes the walk after the last item delivered:
 -- client:paginate(endpoint, params, { cursor = s }) with the same params.
 function Iterator:cursor()
-  if getmetatable(self) ~= Iterator then error("bad self to 'cursor' (call it as it:cursor())", 2) end
+  argcheck.self(self, Iterator, "it", "cursor")
   return encode_cursor(self.endpoint, self)
 end
 

@@ -77,27 +77,25 @@ end
 ---------------------------------------------------------------------------
 -- options
 
-local function opterror(prefix, name, what, level)
-  error(("%s'%s' (%s)"):format(prefix, name, what), level + 1)
-end
-
--- Checks ratelimit/max_wait/retries in `opts`; `prefix` starts the message
--- ("bad option " for misskey.new, "bad argument #3 to 'request' (option " ...).
-function M.check(opts, prefix, suffix, level)
+--- What is wrong with the ratelimit, max_wait, retries or idempotent option
+-- of `opts`: `name, why`, or nil. The caller raises in its own words (an
+-- option of misskey.new, or of one call).
+---@param opts table
+---@return string|nil name
+---@return string|nil why
+function M.problem(opts)
   local mode, max_wait, retries = opts.ratelimit, opts.max_wait, opts.retries
-  level = level + 1
-  suffix = suffix or ""
   if mode ~= nil and not M.MODES[mode] then
-    opterror(prefix, "ratelimit", 'expected "wait", "throw" or "pace", got ' .. tostring(mode) .. suffix, level)
+    return "ratelimit", 'expected "wait", "throw" or "pace", got ' .. tostring(mode)
   end
   if max_wait ~= nil and (type(max_wait) ~= "number" or max_wait ~= max_wait or max_wait < 0) then
-    opterror(prefix, "max_wait", "a number of seconds >= 0 expected, got " .. tostring(max_wait) .. suffix, level)
+    return "max_wait", "a number of seconds >= 0 expected, got " .. tostring(max_wait)
   end
   if retries ~= nil and (type(retries) ~= "number" or retries < 0 or retries % 1 ~= 0 or retries == math.huge) then
-    opterror(prefix, "retries", "an integer >= 0 expected, got " .. tostring(retries) .. suffix, level)
+    return "retries", "an integer >= 0 expected, got " .. tostring(retries)
   end
   if opts.idempotent ~= nil and type(opts.idempotent) ~= "boolean" then
-    opterror(prefix, "idempotent", "boolean expected, got " .. type(opts.idempotent) .. suffix, level)
+    return "idempotent", "boolean expected, got " .. type(opts.idempotent)
   end
 end
 

@@ -5,6 +5,7 @@
 -- (src/signals.c); a task waits for that fd through the engine like for any
 -- socket, and calls the owner's stop function in the scheduler, where it may
 -- wait for handlers and close sockets. Nothing runs inside a signal.
+local argcheck = require "misskey.argcheck"
 local core = require "misskey.core"
 local loop = require "misskey.loop"
 
@@ -19,8 +20,8 @@ local NAMES = { TERM = true, INT = true, HUP = true, QUIT = true, USR1 = true, U
 ---@return string[]|nil
 function signals.check(v, option)
   if v == nil then return nil end
-  local function bad(what)
-    error(("bad option '%s' (%s)"):format(option, what), 4)
+  local function bad(what) -- stream:run or bot:run -> signals.check -> bad: level 3
+    argcheck.opterror(option, what, 3)
   end
   if type(v) ~= "table" or #v == 0 then bad('a list of signal names expected, e.g. { "TERM", "INT" }') end
   local out = {}

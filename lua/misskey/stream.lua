@@ -17,6 +17,7 @@
 -- such channel gets a starting point when it first joins (the newest id then,
 -- or the smallest id of the server's time), so a quiet one is backfilled too;
 -- with `positions`, the starting points survive a restart (misskey.positions).
+local argcheck = require "misskey.argcheck"
 local errors = require "misskey.errors"
 local ids = require "misskey.id"
 local json = require "misskey.json"
@@ -78,46 +79,37 @@ stream.BACKFILL = BACKFILL
 local OPTIONS = { reconnect = true, backoff = true, watchdog = true, confirm_timeout = true, backfill = true,
                   max_message = true, positions = true }
 
-local function opterror(name, what)
-  error(("bad option '%s' (%s)"):format(name, what), 4)
-end
+local argerror, opterror = argcheck.argerror, argcheck.opterror
 
-local function check_seconds(v, name)
-  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-    opterror(name, "a number of seconds > 0 expected, got " .. tostring(v))
-  end
-end
-
+-- client:stream(opts) -> stream.new -> here: level 3 (see misskey.argcheck).
 local function check_options(opts)
+  local L = 3
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'stream' (options table expected, got " .. type(opts) .. ")", 3)
-  end
-  for k in pairs(opts) do
-    if not OPTIONS[k] then opterror(tostring(k), "unknown option") end
-  end
+  if type(opts) ~= "table" then argerror(1, "stream", "options table expected, got " .. type(opts), L) end
+  argcheck.known_options(opts, OPTIONS, L)
   for _, k in ipairs{ "reconnect", "backfill" } do
-    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then opterror(k, "boolean expected, got " .. type(opts[k])) end
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then opterror(k, "boolean expected, got " .. type(opts[k]), L) end
   end
   local backoff = { min = 1, max = 60 }
   if opts.backoff ~= nil then
-    if type(opts.backoff) ~= "table" then opterror("backoff", "{ min = s, max = s } expected") end
+    if type(opts.backoff) ~= "table" then opterror("backoff", "{ min = s, max = s } expected", L) end
     for k, v in pairs(opts.backoff) do
-      if k ~= "min" and k ~= "max" then opterror("backoff", "unknown field '" .. tostring(k) .. "'") end
-      check_seconds(v, "backoff." .. k)
+      if k ~= "min" and k ~= "max" then opterror("backoff", "unknown field '" .. tostring(k) .. "'", L) end
+      local why = argcheck.seconds_problem(v)
+      if why then opterror("backoff." .. k, why, L) end
       backoff[k] = v
     end
-    if backoff.min > backoff.max then opterror("backoff", "min is greater than max") end
+    if backoff.min > backoff.max then opterror("backoff", "min is greater than max", L) end
   end
-  if opts.watchdog ~= nil then check_seconds(opts.watchdog, "watchdog") end
-  if opts.confirm_timeout ~= nil then check_seconds(opts.confirm_timeout, "confirm_timeout") end
+  argcheck.seconds_option(opts, "watchdog", nil, L)
+  argcheck.seconds_option(opts, "confirm_timeout", nil, L)
   local max = opts.max_message
   if max ~= nil and (type(max) ~= "number" or max ~= max or max < 1 or max % 1 ~= 0 or max > stream.MAX_MESSAGE) then
     opterror("max_message", ("an integer number of bytes from 1 to %d expected, got %s"):format(stream.MAX_MESSAGE,
-      tostring(max)))
+      tostring(max)), L)
   end
   if opts.positions ~= nil and opts.positions ~= false and opts.backfill == false then
-    opterror("positions", "positions are where backfills start: they need backfill = true")
+    opterror("positions", "positions are where backfills start: they need backfill = true", L)
   end
   return {
     reconnect = opts.reconnect ~= false,
@@ -128,11 +120,6 @@ local function check_options(opts)
     max_message = max,
     positions = opts.positions,
   }
-end
-
-local function seconds_or_nil(v, name)
-  if v ~= nil then check_seconds(v, name) end
-  return v
 end
 
 local function pct(s)
@@ -157,13 +144,13 @@ end
 
 -- Handler lists: { event = { { fn, once }, ... } }. A list is never changed in place
 -- (on/off/once make a new one), so fire() can walk it while handlers add or remove some.
-local function add_handler(handlers, fname, event, fn, once)
+-- `level`: see misskey.argcheck (1: called by the public function itself).
+local function add_handler(handlers, fname, event, fn, once, level)
+  level = (level or 1) + 1
   if type(event) ~= "string" or event == "" then
-    error(("bad argument #1 to '%s' (event name expected, got %s)"):format(fname, type(event)), 3)
+    argerror(1, fname, "event name expected, got " .. type(event), level)
   end
-  if type(fn) ~= "function" then
-    error(("bad argument #2 to '%s' (function expected, got %s)"):format(fname, type(fn)), 3)
-  end
+  if type(fn) ~= "function" then argerror(2, fname, "function expected, got " .. type(fn), level) end
   local old, list = handlers[event] or {}, {}
   for i = 1, #old do list[i] = old[i] end
   list[#list + 1] = { fn = fn, once = once }
@@ -223,9 +210,7 @@ end
 -- Channel
 
 local function check_channel(self, fname)
-  if getmetatable(self) ~= Channel then
-    error(("bad self to '%s' (call it as channel:%s(...))"):format(fname, fname), 3)
-  end
+  argcheck.self(self, Channel, "channel", fname, 2)
   if self._closed then error(("channel:%s: the channel %q is closed"):format(fname, self.name), 3) end
 end
 
@@ -255,7 +240,7 @@ end
 function Channel:send(type_, body)
   check_channel(self, "send")
   if type(type_) ~= "string" or type_ == "" then
-    error("bad argument #1 to 'send' (message type expected, got " .. type(type_) .. ")", 2)
+    argerror(1, "send", "message type expected, got " .. type(type_))
   end
   if body == nil then body = json.null end
   return self._stream:_send({ type = "channel", body = { id = self.id, type = type_, body = body } },
@@ -264,7 +249,7 @@ end
 
 --- channel:close(): leaves the channel (`disconnect`); the channel cannot be used afterwards.
 function Channel:close()
-  if getmetatable(self) ~= Channel then error("bad self to 'close' (call it as channel:close())", 2) end
+  argcheck.self(self, Channel, "channel", "close")
   if self._closed then return false end
   self._stream:_drop(self)
   return true
@@ -325,15 +310,15 @@ end
 ---------------------------------------------------------------------------
 -- Stream
 
-local function check_stream(self, fname)
-  if getmetatable(self) ~= Stream then
-    error(("bad self to '%s' (call it as stream:%s(...))"):format(fname, fname), 3)
-  end
+-- `level`: see misskey.argcheck (1: called by the public function itself).
+local function check_stream(self, fname, level)
+  argcheck.self(self, Stream, "stream", fname, (level or 1) + 1)
 end
 
-local function check_open(self, fname)
-  check_stream(self, fname)
-  if self._closed then error(("stream:%s: the stream is closed"):format(fname), 3) end
+local function check_open(self, fname, level)
+  level = (level or 1) + 1
+  check_stream(self, fname, level)
+  if self._closed then error(("stream:%s: the stream is closed"):format(fname), level + 1) end
 end
 
 -- Cancels a task that waits (a confirm timer, a mark, a backfill); a running or
@@ -347,7 +332,7 @@ function stream.new(client, opts)
   local o = check_options(opts)
   local transport = client._transport
   if type(transport) ~= "table" or type(transport.websocket) ~= "function" then
-    error("client:stream: the client's transport has no websocket function", 3)
+    error("client:stream: the client's transport has no websocket function", 3) -- client:stream's caller
   end
   local url = client.base_url:gsub("^http", "ws") .. "/streaming"
   local headers
@@ -383,7 +368,7 @@ function stream.new(client, opts)
   }, Stream)
   if o.positions ~= nil and o.positions ~= false then
     local path, why = positions.path(o.positions, client)
-    if not path then opterror("positions", why) end
+    if not path then opterror("positions", why, 2) end
     self._positions = path
     local saved, msg, err = positions.load(path, client.base_url)
     self._saved = saved or {}
@@ -452,11 +437,15 @@ function Stream:_fire_error(err)
   fire(self._running, self._handlers, "error", err)
 end
 
-function Stream:_new_channel(name, params, main)
+-- Raises when the stream has no room for one more channel (`level`: see misskey.argcheck).
+local function check_room(self, level)
   if #self._order >= stream.MAX_CHANNELS then
     error(("stream: at most %d channels per socket (Misskey ignores more); close one first")
-      :format(stream.MAX_CHANNELS), 3)
+      :format(stream.MAX_CHANNELS), (level or 1) + 2)
   end
+end
+
+function Stream:_new_channel(name, params, main)
   self._next_id = self._next_id + 1
   local ch = setmetatable({
     name = name, id = tostring(self._next_id), params = params, _stream = self, _handlers = {}, _main = main,
@@ -494,43 +483,47 @@ end
 function Stream:channel(name, params)
   check_open(self, "channel")
   if type(name) ~= "string" or not name:find("^%w+$") then
-    error("bad argument #1 to 'channel' (channel name expected, got " .. tostring(name) .. ")", 2)
+    argerror(1, "channel", "channel name expected, got " .. tostring(name))
   end
   if name == "main" then
-    error("bad argument #1 to 'channel' (the main channel is the stream's own: use stream:on(event, fn))", 2)
+    argerror(1, "channel", "the main channel is the stream's own: use stream:on(event, fn)")
   end
   if params ~= nil and type(params) ~= "table" then
-    error("bad argument #2 to 'channel' (params table expected, got " .. type(params) .. ")", 2)
+    argerror(2, "channel", "params table expected, got " .. type(params))
   end
   local copy
   if params ~= nil then
     copy = {}
     for k, v in pairs(params) do copy[k] = v end
   end
-  return self:_new_channel(name, copy, false)
+  check_room(self)
+  local ch = self:_new_channel(name, copy, false)
+  return ch
 end
 
 local function listen(self, fname, event, fn, once)
-  check_open(self, fname)
-  add_handler(self._handlers, fname, event, fn, once)
+  check_open(self, fname, 2)
+  add_handler(self._handlers, fname, event, fn, once, 2)
   if not LIFECYCLE[event] and not BROADCAST[event] and not self._main then
-    local ok, err = pcall(self._new_channel, self, "main", nil, true)
-    if not ok then
-      remove_handler(self._handlers, event, fn)
-      error(err, 3)
-    end
-    self._main = err
+    if #self._order >= stream.MAX_CHANNELS then remove_handler(self._handlers, event, fn) end
+    check_room(self, 2)
+    self._main = self:_new_channel("main", nil, true)
   end
-  return self
 end
 
 --- stream:on(event, fn): lifecycle events (connected, disconnected(reason, err),
 -- reconnecting(attempt, delay), error(err)), noteUpdated({id, type, body}),
 -- broadcasts (emojiAdded, ...) and every other name as an event of the main channel.
-function Stream:on(event, fn) return listen(self, "on", event, fn, false) end
+function Stream:on(event, fn)
+  listen(self, "on", event, fn, false)
+  return self
+end
 
 --- stream:once(event, fn): like on, for the next event only.
-function Stream:once(event, fn) return listen(self, "once", event, fn, true) end
+function Stream:once(event, fn)
+  listen(self, "once", event, fn, true)
+  return self
+end
 
 --- stream:off(event[, fn]) -> true if a handler was removed.
 function Stream:off(event, fn)
@@ -539,9 +532,7 @@ function Stream:off(event, fn)
 end
 
 local function check_note_id(fname, id)
-  if type(id) ~= "string" or id == "" then
-    error(("bad argument #1 to '%s' (note id expected, got %s)"):format(fname, type(id)), 3)
-  end
+  if type(id) ~= "string" or id == "" then argerror(1, fname, "note id expected, got " .. type(id), 2) end
 end
 
 --- stream:capture(note_id): noteUpdated events for that note. Counted: the
@@ -897,14 +888,12 @@ local RUN_OPTIONS = { stop_on = true, grace = true }
 function Stream:run(opts)
   check_open(self, "run")
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #1 to 'run' (options table expected, got " .. type(opts) .. ")", 2)
+    argerror(1, "run", "options table expected, got " .. type(opts))
   end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not RUN_OPTIONS[k] then opterror(tostring(k), "unknown option") end
-  end
+  argcheck.known_options(opts, RUN_OPTIONS)
   local stop_on = signals.check(opts.stop_on, "stop_on")
-  local grace = seconds_or_nil(opts.grace, "grace") or 10
+  local grace = argcheck.seconds_option(opts, "grace") or 10
   local watcher
   if stop_on then
     local why
@@ -979,12 +968,10 @@ local CLOSE_OPTIONS = { grace = true }
 function Stream:close(opts)
   check_stream(self, "close")
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #1 to 'close' (options table expected, got " .. type(opts) .. ")", 2)
+    argerror(1, "close", "options table expected, got " .. type(opts))
   end
-  for k in pairs(opts or {}) do
-    if not CLOSE_OPTIONS[k] then opterror(tostring(k), "unknown option") end
-  end
-  local grace = seconds_or_nil(opts and opts.grace, "grace")
+  argcheck.known_options(opts or {}, CLOSE_OPTIONS)
+  local grace = argcheck.seconds_option(opts or {}, "grace")
   if self._closed then return false end
   local current = loop.current()
   if grace then

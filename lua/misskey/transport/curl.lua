@@ -100,7 +100,8 @@ function curl.new(engine)
   end
   --- transport.websocket(req) -> ws | nil, msg, err (see misskey.transport.websocket)
   function transport.websocket(req)
-    return require("misskey.transport.websocket").connect(engine, req)
+    local ws, msg, err = require("misskey.transport.websocket").connect(engine, req) -- no tail call: argcheck's levels
+    return ws, msg, err
   end
   return transport
 end

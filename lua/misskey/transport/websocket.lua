@@ -1,6 +1,7 @@
 --- WebSockets on the C engine: `transport.websocket(req)` of the curl transport.
 -- `ws:receive()` yields in a scheduler task and blocks outside one, like every
 -- other wait; the socket is watched through the engine (engine:watch).
+local argcheck = require "misskey.argcheck"
 local errors = require "misskey.errors"
 local loop = require "misskey.loop"
 
@@ -131,26 +132,22 @@ end
 --- ws:state() -> "connecting" | "handshake" | "open" | "closing" | "closed"
 function WebSocket:state() return self._ws:state() end
 
+-- transport.websocket -> websocket.connect -> here: level 2 (see misskey.argcheck).
 local function opterror(name, what)
-  error(("bad option '%s' to 'websocket' (%s)"):format(name, what), 4)
-end
-
-local function check_seconds(req, name)
-  local v = req[name]
-  if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0) then
-    opterror(name, "a number of seconds > 0 expected, got " .. tostring(v))
-  end
+  argcheck.opterror(name, what, 3, "websocket")
 end
 
 -- Misuse raises naming the option, before anything is sent.
 local function check_request(req)
-  if type(req) ~= "table" then error("bad argument #1 to 'websocket' (request table expected)", 3) end
+  if type(req) ~= "table" then argcheck.argerror(1, "websocket", "request table expected", 2) end
   local url = req.url
   if type(url) ~= "string" or not (url:find("^wss?://[^/?#]")) then
     opterror("url", "a ws:// or wss:// URL expected, got " .. tostring(url))
   end
-  check_seconds(req, "timeout")
-  check_seconds(req, "connect_timeout")
+  for _, k in ipairs{ "timeout", "connect_timeout" } do
+    local why = req[k] ~= nil and argcheck.seconds_problem(req[k], math.huge) -- C clamps huge ones
+    if why then opterror(k, why) end
+  end
   local m = req.max_message
   if m ~= nil and (type(m) ~= "number" or m ~= m or m < 1) then
     opterror("max_message", "a number of bytes >= 1 expected, got " .. tostring(m))
