@@ -46,6 +46,7 @@ build = {
     ["misskey.paginate"] = "lua/misskey/paginate.lua",
     ["misskey.ratelimit"] = "lua/misskey/ratelimit.lua",
     ["misskey.schema"] = "lua/misskey/schema.lua",
+    ["misskey.seenset"] = "lua/misskey/seenset.lua",
     ["misskey.stream"] = "lua/misskey/stream.lua",
     ["misskey.id"] = "lua/misskey/id.lua",
     ["misskey.positions"] = "lua/misskey/positions.lua",

@@ -15,6 +15,7 @@ local argcheck = require "misskey.argcheck"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
+local seenset = require "misskey.seenset"
 local signals = require "misskey.signals"
 local taskset = require "misskey.taskset"
 
@@ -104,7 +105,7 @@ function bot.new(client, opts)
     _timers = {},     -- { seconds, fn }
     _tasks = taskset.new(),        -- handler and command tasks: stop waits for them (grace), then cancels
     _timer_tasks = taskset.new(),  -- the loops of bot:every
-    _seen = { cur = {}, old = {}, n = 0, oldn = 0 },
+    _seen = seenset.new(),
     _captured = {},       -- note id -> { expires = clock time or nil }
     _capture_order = {},  -- captured note ids, oldest first
     _stopsig = {},
@@ -123,18 +124,9 @@ function Bot:_spawn(fn, ...)
   return self._tasks:spawn(fn, ...)
 end
 
--- Two generations, as the stream's set: once the newer holds SEEN keys it becomes
--- the older and the older is dropped whole (a ring that deletes on every insert
--- makes Lua tables rehash; this costs a fraction of it per event).
+-- false for a key seen lately (see misskey.seenset), else true and remembered.
 local function remember(self, key)
-  local s = self._seen
-  if s.cur[key] or s.old[key] then return false end
-  local n = s.n + 1
-  if n > bot.SEEN then
-    s.old, s.oldn, s.cur, n = s.cur, s.n, {}, 1
-  end
-  s.cur[key], s.n = true, n
-  return true
+  return seenset.remember(self._seen, key, bot.SEEN)
 end
 
 ---------------------------------------------------------------------------
@@ -544,7 +536,7 @@ function Bot:stats()
   for _, c in ipairs(self._commands) do cooldowns = cooldowns + (c.nlast or 0) end
   for _, list in pairs(self._waiters) do waiters = waiters + #list end
   return {
-    tasks = self._tasks:count(), timers = self._timer_tasks:count(), seen = self._seen.n + self._seen.oldn,
+    tasks = self._tasks:count(), timers = self._timer_tasks:count(), seen = seenset.count(self._seen),
     captures = #self._capture_order, cooldowns = cooldowns, waiters = waiters,
     stream = self._stream and self._stream:stats() or nil,
   }

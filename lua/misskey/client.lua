@@ -3,6 +3,7 @@
 -- `nil, message, err` (see misskey.errors).
 local argcheck = require "misskey.argcheck"
 local baseurl = require "misskey.baseurl"
+local core = require "misskey.core"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 local decode_body = json._decode_body
@@ -92,9 +93,7 @@ local function check_http_options(opts)
 end
 
 local function default_user_agent()
-  local ok, core = pcall(require, "misskey.core")
-  local curl_version = ok and core.curl_version() or "unknown"
-  return ("lua-misskey/%s libcurl/%s"):format(VERSION, curl_version)
+  return ("lua-misskey/%s libcurl/%s"):format(VERSION, core.curl_version())
 end
 
 -- Credentials: explicit arguments win; then MISSKEY_HOST and MISSKEY_TOKEN,
@@ -259,7 +258,7 @@ function Client:emit(event)
     end
   end
   event.host = self.host
-  event.time = event.time or require("misskey.core").now()
+  event.time = event.time or core.now()
   local ok, why = pcall(observer, event)
   if not ok then
     io.stderr:write("misskey: on_event raised: ", errors.redact(tostring(why), token), "\n")
@@ -674,9 +673,7 @@ local HTTP_KEYS = {
 }
 
 -- RFC 3986 unreserved characters stay; everything else is %XX.
-local function pct(s)
-  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
+local pct = core.urlencode
 
 local function query_value(key, v)
   local text = scalar_text(v)

@@ -18,11 +18,13 @@
 -- or the smallest id of the server's time), so a quiet one is backfilled too;
 -- with `positions`, the starting points survive a restart (misskey.positions).
 local argcheck = require "misskey.argcheck"
+local core = require "misskey.core"
 local errors = require "misskey.errors"
 local ids = require "misskey.id"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
 local positions = require "misskey.positions"
+local seenset = require "misskey.seenset"
 local signals = require "misskey.signals"
 local taskset = require "misskey.taskset"
 
@@ -122,25 +124,8 @@ local function check_options(opts)
   }
 end
 
-local function pct(s)
-  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
-
--- A bounded set of ids in two generations: once the newer holds SEEN ids it
--- becomes the older and the older is dropped whole (seven times cheaper than a
--- ring whose every insert also deletes: Lua tables rehash under that churn).
-local function seen_new() return { cur = {}, old = {}, n = 0, oldn = 0 } end
-local function seen_has(s, id)
-  return s.n > 0 and (s.cur[id] or s.old[id]) or false
-end
-local function seen_add(s, id)
-  local cur, n = s.cur, s.n + 1
-  if n > stream.SEEN then
-    s.old, s.oldn, cur, n = cur, s.n, {}, 1
-    s.cur = cur
-  end
-  cur[id], s.n = true, n
-end
+local pct = core.urlencode -- RFC 3986: unreserved characters stay, the rest is %XX
+local seen_has, seen_add = seenset.has, seenset.add
 
 -- Handler lists: { event = { { fn, once }, ... } }. A list is never changed in place
 -- (on/off/once make a new one), so fire() can walk it while handlers add or remove some.
@@ -296,7 +281,7 @@ function Channel:_deliver(event, body, source)
     if type(id) == "string" then
       local seen = self._seen
       if seen_has(seen, id) then return end
-      if source == "backfill" then seen_add(seen, id) end
+      if source == "backfill" then seen_add(seen, id, stream.SEEN) end
       local last = self._last
       if (last == nil or id > last) and #id <= MAX_ID then
         self._last = id
@@ -449,7 +434,7 @@ function Stream:_new_channel(name, params, main)
   self._next_id = self._next_id + 1
   local ch = setmetatable({
     name = name, id = tostring(self._next_id), params = params, _stream = self, _handlers = {}, _main = main,
-    _seen = seen_new(),
+    _seen = seenset.new(),
   }, Channel)
   if main then
     ch._bf_endpoint, ch._bf_event = "i/notifications", "notification"
@@ -1012,7 +997,7 @@ function Stream:stats()
   local seen, held, backfills = 0, 0, 0
   for i = 1, #self._order do
     local ch = self._order[i]
-    seen = seen + ch._seen.n + ch._seen.oldn
+    seen = seen + seenset.count(ch._seen)
     if ch._buffer then
       held, backfills = held + #ch._buffer, backfills + 1
     end
