@@ -8,7 +8,7 @@
 -- a name that is not an endpoint, with "did you mean" suggestions. The names
 -- are the client's active catalogue: the bundled one, or the server's after
 -- client:schema().
-local schema = require "misskey.schema"
+local catalogue = require "misskey.catalogue"
 
 local Node = { __name = "misskey.api" }
 
@@ -20,7 +20,7 @@ local function node(client, prefix)
 end
 
 local function unknown(client, name, level)
-  local msg = schema.unknown_message(name, client._catalogue)
+  local msg = catalogue.unknown_message(name, client._catalogue)
   error("client.api: " .. msg, level + 1)
 end
 
@@ -30,7 +30,7 @@ Node.__index = function(self, key)
     error("client.api: endpoint name segments are strings, got " .. type(key), 2)
   end
   local name = st.prefix == "" and key or (st.prefix .. "/" .. key)
-  if not schema.is_prefix(name, st.client._catalogue) then unknown(st.client, name, 2) end
+  if not catalogue.is_prefix(name, st.client._catalogue) then unknown(st.client, name, 2) end
   local child = st.children[key]
   if not child then
     child = node(st.client, name)
@@ -58,7 +58,7 @@ Node.__call = function(self, a, b, c)
     if getmetatable(a) == Node then a, b = b, c end
     name, params, opts = st.prefix, a, b
   end
-  if not schema.lookup(name, client._catalogue) then unknown(client, name, 2) end
+  if not catalogue.lookup(name, client._catalogue) then unknown(client, name, 2) end
   return client:request(name, params, opts)
 end
 

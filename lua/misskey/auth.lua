@@ -11,6 +11,7 @@
 -- print("open " .. s.url)
 -- local token, user = assert(s:wait{ timeout = 300, save = true })
 local argcheck = require "misskey.argcheck"
+local catalogue = require "misskey.catalogue"
 local Client = require "misskey.client"
 local core = require "misskey.core"
 local credentials = require "misskey.credentials"
@@ -20,14 +21,8 @@ local loop = require "misskey.loop"
 
 local auth = {}
 
---- Misskey's permission names (85, Misskey's order) from the generated catalogue, or nil.
-function auth.permissions()
-  local ok, endpoints = pcall(require, "misskey.endpoints")
-  if ok and type(endpoints) == "table" and type(endpoints.permissions) == "table" then
-    return endpoints.permissions
-  end
-  return nil
-end
+--- Misskey's permission names (85, Misskey's order) from the bundled catalogue.
+auth.permissions = catalogue.permissions
 
 local argerror = argcheck.argerror
 

@@ -4,6 +4,7 @@
 -- or no token for it). Only `misskey token` prints a token (and `misskey login`,
 -- to a terminal, a fresh token that could be kept nowhere else).
 local argcheck = require "misskey.argcheck"
+local catalogue = require "misskey.catalogue"
 local Client = require "misskey.client"
 local auth = require "misskey.auth"
 local credentials = require "misskey.credentials"
@@ -436,10 +437,9 @@ end
 function commands.endpoints(_, args)
   if #args > 1 then usage("misskey endpoints: at most one PATTERN expected") end
   local pattern = args[1]
-  local schema = require "misskey.schema"
-  local cat = schema.catalogue()
+  local cat = catalogue.bundled()
   local rows, width = {}, 0
-  for _, name in ipairs(schema.names(cat)) do
+  for _, name in ipairs(catalogue.names(cat)) do
     local keep = pattern == nil or name:find(pattern, 1, true)
     if not keep then
       local ok, found = pcall(string.find, name, pattern)
@@ -455,7 +455,7 @@ function commands.endpoints(_, args)
     return 0
   end
   for _, name in ipairs(rows) do
-    local e = schema.lookup(name, cat)
+    local e = catalogue.lookup(name, cat)
     local perm = type(e.permission) == "string" and e.permission or "-"
     out(("%-" .. width .. "s  %-28s %s"):format(name, perm, e.credential and "yes" or "no"))
   end
@@ -464,7 +464,6 @@ end
 
 local function default_permissions()
   local all = auth.permissions()
-  if not all then return nil end
   local list = {}
   for _, p in ipairs(all) do
     if not p:find(":admin:", 1, true) then list[#list + 1] = p end
@@ -477,13 +476,13 @@ local function same_origin_path(url, base)
   return url:sub(#base + 1)
 end
 
-local function login_oauth(client, opts, permission, strict)
+local function login_oauth(client, opts, permission)
   local id, redirect = opts["client-id"], opts["redirect-uri"]
   if not id or not redirect then usage("misskey login --method oauth: --client-id and --redirect-uri are required") end
   local md, msg = auth.oauth_discover(client)
   if not md then failure(msg) end
   local start = guarded(auth.oauth_start, {
-    host = client, client_id = id, redirect_uri = redirect, permission = permission, strict = strict,
+    host = client, client_id = id, redirect_uri = redirect, permission = permission,
     authorization_endpoint = type(md.authorization_endpoint) == "string" and md.authorization_endpoint or nil,
   })
   -- A loopback redirect_uri (http://127.0.0.1:PORT/... or localhost): listen on
@@ -546,12 +545,11 @@ function commands.login(opts, args)
   end
   local host = opts.host or Client._getenv("MISSKEY_HOST")
   if not host or host == "" then usage("misskey login: --host HOST expected (or set MISSKEY_HOST)") end
-  local permission, strict = default_permissions(), auth.permissions() ~= nil
+  local permission = default_permissions()
   if opts.permission then
     permission = {}
     for p in opts.permission:gmatch("[^,%s]+") do permission[#permission + 1] = p end
   end
-  if not permission then usage("misskey login: --permission a,b expected (no permission list is installed)") end
   local timeout = number_opt("login", opts, "timeout", 300)
   local interval = number_opt("login", opts, "interval", 2)
   local name = opts.name or "misskey (Lua command line)"
@@ -569,7 +567,7 @@ function commands.login(opts, args)
   local wait = { timeout = timeout, interval = interval }
   local token, user, msg
   if method == "miauth" then
-    local s = guarded(auth.miauth, { host = client, name = name, permission = permission, strict = strict })
+    local s = guarded(auth.miauth, { host = client, name = name, permission = permission })
     out("Open this URL in a browser and approve the app:")
     out("  " .. s.url)
     io.stdout:flush()
@@ -578,7 +576,7 @@ function commands.login(opts, args)
     if not token then failure(user) end
   elseif method == "app" then
     local app
-    app, msg = guarded(auth.app_create, { host = client, name = name, permission = permission, strict = strict,
+    app, msg = guarded(auth.app_create, { host = client, name = name, permission = permission,
       description = "misskey command-line client" })
     if not app then failure(msg) end
     local session
@@ -591,7 +589,7 @@ function commands.login(opts, args)
     token, user = auth.app_wait(client, app.secret, session.token, wait)
     if not token then failure(user) end
   else
-    token = login_oauth(client, opts, permission, strict)
+    token = login_oauth(client, opts, permission)
   end
   if type(user) ~= "table" or type(user.username) ~= "string" then
     local c = Client.new{ host = client.base_url, token = token, auth = "header", allow_plaintext_token = allow }

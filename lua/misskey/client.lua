@@ -3,6 +3,7 @@
 -- `nil, message, err` (see misskey.errors).
 local argcheck = require "misskey.argcheck"
 local baseurl = require "misskey.baseurl"
+local catalogue = require "misskey.catalogue"
 local core = require "misskey.core"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
@@ -412,9 +413,9 @@ end
 -- Validation before sending (opts.validate): `message, err` of kind "invalid", or nil.
 function Client:_check(endpoint, params)
   local schema = require "misskey.schema"
-  local entry = schema.lookup(endpoint, self._catalogue)
+  local entry = catalogue.lookup(endpoint, self._catalogue)
   if not entry then
-    local msg, suggestions = schema.unknown_message(endpoint, self._catalogue)
+    local msg, suggestions = catalogue.unknown_message(endpoint, self._catalogue)
     return errors.new("invalid", endpoint .. ": " .. msg, { endpoint = endpoint, suggestions = suggestions })
   end
   local msg, param = schema.validate(entry, params)
@@ -809,7 +810,8 @@ end
 -- version); from then on this client's validation and client.api follow it.
 function Client:schema()
   check_client(self, "schema")
-  return require("misskey.schema").fetch(self)
+  local summary, msg, err = require("misskey.catalogue.server").fetch(self) -- no tail call: see misskey.argcheck
+  return summary, msg, err
 end
 
 --- client:batch(calls, { concurrency = 8, timeout = s }) -> results, errs (see misskey.batch).

@@ -22,12 +22,7 @@ misskey.new = Client.new
 --- The permissions a token needs for the endpoints `names` (sorted, unique):
 -- `misskey.permissions_for{ "notes/create", "drive/files/create" }`. An
 -- unknown endpoint raises, naming the nearest known ones.
-function misskey.permissions_for(names)
-  local schema = require "misskey.schema"
-  local ok, perms = pcall(schema.permissions_for, names)
-  if not ok then error((tostring(perms):gsub("^[^:]*:%d+: ", "")), 2) end
-  return perms
-end
+misskey.permissions_for = require("misskey.catalogue").permissions_for
 
 --- misskey.bot(client[, opts]) -> a bot (see README "Bots").
 function misskey.bot(client, opts)

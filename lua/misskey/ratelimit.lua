@@ -19,6 +19,7 @@
 -- in a plain script. With an `on_event` observer, every retry and wait is
 -- reported through client:emit, and every attempt too when the caller wraps
 -- it with `ratelimit.observing`.
+local catalogue = require "misskey.catalogue"
 local loop = require "misskey.loop"
 
 local M = {}
@@ -47,31 +48,10 @@ M._sleep = function(seconds) loop.sleep(seconds) end
 ---------------------------------------------------------------------------
 -- the endpoint catalogue
 
-local generated -- false once `require "misskey.endpoints"` is known to fail
-
---- The catalogue a client uses: `client._catalogue` when set (a server's own
--- schema, or a spec's), else the generated `misskey.endpoints` (loaded on first
--- use), else nil: every endpoint is then unknown.
-function M.catalogue(client)
-  if client._catalogue ~= nil then return client._catalogue end
-  if generated == nil then
-    local ok, mod = pcall(require, "misskey.endpoints")
-    if ok and type(mod) == "table" then
-      generated = mod
-    elseif not ok and not tostring(mod):find("module 'misskey.endpoints' not found", 1, true) then
-      error(mod, 0) -- a broken generated file must not pass silently
-    else
-      generated = false
-    end
-  end
-  return generated or nil
-end
-
---- The catalogue entry of `endpoint`, or nil when it is unknown.
+--- The catalogue entry of `endpoint` for `client` (its own catalogue after
+-- client:schema(), else the bundled one), or nil when it is unknown.
 function M.entry(client, endpoint)
-  local cat = M.catalogue(client)
-  local eps = cat and cat.endpoints
-  return type(eps) == "table" and eps[endpoint] or nil
+  return catalogue.lookup(endpoint, client._catalogue)
 end
 
 ---------------------------------------------------------------------------

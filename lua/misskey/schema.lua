@@ -1,16 +1,13 @@
---- Endpoint catalogue access, parameter validation and permissions.
+--- misskey.schema: parameter validation against an endpoint's entry, and the
+-- native-token check, before a call is sent (the `validate` option).
 --
--- The catalogue (misskey.endpoints, generated) is loaded on first use only,
--- so `require "misskey"` stays fast. Every function takes an optional
--- catalogue (a client's, after client:schema()); the default is the bundled one.
---
---   schema.catalogue()                 the bundled catalogue
---   schema.lookup(name [, cat])        the entry of an endpoint, or nil
---   schema.names([cat])                sorted endpoint names
---   schema.suggest(name [, cat])       up to 3 nearest names (edit distance)
 --   schema.validate(entry, params)     nil, or message, param
 --   schema.check_token(entry, token)   nil, or message (secure endpoints want a native token)
---   schema.permissions_for(names [, cat])  sorted unique permissions; raises on an unknown name
+--
+-- It also answers, under the names README documents for it, the catalogue's
+-- questions (misskey.catalogue: lookup, names, suggest, permissions_for, ...),
+-- each taking an optional catalogue (a client's, after client:schema()).
+local catalogue = require "misskey.catalogue"
 local json = require "misskey.json"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
@@ -19,107 +16,14 @@ local format = string.format
 
 local schema = {}
 
-local default
-
---- The bundled catalogue (loaded on first call).
-function schema.catalogue()
-  if not default then default = require "misskey.endpoints" end
-  return default
-end
-
-local names_cache = setmetatable({}, { __mode = "k" })
-
---- Sorted endpoint names of a catalogue.
-function schema.names(cat)
-  cat = cat or schema.catalogue()
-  local names = names_cache[cat]
-  if not names then
-    names = {}
-    for name in pairs(cat.endpoints) do names[#names + 1] = name end
-    sort(names)
-    names_cache[cat] = names
-  end
-  return names
-end
-
---- The entry of endpoint `name`, or nil.
-function schema.lookup(name, cat)
-  cat = cat or schema.catalogue()
-  if type(name) ~= "string" then return nil end
-  return cat.endpoints[name]
-end
-
-local prefix_cache = setmetatable({}, { __mode = "k" })
-
---- Is `prefix` a name or a leading part ("i/registry") of one?
-function schema.is_prefix(prefix, cat)
-  cat = cat or schema.catalogue()
-  local set = prefix_cache[cat]
-  if not set then
-    set = {}
-    for name in pairs(cat.endpoints) do
-      local p = name
-      while p do
-        set[p] = true
-        p = p:match("^(.*)/[^/]*$")
-      end
-    end
-    prefix_cache[cat] = set
-  end
-  return set[prefix] == true
-end
-
-local function distance(a, b, cap)
-  local la, lb = #a, #b
-  if math.abs(la - lb) > cap then return cap + 1 end
-  local prev, cur = {}, {}
-  for j = 0, lb do prev[j] = j end
-  for i = 1, la do
-    cur[0] = i
-    local best = i
-    local ca = a:byte(i)
-    for j = 1, lb do
-      local cost = ca == b:byte(j) and 0 or 1
-      local v = prev[j - 1] + cost
-      if prev[j] + 1 < v then v = prev[j] + 1 end
-      if cur[j - 1] + 1 < v then v = cur[j - 1] + 1 end
-      cur[j] = v
-      if v < best then best = v end
-    end
-    if best > cap then return cap + 1 end
-    prev, cur = cur, prev
-  end
-  return prev[lb]
-end
-
---- Up to `n` (3) endpoint names nearest to `name`, best first.
-function schema.suggest(name, cat, n)
-  n = n or 3
-  name = tostring(name)
-  local cap = math.max(2, math.floor(#name / 3))
-  local scored = {}
-  for _, cand in ipairs(schema.names(cat)) do
-    local d = distance(name, cand, cap)
-    -- A name that ends like the query ("create" for "note/create") is a good hint too.
-    if d > cap and #name >= 4 and (cand:sub(-#name) == name or name:sub(-#cand) == cand) then d = cap end
-    if d <= cap then scored[#scored + 1] = { d = d, name = cand } end
-  end
-  sort(scored, function(x, y)
-    if x.d ~= y.d then return x.d < y.d end
-    return x.name < y.name
-  end)
-  local out = {}
-  for i = 1, math.min(n, #scored) do out[i] = scored[i].name end
-  return out
-end
-
---- "unknown endpoint 'x' (did you mean 'a', 'b'?)"
-function schema.unknown_message(name, cat)
-  local s = schema.suggest(name, cat)
-  local msg = format("unknown endpoint '%s'", tostring(name))
-  if #s > 0 then msg = msg .. " (did you mean '" .. concat(s, "', '") .. "'?)" end
-  return msg, s
-end
+-- The catalogue's questions (see misskey.catalogue).
+schema.catalogue = catalogue.bundled
+schema.names = catalogue.names
+schema.lookup = catalogue.lookup
+schema.is_prefix = catalogue.is_prefix
+schema.suggest = catalogue.suggest
+schema.unknown_message = catalogue.unknown_message
+schema.permissions_for = catalogue.permissions_for
 
 -- ---- validation ----
 
@@ -349,145 +253,6 @@ function schema.check_token(entry, token)
     return "this endpoint needs a native (web login) token"
   end
   return nil
-end
-
---- The permissions a token needs for the endpoints `names`: sorted, unique.
--- An unknown endpoint raises, naming the nearest known ones.
-function schema.permissions_for(names, cat)
-  if type(names) == "string" then names = { names } end
-  if type(names) ~= "table" then
-    error("bad argument #1 to 'permissions_for' (list of endpoint names expected, got " .. type(names) .. ")", 2)
-  end
-  local set, out = {}, {}
-  for _, name in ipairs(names) do
-    local entry = schema.lookup(name, cat)
-    if not entry then error("bad argument #1 to 'permissions_for' (" .. schema.unknown_message(name, cat) .. ")", 2) end
-    local p = entry.permission
-    if p and not set[p] then set[p], out[#out + 1] = true, p end
-  end
-  sort(out)
-  return out
-end
-
--- ---- client:schema(): the server's own catalogue, cached on disk ----
-
---- The cache directory: $XDG_CACHE_HOME/misskey, else ~/.cache/misskey (nil if neither is known).
-function schema.cache_dir(getenv)
-  getenv = getenv or os.getenv
-  local xdg = getenv("XDG_CACHE_HOME")
-  if xdg and xdg ~= "" then return xdg .. "/misskey" end
-  local home = getenv("HOME")
-  if home and home ~= "" then return home .. "/.cache/misskey" end
-  return nil
-end
-
--- A file name part: safe characters only, at most 64 of them (the server picks the version).
-local function safe(s)
-  return (tostring(s):gsub("[^%w%.%-_]", "_"):sub(1, 64))
-end
-
---- The cache file of a host, software and version.
-function schema.cache_path(dir, host, software, version)
-  return format("%s/schema-%s-%s-%s.json", dir, safe(host), safe(software), safe(version))
-end
-
--- The cache is data, never code: JSON through misskey.json, written and read as a private
--- file (no symbolic links, the current user's own). Caches of earlier releases were Lua
--- source that ran when loaded; their `.lua` names are never read, and one is removed when
--- its replacement is written.
-local CACHE_FORMAT = "misskey-catalogue/1"
-local CACHE_MAX = 16 * 1024 * 1024
-
-local function cache_read(path, host, software, version)
-  local text = require("misskey.core").read_private(path, CACHE_MAX)
-  if not text then return nil end
-  local doc = require("misskey.json").decode(text)
-  if type(doc) ~= "table" or doc.format ~= CACHE_FORMAT or doc.host ~= host or doc.software ~= software
-     or doc.version ~= version then
-    return nil
-  end
-  local cat = doc.catalogue
-  if type(cat) ~= "table" or type(cat.source) ~= "table" or type(cat.endpoints) ~= "table"
-     or (cat.permissions ~= nil and type(cat.permissions) ~= "table") then
-    return nil
-  end
-  for name, entry in pairs(cat.endpoints) do
-    if type(name) ~= "string" or type(entry) ~= "table" then return nil end
-  end
-  cat.permissions = cat.permissions or {}
-  return cat
-end
-
-local function cache_write(path, host, software, version, cat)
-  local core = require "misskey.core"
-  -- A document the encoder refuses (a number that decoded to infinity) is not cached.
-  local ok, text = pcall(require("misskey.json").encode, {
-    format = CACHE_FORMAT, host = host, software = software, version = version, catalogue = cat,
-  })
-  if not ok then return nil, tostring(text) end
-  local done, why = core.write_private(path, text)
-  if not done then return nil, tostring(why) end
-  os.remove((path:gsub("%.json$", ".lua")))
-  return true
-end
-
-local function count(cat)
-  local n = 0
-  for _ in pairs(cat.endpoints) do n = n + 1 end
-  return n
-end
-
-local function use(client, cat)
-  client._catalogue = cat
-  client.api = require("misskey.api").new(client)
-end
-
---- client:schema() (see misskey.client): nodeinfo + meta for the version, then
--- the cache, else GET /api.json converted by misskey.openapi.
-function schema.fetch(client)
-  local openapi = require "misskey.openapi"
-  local errors = require "misskey.errors"
-  local software, version
-  local res, info = client:http{ method = "GET", path = "/nodeinfo/2.1", json = true }
-  if res and res.status == 200 and type(info) == "table" and type(info.software) == "table" then
-    software = type(info.software.name) == "string" and info.software.name or nil
-    version = type(info.software.version) == "string" and info.software.version or nil
-  end
-  local meta = client:request("meta", { detail = false })
-  if type(meta) == "table" and type(meta.version) == "string" then version = meta.version end
-  software = software or "misskey"
-  local getenv = require("misskey.client")._getenv
-  local dir = schema.cache_dir(getenv)
-  local path = dir and version and schema.cache_path(dir, client.host, software, version)
-  if path then
-    local cat = cache_read(path, client.host, software, version)
-    if cat then
-      use(client, cat)
-      return { software = software, version = version, endpoints = count(cat), source = "cache", path = path }
-    end
-  end
-  local doc, herr
-  res, doc, herr = client:http{ method = "GET", path = "/api.json", json = true, max_size = 64 * 1024 * 1024 }
-  if not res then return nil, doc, herr end
-  if res.status ~= 200 or type(doc) ~= "table" then
-    return errors.fail("http", format("GET /api.json: HTTP %d, no OpenAPI document", res.status),
-      { status = res.status, endpoint = "/api.json" })
-  end
-  local cat, why = openapi.convert(doc, { software = software, permissions = schema.catalogue().permissions })
-  if not cat then
-    return errors.fail("decode", "GET /api.json: " .. why, { status = res.status, endpoint = "/api.json" })
-  end
-  version = version or cat.source.version
-  cat.source.version = version
-  cat.source.host = client.host
-  use(client, cat)
-  local summary = { software = software, version = version, endpoints = count(cat), source = "server" }
-  if dir then
-    path = schema.cache_path(dir, client.host, software, version)
-    local ok, werr = cache_write(path, client.host, software, version, cat)
-    if ok then summary.path = path else summary.cache_error = werr end
-  end
-  return summary
 end
 
 return schema
