@@ -32,6 +32,7 @@ build = {
     ["misskey.baseurl"] = "lua/misskey/baseurl.lua",
     ["misskey.batch"] = "lua/misskey/batch.lua",
     ["misskey.engine"] = "lua/misskey/engine.lua",
+    ["misskey.env"] = "lua/misskey/env.lua",
     ["misskey.loop"] = "lua/misskey/loop.lua",
     ["misskey.loop.copas"] = "lua/misskey/loop/copas.lua",
     ["misskey.loop.cqueues"] = "lua/misskey/loop/cqueues.lua",

@@ -3,21 +3,16 @@
 -- OAuth 2.0 with PKCE S256 (the server checks the verifier; a wrong state,
 -- code or verifier is refused).
 local misskey = require "misskey"
-local Client = require "misskey.client"
 local core = require "misskey.core"
 local server = require "support.server"
 local leak = require "support.leak"
+local with_env = require "support.env"
 
 local auth = require "misskey.auth"
 
-local srv, admin, saved_getenv, dir
-
-local function with_env(env)
-  Client._getenv = function(name) return env[name] end
-end
+local srv, admin, dir
 
 setup(function()
-  saved_getenv = Client._getenv
   dir = server.temp_dir()
   with_env{ XDG_CONFIG_HOME = dir }
   srv = server.start()
@@ -26,7 +21,7 @@ end)
 
 teardown(function()
   srv:stop()
-  Client._getenv = saved_getenv
+  with_env.reset()
   server.remove_dir(dir)
 end)
 

@@ -6,6 +6,7 @@ local misskey = require "misskey"
 local server = require "support.server"
 
 local runner = require "support.cli"
+local with_env = require "support.env"
 local q = server.shell_quote
 
 local srv, admin, dir
@@ -18,13 +19,10 @@ local function run(args, env, stdin) return runner.run(dir, args, env, stdin) en
 local function store_account(username, token)
   assert(admin:request("test/miauth/approve", { session = "cli-" .. username, token = token, username = username }))
   -- Log in through the library's store writer with this process's env pointed at dir.
-  local Client = require "misskey.client"
-  local saved = Client._getenv
-  Client._getenv = function(name) return name == "XDG_CONFIG_HOME" and dir or nil end
-  local ok, err = pcall(require("misskey.credentials").add,
-    { host = srv.url, token = token, user = { id = "9" .. username, username = username } })
-  Client._getenv = saved
-  assert(ok, err)
+  with_env({ XDG_CONFIG_HOME = dir }, function()
+    assert(require("misskey.credentials").add{ host = srv.url, token = token,
+      user = { id = "9" .. username, username = username } })
+  end)
 end
 
 setup(function()

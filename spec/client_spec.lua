@@ -1,22 +1,14 @@
 -- The client against the test server over real sockets: results, the error
 -- model, credentials, redaction and bad input.
 local misskey = require "misskey"
-local Client = require "misskey.client"
 local json = require "misskey.json"
 local server = require "support.server"
 local leak = require "support.leak"
+local with_env = require "support.env"
 
 local TOKEN = "SeCrEtToKeN0123456789abcdefABCDE"
 
 local srv, client
-
-local function with_env(env, fn)
-  local saved = Client._getenv
-  Client._getenv = function(name) return env[name] end
-  local ok, err = pcall(fn)
-  Client._getenv = saved
-  if not ok then error(err, 0) end
-end
 
 local function new(opts)
   local o = { host = srv.url, token = TOKEN }

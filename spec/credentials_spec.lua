@@ -1,15 +1,15 @@
 -- The private-file writer (core.write_private), the credential store and the
 -- client's credential order (explicit, MISSKEY_HOST + MISSKEY_TOKEN, the
 -- store's default account, or `account = "@user@host"`).
-local Client = require "misskey.client"
 local core = require "misskey.core"
 local credentials = require "misskey.credentials"
 local misskey = require "misskey"
 local server = require "support.server"
+local with_env = require "support.env"
 
 local TOKEN_A, TOKEN_B = "TokenA0123456789abcdefABCDEFghij", "TokenB0123456789abcdefABCDEFghij"
 
-local dir, saved_getenv
+local dir
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
@@ -18,18 +18,13 @@ local function read(path)
   return s
 end
 
-local function with_env(env)
-  Client._getenv = function(name) return env[name] end
-end
-
 before_each(function()
-  saved_getenv = Client._getenv
   dir = server.temp_dir()
   with_env{ XDG_CONFIG_HOME = dir }
 end)
 
 after_each(function()
-  Client._getenv = saved_getenv
+  with_env.reset()
   server.remove_dir(dir)
 end)
 
@@ -158,14 +153,14 @@ describe("misskey.new credentials", function()
   it("uses the store's default account when nothing else is given", function()
     local c = misskey.new{}
     assert.equal("https://a.example", c.base_url)
-    assert.equal(TOKEN_A, c._token)
+    assert.equal(TOKEN_A, c:token())
   end)
 
   it("loads the account named by `account`", function()
     local c = misskey.new{ account = "@bob@127.0.0.1:3000" }
     assert.equal("http://127.0.0.1:3000", c.base_url)
-    assert.equal(TOKEN_B, c._token)
-    assert.equal(TOKEN_B, misskey.new{ account = "bob@127.0.0.1:3000" }._token)
+    assert.equal(TOKEN_B, c:token())
+    assert.equal(TOKEN_B, misskey.new{ account = "bob@127.0.0.1:3000" }:token())
     local ok, err = pcall(misskey.new, { account = "@carol@x.example" })
     assert.is_false(ok)
     assert.matches("bad option 'account'.*no account @carol@x.example", err)
@@ -175,22 +170,22 @@ describe("misskey.new credentials", function()
   it("lets explicit host and token win, and never sends a stored token to another host", function()
     local c = misskey.new{ host = "https://other.example" }
     assert.equal("https://other.example", c.base_url)
-    assert.is_nil(c._token)
-    assert.equal("x", misskey.new{ account = "@bob@127.0.0.1:3000", token = "x" }._token)
-    assert.is_nil(misskey.new{ token = false, host = "https://a.example" }._token)
+    assert.is_nil(c:token())
+    assert.equal("x", misskey.new{ account = "@bob@127.0.0.1:3000", token = "x" }:token())
+    assert.is_nil(misskey.new{ token = false, host = "https://a.example" }:token())
     -- The default account's own host gets its token.
-    assert.equal(TOKEN_A, misskey.new{ host = "a.example" }._token)
+    assert.equal(TOKEN_A, misskey.new{ host = "a.example" }:token())
   end)
 
   it("puts the MISSKEY_HOST + MISSKEY_TOKEN pair before the store", function()
     with_env{ XDG_CONFIG_HOME = dir, MISSKEY_HOST = "https://env.example", MISSKEY_TOKEN = "envtoken" }
     local c = misskey.new{}
     assert.equal("https://env.example", c.base_url)
-    assert.equal("envtoken", c._token)
+    assert.equal("envtoken", c:token())
     -- MISSKEY_HOST alone: the store's token only if it is the store default's host.
     with_env{ XDG_CONFIG_HOME = dir, MISSKEY_HOST = "https://a.example" }
-    assert.equal(TOKEN_A, misskey.new{}._token)
+    assert.equal(TOKEN_A, misskey.new{}:token())
     with_env{ XDG_CONFIG_HOME = dir, MISSKEY_HOST = "https://env.example" }
-    assert.is_nil(misskey.new{}._token)
+    assert.is_nil(misskey.new{}:token())
   end)
 end)

@@ -4,23 +4,19 @@
 -- files; the schema cache is data, never code; a token never crosses a network in clear
 -- unless asked to; the OAuth loopback listener waits past idle, slow and wrong connections; and
 -- `misskey login` never throws a token away.
-local Client = require "misskey.client"
 local core = require "misskey.core"
 local credentials = require "misskey.credentials"
 local json = require "misskey.json"
 local misskey = require "misskey"
 local server = require "support.server"
 local runner = require "support.cli"
+local with_env = require "support.env"
 
 local q = server.shell_quote
 local TOKEN = "HostileToken0123456789abcdefABCD"
 local MODE_700, MODE_755, MODE_600 = tonumber("700", 8), tonumber("755", 8), tonumber("600", 8)
 
-local dir, saved_getenv
-
-local function with_env(env)
-  Client._getenv = function(name) return env[name] end
-end
+local dir
 
 local function sh(cmd)
   local ok = os.execute(cmd)
@@ -52,13 +48,12 @@ local function listing(path) return capture("ls -A " .. q(path)) end
 local is_root = capture("env -u LD_PRELOAD id -u"):match("^0%s*$") ~= nil
 
 before_each(function()
-  saved_getenv = Client._getenv
   dir = server.temp_dir()
   with_env{ XDG_CONFIG_HOME = dir .. "/cfg" }
 end)
 
 after_each(function()
-  Client._getenv = saved_getenv
+  with_env.reset()
   server.remove_dir(dir)
 end)
 
@@ -135,7 +130,7 @@ describe("the credential store", function()
     sh("mkdir -p -m 700 " .. q(sub) .. " && mkfifo -m 600 " .. q(sub .. "/credentials.json"))
     -- In a child with a time limit: were the FIFO opened for reading, the open would wait for a writer.
     local script = ("package.path = %q; package.cpath = %q; "
-      .. "require('misskey.client')._getenv = function(n) if n == 'XDG_CONFIG_HOME' then return %q end end; "
+      .. "require('misskey.env').replace(function(n) if n == 'XDG_CONFIG_HOME' then return %q end end); "
       .. "local e, msg, err = require('misskey.credentials').get(); io.write(tostring(e), ' ', msg, ' ', err.reason)")
       :format(package.path, package.cpath, dir .. "/cfg")
     -- stderr apart: under `make asan` the sanitizers may report on it.
@@ -148,7 +143,7 @@ end)
 describe("the credential store's lock", function()
   it("makes four processes adding 40 accounts each keep all 160", function()
     local script = ("package.path = %q; package.cpath = %q; "
-      .. "require('misskey.client')._getenv = function(n) if n == 'XDG_CONFIG_HOME' then return %q end end; "
+      .. "require('misskey.env').replace(function(n) if n == 'XDG_CONFIG_HOME' then return %q end end); "
       .. "local c = require('misskey.credentials'); local w = tonumber(arg[1]); "
       .. "for i = 1, 40 do assert(c.add{ host = 'https://h.example', token = 'T' .. w .. '_' .. i, "
       .. "username = 'u' .. w .. '_' .. i }) end")
@@ -242,8 +237,8 @@ describe("the schema cache", function()
     assert.equal("server", info.source)
     local c = schema_client(transport(version, fetched))
     local again = assert(c:schema())
-    assert.is_nil(require("misskey.schema").lookup("injected", c._catalogue)) -- the server's code did not run
-    assert.is_table(require("misskey.schema").lookup("notes/create", c._catalogue))
+    assert.is_nil(require("misskey.schema").lookup("injected", c:catalogue())) -- the server's code did not run
+    assert.is_table(require("misskey.schema").lookup("notes/create", c:catalogue()))
     assert.equal("cache", again.source)
     assert.equal(1, fetched.n)
     assert.equal(info.endpoints, again.endpoints)
@@ -259,7 +254,7 @@ describe("the schema cache", function()
     local info = assert(c:schema())
     assert.equal("server", info.source)
     assert.equal(1, fetched.n)
-    assert.is_nil(require("misskey.schema").lookup("injected", c._catalogue))
+    assert.is_nil(require("misskey.schema").lookup("injected", c:catalogue()))
     assert.is_nil(io.open(old, "rb"))
   end)
 

@@ -40,7 +40,7 @@ local function observed(opts)
   local o = { host = srv.url, token = TOKEN, on_event = function(ev) events[#events + 1] = ev end }
   for k, v in pairs(opts or {}) do o[k] = v end
   local c = new_client(o)
-  c._catalogue = CATALOGUE
+  c:use_catalogue(CATALOGUE)
   return c, events
 end
 
@@ -188,7 +188,7 @@ describe("ratelimit_wait events", function()
 
   it("pacing waits are reported with rule \"pace\"", function()
     local c, events = observed{ ratelimit = "pace", transport = scripted{ OK } }
-    c._catalogue = { endpoints = { ["test/paced"] = { write = false, limit = { min_interval = 60000 } } } }
+    c:use_catalogue{ endpoints = { ["test/paced"] = { write = false, limit = { min_interval = 60000 } } } }
     assert(c:request("test/paced"))
     assert(c:request("test/paced"))
     assert.same({ "request", "ratelimit_wait", "request" }, types(events))

@@ -21,7 +21,7 @@ local key_n = 0
 
 local function new(opts)
   local c = new_client({ host = srv.url, token = false }, opts)
-  c._catalogue = CATALOGUE
+  c:use_catalogue(CATALOGUE)
   return c
 end
 
@@ -148,7 +148,7 @@ describe("cursors", function()
       package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = "./build/%s/?.so;" .. package.cpath
       local c = require("misskey").new{ host = %q, token = false }
-      c._catalogue = { endpoints = { ["test/items"] = { write = false, paginate = "id", page_max = 100 } } }
+      c:use_catalogue{ endpoints = { ["test/items"] = { write = false, paginate = "id", page_max = 100 } } }
       local it = c:paginate("test/items", {}, { cursor = %q })
       local n = 0
       for item in it do n = n + 1; io.write(item.n, " ") end
@@ -253,7 +253,7 @@ describe("errors", function()
   it("stop the walk; the error is kept and the cursor resumes after the last item", function()
     -- A transport that fails the third request.
     local n = 0
-    local real = client._transport
+    local real = require("misskey.transport.curl").new()
     local c = new{ transport = { request = function(req)
       n = n + 1
       if n == 3 then return nil, "connection reset", { kind = "network" } end
@@ -274,7 +274,7 @@ describe("errors", function()
   it("an API error in the middle (page size over the server's maximum)", function()
     local cat = { endpoints = { ["test/items"] = { write = false, paginate = "id", page_max = 500 } } }
     local c = new()
-    c._catalogue = cat
+    c:use_catalogue(cat)
     local it = c:paginate("test/items", {}, { page_size = 200 })
     assert.is_nil(it:next())
     assert.equal("INVALID_PARAM", it.err.code)
@@ -314,9 +314,9 @@ describe("misuse raises", function()
     assert.matches("bad self", err)
   end)
 
-  it("without a catalogue every endpoint is unknown", function()
+  it("with an empty catalogue every endpoint is unknown", function()
     local c = new()
-    c._catalogue = { endpoints = {} }
+    c:use_catalogue{ endpoints = {} }
     assert.has_error(function() c:paginate("test/items") end)
   end)
 end)

@@ -25,7 +25,7 @@ local key_n = 0
 
 local function new(opts, cat)
   local c = new_client({ host = srv.url, token = false }, opts)
-  c._catalogue = cat or catalogue()
+  c:use_catalogue(cat or catalogue())
   return c
 end
 
@@ -244,7 +244,7 @@ describe("retries", function()
 
   it("retry network errors of reads", function()
     local n = 0
-    local real = client._transport
+    local real = require("misskey.transport.curl").new()
     local c = new{ transport = { request = function(req)
       n = n + 1
       if n < 3 then return nil, "connection reset", { kind = "network" } end
@@ -354,9 +354,9 @@ describe("options", function()
   end)
 
   it("defaults: wait, 60 s, 2 retries", function()
-    local c = new()
-    assert.equal("wait", c._ratelimit)
-    assert.equal(60, c._max_wait)
-    assert.equal(2, c._retries)
+    local policy = require("misskey.ratelimit").policy{}
+    assert.equal("wait", policy.mode)
+    assert.equal(60, policy.max_wait)
+    assert.equal(2, policy.retries)
   end)
 end)

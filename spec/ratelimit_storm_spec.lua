@@ -55,7 +55,7 @@ local function new(transport, opts, catalogue)
   local o = { host = "http://127.0.0.1:9", token = false, transport = transport }
   for k, v in pairs(opts or {}) do o[k] = v end
   local c = new_client(o)
-  c._catalogue = catalogue or { endpoints = { ["test/x"] = { write = false } } }
+  c:use_catalogue(catalogue or { endpoints = { ["test/x"] = { write = false } } })
   return c
 end
 
@@ -85,7 +85,7 @@ describe("a 429 with a zero wait", function()
   it("the test server's Retry-After: 0, over the wire", function()
     local srv = server.start()
     local c = new_client({ host = srv.url, token = false })
-    c._catalogue = { endpoints = { ["test/limited"] = { write = false }, ["test/log"] = { write = false } } }
+    c:use_catalogue{ endpoints = { ["test/limited"] = { write = false }, ["test/log"] = { write = false } } }
     local key = "storm-" .. os.time()
     local res, _, err = c:request("test/limited", { key = key, retryAfter = 0, times = 200 })
     local log = assert(c:request("test/log", { key = key }))

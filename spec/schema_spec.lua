@@ -1,22 +1,13 @@
 -- misskey.schema (validation, suggestions, permissions, tokens), client.api,
 -- the validate option and client:schema() with its disk cache.
 local misskey = require "misskey"
-local Client = require "misskey.client"
 local json = require "misskey.json"
 local schema = require "misskey.schema"
 local server = require "support.server"
+local with_env = require "support.env"
 
 local NATIVE = "AbCdEfGh01234567"                    -- 16 characters: a web login token
 local APP = "SeCrEtToKeN0123456789abcdefABCDE"       -- 32: a MiAuth token
-
-local function with_env(env, fn)
-  local saved = Client._getenv
-  Client._getenv = function(name) return env[name] end
-  local ok, a, b, c = pcall(fn)
-  Client._getenv = saved
-  if not ok then error(a, 0) end
-  return a, b, c
-end
 
 -- A client whose transport records requests and answers `{}` (or `reply`).
 local function fake(opts, reply)
@@ -313,7 +304,7 @@ describe("client:schema()", function()
       assert.equal(20, info2.endpoints)
       assert.equal(before + 1, schema_count(c2))
       assert.has_error(function() return c2.api.channels.mute end)
-      assert.equal("write:notes", c2._catalogue.endpoints["notes/create"].permission)
+      assert.equal("write:notes", c2:catalogue().endpoints["notes/create"].permission)
     end)
   end)
 

@@ -8,7 +8,7 @@ local json = require "misskey.json"
 local loop = require "misskey.loop"
 local streamlib = require "misskey.stream"
 local testing = require "misskey.testing"
-local Client = require "misskey.client"
+local with_env = require "support.env"
 local server = require "support.server"
 
 local FAST = { min = 0.001, max = 0.005 }
@@ -211,12 +211,10 @@ describe("positions across a restart", function()
 
   it("positions = true keeps the file under $XDG_STATE_HOME/misskey/positions, named without the token", function()
     local fake = testing.fake()
-    local saved_getenv = Client._getenv
-    Client._getenv = function(k) if k == "XDG_STATE_HOME" then return dir end end
     local events = {}
-    local ok, s = pcall(function() return observed(fake, events):stream{ positions = true } end)
-    Client._getenv = saved_getenv
-    assert(ok, s)
+    local s = with_env({ XDG_STATE_HOME = dir }, function()
+      return observed(fake, events):stream{ positions = true }
+    end)
     s:on("notification", function() end)
     s:start()
     assert.is_true(run_until(function() return #of_type(events, "position") == 1 end))

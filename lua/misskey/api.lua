@@ -15,12 +15,14 @@ local Node = { __name = "misskey.api" }
 -- A node's state lives under a key no endpoint name can be.
 local STATE = {}
 
-local function node(client, prefix)
-  return setmetatable({ [STATE] = { client = client, prefix = prefix, children = {} } }, Node)
+-- `cat`: the client's catalogue when the root was made (nil: the bundled one);
+-- a client that changes catalogue gets a new root.
+local function node(client, cat, prefix)
+  return setmetatable({ [STATE] = { client = client, cat = cat, prefix = prefix, children = {} } }, Node)
 end
 
-local function unknown(client, name, level)
-  local msg = catalogue.unknown_message(name, client._catalogue)
+local function unknown(cat, name, level)
+  local msg = catalogue.unknown_message(name, cat)
   error("client.api: " .. msg, level + 1)
 end
 
@@ -30,10 +32,10 @@ Node.__index = function(self, key)
     error("client.api: endpoint name segments are strings, got " .. type(key), 2)
   end
   local name = st.prefix == "" and key or (st.prefix .. "/" .. key)
-  if not catalogue.is_prefix(name, st.client._catalogue) then unknown(st.client, name, 2) end
+  if not catalogue.is_prefix(name, st.cat) then unknown(st.cat, name, 2) end
   local child = st.children[key]
   if not child then
-    child = node(st.client, name)
+    child = node(st.client, st.cat, name)
     st.children[key] = child
   end
   return child
@@ -58,7 +60,7 @@ Node.__call = function(self, a, b, c)
     if getmetatable(a) == Node then a, b = b, c end
     name, params, opts = st.prefix, a, b
   end
-  if not catalogue.lookup(name, client._catalogue) then unknown(client, name, 2) end
+  if not catalogue.lookup(name, st.cat) then unknown(st.cat, name, 2) end
   return client:request(name, params, opts)
 end
 
@@ -69,10 +71,13 @@ end
 
 local api = {}
 
---- A fresh root node for `client`. Child nodes are cached in it, so a client
--- whose catalogue changes gets a new root (see client:schema()).
-function api.new(client)
-  return node(client, "")
+--- A fresh root node for `client`, naming the endpoints of `cat` (the client's
+-- catalogue; nil: the bundled one). Child nodes are cached in it, so a client
+-- whose catalogue changes gets a new root (client:use_catalogue).
+---@param client table
+---@param cat table|nil
+function api.new(client, cat)
+  return node(client, cat, "")
 end
 
 return api

@@ -8,6 +8,7 @@ local catalogue = require "misskey.catalogue"
 local Client = require "misskey.client"
 local auth = require "misskey.auth"
 local credentials = require "misskey.credentials"
+local env = require "misskey.env"
 local json = require "misskey.json"
 
 local cli = {}
@@ -195,8 +196,7 @@ end
 -- The command's client. With nothing configured at all (no --host, --account,
 -- MISSKEY_HOST or default account) it says how to configure one (exit 3).
 local function client_for(command, opts)
-  local env_host = Client._getenv("MISSKEY_HOST")
-  if not opts.host and not opts.account and (env_host == nil or env_host == "") then
+  if not opts.host and not opts.account and not env.get("MISSKEY_HOST") then
     local entry, msg, err = credentials.get()
     if not entry then
       if err and err.reason ~= "unknown" then failure(msg) end
@@ -208,7 +208,7 @@ local function client_for(command, opts)
 end
 
 local function need_token(command, client)
-  if not client._token then
+  if not client:token() then
     not_configured(("misskey %s: no token for %s: %s"):format(command, client.base_url, SETUP))
   end
 end
@@ -261,7 +261,7 @@ function commands.token(opts, args)
   opts["allow-plaintext-token"] = true
   local client = client_for("token", opts)
   need_token("token", client)
-  out(client._token)
+  out(client:token())
   return 0
 end
 
@@ -312,8 +312,8 @@ end
 
 -- Is file descriptor `fd` (1 or 2) a terminal? `test -t` in a child shell, which inherits ours.
 local function is_terminal(fd)
-  local term = os.getenv("TERM")
-  if not term or term == "" or term == "dumb" then return false end
+  local term = env.get("TERM")
+  if not term or term == "dumb" then return false end
   local a, _, c = os.execute("test -t " .. fd)
   return a == 0 or (a == true and (c == nil or c == 0))
 end
@@ -543,7 +543,7 @@ function commands.login(opts, args)
   if method ~= "miauth" and method ~= "app" and method ~= "oauth" then
     usage("misskey login: --method must be miauth, app or oauth")
   end
-  local host = opts.host or Client._getenv("MISSKEY_HOST")
+  local host = opts.host or env.get("MISSKEY_HOST")
   if not host or host == "" then usage("misskey login: --host HOST expected (or set MISSKEY_HOST)") end
   local permission = default_permissions()
   if opts.permission then

@@ -1,10 +1,21 @@
 --- The Client: one Misskey server, one token, and the calls to its API.
 -- Misuse raises naming the argument; every failure on the wire returns
 -- `nil, message, err` (see misskey.errors).
+--
+-- The fields starting with `_` are the client's own. Other modules of the
+-- library use only its declared interface: the public methods and fields
+-- (README "Client methods"), and these, which are for the library itself:
+--   client:token()               the token it sends, or nil (the CLI, positions' file names)
+--   client:catalogue()           its catalogue after client:schema(), else nil (the bundled one)
+--   client:use_catalogue(cat)    names, validation and rate limits follow `cat` (client:schema())
+--   client:streaming_request(o)  the WebSocket request of a stream, and the secrets it carries
+--   client:websocket(req)        opens it through the client's transport
+--   client:emit(event), client:observed(), client:cleartext()
 local argcheck = require "misskey.argcheck"
 local baseurl = require "misskey.baseurl"
 local catalogue = require "misskey.catalogue"
 local core = require "misskey.core"
+local env = require "misskey.env"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 local decode_body = json._decode_body
@@ -41,8 +52,9 @@ OPTIONS.null, CALL_OPTIONS.null = true, true
 
 local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
--- The environment is read through this so specs can supply their own.
-Client._getenv = os.getenv
+-- The environment is misskey.env's. This alias is for misskey.testing's demo
+-- client until it reads misskey.env itself; nothing else may use it.
+Client._getenv = env.get
 
 local argerror, opterror = argcheck.argerror, argcheck.opterror
 local seconds_problem, count_problem = argcheck.seconds_problem, argcheck.count_problem
@@ -104,10 +116,7 @@ end
 -- Returns the base URL, the token, where the token came from ("token",
 -- "MISSKEY_TOKEN" or the account's key) and the stored account it came from.
 local function resolve_credentials(opts)
-  local getenv = Client._getenv
-  local env_host, env_token = getenv("MISSKEY_HOST"), getenv("MISSKEY_TOKEN")
-  if env_host == "" then env_host = nil end
-  if env_token == "" then env_token = nil end
+  local env_host, env_token = env.get("MISSKEY_HOST"), env.get("MISSKEY_TOKEN")
   local host, stored = opts.host or env_host, nil
   if opts.account ~= nil then
     if type(opts.account) ~= "string" or opts.account == "" then
@@ -156,7 +165,7 @@ local function check_cleartext(opts, base, token, source, stored)
     opterror("allow_plaintext_token", "boolean expected, got " .. type(allow), 2)
   end
   if allow or not token or (stored and stored.allow_plaintext_token == true) then return allow or false end
-  local why = baseurl.cleartext(base, Client._getenv)
+  local why = baseurl.cleartext(base, env.get)
   if why then
     opterror("host", ("%s: %s, so the token (from %s) would travel unencrypted, readable and usable by anyone "
       .. "on the way; use https, or pass allow_plaintext_token = true to send it anyway"):format(base, why, source), 2)
@@ -225,17 +234,84 @@ function Client.new(opts)
     _http_options = http_options,
     _user_agent = opts.user_agent or default_user_agent(),
     _transport = transport,
-    _ratelimit = opts.ratelimit or ratelimit.DEFAULT_MODE,
-    _max_wait = opts.max_wait or ratelimit.DEFAULT_MAX_WAIT,
-    _retries = opts.retries or ratelimit.DEFAULT_RETRIES,
+    _policy = ratelimit.policy(opts), -- 429s, retries, pacing: misskey.ratelimit's, per client
     _validate = opts.validate or false,
     _catalogue = nil, -- the bundled catalogue (misskey.endpoints) until client:schema()
     _on_event = opts.on_event or false, -- false, not nil: observed() then finds it in the client, not via __index
     _null_nil = opts.null == "nil", -- replies' null object members left out (see json.decode)
   }, Client)
   -- client.api.notes.create{...}: names through the client's catalogue (misskey.api).
-  client.api = require("misskey.api").new(client)
+  client.api = require("misskey.api").new(client, nil)
   return client
+end
+
+--- client:token() -> the token this client sends, or nil when it is anonymous.
+-- For the library's own modules (the `misskey token` command, the name of a
+-- positions file); an application has the token it gave misskey.new.
+---@return string|nil
+function Client:token()
+  return self._token
+end
+
+--- client:catalogue() -> the catalogue this client's names, validation and
+-- rate limits follow: the server's own after client:schema(), else nil (the
+-- bundled one, misskey.catalogue).
+---@return table|nil
+function Client:catalogue()
+  return self._catalogue
+end
+
+--- client:use_catalogue(cat): from now on this client's names (client.api),
+-- validation and rate limits follow `cat` (a catalogue in misskey.endpoints'
+-- format; nil: the bundled one). client:schema() calls it.
+---@param cat table|nil
+function Client:use_catalogue(cat)
+  if cat ~= nil and (type(cat) ~= "table" or type(cat.endpoints) ~= "table") then
+    argerror(1, "use_catalogue", "a catalogue ({ endpoints = { ... } }) or nil expected")
+  end
+  self._catalogue = cat
+  self.api = require("misskey.api").new(self, cat)
+end
+
+--- client:streaming_request([{ max_message = n }]) -> req, secrets | nil, why:
+-- what transport.websocket needs to open this client's streaming connection
+-- (ws(s)://host/streaming, the token as `?i=` or an Authorization header as the
+-- `auth` option says, the client's timeouts and TLS options), and the strings
+-- no error may ever carry (the token, and the token as the URL spells it).
+-- nil and why when the client's transport has no websocket function.
+---@param opts? { max_message?: integer }
+---@return table|nil req
+---@return string[]|string|nil secrets_or_why
+function Client:streaming_request(opts)
+  if type(self._transport.websocket) ~= "function" then
+    return nil, "the client's transport has no websocket function"
+  end
+  local url = self.base_url:gsub("^http", "ws") .. "/streaming"
+  local token, headers, secrets = self._token, nil, nil
+  if token then
+    secrets = { token, core.urlencode(token) }
+    if self._auth == "header" then
+      headers = { Authorization = "Bearer " .. token }
+    else
+      url = url .. "?i=" .. secrets[2]
+    end
+  end
+  local http = self._http_options
+  return {
+    url = url, headers = headers, timeout = self._timeout or 30, connect_timeout = self._connect_timeout,
+    ca_file = http.ca_file, insecure = http.insecure, max_message = opts and opts.max_message,
+  }, secrets
+end
+
+--- client:websocket(req) -> ws | nil, message, err: opens a WebSocket through
+-- the client's transport (req from client:streaming_request).
+---@param req table
+---@return table|nil ws
+---@return string|nil message
+---@return table|nil err
+function Client:websocket(req)
+  local ws, msg, err = self._transport.websocket(req)
+  return ws, msg, err
 end
 
 function Client:__tostring()
@@ -271,7 +347,7 @@ end
 -- proxy on one), whether or not `allow_plaintext_token` allows it.
 ---@return string|nil
 function Client:cleartext()
-  return baseurl.cleartext(self.base_url, Client._getenv)
+  return baseurl.cleartext(self.base_url, env.get)
 end
 
 --- client:observed() -> true when an `on_event` function is set (emitters may
@@ -497,7 +573,8 @@ function Client:request(endpoint, params, opts)
   -- A failure leaves with the token redacted from every field, wherever a server echoed it.
   local attempt = self._attempt
   if not attempt or opts ~= NO_OPTIONS and opts.null ~= nil then attempt = choose_attempt(self, opts) end
-  return errors.scrubbed(self._token, ratelimit.run(self, endpoint, opts, attempt, url, headers, encoded, timeout))
+  return errors.scrubbed(self._token, ratelimit.run(self._policy, self, endpoint, opts,
+    catalogue.lookup(endpoint, self._catalogue), attempt, url, headers, encoded, timeout))
 end
 
 -- ---- client:upload: drive/files/create as multipart/form-data ----
@@ -505,6 +582,7 @@ end
 local UPLOAD_OPTIONS = { timeout = true, progress = true }
 local FILE_KEYS = { path = true, data = true, filename = true, type = true }
 local UPLOAD_ENDPOINT = "drive/files/create"
+local UPLOAD_CALL = { idempotent = false } -- a write: 429s are waited out, nothing else is repeated
 
 local function basename(path)
   return path:match("([^/]+)/*$") or path
@@ -663,7 +741,8 @@ function Client:upload(file, fields, opts)
     return res, self:_interpret(UPLOAD_ENDPOINT, res, self._null_nil)
   end
   if self:observed() then attempt = ratelimit.observing(attempt) end
-  return errors.scrubbed(self._token, ratelimit.run(self, UPLOAD_ENDPOINT, { idempotent = false }, attempt))
+  return errors.scrubbed(self._token, ratelimit.run(self._policy, self, UPLOAD_ENDPOINT, UPLOAD_CALL,
+    catalogue.lookup(UPLOAD_ENDPOINT, self._catalogue), attempt))
 end
 
 -- ---- client:http: raw HTTP to the client's host (non-API URLs) ----

@@ -21,26 +21,18 @@
 -- "format", "timeout", "io", "unknown", "path"); messages never contain a token.
 local argcheck = require "misskey.argcheck"
 local core = require "misskey.core"
+local env = require "misskey.env"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 
 local credentials = {}
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 
--- The environment goes through the client's _getenv, so specs can replace it.
-local function getenv(name)
-  local v = require("misskey.client")._getenv(name)
-  if v == "" then return nil end
-  return v
-end
-
 --- The store's path, or `nil, message` when neither XDG_CONFIG_HOME nor HOME is set.
 function credentials.path()
-  local xdg = getenv("XDG_CONFIG_HOME")
-  if xdg and xdg:sub(1, 1) == "/" then return xdg .. "/misskey/credentials.json" end
-  local home = getenv("HOME")
-  if home then return home .. "/.config/misskey/credentials.json" end
-  return nil, "no credential store: neither XDG_CONFIG_HOME nor HOME is set"
+  local dir, why = env.dir("config")
+  if not dir then return nil, "no credential store: " .. why end
+  return dir .. "/misskey/credentials.json"
 end
 
 local function fail(path, message, reason)
@@ -190,7 +182,7 @@ function credentials.rescue(token)
   local dirs = {}
   local store = credentials.path()
   if store then dirs[#dirs + 1] = store:match("^(.*)/[^/]*$") end
-  local home = getenv("HOME")
+  local home = env.get("HOME")
   if home then dirs[#dirs + 1] = home end
   dirs[#dirs + 1] = "."
   local name = "misskey-token-" .. core.base64url(core.random(6)) .. ".txt"

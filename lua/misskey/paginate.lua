@@ -22,8 +22,8 @@
 -- muted or hidden items after the query (Sharkey, forks) answer short pages
 -- while more items exist.
 local argcheck = require "misskey.argcheck"
+local catalogue = require "misskey.catalogue"
 local errors = require "misskey.errors"
-local ratelimit = require "misskey.ratelimit"
 local loop = require "misskey.loop"
 
 local M = {}
@@ -170,7 +170,7 @@ function M.new(client, endpoint, params, opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then argerror(3, "unknown option '" .. tostring(k) .. "'") end
   end
-  local entry = ratelimit.entry(client, endpoint)
+  local entry = catalogue.lookup(endpoint, client:catalogue())
   if type(entry) ~= "table" then
     argerror(1, ("unknown endpoint '%s': the catalogue does not know it, so how it pages is unknown"):format(endpoint))
   end

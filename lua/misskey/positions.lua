@@ -10,6 +10,7 @@
 -- rename) in a 0700 directory, and read with core.read_private, which refuses
 -- a file that group or others may read.
 local core = require "misskey.core"
+local env = require "misskey.env"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 
@@ -21,22 +22,14 @@ positions.MAX_KEYS = 64
 -- A stored id: what any id method makes (at most 26 characters), with room.
 local MAX_ID = 64
 
-local function getenv(name)
-  local v = require("misskey.client")._getenv(name)
-  if v == "" then return nil end
-  return v
-end
-
 --- The directory of position files: $XDG_STATE_HOME/misskey/positions, else
 -- $HOME/.local/state/misskey/positions; nil, why when neither is set.
 ---@return string|nil dir
 ---@return string|nil why
 function positions.dir()
-  local xdg = getenv("XDG_STATE_HOME")
-  if xdg and xdg:sub(1, 1) == "/" then return xdg .. "/misskey/positions" end
-  local home = getenv("HOME")
-  if home then return home .. "/.local/state/misskey/positions" end
-  return nil, "neither XDG_STATE_HOME nor HOME is set"
+  local dir, why = env.dir("state")
+  if not dir then return nil, why end
+  return dir .. "/misskey/positions"
 end
 
 --- The file of option value `spec` for `client`: true (a name made of the
@@ -52,7 +45,8 @@ function positions.path(spec, client)
   if spec == true then
     local host = tostring(client.host or "server"):gsub("[^%w%.%-]", "_")
     -- 48 bits of SHA-256: tells accounts apart, says nothing usable about the token.
-    local who = client._token and core.sha256(client._token, "hex"):sub(1, 12) or "anonymous"
+    local token = client:token()
+    local who = token and core.sha256(token, "hex"):sub(1, 12) or "anonymous"
     name = host .. "-" .. who
   elseif type(spec) == "string" and spec:sub(1, 1) == "/" then
     if spec:sub(-1) == "/" then return nil, "a file path expected, got a directory" end

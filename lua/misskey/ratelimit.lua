@@ -1,9 +1,11 @@
 --- Rate limits and retries around the client's one request path.
 --
--- `ratelimit.run(client, endpoint, opts, attempt, a1, a2, a3, a4)` calls
+-- A client keeps a policy (`ratelimit.policy(opts)`: its mode, max_wait,
+-- retries, and the pacing state of each endpoint). `ratelimit.run(policy,
+-- client, endpoint, opts, entry, attempt, a1, a2, a3, a4)` calls
 -- `attempt(client, endpoint, a1, a2, a3, a4)` (one request on the wire; the
--- arguments spare the caller a closure per call) until it succeeds or the policy
--- gives up:
+-- arguments spare the caller a closure per call; `entry` is the endpoint's
+-- catalogue entry, or nil) until it succeeds or the policy gives up:
 --   * a 429 is waited out (mode "wait" and "pace") while the real time since the
 --     call's first 429 plus the next wait fits in `max_wait`, at most
 --     MAX_429_RETRIES times, each wait at least MIN_WAIT; or returned at once
@@ -19,7 +21,6 @@
 -- in a plain script. With an `on_event` observer, every retry and wait is
 -- reported through client:emit, and every attempt too when the caller wraps
 -- it with `ratelimit.observing`.
-local catalogue = require "misskey.catalogue"
 local loop = require "misskey.loop"
 
 local M = {}
@@ -46,15 +47,6 @@ M._now = function() return now() end
 M._sleep = function(seconds) loop.sleep(seconds) end
 
 ---------------------------------------------------------------------------
--- the endpoint catalogue
-
---- The catalogue entry of `endpoint` for `client` (its own catalogue after
--- client:schema(), else the bundled one), or nil when it is unknown.
-function M.entry(client, endpoint)
-  return catalogue.lookup(endpoint, client._catalogue)
-end
-
----------------------------------------------------------------------------
 -- options
 
 --- What is wrong with the ratelimit, max_wait, retries or idempotent option
@@ -77,6 +69,20 @@ function M.problem(opts)
   if opts.idempotent ~= nil and type(opts.idempotent) ~= "boolean" then
     return "idempotent", "boolean expected, got " .. type(opts.idempotent)
   end
+end
+
+--- ratelimit.policy(opts) -> a client's policy, from its options (checked
+-- first with ratelimit.problem): the mode, max_wait and retries of its calls
+-- (a call's own options win), and per endpoint the pacing state.
+---@param opts table misskey.new's options
+---@return table
+function M.policy(opts)
+  return {
+    mode = opts.ratelimit or M.DEFAULT_MODE,
+    max_wait = opts.max_wait or M.DEFAULT_MAX_WAIT,
+    retries = opts.retries or M.DEFAULT_RETRIES,
+    pace = {}, -- endpoint -> { sent = { monotonic times }, first, last, blocked_until }
+  }
 end
 
 ---------------------------------------------------------------------------
@@ -181,13 +187,9 @@ end
 ---------------------------------------------------------------------------
 -- pacing
 
--- Per client, per endpoint: { sent = { monotonic times }, blocked_until = t }.
-local function pace_state(client, endpoint)
-  local all = client._pace
-  if not all then
-    all = {}
-    client._pace = all
-  end
+-- Per policy (a client's), per endpoint: { sent = { monotonic times }, blocked_until = t }.
+local function pace_state(policy, endpoint)
+  local all = policy.pace
   local st = all[endpoint]
   if not st then
     st = { sent = {}, first = 1, last = 0 } -- sent[first..last]: the sends still in the window
@@ -229,8 +231,8 @@ end
 
 -- Waits until a call of `endpoint` fits its limit, then records it as sent.
 -- Re-checks after each sleep: other tasks may have gone first.
-local function pace(client, endpoint, entry, report)
-  local st = pace_state(client, endpoint)
+local function pace(policy, client, endpoint, entry, report)
+  local st = pace_state(policy, endpoint)
   local limit = entry and entry.limit
   while true do
     local t = M._now()
@@ -254,21 +256,21 @@ local function pace(client, endpoint, entry, report)
 end
 
 -- Holds the endpoint's next call until `t` (monotonic), unless it is held longer already.
-local function block_until(client, endpoint, t)
-  local st = pace_state(client, endpoint)
+local function block_until(policy, endpoint, t)
+  local st = pace_state(policy, endpoint)
   if not st.blocked_until or st.blocked_until < t then st.blocked_until = t end
 end
 
 -- Sharkey's headers after a reply: when Remaining reaches 0, hold the next call
 -- until Reset (or, without it, Clear) has passed; never longer than `max_wait`,
 -- so a header cannot stall the endpoint for good.
-local function note_headers(client, endpoint, headers, max_wait)
+local function note_headers(policy, endpoint, headers, max_wait)
   if not headers then return end
   local remaining = header_number(headers, "x-ratelimit-remaining")
   if remaining == nil or remaining > 0 then return end
   local wait = M.hint(headers) or header_number(headers, "x-ratelimit-clear")
   if wait then
-    block_until(client, endpoint, M._now() + math.min(wait, max_wait) + M.PACE_MARGIN)
+    block_until(policy, endpoint, M._now() + math.min(wait, max_wait) + M.PACE_MARGIN)
   end
 end
 
@@ -316,27 +318,27 @@ end
 ---------------------------------------------------------------------------
 -- the loop
 
---- Runs `attempt()` under the client's policy. `attempt()` returns
+--- Runs `attempt()` under the client's `policy`. `attempt()` returns
 -- `reply, value` on success and `reply|nil, nil, message, err` on failure
 -- (reply: the transport's response, whose `headers` are read only when needed;
 -- nil when no reply came).
--- `opts`: the call's options (ratelimit, max_wait, retries, idempotent).
-function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4)
-  local mode = opts.ratelimit or client._ratelimit or M.DEFAULT_MODE
-  local max_wait = opts.max_wait or client._max_wait or M.DEFAULT_MAX_WAIT
-  local retries = opts.retries or client._retries or M.DEFAULT_RETRIES
-  local entry = M.entry(client, endpoint)
+-- `opts`: the call's options (ratelimit, max_wait, retries, idempotent);
+-- `entry`: the endpoint's catalogue entry (nil: unknown, so no pacing and no retries).
+function M.run(policy, client, endpoint, opts, entry, attempt, a1, a2, a3, a4)
+  local mode = opts.ratelimit or policy.mode
+  local max_wait = opts.max_wait or policy.max_wait
+  local retries = opts.retries or policy.retries
   local safe = opts.idempotent
   if safe == nil then safe = type(entry) == "table" and entry.write == false end
   local failures, limited, blind, first_429 = 0, 0, 0, nil
   local announced = false -- a 429's wait was reported already: pace() need not report it again
   while true do
     if mode == "pace" then
-      pace(client, endpoint, entry, not announced)
+      pace(policy, client, endpoint, entry, not announced)
       announced = false
     end
     local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
-    if mode == "pace" then note_headers(client, endpoint, reply and reply.headers, max_wait) end
+    if mode == "pace" then note_headers(policy, endpoint, reply and reply.headers, max_wait) end
     if value ~= nil then return value end
     if type(err) == "table" and err.status == 429 then
       if mode == "throw" then return nil, msg, err end
@@ -363,7 +365,7 @@ function M.run(client, endpoint, opts, attempt, a1, a2, a3, a4)
           rule = rule, status = 429, waited = t - first_429 }
       end
       if mode == "pace" then
-        block_until(client, endpoint, t + wait) -- the next pace() waits, and so do the endpoint's other calls
+        block_until(policy, endpoint, t + wait) -- the next pace() waits, and so do the endpoint's other calls
         announced = true
       else
         M._sleep(wait)

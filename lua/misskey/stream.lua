@@ -18,7 +18,6 @@
 -- or the smallest id of the server's time), so a quiet one is backfilled too;
 -- with `positions`, the starting points survive a restart (misskey.positions).
 local argcheck = require "misskey.argcheck"
-local core = require "misskey.core"
 local errors = require "misskey.errors"
 local ids = require "misskey.id"
 local json = require "misskey.json"
@@ -124,7 +123,6 @@ local function check_options(opts)
   }
 end
 
-local pct = core.urlencode -- RFC 3986: unreserved characters stay, the rest is %XX
 local seen_has, seen_add = seenset.has, seenset.add
 
 -- Handler lists: { event = { { fn, once }, ... } }. A list is never changed in place
@@ -315,29 +313,13 @@ end
 --- stream.new(client, opts) -> Stream (use client:stream(opts)).
 function stream.new(client, opts)
   local o = check_options(opts)
-  local transport = client._transport
-  if type(transport) ~= "table" or type(transport.websocket) ~= "function" then
-    error("client:stream: the client's transport has no websocket function", 3) -- client:stream's caller
-  end
-  local url = client.base_url:gsub("^http", "ws") .. "/streaming"
-  local headers
-  if client._token then
-    if client._auth == "header" then
-      headers = { Authorization = "Bearer " .. client._token }
-    else
-      url = url .. "?i=" .. pct(client._token)
-    end
-  end
-  local http = client._http_options or {}
+  -- The upgrade request, and what errors must never carry: the token, and as the upgrade's target spells it.
+  local req, secrets = client:streaming_request{ max_message = o.max_message }
+  if not req then error("client:stream: " .. secrets, 3) end -- client:stream's caller
   local self = setmetatable({
     client = client,
-    _req = {
-      url = url, headers = headers, timeout = client._timeout or 30, connect_timeout = client._connect_timeout,
-      ca_file = http.ca_file, insecure = http.insecure, max_message = o.max_message,
-    },
-    _token = client._token,
-    -- What errors must never carry: the token, and as the upgrade's target spells it.
-    _secrets = client._token and { client._token, pct(client._token) } or nil,
+    _req = req,
+    _secrets = secrets,
     _opts = o,
     _handlers = {},
     _channels = {},  -- id -> channel
@@ -600,7 +582,7 @@ function Stream:_id_sample()
   end
   if self._sample then return self._sample end
   local found
-  if self._token then
+  if self._secrets then -- a token: the account's own id
     local me = self.client:request("i")
     found = type(me) == "table" and me.id
   else
@@ -802,7 +784,7 @@ function Stream:_reader_main()
     self:_fire_error(err)
   end
   while not self._closed and not self._paused do
-    local ws, msg, err = self.client._transport.websocket(self._req)
+    local ws, msg, err = self.client:websocket(self._req)
     if self._closed then
       if ws then ws:close(1000) end
       break

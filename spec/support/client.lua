@@ -4,16 +4,11 @@
 --   new_client({ host = srv.url, token = false }, { timeout = 1 })  -- defaults, then overrides
 -- Errors from misskey.new are re-raised as they are (specs match their text).
 local misskey = require "misskey"
-local Client = require "misskey.client"
+local with_env = require "support.env"
 
 return function(defaults, opts)
   local o = {}
   for k, v in pairs(defaults or {}) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
-  local saved = Client._getenv
-  Client._getenv = function() return nil end
-  local ok, c = pcall(misskey.new, o)
-  Client._getenv = saved
-  if not ok then error(c, 0) end
-  return c
+  return with_env({}, function() return misskey.new(o) end)
 end

@@ -3,6 +3,7 @@
 -- software and version so the next run reads a file instead.
 local catalogue = require "misskey.catalogue"
 local core = require "misskey.core"
+local env = require "misskey.env"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 local openapi = require "misskey.openapi"
@@ -12,13 +13,10 @@ local format = string.format
 local server = {}
 
 --- The cache directory: $XDG_CACHE_HOME/misskey, else ~/.cache/misskey (nil if neither is known).
-function server.cache_dir(getenv)
-  getenv = getenv or os.getenv
-  local xdg = getenv("XDG_CACHE_HOME")
-  if xdg and xdg ~= "" then return xdg .. "/misskey" end
-  local home = getenv("HOME")
-  if home and home ~= "" then return home .. "/.cache/misskey" end
-  return nil
+---@return string|nil
+function server.cache_dir()
+  local dir = env.dir("cache")
+  return dir and dir .. "/misskey"
 end
 
 -- A file name part: safe characters only, at most 64 of them (the server picks the version).
@@ -76,11 +74,6 @@ local function count(cat)
   return n
 end
 
-local function use(client, cat)
-  client._catalogue = cat
-  client.api = require("misskey.api").new(client)
-end
-
 --- server.fetch(client) -> summary | nil, message, err: client:schema() (see
 -- misskey.client): nodeinfo + meta for the version, then the cache, else GET
 -- /api.json converted by misskey.openapi.
@@ -94,13 +87,12 @@ function server.fetch(client)
   local meta = client:request("meta", { detail = false })
   if type(meta) == "table" and type(meta.version) == "string" then version = meta.version end
   software = software or "misskey"
-  local getenv = require("misskey.client")._getenv
-  local dir = server.cache_dir(getenv)
+  local dir = server.cache_dir()
   local path = dir and version and server.cache_path(dir, client.host, software, version)
   if path then
     local cat = cache_read(path, client.host, software, version)
     if cat then
-      use(client, cat)
+      client:use_catalogue(cat)
       return { software = software, version = version, endpoints = count(cat), source = "cache", path = path }
     end
   end
@@ -118,7 +110,7 @@ function server.fetch(client)
   version = version or cat.source.version
   cat.source.version = version
   cat.source.host = client.host
-  use(client, cat)
+  client:use_catalogue(cat)
   local summary = { software = software, version = version, endpoints = count(cat), source = "server" }
   if dir then
     path = server.cache_path(dir, client.host, software, version)

@@ -1,0 +1,106 @@
+-- How the modules under lua/misskey/ depend on each other, read from their
+-- source: no require cycle (lazy or not), no module reading a client's private
+-- fields (the client's declared interface is the way in), and one module that
+-- reads the environment (misskey.env).
+local ROOT = "lua/"
+
+-- misskey.testing is being rebuilt as a package by its own change; it still
+-- reads Client._getenv (the alias the client keeps for it) until then.
+local EXEMPT = { ["misskey.testing"] = true }
+
+local function files()
+  local p = assert(io.popen("find " .. ROOT .. "misskey -name '*.lua' | sort"))
+  local list = {}
+  for path in p:lines() do list[#list + 1] = path end
+  p:close()
+  return list
+end
+
+local function module_name(path)
+  return (path:sub(#ROOT + 1):gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", "."))
+end
+
+-- The file's code without comments (a `--` inside a string on a require line does not occur here).
+local function code_of(path)
+  local f = assert(io.open(path))
+  local out = {}
+  for line in f:lines() do
+    if not line:find("^%s*%-%-") then out[#out + 1] = (line:gsub("%s%-%-[^\"']*$", "")) end
+  end
+  f:close()
+  return table.concat(out, "\n")
+end
+
+local modules = {} -- name -> { path, code, requires = { name = true } }
+for _, path in ipairs(files()) do
+  local name = module_name(path)
+  if name ~= "misskey.endpoints" then -- generated data: requires nothing
+    local code = code_of(path)
+    local requires = {}
+    for target in code:gmatch("require%s*%(?%s*[\"']([%w%._]+)[\"']") do requires[target] = true end
+    for target in code:gmatch("pcall%(%s*require%s*,%s*[\"']([%w%._]+)[\"']") do requires[target] = true end
+    modules[name] = { path = path, code = code, requires = requires }
+  end
+end
+
+describe("the module structure", function()
+  it("finds the modules and their requires", function()
+    assert.is_table(modules["misskey.client"])
+    assert.is_true(modules["misskey.client"].requires["misskey.ratelimit"])
+    assert.is_true(modules["misskey"].requires["misskey.client"])
+  end)
+
+  it("has no require cycle, lazy or not", function()
+    local state, stack, cycles = {}, {}, {}
+    local function visit(name)
+      state[name] = "open"
+      stack[#stack + 1] = name
+      for target in pairs(modules[name].requires) do
+        if modules[target] then
+          if state[target] == "open" then
+            local from
+            for i = 1, #stack do if stack[i] == target then from = i end end
+            local cycle = {}
+            for i = from, #stack do cycle[#cycle + 1] = stack[i] end
+            cycle[#cycle + 1] = target
+            cycles[#cycles + 1] = table.concat(cycle, " -> ")
+          elseif not state[target] then
+            visit(target)
+          end
+        end
+      end
+      stack[#stack] = nil
+      state[name] = "done"
+    end
+    local names = {}
+    for name in pairs(modules) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do if not state[name] then visit(name) end end
+    assert.same({}, cycles)
+  end)
+
+  it("reads a client's private fields only inside the client", function()
+    local reaches = {}
+    for name, m in pairs(modules) do
+      if name ~= "misskey.client" and not name:find("^misskey%.client%.") and not EXEMPT[name] then
+        for field in m.code:gmatch("[%w_]*client%._[%a_]+") do reaches[#reaches + 1] = name .. ": " .. field end
+        for field in m.code:gmatch("require%(\"misskey%.client\"%)%._[%a_]+") do
+          reaches[#reaches + 1] = name .. ": " .. field
+        end
+      end
+    end
+    table.sort(reaches)
+    assert.same({}, reaches)
+  end)
+
+  it("reads the environment only through misskey.env", function()
+    local readers = {}
+    for name, m in pairs(modules) do
+      if name ~= "misskey.env" and not EXEMPT[name] and (m.code:find("os%.getenv") or m.code:find("_getenv")) then
+        readers[#readers + 1] = name
+      end
+    end
+    table.sort(readers)
+    assert.same({ "misskey.client" }, readers) -- its alias of env.get for misskey.testing
+  end)
+end)
