@@ -12,8 +12,8 @@
 -- wait_for. The bot asks `i` at start, ignores what it did itself, and handles
 -- an event seen twice (two channels, a backfill) once.
 local argcheck = require "misskey.argcheck"
+local core = require "misskey.core"
 local errors = require "misskey.errors"
-local json = require "misskey.json"
 local loop = require "misskey.loop"
 local seenset = require "misskey.seenset"
 local signals = require "misskey.signals"
@@ -21,16 +21,8 @@ local taskset = require "misskey.taskset"
 
 local bot = {}
 
-local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
-
 local Bot = { __name = "misskey.Bot" }
 Bot.__index = Bot
-
-local Context = { __name = "misskey.bot.Context" }
-Context.__index = Context
-
-local Store = { __name = "misskey.bot.Store" }
-Store.__index = Store
 
 --- The registry scope of bot.store (Misskey allows [a-zA-Z0-9_] in scope names).
 bot.SCOPE = { "misskey_lua_bot" }
@@ -57,15 +49,19 @@ local COMMAND_OPTIONS = { cooldown = true, description = true }
 local CAPTURE_OPTIONS = { ttl = true }
 local RUN_OPTIONS, STOP_OPTIONS = { stop_on = true, grace = true }, { grace = true }
 
+-- The bot's other parts, each in a file of its own: ctx and bot.store; what
+-- an event does (dispatch: handlers, waiters, commands). They read the limits
+-- above from this module table, so a program may change them.
+local Context, Store = require("misskey.bot.context")(bot)
+require("misskey.bot.dispatch")(Bot, bot, MAIN, Context)
+
 local argerror, opterror = argcheck.argerror, argcheck.opterror
 
 local function check_self(self, fname)
   argcheck.self(self, Bot, "bot", fname, 2)
 end
 
-local function monotonic()
-  return require("misskey.core").now()
-end
+local monotonic = core.now
 
 --- misskey.bot(client[, opts]) -> Bot. Options:
 --   help      false: no generated "help" command (default: one, unless you define "help")
@@ -122,11 +118,6 @@ end
 -- Spawns fn(...) as a task the bot tracks (stop waits for it, then cancels it).
 function Bot:_spawn(fn, ...)
   return self._tasks:spawn(fn, ...)
-end
-
--- false for a key seen lately (see misskey.seenset), else true and remembered.
-local function remember(self, key)
-  return seenset.remember(self._seen, key, bot.SEEN)
 end
 
 ---------------------------------------------------------------------------
@@ -217,234 +208,6 @@ function Bot:wait_for(event, opts)
   end
   return errors.fail("timeout", ("bot:wait_for(%q): no event within %g s"):format(event, opts.timeout),
     { timeout = true })
-end
-
----------------------------------------------------------------------------
--- dispatch
-
-function Bot:_context(event, payload)
-  local ctx = setmetatable({ bot = self, client = self.client, event = event, me = self.me }, Context)
-  if MAIN[event] == "note" or event == "note" then
-    ctx.note = payload
-    ctx.user = type(payload) == "table" and payload.user or nil
-  elseif MAIN[event] == "user" then
-    ctx.user = payload
-  elseif event == "notification" and type(payload) == "table" then
-    ctx.notification = payload
-    ctx.user = payload.user
-    ctx.note = payload.note
-  elseif event == "chat" and type(payload) == "table" then
-    ctx.message = payload
-    ctx.user = payload.fromUser
-  end
-  return ctx
-end
-
--- Runs the handlers and resolves the waiters of `event`.
-function Bot:_emit(event, payload, ctx)
-  ctx = ctx or self:_context(event, payload)
-  for _, fn in ipairs(self._handlers[event] or {}) do
-    self:_spawn(fn, ctx, payload)
-  end
-  local list = self._waiters[event]
-  if list then
-    for i = 1, #list do
-      local w = list[i]
-      if not w.done then
-        local ok, accept = true, true
-        if w.filter then ok, accept = pcall(w.filter, payload, ctx) end
-        if ok and accept then
-          w.done, w.payload, w.ctx = true, payload, ctx
-          loop.signal(w)
-        end
-      end
-    end
-  end
-end
-
-local function own(self, payload)
-  return self.me and type(payload) == "table" and (payload.userId == self.me.id or payload.fromUserId == self.me.id
-    or type(payload.user) == "table" and payload.user.id == self.me.id)
-end
-
--- An event from the stream.
-function Bot:_event(event, payload)
-  if self._stopped or self._stopping or type(payload) ~= "table" then return end
-  local kind = MAIN[event] or (event == "note" and "note") or event
-  if kind == "note" or kind == "notification" or kind == "chat" then
-    if own(self, payload) then return end
-    if type(payload.id) == "string" and not remember(self, event .. ":" .. payload.id) then return end
-  end
-  local ctx = self:_context(event, payload)
-  self:_emit(event, payload, ctx)
-  if (event == "mention" or event == "reply") and type(payload.id) == "string"
-     and remember(self, "command:" .. payload.id) then
-    self:_command(ctx, payload)
-  end
-  -- A mention missed while disconnected comes back as a notification (the
-  -- stream's backfill): its command runs then, once.
-  local note = payload.note
-  if event == "notification" and (payload.type == "mention" or payload.type == "reply")
-     and type(note) == "table" and type(note.id) == "string" and not own(self, note)
-     and remember(self, "command:" .. note.id) then
-    self:_command(self:_context("mention", note), note)
-  end
-end
-
---- bot.split(text) -> words: splits at spaces, keeping "quoted words" (or 'these') together.
-function bot.split(text)
-  local args, i, n = {}, 1, #text
-  while i <= n do
-    local c = text:sub(i, i)
-    if c:find("%s") then
-      i = i + 1
-    elseif c == '"' or c == "'" then
-      local j = text:find(c, i + 1, true)
-      if not j then j = n + 1 end
-      args[#args + 1] = text:sub(i + 1, j - 1)
-      i = j + 1
-    else
-      local j = text:find("[%s\"']", i) or n + 1
-      args[#args + 1] = text:sub(i, j - 1)
-      i = j
-    end
-  end
-  return args
-end
-
--- The text of a mention after the leading mentions ("@bot @x ping" -> "ping").
-local function command_text(text)
-  text = text:gsub("^%s+", "")
-  while true do
-    local rest = text:match("^@[%w_]+@?[%w%.%-]*%s*(.*)$")
-    if not rest then break end
-    text = rest
-  end
-  return (text:gsub("%s+$", ""))
-end
-
--- Drops the users whose cooldown of command `c` has passed (they may run it
--- again anyway): a bot that meets thousands of users keeps only the recent ones.
-local function prune_cooldowns(c, now)
-  local n = 0
-  for who, t in pairs(c.last) do
-    if now - t >= c.cooldown then c.last[who] = nil else n = n + 1 end
-  end
-  c.nlast = n
-  c.prune_at = math.max(bot.MAX_COOLDOWNS, 2 * n)
-end
-
-function Bot:_command(ctx, note)
-  if type(note.text) ~= "string" then return end
-  local text = command_text(note.text)
-  if text == "" then return end
-  local words = bot.split(text)
-  local first = (words[1] or ""):lower():gsub("^/", "")
-  local found, args
-  for _, c in ipairs(self._commands) do
-    if c.name and c.name == first then
-      found = c
-      args = { unpack(words, 2) }
-      break
-    end
-  end
-  if not found then
-    for _, c in ipairs(self._commands) do
-      if c.pattern then
-        local caps = { text:match(c.pattern) }
-        if caps[1] ~= nil then
-          found = c
-          if not c.pattern:find("(", 1, true) then caps = words end
-          args = caps
-          break
-        end
-      end
-    end
-  end
-  if not found and first == "help" and self._opts.help ~= false then
-    self:_spawn(function() ctx:reply(self:help_text()) end)
-    return
-  end
-  if not found then return end
-  local who = ctx.user and ctx.user.id or "?"
-  if found.cooldown then
-    local now, last = self._clock(), found.last[who]
-    if last and now - last < found.cooldown then return end
-    if not last then
-      found.nlast = (found.nlast or 0) + 1
-      if found.nlast > (found.prune_at or bot.MAX_COOLDOWNS) then prune_cooldowns(found, now) end
-    end
-    found.last[who] = now
-  end
-  ctx.command, ctx.args, ctx.text = found.name or found.pattern, args, text
-  self:_emit("command", ctx.command, ctx)
-  self:_spawn(found.fn, ctx, args)
-end
-
---- bot:help_text() -> the generated help: one line per command.
-function Bot:help_text()
-  local lines = { "Commands:" }
-  for _, c in ipairs(self._commands) do
-    local line = "- " .. (c.name or c.pattern)
-    if c.description then line = line .. ": " .. c.description end
-    if c.cooldown then line = line .. (" (every %g s at most)"):format(c.cooldown) end
-    lines[#lines + 1] = line
-  end
-  lines[#lines + 1] = "- help: this list"
-  return table.concat(lines, "\n")
-end
-
----------------------------------------------------------------------------
--- context
-
---- ctx:reply(text[, params]) -> note | nil, msg, err: replies in thread
--- (replyId), mentioning the author (@user or @user@host), with the incoming
--- note's visibility (specified: visible to the author). params go to notes/create.
-function Context:reply(text, params)
-  if type(text) ~= "string" then argerror(1, "reply", "string expected, got " .. type(text)) end
-  local ps = {}
-  local note, user = self.note, self.user
-  if type(user) == "table" and user.username then
-    local mention = "@" .. user.username
-    if user.host ~= nil and user.host ~= json.null then mention = mention .. "@" .. user.host end
-    if not text:find(mention, 1, true) then text = mention .. " " .. text end
-  end
-  ps.text = text
-  if type(note) == "table" and note.id then
-    ps.replyId = note.id
-    local v = note.visibility
-    if v and v ~= "public" then ps.visibility = v end
-    if v == "specified" then ps.visibleUserIds = json.array{ note.userId or user.id } end
-  end
-  for k, v in pairs(params or {}) do ps[k] = v end
-  local res, msg, err = self.client:request("notes/create", ps)
-  if not res then return nil, msg, err end
-  return res.createdNote
-end
-
---- ctx:react(reaction) -> true | nil, msg, err: reacts to the incoming note.
-function Context:react(reaction)
-  if type(self.note) ~= "table" then error("ctx:react: this event has no note", 2) end
-  return self.client:request("notes/reactions/create", { noteId = self.note.id, reaction = reaction or "👍" })
-end
-
----------------------------------------------------------------------------
--- store: Misskey's registry (i/registry/get, i/registry/set), scope bot.SCOPE
-
---- bot.store:get(key) -> value | nil (no such key) | nil, msg, err
-function Store:get(key)
-  if type(key) ~= "string" then argerror(1, "get", "string key expected") end
-  local v, msg, err = self._bot.client:request("i/registry/get", { key = key, scope = bot.SCOPE })
-  if v == nil and err and err.code == "NO_SUCH_KEY" then return nil end
-  if v == nil then return nil, msg, err end
-  return v
-end
-
---- bot.store:set(key, value) -> true | nil, msg, err (value: anything JSON encodes)
-function Store:set(key, value)
-  if type(key) ~= "string" or key == "" then argerror(1, "set", "non-empty string key expected") end
-  if value == nil then value = json.null end
-  return self._bot.client:request("i/registry/set", { key = key, value = value, scope = bot.SCOPE })
 end
 
 ---------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 -- Misuse raises naming the argument; every failure on the wire returns
 -- `nil, message, err` (see misskey.errors).
 --
+-- This file holds the class, its interface and the request path
+-- (client:request). Its other parts: misskey.client.options (misskey.new's
+-- options and credentials), misskey.client.upload, misskey.client.http, and
+-- misskey.client.form (text for form fields, queries and headers).
+--
 -- The fields starting with `_` are the client's own. Other modules of the
 -- library use only its declared interface: the public methods and fields
 -- (README "Client methods"), and these, which are for the library itself:
@@ -19,6 +24,7 @@ local env = require "misskey.env"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 local decode_body = json._decode_body
+local options = require "misskey.client.options"
 local ratelimit = require "misskey.ratelimit"
 
 local Client = { __name = "misskey.Client" }
@@ -27,219 +33,18 @@ Client.__index = Client
 local VERSION = "0.1.0"
 Client._VERSION = VERSION
 
--- Options a client accepts; anything else raises (a feature that has not
--- landed yet is unknown too).
-local OPTIONS = {
-  host = true, token = true, auth = true, timeout = true, connect_timeout = true,
-  user_agent = true, transport = true, engine = true, max_size = true, max_connections = true,
-}
-local CALL_OPTIONS = { timeout = true }
--- Rate limits and retries (misskey.ratelimit): per client, and per call.
-OPTIONS.ratelimit, OPTIONS.max_wait, OPTIONS.retries = true, true, true
-CALL_OPTIONS.ratelimit, CALL_OPTIONS.max_wait, CALL_OPTIONS.retries, CALL_OPTIONS.idempotent = true, true, true, true
--- Parameter validation against the catalogue (misskey.schema), per client and per call.
-OPTIONS.validate, CALL_OPTIONS.validate = true, true
--- HTTP hardening options (TLS, low-speed abort); see check_http_options.
-OPTIONS.ca_file, OPTIONS.insecure, OPTIONS.low_speed = true, true, true
--- An account of the credential store (misskey.credentials), "@user@host".
-OPTIONS.account = true
--- Observability: a function called with one table per event (see Client:emit).
-OPTIONS.on_event = true
--- Sending the token over plain http to another machine: refused unless this is true.
-OPTIONS.allow_plaintext_token = true
--- JSON null in replies: misskey.null ("sentinel", the default) or left out ("nil"); per client and per call.
-OPTIONS.null, CALL_OPTIONS.null = true, true
-
-local DEFAULT_MAX_SIZE = 64 * 1024 * 1024
+local argerror = argcheck.argerror
+local call_options, NO_OPTIONS = options.call, options.NO_OPTIONS
 
 -- The environment is misskey.env's. This alias is for misskey.testing's demo
 -- client until it reads misskey.env itself; nothing else may use it.
 Client._getenv = env.get
 
-local argerror, opterror = argcheck.argerror, argcheck.opterror
-local seconds_problem, count_problem = argcheck.seconds_problem, argcheck.count_problem
-local MAX_SECONDS, MAX_BYTES = argcheck.MAX_SECONDS, argcheck.MAX_BYTES
-
--- The option `name` of misskey.new (`level`: see misskey.argcheck).
-local function check_seconds(opts, name, level)
-  argcheck.seconds_option(opts, name, MAX_SECONDS, (level or 1) + 1)
-end
-
--- Abort a transfer that moves fewer than `bytes` per second for `seconds`: a
--- stalled connection otherwise blocks forever when no timeout is set. 60 s is
--- the read timeout of nginx's proxy_pass, which fronts most Misskey servers:
--- a reply silent that long would have been cut there anyway.
-local DEFAULT_LOW_SPEED = { bytes = 1, seconds = 60 }
-
-local function check_count(v, name, max, level)
-  local why = count_problem(v, max)
-  if why then opterror(name, why, (level or 1) + 1) end
-end
-
--- ca_file, insecure and low_speed -> the transport fields they become.
-local function check_http_options(opts)
-  local out = {}
-  local ca_file, insecure, low = opts.ca_file, opts.insecure, opts.low_speed
-  if ca_file ~= nil then
-    if type(ca_file) ~= "string" or ca_file == "" then opterror("ca_file", "a file path expected", 2) end
-    local f, why = io.open(ca_file, "r")
-    if not f then opterror("ca_file", "cannot open: " .. tostring(why), 2) end
-    f:close()
-    out.ca_file = ca_file
-  end
-  if insecure ~= nil and type(insecure) ~= "boolean" then
-    opterror("insecure", "boolean expected, got " .. type(insecure), 2)
-  end
-  if insecure and ca_file then opterror("insecure", "cannot be combined with ca_file", 2) end
-  out.insecure = insecure or nil
-  if low == nil then low = DEFAULT_LOW_SPEED end
-  if low ~= false then
-    if type(low) ~= "table" then opterror("low_speed", "{ bytes = n, seconds = s } or false expected", 2) end
-    for k in pairs(low) do
-      if k ~= "bytes" and k ~= "seconds" then opterror("low_speed", "unknown field '" .. tostring(k) .. "'", 2) end
-    end
-    check_count(low.bytes, "low_speed.bytes", MAX_BYTES, 2)
-    check_count(low.seconds, "low_speed.seconds", MAX_SECONDS, 2)
-    out.low_speed_limit, out.low_speed_time = low.bytes, low.seconds
-  end
-  return out
-end
-
-local function default_user_agent()
-  return ("lua-misskey/%s libcurl/%s"):format(VERSION, core.curl_version())
-end
-
--- Credentials: explicit arguments win; then MISSKEY_HOST and MISSKEY_TOKEN,
--- and the environment's token only goes to the environment's host; then the
--- credential store's default account (only for its own host). `account`
--- names a stored account instead (explicit host/token still win).
--- Returns the base URL, the token, where the token came from ("token",
--- "MISSKEY_TOKEN" or the account's key) and the stored account it came from.
-local function resolve_credentials(opts)
-  local env_host, env_token = env.get("MISSKEY_HOST"), env.get("MISSKEY_TOKEN")
-  local host, stored = opts.host or env_host, nil
-  if opts.account ~= nil then
-    if type(opts.account) ~= "string" or opts.account == "" then
-      opterror("account", 'an account name such as "@me@misskey.example" expected', 2)
-    end
-    local entry, why = require("misskey.credentials").get(opts.account)
-    if not entry then opterror("account", why, 2) end
-    host, stored = opts.host or entry.host, entry
-  elseif opts.token == nil and not (env_host and env_token) then
-    -- The store is read only when it can supply something; a broken store
-    -- (say, a world-readable file) is an error only when it is needed for the host.
-    local entry, why, err = require("misskey.credentials").get()
-    if entry then
-      stored = entry
-      host = host or entry.host
-    elseif host == nil and err and err.reason ~= "unknown" then
-      opterror("host", "no host given, and " .. why, 2)
-    end
-  end
-  if host == nil then
-    opterror("host", "a host is required: pass host = ..., set MISSKEY_HOST, or log in with `misskey login`", 2)
-  end
-  local base, why = baseurl.parse(host)
-  if not base then opterror("host", why .. ": " .. ("%q"):format(tostring(host)), 2) end
-  local token, source, from = opts.token, "token", nil
-  if token == nil and env_host and env_token and baseurl.parse(env_host) == base then
-    token, source = env_token, "MISSKEY_TOKEN"
-  end
-  if token == nil and stored and baseurl.parse(stored.host) == base then
-    token, source, from = stored.token, "the stored account " .. stored.key, stored
-  end
-  if token == false then token = nil end
-  if token ~= nil and type(token) ~= "string" then
-    opterror("token", "string expected, got " .. type(token), 2)
-  end
-  if token == "" then token = nil end
-  return base, token, source, from
-end
-
--- A token never crosses a network in clear unless the caller says so: by
--- `allow_plaintext_token = true`, or by the stored account it came from (which
--- records the same choice made at `misskey login`).
-local function check_cleartext(opts, base, token, source, stored)
-  local allow = opts.allow_plaintext_token
-  if allow ~= nil and type(allow) ~= "boolean" then
-    opterror("allow_plaintext_token", "boolean expected, got " .. type(allow), 2)
-  end
-  if allow or not token or (stored and stored.allow_plaintext_token == true) then return allow or false end
-  local why = baseurl.cleartext(base, env.get)
-  if why then
-    opterror("host", ("%s: %s, so the token (from %s) would travel unencrypted, readable and usable by anyone "
-      .. "on the way; use https, or pass allow_plaintext_token = true to send it anyway"):format(base, why, source), 2)
-  end
-  return false
-end
-
 --- misskey.new(opts) -> client. See README "Client options".
 function Client.new(opts)
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then argerror(1, "new", "options table expected, got " .. type(opts)) end
-  argcheck.known_options(opts, OPTIONS)
-  local base, token, source, stored = resolve_credentials(opts)
-  local allow_plaintext = check_cleartext(opts, base, token, source, stored)
-  local auth = opts.auth or "body"
-  if auth ~= "body" and auth ~= "header" then opterror("auth", 'expected "body" or "header"') end
-  check_seconds(opts, "timeout")
-  check_seconds(opts, "connect_timeout")
-  if opts.max_size ~= nil then check_count(opts.max_size, "max_size", MAX_BYTES) end
-  local http_options = check_http_options(opts)
-  if opts.idempotent ~= nil then error("bad option 'idempotent' (unknown option)", 3) end
-  if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
-    opterror("validate", "boolean expected, got " .. type(opts.validate))
-  end
-  local bad, why = ratelimit.problem(opts)
-  if bad then opterror(bad, why) end
-  if opts.user_agent ~= nil and type(opts.user_agent) ~= "string" then
-    opterror("user_agent", "string expected")
-  end
-  -- It is sent as a header: a line break would add headers of the caller's making.
-  if opts.user_agent and opts.user_agent:find("[\r\n%z]") then
-    opterror("user_agent", "must not contain CR, LF or NUL")
-  end
-  if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
-    opterror("on_event", "function expected, got " .. type(opts.on_event))
-  end
-  if opts.null ~= nil and opts.null ~= "nil" and opts.null ~= "sentinel" then
-    opterror("null", 'expected "nil" or "sentinel", got ' .. tostring(opts.null))
-  end
-  local transport = opts.transport
-  if transport ~= nil and (type(transport) ~= "table" or type(transport.request) ~= "function") then
-    opterror("transport", "a table with a request function expected")
-  end
-  if transport == nil then
-    transport = require("misskey.transport.curl").new(opts.engine)
-  elseif opts.engine ~= nil then
-    opterror("engine", "cannot be combined with transport")
-  end
-  local cap = opts.max_connections
-  if cap ~= nil then
-    check_count(cap, "max_connections", 65536)
-    if not transport.engine then opterror("max_connections", "needs the libcurl transport") end
-    -- A cap of the engine: it applies to every client sharing that engine.
-    transport.engine:limit(cap)
-  end
-  local client = setmetatable({
-    base_url = base,
-    host = base:match("://(.*)$"),
-    -- Public and read-only: misskey.auth checks it before a login over plain http.
-    allow_plaintext_token = allow_plaintext or (stored ~= nil and stored.allow_plaintext_token == true),
-    _token = token,
-    _auth = auth,
-    _timeout = opts.timeout,
-    _connect_timeout = opts.connect_timeout,
-    _max_size = opts.max_size or DEFAULT_MAX_SIZE,
-    _http_options = http_options,
-    _user_agent = opts.user_agent or default_user_agent(),
-    _transport = transport,
-    _policy = ratelimit.policy(opts), -- 429s, retries, pacing: misskey.ratelimit's, per client
-    _validate = opts.validate or false,
-    _catalogue = nil, -- the bundled catalogue (misskey.endpoints) until client:schema()
-    _on_event = opts.on_event or false, -- false, not nil: observed() then finds it in the client, not via __index
-    _null_nil = opts.null == "nil", -- replies' null object members left out (see json.decode)
-  }, Client)
+  if type(opts) ~= "table" then argcheck.argerror(1, "new", "options table expected, got " .. type(opts)) end
+  local client = setmetatable(options.fields(opts, VERSION), Client)
   -- client.api.notes.create{...}: names through the client's catalogue (misskey.api).
   client.api = require("misskey.api").new(client, nil)
   return client
@@ -382,36 +187,9 @@ local function check_endpoint(endpoint)
   end
 end
 
-local NO_OPTIONS = setmetatable({}, { __newindex = function() error("call options are read-only", 2) end })
-
-local function check_call_options(opts)
-  if opts == nil then return NO_OPTIONS end
-  if type(opts) ~= "table" then argerror(3, "request", "options table expected, got " .. type(opts), 2) end
-  for k in pairs(opts) do
-    if not CALL_OPTIONS[k] then argerror(3, "request", "unknown option '" .. tostring(k) .. "'", 2) end
-  end
-  local why = opts.timeout ~= nil and seconds_problem(opts.timeout, MAX_SECONDS)
-  if why then argerror(3, "request", "option 'timeout': " .. why, 2) end
-  local bad, problem = ratelimit.problem(opts)
-  if bad then argerror(3, "request", ("option '%s' (%s)"):format(bad, problem), 2) end
-  if opts.validate ~= nil and type(opts.validate) ~= "boolean" then
-    argerror(3, "request", "option 'validate' must be a boolean", 2)
-  end
-  if opts.null ~= nil and opts.null ~= "nil" and opts.null ~= "sentinel" then
-    argerror(3, "request", "option 'null' must be \"nil\" or \"sentinel\"", 2)
-  end
-  return opts
-end
-
 -- Seconds to wait before retrying, from the reply (see misskey.ratelimit.hint).
 local function retry_after(headers, info)
   return (ratelimit.hint(headers, info))
-end
-
-local function excerpt(body)
-  body = body:gsub("%s+", " ")
-  if #body > 200 then body = body:sub(1, 200) .. "…" end
-  return body
 end
 
 local NIL_NULLS = { null = "nil" }
@@ -438,7 +216,7 @@ function Client:_interpret(endpoint, res, drop_nulls)
       -- Failures never carry the token, even where a server echoes it back.
       local body = errors.redact(res.body, self._token)
       return errors.fail("decode", ("%s: invalid JSON in HTTP %d reply (%s)"):format(endpoint, status, derr),
-        { status = status, endpoint = endpoint, body = excerpt(body) })
+        { status = status, endpoint = endpoint, body = errors.excerpt(body) })
     end
     return value
   end
@@ -458,8 +236,8 @@ function Client:_interpret(endpoint, res, drop_nulls)
     })
   end
   local ctype = headers["content-type"] or "no content type"
-  return errors.fail("http", ("%s: HTTP %d (%s): %s"):format(endpoint, status, ctype, excerpt(body)),
-    { status = status, endpoint = endpoint, body = excerpt(body), retry_after = retry_after(headers) })
+  return errors.fail("http", ("%s: HTTP %d (%s): %s"):format(endpoint, status, ctype, errors.excerpt(body)),
+    { status = status, endpoint = endpoint, body = errors.excerpt(body), retry_after = retry_after(headers) })
 end
 
 -- Sends one request through the transport; redacts the token from failures.
@@ -548,7 +326,7 @@ function Client:request(endpoint, params, opts)
   if params ~= nil and type(params) ~= "table" then
     argerror(2, "request", "params must be a table, got " .. type(params))
   end
-  opts = check_call_options(opts)
+  opts = call_options(opts)
   local validate = opts.validate
   if validate == nil then validate = self._validate end
   if validate then
@@ -577,305 +355,9 @@ function Client:request(endpoint, params, opts)
     catalogue.lookup(endpoint, self._catalogue), attempt, url, headers, encoded, timeout))
 end
 
--- ---- client:upload: drive/files/create as multipart/form-data ----
-
-local UPLOAD_OPTIONS = { timeout = true, progress = true }
-local FILE_KEYS = { path = true, data = true, filename = true, type = true }
-local UPLOAD_ENDPOINT = "drive/files/create"
-local UPLOAD_CALL = { idempotent = false } -- a write: 429s are waited out, nothing else is repeated
-
-local function basename(path)
-  return path:match("([^/]+)/*$") or path
-end
-
--- A string, boolean or finite number as text (integers without ".0"); nil otherwise.
-local function scalar_text(v)
-  local t = type(v)
-  if t == "string" then return v end
-  if t == "boolean" then return tostring(v) end
-  if t == "number" and v == v and v ~= math.huge and v ~= -math.huge then
-    if v % 1 == 0 and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
-    return ("%.17g"):format(v)
-  end
-  return nil
-end
-
--- A field value as multipart text: Misskey casts "true"/"false" and numbers
--- back (protocol.md 4). (misskey.null never gets here: it leaves the field out.)
-local function field_text(key, v)
-  local text = scalar_text(v)
-  if text then return text end
-  argerror(2, "upload", ("fields.%s must be a string, number or boolean, got %s"):format(key, tostring(v)), 2)
-end
-
--- Names go into the part headers as C strings: a NUL would cut them short ("a.png\0.exe" went
--- out as "a.png") and a line break would end the header. (Quotes and backslashes are escaped.)
-local HEADER_UNSAFE = "[\r\n%z]"
-
--- The file argument's path: no NUL (the file opened would be another one), and a last
--- component without line breaks unless a filename replaces it.
-local function check_path(path, filename)
-  if path == "" then argerror(1, "upload", "file path is empty", 3) end
-  if path:find("%z") then argerror(1, "upload", "file path contains a NUL byte", 3) end
-  if not filename and basename(path):find(HEADER_UNSAFE) then
-    argerror(1, "upload", "the file's name has a line break: give { path = ..., filename = ... }", 3)
-  end
-end
-
--- The file argument -> the `file` part (not yet checked on disk) and the
--- default of the `name` field (the file name; none for nameless data).
-local function file_part(file)
-  if type(file) == "string" then
-    check_path(file)
-    return { name = "file", path = file, filename = basename(file) }, basename(file)
-  end
-  if type(file) ~= "table" then
-    argerror(1, "upload", "a file path or { data = ..., filename = ... } expected, got " .. type(file), 2)
-  end
-  for k in pairs(file) do
-    if not FILE_KEYS[k] then argerror(1, "upload", "unknown field '" .. tostring(k) .. "'", 2) end
-  end
-  for k in pairs(FILE_KEYS) do
-    if file[k] ~= nil and type(file[k]) ~= "string" then
-      argerror(1, "upload", ("field '%s' must be a string, got %s"):format(k, type(file[k])), 2)
-    end
-  end
-  if (file.path == nil) == (file.data == nil) then
-    argerror(1, "upload", "give exactly one of path and data", 2)
-  end
-  for _, k in ipairs{ "filename", "type" } do
-    if file[k] and file[k]:find(HEADER_UNSAFE) then
-      argerror(1, "upload", ("field '%s' must not contain CR, LF or NUL"):format(k), 2)
-    end
-  end
-  if file.path then check_path(file.path, file.filename) end
-  -- In-memory data without a filename is a browser's Blob: Misskey stores no name.
-  local filename = file.filename or (file.path and basename(file.path))
-  return { name = "file", path = file.path, data = file.data, type = file.type, filename = filename or "blob" },
-    filename
-end
-
--- A path that cannot be read fails like any other call (`nil, message, err`),
--- before anything is sent: it is a fact of the disk, not a programming error.
-local function unreadable(path)
-  local f, why = io.open(path, "rb")
-  if f then
-    local ok, rerr = f:read(0) -- a directory opens, but reading it fails
-    f:close()
-    if ok == nil and rerr then why = path .. ": " .. tostring(rerr) else return nil end
-  end
-  return tostring(why)
-end
-
---- client:upload(file, fields, opts) -> DriveFile | nil, message, err
--- `file` is a path (string; streamed from disk, never read into memory) or a
--- table `{ path = ... | data = "bytes", filename = "x.txt", type = "mime/type" }`.
--- `fields` are drive/files/create's other parameters (name, folderId, comment,
--- isSensitive, force, ...); `name` defaults to the file name. `opts.timeout`
--- bounds the call, `opts.progress(sent, total)` reports the bytes sent.
-function Client:upload(file, fields, opts)
-  check_client(self, "upload")
-  local part, default_name = file_part(file)
-  if fields ~= nil and type(fields) ~= "table" then
-    argerror(2, "upload", "fields must be a table, got " .. type(fields))
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(3, "upload", "options table expected, got " .. type(opts))
-  end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not UPLOAD_OPTIONS[k] then argerror(3, "upload", "unknown option '" .. tostring(k) .. "'") end
-  end
-  local bad_timeout = opts.timeout ~= nil and seconds_problem(opts.timeout, MAX_SECONDS)
-  if bad_timeout then argerror(3, "upload", "option 'timeout': " .. bad_timeout) end
-  if opts.progress ~= nil and type(opts.progress) ~= "function" then
-    argerror(3, "upload", "option 'progress' must be a function(sent, total)")
-  end
-  -- Text fields first (the server reads them after streaming the file), `i`
-  -- first of all as misskey-js does, then the others in sorted order.
-  local values, keys = {}, {}
-  for k, v in pairs(fields or {}) do
-    if type(k) ~= "string" then argerror(2, "upload", "field names must be strings") end
-    if k:find(HEADER_UNSAFE) then
-      local shown = k:gsub("%c", function(c) return "\\" .. c:byte() end) -- the same on every Lua
-      argerror(2, "upload", ('field name "%s" must not contain CR, LF or NUL'):format(shown))
-    end
-    if k == "i" or k == "file" then
-      argerror(2, "upload", ("field '%s' is set by upload itself"):format(k))
-    end
-    if v ~= json.null then
-      values[k] = field_text(k, v)
-      keys[#keys + 1] = k
-    end
-  end
-  if values.name == nil and default_name and (fields == nil or fields.name == nil) then
-    values.name = default_name
-    keys[#keys + 1] = "name"
-  end
-  table.sort(keys)
-  local parts, headers = {}, { Accept = "application/json" }
-  if self._token then
-    if self._auth == "header" then
-      headers.Authorization = "Bearer " .. self._token
-    else
-      parts[1] = { name = "i", value = self._token }
-    end
-  end
-  for _, k in ipairs(keys) do parts[#parts + 1] = { name = k, value = values[k] } end
-  parts[#parts + 1] = part
-  if part.path then
-    local why = unreadable(part.path)
-    if why then
-      return errors.fail("invalid", errors.redact(("%s: cannot read the file to upload (%s)"):format(
-        UPLOAD_ENDPOINT, why), self._token), { endpoint = UPLOAD_ENDPOINT, param = "file", path = part.path })
-    end
-  end
-  -- 429s are waited out as for client:request (Misskey checks the limit before
-  -- storing anything); a write, so never retried after other failures.
-  local function attempt()
-    local res, msg, err = self:_send(UPLOAD_ENDPOINT, {
-      method = "POST", url = self.base_url .. "/api/" .. UPLOAD_ENDPOINT, headers = headers, parts = parts,
-      timeout = opts.timeout or self._timeout, progress = opts.progress,
-    })
-    if not res then return nil, nil, msg, err end
-    return res, self:_interpret(UPLOAD_ENDPOINT, res, self._null_nil)
-  end
-  if self:observed() then attempt = ratelimit.observing(attempt) end
-  return errors.scrubbed(self._token, ratelimit.run(self._policy, self, UPLOAD_ENDPOINT, UPLOAD_CALL,
-    catalogue.lookup(UPLOAD_ENDPOINT, self._catalogue), attempt))
-end
-
--- ---- client:http: raw HTTP to the client's host (non-API URLs) ----
-
-local HTTP_KEYS = {
-  method = true, path = true, query = true, headers = true, body = true, timeout = true, auth = true,
-  json = true, max_size = true,
-}
-
--- RFC 3986 unreserved characters stay; everything else is %XX.
-local pct = core.urlencode
-
-local function query_value(key, v)
-  local text = scalar_text(v)
-  if text then return text end
-  argerror(1, "http", ("query.%s must be a string, number, boolean or a list of them"):format(key), 3)
-end
-
--- { b = "2", a = { "x", "y" } } -> "a=x&a=y&b=2" (sorted keys: deterministic).
-local function encode_query(query)
-  if type(query) ~= "table" then argerror(1, "http", "query must be a table, got " .. type(query), 2) end
-  local keys = {}
-  for k in pairs(query) do
-    if type(k) ~= "string" then argerror(1, "http", "query keys must be strings", 2) end
-    keys[#keys + 1] = k
-  end
-  table.sort(keys)
-  local out = {}
-  for _, k in ipairs(keys) do
-    local v = query[k]
-    if type(v) == "table" then
-      for i = 1, #v do out[#out + 1] = pct(k) .. "=" .. pct(query_value(k, v[i])) end
-    else
-      out[#out + 1] = pct(k) .. "=" .. pct(query_value(k, v))
-    end
-  end
-  return table.concat(out, "&")
-end
-
-local function is_json_type(ctype)
-  ctype = (ctype or ""):lower()
-  return ctype:find("^application/json") ~= nil or ctype:find("^application/[%w%.%-]+%+json") ~= nil
-end
-
---- client:http{ method = "GET", path = "/x", query = {}, headers = {}, body = "", timeout = s,
---               auth = false, json = false, max_size = n } -> res[, value] | nil, message, err
--- Raw HTTP to the client's own host. `res = { status, headers, body }` for every
--- status (the caller interprets it); `nil, message, err` only when no reply
--- came (network, timeout, a body over max_size). The token is sent only with
--- `auth = true` (as `Authorization: Bearer`). With `json = true` a JSON reply is
--- decoded into the second result.
-function Client:http(req)
-  check_client(self, "http")
-  if type(req) ~= "table" then argerror(1, "http", "request table expected, got " .. type(req)) end
-  for k in pairs(req) do
-    if not HTTP_KEYS[k] then argerror(1, "http", "unknown field '" .. tostring(k) .. "'") end
-  end
-  local method, path, body = req.method or "GET", req.path, req.body
-  if type(method) ~= "string" or not method:find("^%u+$") then
-    argerror(1, "http", "method must be an upper-case HTTP method such as \"GET\"")
-  end
-  if type(path) ~= "string" then argerror(1, "http", "path must be a string, got " .. type(path)) end
-  if path:sub(1, 1) ~= "/" then
-    argerror(1, "http", ("path must start with '/' (the client's host is implied): %q"):format(path))
-  end
-  if path:find("[%s%c#]") then
-    argerror(1, "http", ("path must not contain spaces, control characters or '#': %q"):format(path))
-  end
-  if body ~= nil and type(body) ~= "string" then
-    argerror(1, "http", "body must be a string, got " .. type(body))
-  end
-  if body and (method == "GET" or method == "HEAD") then
-    argerror(1, "http", method .. " cannot carry a body")
-  end
-  local t, m = req.timeout, req.max_size
-  local why = t ~= nil and seconds_problem(t, MAX_SECONDS)
-  if why then argerror(1, "http", "timeout: " .. why) end
-  why = m ~= nil and count_problem(m, MAX_BYTES)
-  if why then argerror(1, "http", "max_size: " .. why) end
-  for _, k in ipairs{ "auth", "json" } do
-    if req[k] ~= nil and type(req[k]) ~= "boolean" then
-      argerror(1, "http", k .. " must be a boolean, got " .. type(req[k]))
-    end
-  end
-  local headers, lower = {}, {}
-  if req.headers ~= nil and type(req.headers) ~= "table" then
-    argerror(1, "http", "headers must be a table, got " .. type(req.headers))
-  end
-  for k, v in pairs(req.headers or {}) do
-    if type(k) ~= "string" or not k:find("^[!#$%%&'*+%-.^_`|~%w]+$") then
-      argerror(1, "http", "header names must be HTTP tokens, got " .. ("%q"):format(tostring(k)))
-    end
-    if type(v) ~= "string" or v:find("[\r\n%z]") then
-      argerror(1, "http", ("headers[%q] must be a string without line breaks"):format(k))
-    end
-    headers[k], lower[k:lower()] = v, true
-  end
-  if req.auth then
-    if not self._token then argerror(1, "http", "auth = true but the client has no token") end
-    if lower.authorization then argerror(1, "http", "auth = true and an Authorization header") end
-    headers.Authorization = "Bearer " .. self._token
-  end
-  if req.json and not lower.accept then headers.Accept = "application/json" end
-  local url = self.base_url .. path
-  if req.query ~= nil then
-    local qs = encode_query(req.query)
-    if qs ~= "" then url = url .. (path:find("?", 1, true) and "&" or "?") .. qs end
-  end
-  local label = method .. " " .. path
-  local observed = self:observed()
-  local t0 = observed and ratelimit._now()
-  local res, msg, err = self:_send(path, {
-    method = method, url = url, headers = headers, body = body, timeout = t or self._timeout, max_size = m,
-  }, label)
-  if observed then
-    -- Any status is an answer here (the caller interprets it): ok means a reply came.
-    self:emit{ type = "request", endpoint = path, method = method, status = res and res.status or err.status,
-      elapsed = ratelimit._now() - t0, attempt = 1, ok = res ~= nil, kind = not res and err.kind or nil }
-  end
-  if not res then return errors.scrubbed(self._token, nil, msg, err) end
-  res.headers = res.headers or {}
-  res.body = res.body or ""
-  if req.json and res.body ~= "" and is_json_type(res.headers["content-type"]) then
-    local value, derr = json.decode(res.body, self._null_nil and NIL_NULLS or nil)
-    if value == nil then
-      local body_ = excerpt(errors.redact(res.body, self._token)) -- before the cut: no half token left
-      return errors.scrubbed(self._token, errors.fail("decode", ("%s: invalid JSON in HTTP %d reply (%s)")
-        :format(label, res.status, derr), { status = res.status, endpoint = path, body = body_ }))
-    end
-    return res, value
-  end
-  return res
-end
+-- client:upload and client:http, each in a file of its own.
+require("misskey.client.upload")(Client)
+require("misskey.client.http")(Client)
 
 --- client:paginate(endpoint, params, opts) -> iterator (see misskey.paginate).
 function Client:paginate(endpoint, params, opts)

@@ -95,6 +95,16 @@ function errors.scrubbed(secrets, ...)
   return unpack(out, 1, n)
 end
 
+--- A reply body as an error shows it: white space folded, at most 200
+-- bytes and an ellipsis. Redact before cutting, so no half token is left.
+---@param body string
+---@return string
+function errors.excerpt(body)
+  body = body:gsub("%s+", " ")
+  if #body > 200 then body = body:sub(1, 200) .. "…" end
+  return body
+end
+
 --- Makes `message, err` for a failure of `kind`; `fields` become fields of err.
 -- The message is one line, so `assert(client:request(...))` prints it whole.
 function errors.new(kind, message, fields)

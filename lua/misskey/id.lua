@@ -15,6 +15,10 @@
 -- bare time prefix.
 local M = {}
 
+--- The longest id taken as a position (a backfill's or a positions file's
+-- starting point): every method above makes at most 26 characters; the rest is room.
+M.MAX = 64
+
 local TIME2000 = 946684800000 -- aid/aidx count ms from 2000-01-01T00:00:00Z
 local MEID_OFFSET = 0x800000000000
 local B36 = "0123456789abcdefghijklmnopqrstuvwxyz"

@@ -12,6 +12,7 @@
 local core = require "misskey.core"
 local env = require "misskey.env"
 local errors = require "misskey.errors"
+local ids = require "misskey.id"
 local json = require "misskey.json"
 
 local positions = {}
@@ -19,8 +20,6 @@ local positions = {}
 --- Keys kept in one file at most (a stream has at most 32 channels; the rest
 -- are positions of channels an earlier run had, kept for a later one).
 positions.MAX_KEYS = 64
--- A stored id: what any id method makes (at most 26 characters), with room.
-local MAX_ID = 64
 
 --- The directory of position files: $XDG_STATE_HOME/misskey/positions, else
 -- $HOME/.local/state/misskey/positions; nil, why when neither is set.
@@ -80,7 +79,7 @@ function positions.key(name, params)
 end
 
 local function valid_id(v)
-  return type(v) == "string" and #v <= MAX_ID and v:find("^%w+$") ~= nil
+  return type(v) == "string" and #v <= ids.MAX and v:find("^%w+$") ~= nil
 end
 
 --- load(path, base_url) -> { key = id } (empty for a missing file) | nil, msg, err

@@ -19,7 +19,7 @@
 -- with `positions`, the starting points survive a restart (misskey.positions).
 local argcheck = require "misskey.argcheck"
 local errors = require "misskey.errors"
-local ids = require "misskey.id"
+local handlers = require "misskey.stream.handlers"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
 local positions = require "misskey.positions"
@@ -32,16 +32,10 @@ local stream = {}
 local Stream = { __name = "misskey.Stream" }
 Stream.__index = Stream
 
-local Channel = { __name = "misskey.stream.Channel" }
-Channel.__index = Channel
-
 --- Misskey ignores connects beyond 32 channels on one socket (since 2024.8.0).
 stream.MAX_CHANNELS = 32
 --- Backfill: at most this many pages of 100 per channel after a reconnect.
 stream.MAX_PAGES = 10
-local PAGE = 100
--- The longest id taken as a position (every id method makes at most 26 characters).
-local MAX_ID = 64
 --- Ids of backfilled items remembered per channel (at least the last SEEN; two
 -- generations of SEEN each), so that a live event repeating one is dropped.
 stream.SEEN = 1000
@@ -59,23 +53,18 @@ stream.SAVE_INTERVAL = 5
 --- The largest `max_message` (bytes) a stream accepts.
 stream.MAX_MESSAGE = 1024 * 1024 * 1024
 
+-- The parts of the stream, each in a file of its own: a channel; the socket
+-- (the reader, reconnects, joins, frames); backfills and positions. They read
+-- the limits above from this module table, so a program may change them.
+local Channel = require("misskey.stream.channel")(stream)
+require("misskey.stream.connection")(Stream, stream)
+local BACKFILL = require("misskey.stream.backfill")(Stream, stream)
+local add_handler, remove_handler, fire = handlers.add, handlers.remove, handlers.fire
+
 -- Events of the stream itself; every other name given to stream:on is an
 -- event of the main channel (which it connects), except the broadcasts.
 local LIFECYCLE = { connected = true, disconnected = true, reconnecting = true, error = true, noteUpdated = true }
 local BROADCAST = { emojiAdded = true, emojiUpdated = true, emojiDeleted = true }
-
--- Channel -> the endpoint that pages what the channel missed, and the event.
-local BACKFILL = {
-  homeTimeline = "notes/timeline",
-  localTimeline = "notes/local-timeline",
-  hybridTimeline = "notes/hybrid-timeline",
-  globalTimeline = "notes/global-timeline",
-  userList = "notes/user-list-timeline",
-  antenna = "antennas/notes",
-  channel = "channels/timeline",
-  roleTimeline = "roles/notes",
-}
-stream.BACKFILL = BACKFILL
 
 local OPTIONS = { reconnect = true, backoff = true, watchdog = true, confirm_timeout = true, backfill = true,
                   max_message = true, positions = true }
@@ -123,172 +112,6 @@ local function check_options(opts)
   }
 end
 
-local seen_has, seen_add = seenset.has, seenset.add
-
--- Handler lists: { event = { { fn, once }, ... } }. A list is never changed in place
--- (on/off/once make a new one), so fire() can walk it while handlers add or remove some.
--- `level`: see misskey.argcheck (1: called by the public function itself).
-local function add_handler(handlers, fname, event, fn, once, level)
-  level = (level or 1) + 1
-  if type(event) ~= "string" or event == "" then
-    argerror(1, fname, "event name expected, got " .. type(event), level)
-  end
-  if type(fn) ~= "function" then argerror(2, fname, "function expected, got " .. type(fn), level) end
-  local old, list = handlers[event] or {}, {}
-  for i = 1, #old do list[i] = old[i] end
-  list[#list + 1] = { fn = fn, once = once }
-  handlers[event] = list
-end
-
--- Removes the last entry for which match(entry) is true; true if one was removed.
-local function remove_entry(handlers, event, match)
-  local old = handlers[event]
-  if not old then return false end
-  for i = #old, 1, -1 do
-    if match(old[i]) then
-      local list = {}
-      for k = 1, #old do
-        if k ~= i then list[#list + 1] = old[k] end
-      end
-      handlers[event] = list
-      return true
-    end
-  end
-  return false
-end
-
-local function remove_handler(handlers, event, fn)
-  local list = handlers[event]
-  if not list then return false end
-  if fn == nil then
-    handlers[event] = nil
-    return #list > 0
-  end
-  return remove_entry(handlers, event, function(h) return h.fn == fn end)
-end
-
-local spawn_now = loop.spawn_now
-
--- Runs every handler of `event` in a task of its own, in registration order. Each
--- starts at once (spawn_now): one that returns without waiting is done before the
--- next starts and costs no coroutine; one that waits goes on as a task meanwhile,
--- kept in `running` (a task set) so a graceful close can wait for it.
-local function fire(running, handlers, event, ...)
-  local list = handlers[event]
-  if not list then return end
-  for i = 1, #list do
-    local h = list[i]
-    if h.once and not remove_entry(handlers, event, function(e) return e == h end) then
-      h = nil -- a once handler already run (by an event its own handler fired)
-    end
-    if h then
-      local task = spawn_now(h.fn, ...)
-      local st = task.status
-      if st == "waiting" or st == "ready" then running:add(task) end
-    end
-  end
-end
-
----------------------------------------------------------------------------
--- Channel
-
-local function check_channel(self, fname)
-  argcheck.self(self, Channel, "channel", fname, 2)
-  if self._closed then error(("channel:%s: the channel %q is closed"):format(fname, self.name), 3) end
-end
-
---- channel:on(event, fn): fn(body) for every `event` of this channel ("note", ...);
--- event "*": fn(event, body) for every event of the channel.
-function Channel:on(event, fn)
-  check_channel(self, "on")
-  add_handler(self._handlers, "on", event, fn, false)
-  return self
-end
-
---- channel:once(event, fn): like on, for the next event only.
-function Channel:once(event, fn)
-  check_channel(self, "once")
-  add_handler(self._handlers, "once", event, fn, true)
-  return self
-end
-
---- channel:off(event[, fn]): removes fn (or every handler of event); true if one was removed.
-function Channel:off(event, fn)
-  check_channel(self, "off")
-  return remove_handler(self._handlers, event, fn)
-end
-
---- channel:send(type, body) -> true | nil, msg, err: a message to the channel
--- (`{type = "channel", body = {id, type, body}}`); queued until the socket is open.
-function Channel:send(type_, body)
-  check_channel(self, "send")
-  if type(type_) ~= "string" or type_ == "" then
-    argerror(1, "send", "message type expected, got " .. type(type_))
-  end
-  if body == nil then body = json.null end
-  return self._stream:_send({ type = "channel", body = { id = self.id, type = type_, body = body } },
-    "channel." .. type_)
-end
-
---- channel:close(): leaves the channel (`disconnect`); the channel cannot be used afterwards.
-function Channel:close()
-  argcheck.self(self, Channel, "channel", "close")
-  if self._closed then return false end
-  self._stream:_drop(self)
-  return true
-end
-
-function Channel:__tostring()
-  return ("misskey.stream.Channel (%s, %s%s)"):format(self.name, self.id, self._closed and ", closed" or "")
-end
-
--- Listeners of this channel: its own, or the stream's for the main channel.
--- Then the "*" listeners, as fn(event, body): every event of the channel (`misskey stream` uses them).
-function Channel:_fire(event, ...)
-  local st = self._stream
-  local handlers = self._main and st._handlers or self._handlers
-  fire(st._running, handlers, event, ...)
-  if handlers["*"] then fire(st._running, handlers, "*", event, ...) end
-end
-
--- A channel event. `source`: "live" (from the socket; held back while a
--- backfill runs), "backfill" (an item a backfill fetched) or "held" (a live
--- event held back, delivered after the backfill). Only backfilled ids are
--- remembered: a backfill asks for ids above the greatest one delivered
--- (`_last`), so it can only repeat live events that came during or just after
--- it, and those are checked against what it delivered. Recording every live id
--- too cost ~1 us per event on 5.4 (cache misses in a table of 1000 ids).
-function Channel:_deliver(event, body, source)
-  local st = self._stream
-  if source == "live" then
-    if st._paused then return end -- stopping: not delivered, so positions stay before it
-    local buffer = self._buffer
-    if buffer then
-      if #buffer < stream.MAX_HELD then
-        buffer[#buffer + 1] = { event, body }
-      elseif event == self._bf_event then
-        self._again = true -- the backfill's next round fetches it
-      else
-        self._dropped = (self._dropped or 0) + 1
-      end
-      return
-    end
-  end
-  if event == self._bf_event and type(body) == "table" then
-    local id = body.id
-    if type(id) == "string" then
-      local seen = self._seen
-      if seen_has(seen, id) then return end
-      if source == "backfill" then seen_add(seen, id, stream.SEEN) end
-      local last = self._last
-      if (last == nil or id > last) and #id <= MAX_ID then
-        self._last = id
-        if st._positions and not st._save_due then st:_schedule_save() end
-      end
-    end
-  end
-  self:_fire(event, body)
-end
 
 ---------------------------------------------------------------------------
 -- Stream
@@ -302,12 +125,6 @@ local function check_open(self, fname, level)
   level = (level or 1) + 1
   check_stream(self, fname, level)
   if self._closed then error(("stream:%s: the stream is closed"):format(fname), level + 1) end
-end
-
--- Cancels a task that waits (a confirm timer, a mark, a backfill); a running or
--- finished one is left alone.
-local function stop_task(task)
-  if task and (task.status == "waiting" or task.status == "ready") then task:cancel() end
 end
 
 --- stream.new(client, opts) -> Stream (use client:stream(opts)).
@@ -372,33 +189,6 @@ function Stream:_send(msg, what)
   return true
 end
 
--- Sends `connect` (pong = true) and starts the confirm timer of this connection
--- (cancelled by the confirmation, and when the connection is lost).
-function Stream:_join(ch)
-  local body = { channel = ch.name, id = ch.id, pong = true }
-  if ch.params ~= nil then body.params = ch.params end
-  ch._confirmed = false
-  self:_send({ type = "connect", body = body }, "params")
-  local gen, limit = self._gen, self._opts.confirm_timeout
-  stop_task(ch._confirm)
-  ch._confirm = self._tasks:spawn(function()
-    loop.sleep(limit)
-    ch._confirm = nil
-    if ch._confirmed or ch._closed or self._closed or self._gen ~= gen or not self._ws then return end
-    local _, err = errors.new("timeout", ("stream: channel %q (id %s) was not confirmed within %g s"
-      .. " (Misskey ignores a connect silently: unknown channel, missing permission or params,"
-      .. " or more than %d channels)"):format(ch.name, ch.id, limit, stream.MAX_CHANNELS),
-      { channel = ch.name, channel_id = ch.id })
-    self:_fire_error(err)
-    ch:_fire_own("error", err)
-  end)
-end
-
--- Error events of a channel itself (`channel:on("error")`), besides the stream's.
-function Channel:_fire_own(event, ...)
-  if not self._main then fire(self._stream._running, self._handlers, event, ...) end
-end
-
 function Stream:_fire_error(err)
   errors.scrub(err, self._secrets) -- every field: a refused upgrade's reply may echo the target
   fire(self._running, self._handlers, "error", err)
@@ -436,7 +226,7 @@ end
 
 function Stream:_drop(ch)
   ch._closed = true
-  stop_task(ch._confirm)
+  taskset.stop(ch._confirm)
   self._channels[ch.id] = nil
   for i = #self._order, 1, -1 do
     if self._order[i] == ch then table.remove(self._order, i) end
@@ -537,300 +327,6 @@ function Stream:uncapture(id)
   return 0
 end
 
--- A frame from the server.
-function Stream:_frame(text)
-  local msg = json.decode(text)
-  if type(msg) ~= "table" then return end -- Misskey ignores non-JSON too
-  local t, body = msg.type, msg.body
-  if t == "channel" then -- most frames: the fast path
-    if type(body) ~= "table" then return end
-    local ch, event = self._channels[body.id], body.type
-    if ch and type(event) == "string" then ch:_deliver(event, body.body, "live") end
-  elseif type(t) ~= "string" or self._paused then
-    return
-  elseif t == "connected" then
-    local ch = type(body) == "table" and self._channels[body.id]
-    if ch and not ch._confirmed then
-      ch._confirmed = true
-      stop_task(ch._confirm)
-      ch._confirm = nil
-      if ch._bf_endpoint and ch._last == nil and not ch._no_start and self._opts.backfill then self:_mark(ch) end
-      ch:_fire_own("connected")
-    end
-  elseif t == "noteUpdated" then
-    fire(self._running, self._handlers, "noteUpdated", body)
-  else
-    fire(self._running, self._handlers, t, body)
-  end
-end
-
--- The params of a backfill request of `ch`: its own, and markAsRead = false for notifications.
-local function bf_params(ch, limit)
-  local params = {}
-  for k, v in pairs(ch.params or {}) do params[k] = v end
-  params.limit = limit
-  if ch._main then params.markAsRead = false end
-  return params
-end
-
--- An id of this server, to tell its id method: one a channel delivered, else
--- the account's own (`i`), else a user's (`users`, for an anonymous stream).
-function Stream:_id_sample()
-  for i = 1, #self._order do
-    local last = self._order[i]._last
-    if ids.method(last) then return last end
-  end
-  if self._sample then return self._sample end
-  local found
-  if self._secrets then -- a token: the account's own id
-    local me = self.client:request("i")
-    found = type(me) == "table" and me.id
-  else
-    local users = self.client:request("users", { limit = 1 })
-    found = type(users) == "table" and type(users[1]) == "table" and users[1].id
-  end
-  if ids.method(found) then self._sample = found end
-  return self._sample
-end
-
--- Where a backfill of `ch` would start if nothing arrived before the next
--- reconnect: the newest id the channel's endpoint has now, or, when it has
--- none yet, the smallest id of the server's time (`ping`) in the server's id
--- method. -> id, source ("newest" | "server_time") | nil, "none" (the server's id
--- method is unknown) | nil, msg, err
-function Stream:_starting_point(ch)
-  local page, msg, err = self.client:request(ch._bf_endpoint, bf_params(ch, 1))
-  if page == nil then return nil, msg, err end
-  local newest
-  if type(page) == "table" then
-    for i = 1, #page do
-      local id = type(page[i]) == "table" and page[i].id
-      if type(id) == "string" and #id <= MAX_ID and id:find("^%w+$") and (newest == nil or id > newest) then
-        newest = id
-      end
-    end
-  end
-  if newest then return newest, "newest" end
-  local pong
-  pong, msg, err = self.client:request("ping")
-  if pong == nil then return nil, msg, err end
-  local ms = type(pong) == "table" and tonumber(pong.pong)
-  if not ms or ms ~= ms or ms < 0 or ms == math.huge then
-    return errors.fail("decode", "stream: ping gave no server time", { endpoint = "ping" })
-  end
-  local method = ids.method(self:_id_sample())
-  if not method then return nil, "none" end -- ids of no known shape: no way to make one
-  return ids.at(method, ms), "server_time"
-end
-
--- Takes `ch`'s starting point (after its first confirmation, so that whatever
--- comes after it is either delivered live or found by a backfill).
-function Stream:_mark(ch)
-  if ch._marking then return end
-  ch._marking = true
-  self._tasks:spawn(function()
-    local id, source, err = self:_starting_point(ch)
-    ch._marking = nil
-    if id then
-      if ch._last == nil or id > ch._last then
-        ch._last = id
-        if self._positions and not self._save_due then self:_schedule_save() end
-      end
-      self:_emit{ type = "position", channel = ch.name, channel_id = ch.id, id = id, source = source }
-    elseif source == "none" then
-      -- Not a failure of the stream: only a quiet channel's outage goes unfetched, as before.
-      ch._no_start = true
-      self:_emit{ type = "position", channel = ch.name, channel_id = ch.id, source = "none" }
-    elseif not self._closed and not ch._closed then
-      -- The server refused (a permission the token lacks, say): asking again on
-      -- every reconnect would only repeat it. A network failure is retried.
-      if type(err) == "table" and (err.kind == "api" or err.kind == "decode") then ch._no_start = true end
-      self:_fire_error(err)
-    end
-    loop.signal(ch) -- a backfill that waits for this starting point
-  end)
-end
-
--- Fetches what `ch` missed since its last id, then lets live events through.
--- Pages `sinceId` forward (oldest first) until an empty page or one with
--- nothing beyond the cursor: a short page is not the end (servers drop muted
--- or hidden notes after the query). At most MAX_PAGES per round.
-function Stream:_backfill(ch, reason)
-  if ch._buffer then
-    ch._again = true -- a backfill runs: it goes round once more
-    return
-  end
-  ch._buffer = {}
-  self._tasks:spawn(function()
-    if ch._last == nil and ch._marking then
-      loop.wait_event(ch, 300) -- the starting point is on its way (its requests have their own timeouts)
-    end
-    local first, count, pages, truncated, failure = ch._last, 0, 0, false, nil
-    local rounds = 0
-    while ch._last ~= nil and rounds < stream.MAX_ROUNDS do
-      rounds = rounds + 1
-      ch._again = false
-      local since = ch._last
-      local ended = false -- by an empty page or one without progress (not by MAX_PAGES)
-      for _ = 1, stream.MAX_PAGES do
-        if ch._closed or self._closed or self._paused then ended = true break end
-        local params = bf_params(ch, PAGE)
-        params.sinceId = since
-        local page, _, err = self.client:request(ch._bf_endpoint, params)
-        pages = pages + 1
-        if not page then
-          failure = err
-          self:_fire_error(err)
-          ended = true
-          break
-        end
-        if type(page) ~= "table" then ended = true break end
-        local items = {}
-        for i = 1, #page do
-          local id = type(page[i]) == "table" and page[i].id
-          -- an id not beyond the cursor: the server ignored it
-          if type(id) == "string" and id > since then items[#items + 1] = page[i] end
-        end
-        if #items == 0 then ended = true break end -- empty, or no progress: the end
-        -- sinceId alone pages oldest first (protocol.md 8); sorting makes sure.
-        table.sort(items, function(a, b) return a.id < b.id end)
-        for i = 1, #items do
-          if self._closed or self._paused then break end -- a handler closed the stream
-          ch:_deliver(ch._bf_event, items[i], "backfill")
-          count = count + 1
-          if items[i].id > since then since = items[i].id end
-        end
-      end
-      truncated = not ended -- what came after the last page is not delivered
-      if failure or not ch._again or ch._closed or self._closed or self._paused then break end
-    end
-    local buffer, dropped = ch._buffer, ch._dropped
-    ch._buffer, ch._dropped = nil, nil
-    self:_emit{ type = "backfill", channel = ch.name, channel_id = ch.id, endpoint = ch._bf_endpoint,
-      reason = reason, since_id = first, last_id = ch._last, count = count, pages = pages,
-      truncated = truncated or nil, held = #buffer, error = failure and failure.message or nil }
-    for i = 1, #buffer do
-      if self._closed or self._paused then break end
-      ch:_deliver(buffer[i][1], buffer[i][2], "held")
-    end
-    if dropped and not self._closed then
-      self:_fire_error(select(2, errors.new("invalid", ("stream: %d events of channel %q dropped while its backfill"
-        .. " ran (more than %d held)"):format(dropped, ch.name, stream.MAX_HELD), { channel = ch.name })))
-    end
-  end)
-end
-
--- On a new socket: join every channel, capture every note, flush the outbox,
--- and backfill after a reconnect (or, for positions read from the file, on the first).
-function Stream:_rejoin(reconnected)
-  for i = 1, #self._order do self:_join(self._order[i]) end
-  for i = 1, #self._capture_order do
-    self:_send({ type = "subNote", body = { id = self._capture_order[i] } })
-  end
-  local outbox = self._outbox
-  self._outbox = {}
-  for i = 1, #outbox do self._ws:send(outbox[i]) end
-  if self._opts.backfill then
-    for i = 1, #self._order do
-      local ch = self._order[i]
-      if ch._bf_endpoint and (reconnected and (ch._last or ch._marking) or ch._restored) then
-        self:_backfill(ch, ch._restored and not reconnected and "restart" or "reconnect")
-      end
-      ch._restored = nil
-    end
-  end
-end
-
--- Capped exponential backoff with jitter: a delay in [d/2, d], d = min * 2^(attempt-1) <= max.
-function Stream:_delay(attempt, err)
-  local b = self._opts.backoff
-  if err and err.kind == "auth" then return b.max end -- a refused token: slowly, never a storm
-  local d = math.min(b.max, b.min * 2 ^ math.min(attempt - 1, 30))
-  return d / 2 + math.random() * d / 2
-end
-
--- Reads until the socket is lost or the watchdog fires. ws:receive(t) times
--- out only after t seconds without any frame: a server PING restarts its wait,
--- so pings count as liveness.
---
--- Backpressure: handlers start at once (spawn_now), so a handler that does not
--- wait is done before the next frame is decoded; one that waits goes on as a
--- task. The socket's receive gives way to the scheduler (the engine steps,
--- ready tasks run) each time it has handed out what one read brought, so a
--- steady sender cannot starve those tasks, and events never pile up unrun.
-function Stream:_read(ws)
-  local got = false
-  local watchdog = self._opts.watchdog
-  while not self._closed do
-    local text, msg, err = ws:receive(watchdog)
-    if text then
-      got = true
-      self:_frame(text)
-    elseif err and err.kind == "timeout" then
-      return got, ("no frame for %g s (watchdog)"):format(watchdog), err
-    else
-      return got, msg, err
-    end
-  end
-  return got
-end
-
--- The reader task.
-function Stream:_reader_main()
-  local attempt = 0
-  if self._load_error then
-    local err = self._load_error
-    self._load_error = nil
-    self:_fire_error(err)
-  end
-  while not self._closed and not self._paused do
-    local ws, msg, err = self.client:websocket(self._req)
-    if self._closed then
-      if ws then ws:close(1000) end
-      break
-    end
-    if ws then
-      self._ws = ws
-      self._gen = self._gen + 1
-      self._connections = self._connections + 1
-      local reconnected = self._connections > 1
-      self:_rejoin(reconnected) -- before the handlers: what they send follows the connects
-      fire(self._running, self._handlers, "connected")
-      local got
-      got, msg, err = self:_read(ws)
-      if self._closed then break end
-      self._ws = nil
-      -- This connection's confirm timers end with it (they would otherwise sleep on).
-      for i = 1, #self._order do
-        local ch = self._order[i]
-        stop_task(ch._confirm)
-        ch._confirm = nil
-      end
-      if got then attempt = 0 end
-      ws:close(1001)
-      msg = errors.scrub(msg or "closed", self._secrets)
-      fire(self._running, self._handlers, "disconnected", msg, errors.scrub(err, self._secrets))
-    else
-      if not errors.is(err) then err = select(2, errors.new("network", tostring(msg))) end
-      self:_fire_error(err)
-      msg = err.message
-    end
-    if not self._opts.reconnect then
-      self._failure = err
-      break
-    end
-    if self._closed or self._paused then break end -- by a handler (handlers start at once, in this task)
-    attempt = attempt + 1
-    local delay = self:_delay(attempt, err)
-    self:_emit{ type = "reconnect", attempt = attempt, delay = delay, reason = msg,
-      kind = type(err) == "table" and err.kind or nil, connections = self._connections }
-    fire(self._running, self._handlers, "reconnecting", attempt, delay)
-    if self._closed or self._paused then break end
-    loop.sleep(delay)
-  end
-  self._reader = nil
-end
-
 --- stream:start() -> stream: spawns the reader task and returns (inside misskey.run).
 function Stream:start()
   check_open(self, "start")
@@ -890,37 +386,6 @@ function Stream:pause()
   self._paused = true
   self._tasks:cancel(loop.current())
   return true
-end
-
--- Writes the positions file now (no-op without positions).
-function Stream:_save_positions()
-  if not self._positions then return true end
-  local map, n = {}, 0
-  for i = 1, #self._order do
-    local ch = self._order[i]
-    if ch._key and ch._last and not map[ch._key] then map[ch._key], n = ch._last, n + 1 end
-  end
-  for k, v in pairs(self._saved) do -- channels of earlier runs stay, as room allows
-    if n >= positions.MAX_KEYS then break end
-    if not map[k] then map[k], n = v, n + 1 end
-  end
-  self._saved = map
-  local ok, msg, err = positions.save(self._positions, self.client.base_url, map)
-  if not ok then
-    self:_fire_error(err or select(2, errors.new("invalid", tostring(msg))))
-    return nil, msg, err
-  end
-  return true
-end
-
--- One write of the positions file at most every SAVE_INTERVAL seconds.
-function Stream:_schedule_save()
-  self._save_due = true
-  self._tasks:spawn(function()
-    loop.sleep(stream.SAVE_INTERVAL)
-    self._save_due = false
-    if not self._closed then self:_save_positions() end
-  end)
 end
 
 local CLOSE_OPTIONS = { grace = true }

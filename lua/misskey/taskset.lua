@@ -21,6 +21,13 @@ local function live(task)
   return s ~= "done" and s ~= "failed" and s ~= "cancelled"
 end
 
+--- taskset.stop(task): cancels `task` if it waits (a confirm timer, a
+-- starting point, a backfill); a running or finished one, or nil, is left alone.
+---@param task table|nil a misskey.Task
+function taskset.stop(task)
+  if task and (task.status == "waiting" or task.status == "ready") then task:cancel() end
+end
+
 --- taskset.new() -> an empty set
 ---@return table
 function taskset.new()
