@@ -40,7 +40,7 @@ describe("misskey.endpoints (generated)", function()
       read("lua/misskey/endpoints.lua"))
   end)
 
-  it("has the counts of protocol.md section 10", function()
+  it("has the counts of docs/protocol.md section 10", function()
     local c = { limited = 0, get = 0, multipart = 0, r204 = 0, both = 0, secure = 0, credential = 0 }
     for _, name in ipairs(names) do
       local e = endpoints.endpoints[name]

@@ -1,7 +1,7 @@
 -- How the modules under lua/misskey/ depend on each other, read from their
 -- source: no require cycle (lazy or not), no module reading a client's private
--- fields (the client's declared interface is the way in), and one module that
--- reads the environment (misskey.env).
+-- fields (the client's declared interface is the way in), one module that
+-- reads the environment (misskey.env), and one that waits (misskey.loop).
 local ROOT = "lua/"
 
 -- misskey.testing is being rebuilt as a package by its own change; it still
@@ -91,6 +91,17 @@ describe("the module structure", function()
     end
     table.sort(reaches)
     assert.same({}, reaches)
+  end)
+
+  it("waits only through misskey.loop: no other module steps an engine or sets its timers or watches", function()
+    local waiters = {}
+    for name, m in pairs(modules) do
+      if name ~= "misskey.loop" and (m.code:find(":step%(") or m.code:find(":timer%(") or m.code:find(":watch%(")) then
+        waiters[#waiters + 1] = name
+      end
+    end
+    table.sort(waiters)
+    assert.same({}, waiters)
   end)
 
   it("reads the environment only through misskey.env", function()

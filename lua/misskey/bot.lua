@@ -47,7 +47,7 @@ bot.EVENTS = EVENTS
 local OPTIONS = { help = true, stream = true, timeline = true, clock = true, positions = true }
 local COMMAND_OPTIONS = { cooldown = true, description = true }
 local CAPTURE_OPTIONS = { ttl = true }
-local RUN_OPTIONS, STOP_OPTIONS = { stop_on = true, grace = true }, { grace = true }
+local STOP_OPTIONS = { grace = true }
 
 -- The bot's other parts, each in a file of its own: ctx and bot.store; what
 -- an event does (dispatch: handlers, waiters, commands). They read the limits
@@ -374,25 +374,15 @@ end
 ---@return table|nil err
 function Bot:run(opts)
   check_self(self, "run")
-  if opts ~= nil and type(opts) ~= "table" then argerror(1, "run", "options table expected") end
-  opts = opts or {}
-  argcheck.known_options(opts, RUN_OPTIONS)
-  local stop_on = signals.check(opts.stop_on, "stop_on")
-  local grace = argcheck.seconds_option(opts, "grace") or 10
-  local watcher
-  if stop_on then
-    local why
-    watcher, why = signals.watch(stop_on, function() self:stop{ grace = grace } end)
-    if not watcher then error("bot:run: " .. why, 2) end
-  end
-  self:start()
-  local function wait()
-    while not self._stopped do loop.wait_event(self._stopsig) end
-    if watcher then watcher:close() end
-  end
-  if loop.current() then wait() else loop.run(wait) end
-  if self._failure then return nil, self._failure.message, self._failure end
-  return true, watcher and watcher.fired or nil
+  local ok, msg, err = signals.run("bot", opts, {
+    start = function() self:start() end,
+    wait = function()
+      while not self._stopped do loop.wait_event(self._stopsig) end
+    end,
+    stop = function(grace) self:stop{ grace = grace } end,
+    failure = function() return self._failure end,
+  })
+  return ok, msg, err
 end
 
 --- bot:stop([{ grace = seconds }]) -> true (false if stopping already): closes

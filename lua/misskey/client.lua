@@ -9,7 +9,7 @@
 --
 -- The fields starting with `_` are the client's own. Other modules of the
 -- library use only its declared interface: the public methods and fields
--- (README "Client methods"), and these, which are for the library itself:
+-- (README), and these, which are for the library itself:
 --   client:token()               the token it sends, or nil (the CLI, positions' file names)
 --   client:catalogue()           its catalogue after client:schema(), else nil (the bundled one)
 --   client:use_catalogue(cat)    names, validation and rate limits follow `cat` (client:schema())

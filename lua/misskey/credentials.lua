@@ -24,6 +24,7 @@ local core = require "misskey.core"
 local env = require "misskey.env"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
+local loop = require "misskey.loop"
 
 local credentials = {}
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
@@ -55,9 +56,26 @@ end
 -- The lock file beside the store: add, remove and save take turns through it.
 local function lock_path(path) return path .. ".lock" end
 
+-- The most seconds add, remove and save wait for another process's lock.
+local LOCK_WAIT = 10
+
+-- Takes the store's lock. flock gives no readiness to wait on, so a held lock
+-- is tried again after short sleeps (1 ms, doubling to 50 ms) through the
+-- scheduler: a task yields meanwhile, a plain script blocks. -> lock | nil, msg, reason
+local function take_lock(path)
+  local deadline, pause = core.now() + LOCK_WAIT, 0.001
+  while true do
+    local lock, msg, reason = core.lock_private(path, 0)
+    local left = deadline - core.now()
+    if lock or reason ~= "timeout" or left <= 0 then return lock, msg, reason end
+    loop.sleep(math.min(pause, left))
+    pause = math.min(pause * 2, 0.05)
+  end
+end
+
 -- Runs fn() holding the store's lock; the lock is released whatever fn does.
 local function locked(path, fn)
-  local lock, msg, reason = core.lock_private(lock_path(path))
+  local lock, msg, reason = take_lock(lock_path(path))
   if not lock then return fail(path, "credential store: " .. msg, reason) end
   local res = { pcall(fn) }
   lock:unlock()

@@ -257,26 +257,40 @@ local WEAK_KEYS = { __mode = "k" }
 
 local encode_value
 
-local function encode_table(t, d)
+-- Entering table `t` at depth `d` (both encoders): refuses a cycle and too deep
+-- a nesting, marks it seen until it is done, and returns its array length (nil: an object).
+local function enter_table(t, d)
   if seen[t] then fail(d, "cycle detected") end
   if d >= MAX_DEPTH then
     fail(d, "cannot encode more than " .. MAX_DEPTH .. " nested tables")
   end
   local n = array_length(t, d)
   seen[t] = true
+  return n
+end
+
+-- The items of array `t` (length n >= 1, at depth d) between `open` and
+-- `close`, `sep` between them, each written by value(v, depth, indent).
+local function encode_items(t, n, d, open, sep, close, value, indent)
+  local d1 = d + 1
+  for i = 1, n do
+    local v = t[i]
+    if v == nil then bad_table(t, d) end
+    nb = nb + 1; buf[nb] = i == 1 and open or sep
+    keys[d1] = i
+    value(v, d1, indent)
+  end
+  nb = nb + 1; buf[nb] = close
+end
+
+local function encode_table(t, d)
+  local n = enter_table(t, d)
   local d1 = d + 1
   if n then
     if n == 0 then
       nb = nb + 1; buf[nb] = "[]"
     else
-      for i = 1, n do
-        local v = t[i]
-        if v == nil then bad_table(t, d) end
-        nb = nb + 1; buf[nb] = i == 1 and "[" or ","
-        keys[d1] = i
-        encode_value(v, d1)
-      end
-      nb = nb + 1; buf[nb] = "]"
+      encode_items(t, n, d, "[", ",", "]", encode_value)
     end
   else
     local start = nb
@@ -360,26 +374,14 @@ json._encode_c = encode_c
 local pretty_value
 
 local function pretty_table(t, d, indent)
-  if seen[t] then fail(d, "cycle detected") end
-  if d >= MAX_DEPTH then
-    fail(d, "cannot encode more than " .. MAX_DEPTH .. " nested tables")
-  end
-  local n = array_length(t, d)
+  local n = enter_table(t, d)
   local d1 = d + 1
   local inner = indent .. "  "
-  seen[t] = true
   if n then
     if n == 0 then
       nb = nb + 1; buf[nb] = "[]"
     else
-      for i = 1, n do
-        local v = t[i]
-        if v == nil then bad_table(t, d) end
-        nb = nb + 1; buf[nb] = (i == 1 and "[\n" or ",\n") .. inner
-        keys[d1] = i
-        pretty_value(v, d1, inner)
-      end
-      nb = nb + 1; buf[nb] = "\n" .. indent .. "]"
+      encode_items(t, n, d, "[\n" .. inner, ",\n" .. inner, "\n" .. indent .. "]", pretty_value, inner)
     end
   else
     local list, count = {}, 0

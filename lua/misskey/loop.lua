@@ -1,11 +1,14 @@
 --- The scheduler: coroutine tasks over the C engine.
 --
--- Every wait (a transfer, a timer, a socket) goes through `await`. Inside a
--- task it registers the wait and yields; the scheduler resumes the task when
--- the engine reports the event. Outside a task it steps the engine until the
--- event happens (blocking), queueing other tasks' events for later. So
--- `client:request` yields in a task and blocks in a plain script: one code path.
+-- Every wait (a transfer, a timer, a socket, a task's end) goes through
+-- `await`. Inside a task it registers the wait and yields; the scheduler
+-- resumes the task when the engine reports the event. Outside a task it steps
+-- the engine until the event happens (blocking), queueing other tasks' events
+-- for later. So `client:request` yields in a task and blocks in a plain
+-- script: one code path. This file is the waiting seam (docs/architecture.md,
+-- "The waiting seam"): nothing else in the library waits any other way.
 local argcheck = require "misskey.argcheck"
+local core_now = require("misskey.core").now
 local engines = require "misskey.engine"
 local errors = require "misskey.errors"
 
@@ -123,8 +126,13 @@ local function finish(task, ok, ...)
   end
   local joiners = task.joiners
   task.joiners = {}
-  for i = 1, #joiners do wake(joiners[i]) end
-  if not ok and #joiners == 0 and not task.joined then
+  local joined = task.joined
+  for i = 1, #joiners do
+    local w = joiners[i]
+    if not w.watching then joined = true end -- loop.await_task only watches: the error is still reported
+    wake(w)
+  end
+  if not ok and not joined then
     local err = task.results[3]
     local hok, herr = pcall(error_handler, err, task)
     if not hok then io.stderr:write("misskey: error handler failed: ", tostring(herr), "\n") end
@@ -183,18 +191,6 @@ function loop.spawn(fn, ...)
   by_co[task.co] = task
   alive = alive + 1
   enqueue(task, pack(...))
-  return task
-end
-
---- Spawns fn(...) as a task kept in `set` (set[task] = true) until it ends, so
--- an owner (a stream, a bot) can cancel whatever it started.
-function loop.spawn_in(set, fn, ...)
-  local task
-  task = loop.spawn(function(...)
-    fn(...)
-    set[task] = nil
-  end, ...)
-  set[task] = true
   return task
 end
 
@@ -310,12 +306,35 @@ local function cancel_transfer_wait(cancelling, task)
   if cancelling then transfer:cancel() end
 end
 
---- Waits until `transfer` (of the default engine) is done, or `timeout` passes.
--- Returns "done" or "timeout". Cancelling the task cancels the transfer.
-function loop.await_transfer(transfer, timeout)
+-- Steps engine `e` itself until `transfer` is done or `timeout` seconds pass:
+-- for a transfer of a client's own engine (the scheduler drives the default
+-- one only, so such a client blocks in its own loop), and for a plain script
+-- with no task alive, where nothing else can be waiting (the scheduler's
+-- bookkeeping would cost more than the step).
+local function step_until(e, transfer, timeout)
+  if timeout == nil then
+    repeat e:step(1) until transfer:done()
+    return "done"
+  end
+  local deadline = core_now() + timeout
+  while true do
+    local left = deadline - core_now()
+    if left <= 0 then return "timeout" end
+    e:step(left)
+    if transfer:done() then return "done" end
+  end
+end
+
+--- Waits until `transfer` is done, or `timeout` passes: "done" or "timeout".
+-- `own`: the transfer's engine when it is not the default one (nil for the
+-- default). Cancelling the task cancels the transfer.
+function loop.await_transfer(transfer, timeout, own)
   if transfer:done() then return "done" end
-  local task = timeout == nil and loop.current()
-  if task then
+  if own then return step_until(own, transfer, timeout) end
+  local co = coroutine.running()
+  local task = co and by_co[co]
+  if not task and alive == 0 then return step_until(engine(), transfer, timeout) end
+  if task and timeout == nil then
     -- The common wait (a request in a task, no timer): the task itself is the
     -- waiter and the transfer the wait token; no closures or waiter tables.
     transfer_waits[transfer] = task
@@ -388,6 +407,27 @@ function loop.signal(obj)
   return #list
 end
 
+--- loop.await_task(task[, timeout]) -> "done" | "timeout": waits until `task`
+-- ends (done, failed or cancelled), as a join does but without taking its
+-- results: a failure nobody joins is still reported (misskey.on_error).
+---@param task table a misskey.Task
+---@param timeout? number seconds
+---@return "done"|"timeout"
+function loop.await_task(task, timeout)
+  local s = task.status
+  if s == "done" or s == "failed" or s == "cancelled" then return "done" end
+  local result = await(function(w)
+    w.watching = true
+    task.joiners[#task.joiners + 1] = w
+  end, function(w)
+    local joiners = task.joiners
+    for i = #joiners, 1, -1 do
+      if joiners[i] == w then table.remove(joiners, i) end
+    end
+  end, timeout)
+  return result == "timeout" and "timeout" or "done"
+end
+
 --- task:join() -> the task's return values; if it raised: nil, message, err
 -- (err.kind "task", err.traceback). Yields in a task, drives the scheduler outside.
 function Task:join()
@@ -425,8 +465,6 @@ function Task:cancel()
   if close and coroutine.status(co) == "suspended" then close(co) end
   return true
 end
-
-function Task:status_name() return self.status end
 
 function Task:__tostring()
   return ("misskey.Task (%s)"):format(self.status)

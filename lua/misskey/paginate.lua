@@ -5,7 +5,7 @@
 -- or another one) and `it:error()`. It fetches one page at a time through
 -- client:request, so rate limits and retries apply, and it yields in a task.
 --
--- How it moves (protocol.md 8):
+-- How it moves (docs/protocol.md section 8):
 --   by "id", direction "older" (default): newest first; the next page's
 --     `untilId` is the last item's id.
 --   by "id", direction "newer": oldest first; `sinceId` alone makes Misskey

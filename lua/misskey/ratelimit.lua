@@ -36,12 +36,8 @@ M.MIN_WAIT = 0.25                      -- seconds: the least any 429 wait lasts 
 M.MAX_429_RETRIES = 16                 -- 429s one call waits out at most
 M.PACE_MARGIN = 0.05                   -- seconds added to pacing waits (arrival jitter)
 
--- Monotonic seconds (the C core's CLOCK_MONOTONIC), os.time() without it.
-local now
-do
-  local ok, core = pcall(require, "misskey.core")
-  now = ok and core.now or os.time
-end
+-- Monotonic seconds (the C core's CLOCK_MONOTONIC); replaceable for specs of the policy itself.
+local now = require("misskey.core").now
 M._now = function() return now() end
 -- Waits through the scheduler; replaceable for specs of the policy itself.
 M._sleep = function(seconds) loop.sleep(seconds) end

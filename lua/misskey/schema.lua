@@ -18,12 +18,9 @@ local schema = {}
 
 -- The catalogue's questions (see misskey.catalogue).
 schema.catalogue = catalogue.bundled
-schema.names = catalogue.names
-schema.lookup = catalogue.lookup
-schema.is_prefix = catalogue.is_prefix
-schema.suggest = catalogue.suggest
-schema.unknown_message = catalogue.unknown_message
-schema.permissions_for = catalogue.permissions_for
+for _, name in ipairs{ "names", "lookup", "is_prefix", "suggest", "unknown_message", "permissions_for" } do
+  schema[name] = catalogue[name]
+end
 
 -- ---- validation ----
 
@@ -238,7 +235,7 @@ function schema.validate(entry, params, _opts)
   return nil
 end
 
---- Native (web login) tokens are exactly 16 letters and digits (protocol.md 5).
+--- Native (web login) tokens are exactly 16 letters and digits (docs/protocol.md section 5).
 function schema.is_native(token)
   return type(token) == "string" and #token == 16 and token:find("^[0-9A-Za-z]+$") ~= nil
 end

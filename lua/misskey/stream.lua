@@ -1,4 +1,4 @@
---- misskey.stream: the Streaming API over one WebSocket (protocol.md 7).
+--- misskey.stream: the Streaming API over one WebSocket (docs/protocol.md section 7).
 --
 --   local stream = client:stream{ backoff = { min = 1, max = 60 } }
 --   stream:channel("homeTimeline"):on("note", function(note) ... end)
@@ -336,8 +336,6 @@ function Stream:start()
   return self
 end
 
-local RUN_OPTIONS = { stop_on = true, grace = true }
-
 --- stream:run([{ stop_on = { "TERM", "INT" }, grace = 10 }]) -> true [, signal] | nil, msg, err:
 -- processes events until stream:close() (or, with reconnect = false, until the
 -- socket is lost). Blocks in a plain script; inside a task it waits there,
@@ -350,29 +348,17 @@ local RUN_OPTIONS = { stop_on = true, grace = true }
 ---@return table|nil err
 function Stream:run(opts)
   check_open(self, "run")
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(1, "run", "options table expected, got " .. type(opts))
-  end
-  opts = opts or {}
-  argcheck.known_options(opts, RUN_OPTIONS)
-  local stop_on = signals.check(opts.stop_on, "stop_on")
-  local grace = argcheck.seconds_option(opts, "grace") or 10
-  local watcher
-  if stop_on then
-    local why
-    watcher, why = signals.watch(stop_on, function() self:close{ grace = grace } end)
-    if not watcher then error("stream:run: " .. why, 2) end
-  end
-  self:start()
-  local reader = self._reader
-  local function wait()
-    if reader then reader:join() end
-    if watcher then watcher:close() end
-  end
-  if loop.current() then wait() else loop.run(wait) end
-  local err = self._failure
-  if err then return nil, err.message, err end
-  return true, watcher and watcher.fired or nil
+  local reader
+  local ok, msg, err = signals.run("stream", opts, {
+    start = function()
+      self:start()
+      reader = self._reader
+    end,
+    wait = function() if reader then reader:join() end end,
+    stop = function(grace) self:close{ grace = grace } end,
+    failure = function() return self._failure end,
+  })
+  return ok, msg, err
 end
 
 --- stream:pause(): stops delivering events (a graceful stop's first step):

@@ -4,6 +4,7 @@
 -- Finished tasks are dropped when the set has doubled since the last sweep
 -- (amortized O(1) per add): a task that raised never removes itself, and a set
 -- that only grew would hold every failed handler of a bot that runs for weeks.
+local core = require "misskey.core"
 local loop = require "misskey.loop"
 
 local taskset = {}
@@ -12,9 +13,6 @@ local TaskSet = { __name = "misskey.TaskSet" }
 TaskSet.__index = TaskSet
 
 local MIN_SWEEP = 64
---- How often stop's wait looks at the tasks again (seconds). A task that
--- raises signals nobody, so the wait checks their states instead of being told.
-taskset.CHECK = 0.05
 
 local function live(task)
   local s = task.status
@@ -83,16 +81,20 @@ end
 ---@param except? table a task not to wait for (the caller's)
 ---@return boolean
 function TaskSet:wait(seconds, except)
-  local deadline = require("misskey.core").now() + seconds
+  local deadline = core.now() + seconds
   while true do
-    local busy = false
+    -- A snapshot: the set may grow while we wait (a task that starts another).
+    local pending = {}
     for task in pairs(self.tasks) do
-      if task ~= except and live(task) then busy = true break end
+      if task ~= except and live(task) then pending[#pending + 1] = task end
     end
-    if not busy then return true end
-    local left = deadline - require("misskey.core").now()
-    if left <= 0 then return false end
-    loop.sleep(math.min(left, taskset.CHECK))
+    if #pending == 0 then return true end
+    for i = 1, #pending do
+      if live(pending[i]) then
+        local left = deadline - core.now()
+        if left <= 0 or loop.await_task(pending[i], left) == "timeout" then return false end
+      end
+    end
   end
 end
 

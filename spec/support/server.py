@@ -6,7 +6,7 @@ one line `PORT <n> PID <pid>` on stdout. It exits on SIGTERM, and within 0.2 s
 once its parent (the Lua test process that popen'ed it with `exec`) dies or
 closes the stdout pipe, so a crashed or careless test run never leaves it
 behind nor hangs in pclose(). Error bodies and headers follow
-/work/shared/misskey/protocol.md sections 1-3.
+docs/protocol.md sections 1-3.
 """
 import asyncio
 import base64
@@ -39,7 +39,7 @@ def api_error(status, message, code, id_, kind="client", info=None, headers=None
     if info is not None:
         err["info"] = info
     if headers is None and kind == "client":
-        # Misskey sets this on every client-kind error (protocol.md section 2).
+        # Misskey sets this on every client-kind error (docs/protocol.md section 2).
         headers = {"WWW-Authenticate": 'Bearer realm="Misskey", error="invalid_request", '
                                        'error_description="%s"' % message}
     return reply({"error": err}, status=status, headers=headers)
@@ -430,7 +430,7 @@ async def blackhole(request):
 async def drive_files_create(request):
     """Misskey's only multipart endpoint, read as a stream: the file part is
     hashed and counted chunk by chunk, never held in memory. The reply is a
-    DriveFile-like object plus `test`, what the server saw (protocol.md 4)."""
+    DriveFile-like object plus `test`, what the server saw (docs/protocol.md section 4)."""
     if not request.content_type.startswith("multipart/form-data"):
         return web.Response(status=400)  # Misskey: no multipart data, 400 with no body
     try:
@@ -679,7 +679,7 @@ def page_limit(params):
 
 
 async def items(request):
-    """protocol.md 8: sinceId/sinceDate alone -> the `limit` items just after, oldest first;
+    """docs/protocol.md section 8: sinceId/sinceDate alone -> the `limit` items just after, oldest first;
     none, untilId/untilDate, or both -> newest first. Dates compare the item's ms."""
     params = await json_params(request)
     key = params.get("key", "items")
@@ -815,7 +815,7 @@ async def fallback(request):
 
 
 # ---- authentication (spec/auth_spec.lua, spec/cli_spec.lua): MiAuth, legacy app, OAuth 2.0 ----
-# protocol.md 5. Tokens handed out here authenticate `i` (body or Bearer).
+# docs/protocol.md section 5. Tokens handed out here authenticate `i` (body or Bearer).
 
 AUTH = {"miauth": {}, "apps": {}, "sessions": {}, "codes": {}, "tokens": {}}
 
@@ -998,7 +998,7 @@ async def schema_count(request):
 ROUTES["test/schema-count"] = schema_count
 
 
-# ---- streaming (spec/stream_spec.lua): protocol.md 7 ----
+# ---- streaming (spec/stream_spec.lua): docs/protocol.md section 7 ----
 # GET on any path upgrades (Misskey does not check the path). `bad-token` (in ?i= or a Bearer
 # header, the header wins) gets the 401 before the upgrade; any other token or none is accepted.
 # Channels: `connect` is answered with `connected` when pong is true, except for `noSuchChannel`
@@ -1149,7 +1149,7 @@ async def streaming(request):
 
 
 def stream_page(items, params):
-    """Misskey's order (protocol.md 8): sinceId alone -> oldest first; otherwise newest first."""
+    """Misskey's order (docs/protocol.md section 8): sinceId alone -> oldest first; otherwise newest first."""
     limit = page_limit(params)
     if limit is None:
         return None

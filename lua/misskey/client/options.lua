@@ -16,8 +16,7 @@ local opterror = argcheck.opterror
 local count_problem = argcheck.count_problem
 local MAX_SECONDS, MAX_BYTES = argcheck.MAX_SECONDS, argcheck.MAX_BYTES
 
--- Options a client accepts; anything else raises (a feature that has not
--- landed yet is unknown too).
+-- Options a client accepts; anything else raises.
 local OPTIONS = {
   host = true, token = true, auth = true, timeout = true, connect_timeout = true,
   user_agent = true, transport = true, engine = true, max_size = true, max_connections = true,

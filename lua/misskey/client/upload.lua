@@ -21,7 +21,7 @@ local function basename(path)
 end
 
 -- A field value as multipart text: Misskey casts "true"/"false" and numbers
--- back (protocol.md 4). (misskey.null never gets here: it leaves the field out.)
+-- back (docs/protocol.md section 4). (misskey.null never gets here: it leaves the field out.)
 local function field_text(key, v)
   local text = form.text(v)
   if text then return text end

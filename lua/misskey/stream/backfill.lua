@@ -157,7 +157,7 @@ return function(Stream, stream)
             if type(id) == "string" and id > since then items[#items + 1] = page[i] end
           end
           if #items == 0 then ended = true break end -- empty, or no progress: the end
-          -- sinceId alone pages oldest first (protocol.md 8); sorting makes sure.
+          -- sinceId alone pages oldest first (docs/protocol.md section 8); sorting makes sure.
           table.sort(items, function(a, b) return a.id < b.id end)
           for i = 1, #items do
             if self._closed or self._paused then break end -- a handler closed the stream

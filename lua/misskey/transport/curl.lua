@@ -1,6 +1,6 @@
 --- The default transport: HTTP through the C engine (libcurl multi).
--- `transport.request(req)` blocks outside a scheduler task by stepping the
--- engine until its own transfer finishes.
+-- `transport.request(req)` starts a transfer and waits for it through the
+-- scheduler (loop.await_transfer: yields in a task, blocks outside one).
 local engines = require "misskey.engine"
 local errors = require "misskey.errors"
 local loop = require "misskey.loop"
@@ -32,22 +32,15 @@ local function report_progress(transfer, req, last)
   end
 end
 
--- Waits until `transfer` is done: through the scheduler on the default engine
--- (yields in a task, blocks outside one); a client's own engine is stepped
--- here directly, blocking. With a progress function, wakes every 0.1 s to report.
-local function wait(engine, transfer, req)
+-- Waits until `transfer` is done, through the scheduler (`own`: the engine of
+-- a client that has its own, which the scheduler then steps; nil for the
+-- default engine). With a progress function, wakes every 0.1 s to report.
+local function wait(own, transfer, req)
   local last = req.progress and { sent = -1, total = -1 }
   local tick = last and 0.1 or nil
-  -- A plain script with no tasks: nothing else can be waiting, so step the
-  -- engine directly (the scheduler's bookkeeping costs more than the step).
-  local shared = engine == engines.default() and (loop.current() or loop.alive() > 0)
   while not transfer:done() do
-    if shared then
-      loop.await_transfer(transfer, tick)
-    else
-      engine:step(tick or 1)
-    end
-    if req.progress then report_progress(transfer, req, last) end
+    loop.await_transfer(transfer, tick, own)
+    if last then report_progress(transfer, req, last) end
   end
 end
 
@@ -92,10 +85,11 @@ end
 -- Its `request(req)` returns `res` or `nil, message, err` (err.kind "network"/"timeout").
 function curl.new(engine)
   engine = engine or curl.default_engine()
+  local own = engine ~= curl.default_engine() and engine or nil
   local transport = { engine = engine }
   function transport.request(req)
     local transfer = engine:request(req)
-    wait(engine, transfer, req)
+    wait(own, transfer, req)
     return to_response(transfer, req)
   end
   --- transport.websocket(req) -> ws | nil, msg, err (see misskey.transport.websocket)

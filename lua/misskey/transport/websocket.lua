@@ -171,7 +171,8 @@ function websocket.connect(engine, req)
   local ws = engine:websocket(req)
   local self = setmetatable({ _ws = ws, _queue = {}, _qhead = 1, _qtail = 0 }, WebSocket)
   local timeout = req.timeout or 30
-  if loop.await_transfer(ws, timeout) == "timeout" then
+  local own = engine ~= require("misskey.engine").default() and engine or nil
+  if loop.await_transfer(ws, timeout, own) == "timeout" then
     ws:cancel()
     return errors.fail("timeout", ("websocket connect timed out after %g s"):format(timeout))
   end
