@@ -57,6 +57,8 @@ end
 local names_cache = setmetatable({}, { __mode = "k" })
 
 --- Sorted endpoint names of a catalogue.
+---@param cat? table
+---@return string[]
 function catalogue.names(cat)
   cat = cat or bundled or catalogue.bundled()
   local names = names_cache[cat]
@@ -72,6 +74,9 @@ end
 local prefix_cache = setmetatable({}, { __mode = "k" })
 
 --- Is `prefix` a name or a leading part ("i/registry") of one?
+---@param prefix string
+---@param cat? table
+---@return boolean
 function catalogue.is_prefix(prefix, cat)
   cat = cat or bundled or catalogue.bundled()
   local set = prefix_cache[cat]
@@ -113,6 +118,10 @@ local function distance(a, b, cap)
 end
 
 --- Up to `n` (3) endpoint names nearest to `name`, best first.
+---@param name any
+---@param cat? table
+---@param n? integer
+---@return string[]
 function catalogue.suggest(name, cat, n)
   n = n or 3
   name = tostring(name)
@@ -133,7 +142,11 @@ function catalogue.suggest(name, cat, n)
   return out
 end
 
---- "unknown endpoint 'x' (did you mean 'a', 'b'?)"
+--- "unknown endpoint 'x' (did you mean 'a', 'b'?)", and the suggestions.
+---@param name any
+---@param cat? table
+---@return string message
+---@return string[] suggestions
 function catalogue.unknown_message(name, cat)
   local s = catalogue.suggest(name, cat)
   local msg = format("unknown endpoint '%s'", tostring(name))

@@ -328,6 +328,10 @@ end
 --- Waits until `transfer` is done, or `timeout` passes: "done" or "timeout".
 -- `own`: the transfer's engine when it is not the default one (nil for the
 -- default). Cancelling the task cancels the transfer.
+---@param transfer userdata
+---@param timeout? number seconds
+---@param own? userdata an engine of a client's own
+---@return "done"|"timeout"
 function loop.await_transfer(transfer, timeout, own)
   if transfer:done() then return "done" end
   if own then return step_until(own, transfer, timeout) end
