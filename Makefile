@@ -1,8 +1,9 @@
 # misskey: build the C core (misskey.core) for one Lua version, test on all of them.
 #
-#   make                 build build/5.4/misskey/core.so   (LUA=5.1 or LUA=luajit for the others)
-#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it)
-#   make demo            run examples/quickstart.lua (fake server, or MISSKEY_HOST/MISSKEY_TOKEN)
+#   make                 build build/5.4/misskey/core.so   (LUA=5.1 or LUA=luajit for the others);
+#                        builds only: it installs nothing (a missing library is named, with `make deps`)
+#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it); runs `make deps` first
+#   make demo            run examples/quickstart.lua (fake server, or MISSKEY_HOST/MISSKEY_TOKEN); `make deps` first
 #   make lint            luacheck + the C warnings
 #   make asan|valgrind   the suite under AddressSanitizer/UBSan, or valgrind
 #   make deps            install missing Debian packages (idempotent)
@@ -52,7 +53,13 @@ $(DEPS_STAMP):
 	fi
 	@mkdir -p build && touch $@
 
-$(MODULE): $(SOURCES) $(HEADERS) | $(DEPS_STAMP)
+# A plain build installs nothing: what is missing is named, with the way to get it.
+BUILD_PCS := $(LUA_PC) libcurl uuid
+$(MODULE): $(SOURCES) $(HEADERS)
+	@command -v pkg-config >/dev/null || { echo "make: pkg-config is missing (Debian: make deps)" >&2; exit 1; }
+	@for pc in $(BUILD_PCS); do pkg-config --exists $$pc || { \
+	  echo "make: the development files of $$pc are missing (Debian: make deps; elsewhere: install $$pc's -dev package)" >&2; \
+	  exit 1; }; done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WFLAGS) $(EXTRA_CFLAGS) \
 	  $$(pkg-config --cflags $(LUA_PC) libcurl uuid) -shared -o $@ $(SOURCES) \
@@ -60,7 +67,7 @@ $(MODULE): $(SOURCES) $(HEADERS) | $(DEPS_STAMP)
 
 # poll(2) for specs on Lua versions without Debian's luaposix (5.4).
 TESTPOLL := $(BUILD)/testpoll.so
-$(TESTPOLL): spec/support/testpoll.c | $(DEPS_STAMP)
+$(TESTPOLL): spec/support/testpoll.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WFLAGS) $$(pkg-config --cflags $(LUA_PC)) -shared -o $@ $<
 
@@ -85,7 +92,7 @@ lint: | $(DEPS_STAMP)
 clean-module:
 	rm -f $(MODULE)
 
-demo: $(MODULE)
+demo: $(DEPS_STAMP) $(MODULE)
 	$(LUA_BIN) -e 'package.path="./lua/?.lua;./lua/?/init.lua;"..package.path; package.cpath="./$(BUILD)/?.so;"..package.cpath' examples/quickstart.lua
 
 # Sanitizer build in its own folder; Lua dlcloses modules at exit, which hides
@@ -93,7 +100,7 @@ demo: $(MODULE)
 # float-cast-overflow (a double out of an integer's range) is not in gcc's "undefined".
 ASAN_BUILD := build/asan-$(LUA)
 UBSAN    := undefined,float-cast-overflow
-asan: $(TESTPOLL)
+asan: $(DEPS_STAMP) $(TESTPOLL)
 	@mkdir -p $(ASAN_BUILD)/misskey
 	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,$(UBSAN) -fno-sanitize-recover=$(UBSAN) \
 	  $(WFLAGS) $$(pkg-config --cflags $(LUA_PC) libcurl uuid) -shared -o $(ASAN_BUILD)/misskey/core.so \
@@ -103,7 +110,7 @@ asan: $(TESTPOLL)
 	  ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
 	  $(LUA_BIN) /usr/bin/busted --cpath="./$(ASAN_BUILD)/?.so;./$(BUILD)/?.so" -o TAP $(BUSTED_FLAGS)
 
-valgrind: $(MODULE) $(TESTPOLL)
+valgrind: $(DEPS_STAMP) $(MODULE) $(TESTPOLL)
 	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --suppressions=tools/valgrind.supp -q \
 	  $(LUA_BIN) /usr/bin/busted -o TAP $(BUSTED_FLAGS)
