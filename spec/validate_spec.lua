@@ -69,6 +69,15 @@ describe("misskey.validate under schema.validate and the fake", function()
     end
   end)
 
+  it("accepts null where the schema says so, in both", function()
+    local params = { text = "x", reactionAcceptance = null, replyId = null, cw = null }
+    assert.is_nil(schema.validate(schema.lookup("notes/create"), params))
+    assert(testing.fake():client():request("notes/create", params))
+    local msg, param, info = both({ text = "x", visibility = null })
+    assert.same({ "parameter 'visibility' must not be null", "visibility" }, { msg, param })
+    assert.same({ param = "#/properties/visibility/type", reason = "must be string" }, info)
+  end)
+
   it("checks each item before uniqueness, as Misskey 2026.5.4's ajv does", function()
     -- The real server answers #/properties/fileIds/items/format for both.
     local msg, param, info = both({ text = "hi", fileIds = { "a-b", "a-b" } })

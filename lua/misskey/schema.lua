@@ -203,7 +203,13 @@ local function show(v)
   return tostring(v)
 end
 
--- Each failed rule in this module's words (`at`: the parameter and place).
+-- Bounds, in this module's words: on a count (the bound, then what was
+-- counted) and on a number.
+local COUNTS = { minLength = "must be at least %d characters", maxLength = "must be at most %d characters",
+                 minItems = "must have at least %d items", maxItems = "must have at most %d items" }
+local BOUNDS = { minimum = ">=", maximum = "<=" }
+
+-- The other failed rules (`at`: the parameter and place).
 local MESSAGES = {
   type = function(f, at)
     local t = f.expected
@@ -216,26 +222,8 @@ local MESSAGES = {
     for i, e in ipairs(f.expected) do alts[i] = show(e) end
     return format("parameter '%s' must be one of %s, got %s", at, concat(alts, ", "), show(f.value))
   end,
-  minimum = function(f, at)
-    return format("parameter '%s' must be >= %s, got %s", at, tostring(f.limit), show(f.value))
-  end,
-  maximum = function(f, at)
-    return format("parameter '%s' must be <= %s, got %s", at, tostring(f.limit), show(f.value))
-  end,
-  minLength = function(f, at)
-    return format("parameter '%s' must be at least %d characters, got %d", at, f.limit, f.count)
-  end,
-  maxLength = function(f, at)
-    return format("parameter '%s' must be at most %d characters, got %d", at, f.limit, f.count)
-  end,
   format = function(f, at)
     return format("parameter '%s' must be a Misskey id (letters and digits), got %s", at, show(f.value))
-  end,
-  minItems = function(f, at)
-    return format("parameter '%s' must have at least %d items, got %d", at, f.limit, f.count)
-  end,
-  maxItems = function(f, at)
-    return format("parameter '%s' must have at most %d items, got %d", at, f.limit, f.count)
   end,
   uniqueItems = function(f, at)
     return format("parameter '%s' must not repeat %s", at, show(f.value))
@@ -248,17 +236,24 @@ local MESSAGES = {
   end,
 }
 
+local function message(f, at)
+  local k = f.keyword
+  if f.value == null and (k == "type" or k == "enum") then
+    return format("parameter '%s' must not be null", at)
+  end
+  if COUNTS[k] then return format("parameter '%s' " .. COUNTS[k] .. ", got %d", at, f.limit, f.count) end
+  if BOUNDS[k] then
+    return format("parameter '%s' must be %s %s, got %s", at, BOUNDS[k], tostring(f.limit), show(f.value))
+  end
+  return MESSAGES[k](f, at)
+end
+
 -- Parameter `name`'s value against its entry `p`: nil, or message, param.
 local function check(p, v, name)
   local f = validator.check(convert(p), v)
   if not f then return nil end
   local at = place(name, f.at)
-  local msg
-  if f.value == null and (f.keyword == "type" or f.keyword == "enum") then
-    msg = format("parameter '%s' must not be null", at)
-  else
-    msg = MESSAGES[f.keyword](f, at)
-  end
+  local msg = message(f, at)
   if f.alternatives_at then return msg, place(name, f.alternatives_at) end
   if f.property then return msg, at .. "." .. f.property end
   return msg, at

@@ -36,30 +36,25 @@ local FOLLOW_ERRORS = {
   NOT_FOLLOWING = { id = "5dbf82f5-c92b-40b1-87d1-6c8c0741fd09", message = "You are not following that user." },
 }
 
-endpoints["following/create"] = {
-  credential = true,
-  params = object({ { "userId", ID }, { "withReplies", BOOLEAN } }, { "userId" }),
-  errors = FOLLOW_ERRORS,
-  handler = function(self, ps, ctx)
-    local followee = self._by_id[ps.userId]
-    if not followee then return nil, "NO_SUCH_USER" end
-    local ok, code = self:_follow(ctx.user, followee)
-    if not ok then return nil, code end
-    return self:_pack_user_lite(followee)
-  end,
-}
+-- following/create and following/delete: the same lookup around `act`
+-- (Fake._follow or Fake._unfollow).
+local function following(act, schema)
+  return {
+    credential = true,
+    params = schema,
+    errors = FOLLOW_ERRORS,
+    handler = function(self, ps, ctx)
+      local followee = self._by_id[ps.userId]
+      if not followee then return nil, "NO_SUCH_USER" end
+      local ok, code = act(self, ctx.user, followee)
+      if not ok then return nil, code end
+      return self:_pack_user_lite(followee)
+    end,
+  }
+end
 
-endpoints["following/delete"] = {
-  credential = true,
-  params = object({ { "userId", ID } }, { "userId" }),
-  errors = FOLLOW_ERRORS,
-  handler = function(self, ps, ctx)
-    local followee = self._by_id[ps.userId]
-    if not followee then return nil, "NO_SUCH_USER" end
-    local ok, code = self:_unfollow(ctx.user, followee)
-    if not ok then return nil, code end
-    return self:_pack_user_lite(followee)
-  end,
-}
+endpoints["following/create"] = following(Fake._follow,
+  object({ { "userId", ID }, { "withReplies", BOOLEAN } }, { "userId" }))
+endpoints["following/delete"] = following(Fake._unfollow, object({ { "userId", ID } }, { "userId" }))
 
 return endpoints
