@@ -47,12 +47,20 @@ local format, concat, sort = string.format, table.concat, table.sort
 
 local validate = {}
 
+--- Is `v` a JSON array? Marked by misskey.array; unless `marked`, also a table with t[1] or an empty one.
+---@param v any
+---@param marked boolean?
+---@return boolean
 function validate.is_array(v, marked)
   if type(v) ~= "table" then return false end
   if marked_array(v) then return true end
   return not marked and (v[1] ~= nil or next(v) == nil)
 end
 
+--- Is `v` a JSON object? A table not marked as an array; unless `marked`, also without t[1].
+---@param v any
+---@param marked boolean?
+---@return boolean
 function validate.is_object(v, marked)
   if type(v) ~= "table" or marked_array(v) then return false end
   return marked or v[1] == nil
@@ -171,6 +179,8 @@ local function check_array(schema, v, marked)
   end
 end
 
+local NONE = {}
+
 local declared_cache = setmetatable({}, { __mode = "k" })
 
 -- The names a `properties` list declares, as a set (made once per list).
@@ -192,7 +202,7 @@ local function check_object(schema, v, marked)
       end
     end
   end
-  local properties = schema.properties or {}
+  local properties = schema.properties or NONE
   if schema.additionalProperties == false then
     local known, keys = declared(properties), {}
     for k in pairs(v) do keys[#keys + 1] = tostring(k) end

@@ -73,7 +73,9 @@ function common.header(headers, name)
   return nil
 end
 
--- The token of an `Authorization: Bearer ...` header, or nil.
+--- The token of an `Authorization: Bearer ...` header, or nil.
+---@param headers table?
+---@return string?
 function common.bearer(headers)
   local authorization = common.header(headers, "authorization")
   if type(authorization) == "string" and authorization:sub(1, 7) == "Bearer " then return authorization:sub(8) end

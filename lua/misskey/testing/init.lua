@@ -26,9 +26,9 @@
 --   fake:limit(endpoint, n[, s])     the next n calls of endpoint answer Misskey's 429 (Retry-After: s)
 --   fake:user(name)                  { id, username, name, token } or nil
 --   fake:post(name, params)          a note created directly on the server (not a request)
---   fake.endpoints, testing.endpoints  the endpoint handlers; see "Endpoint handlers" below
+--   fake.endpoints, testing.endpoints  the endpoint handlers (their format: misskey.testing.endpoints)
 --   fake.transport.websocket(req)    an in-process WebSocket speaking the streaming protocol; the
---                                    fake's actions publish events (see "streaming" below)
+--                                    fake's actions publish events (misskey.testing.socket, .events)
 --   fake:as(name)                    act as a user through the API: :post, :reply, :follow, :unfollow,
 --                                    :react, :request
 --   fake:run_until_idle()            run the scheduler until no task is ready (from the test)
