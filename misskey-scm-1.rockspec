@@ -52,6 +52,7 @@ build = {
     ["misskey.signals"] = "lua/misskey/signals.lua",
     ["misskey.bot"] = "lua/misskey/bot.lua",
     ["misskey.testing"] = "lua/misskey/testing.lua",
+    ["misskey.types"] = "lua/misskey/types.lua",
     ["misskey.transport.curl"] = "lua/misskey/transport/curl.lua",
     ["misskey.transport.websocket"] = "lua/misskey/transport/websocket.lua",
     ["misskey.core"] = {
@@ -67,6 +68,9 @@ build = {
   install = {
     bin = { misskey = "bin/misskey" },
   },
+  -- The LuaLS annotations (README "Editor support"): copied whole into the rock's
+  -- own directory, `luarocks show --rock-dir misskey`/types.
+  copy_directories = { "types" },
 }
 test = {
   type = "command",
