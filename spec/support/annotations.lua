@@ -268,7 +268,7 @@ end
 function M.read_file(db, path, scope)
   local text = read(path)
   local lines = lines_of(text)
-  db.files[#db.files + 1] = { path = path, lines = lines, generated = text:find("^%-%-%-@meta\n%-%- GENERATED") ~= nil }
+  db.files[#db.files + 1] = { path = path, lines = lines, generated = text:find("^%-%-%-@meta[^\n]*\n%-%- GENERATED") ~= nil }
   local current -- the class the next ---@field lines belong to
   local pending = { params = {}, returns = 0, overloads = 0 }
   local bind = {} -- local name -> class name (`---@class X` then `local T = {}`)
