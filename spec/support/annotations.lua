@@ -268,7 +268,8 @@ end
 function M.read_file(db, path, scope)
   local text = read(path)
   local lines = lines_of(text)
-  db.files[#db.files + 1] = { path = path, lines = lines, generated = text:find("^%-%-%-@meta[^\n]*\n%-%- GENERATED") ~= nil }
+  local generated = text:find("^%-%-%-@meta[^\n]*\n%-%- GENERATED") ~= nil
+  db.files[#db.files + 1] = { path = path, lines = lines, generated = generated }
   local current -- the class the next ---@field lines belong to
   local pending = { params = {}, returns = 0, overloads = 0 }
   local bind = {} -- local name -> class name (`---@class X` then `local T = {}`)
@@ -473,7 +474,7 @@ local function dotted(name)
   return table.concat(parts, ".")
 end
 
--- Is any name in node `any`?
+-- Is the node plain `any`?
 local function is_any(node)
   return node.kind == "name" and node.name == "any"
 end
@@ -500,7 +501,6 @@ local function check_endpoints(db, endpoints, counts)
       problem(db, "misskey.Client", "no client:request overload for the endpoint " .. name)
     else
       local result = f.type.returns[1]
-      local node = result and (result.kind == "union" and result or { kind = "union", items = { result } })
       local unresolved = {}
       for n in pairs(names_of(result, {})) do
         if not defined(db, n) then unresolved[#unresolved + 1] = n end
@@ -513,7 +513,6 @@ local function check_endpoints(db, endpoints, counts)
       else
         counts.typed = counts.typed + 1
       end
-      local _ = node
     end
     if not db.classes["misskey.api.params." .. dotted(name)] then
       problem(db, "types", "no class misskey.api.params." .. dotted(name))
