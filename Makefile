@@ -7,8 +7,8 @@
 #   make lint            luacheck + the C warnings
 #   make asan|valgrind   the suite under AddressSanitizer/UBSan, or valgrind
 #   make deps            install missing Debian packages (idempotent)
-#   make endpoints       regenerate lua/misskey/endpoints.lua, types/, docs/endpoints.md
-#   make docs            LDoc of the public API into docs/api/
+#   make endpoints       regenerate lua/misskey/endpoints.lua, types/misskey-*.lua, docs/endpoints.md
+#   make docs            LDoc of every module into docs/api/ (fails on warnings)
 #   make bench           request and JSON benchmarks against a local nginx (docs/benchmarks.md)
 #   make install         bin/misskey, the modules and misskey.core under PREFIX (default /usr/local)
 
@@ -34,7 +34,7 @@ HEADERS  := $(wildcard src/*.h)
 DEBS := lua5.1 lua5.4 luajit liblua5.1-0-dev liblua5.4-dev libluajit-5.1-dev lua-cjson \
         libcurl4-openssl-dev uuid-dev luarocks clang lua-busted lua-check pkg-config python3-aiohttp \
         lua-posix lua-socket lua-luv lua-cqueues lua-copas curl ca-certificates openssl \
-        cppcheck valgrind
+        cppcheck valgrind lua-ldoc
 DEPS_STAMP := build/.deps
 
 .PHONY: all deps test test-one lint asan valgrind demo rock fuzz clean clean-module
@@ -42,12 +42,13 @@ DEPS_STAMP := build/.deps
 all: $(MODULE)
 
 # Installs only what dpkg does not already list as installed; a second run costs one dpkg-query.
+# The stamp is older than a Makefile that lists a new package, so that one is installed too.
 deps: $(DEPS_STAMP)
-$(DEPS_STAMP):
+$(DEPS_STAMP): Makefile
 	@missing=$$(for p in $(DEBS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$(echo $$missing | tr '\n' ' ')"; \
+	  echo "make deps: installing $$(echo $$missing | tr '\n' ' ')"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
@@ -146,7 +147,8 @@ fuzz: | $(DEPS_STAMP)
 	build/fuzz/json -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/json_corpus
 
 # The rock builds and loads with luarocks itself (offline: Debian's lua-cjson is
-# invisible to luarocks, hence --deps-mode=none), on 5.1 and 5.4, into a temporary tree.
+# invisible to luarocks, hence --deps-mode=none), on 5.1 and 5.4, into a temporary tree;
+# the LuaLS annotations land in the rock's directory (README "Editor support").
 rock: | $(DEPS_STAMP)
 	@set -e; for v in 5.1 5.4; do \
 	  tree=$$(mktemp -d); \
@@ -154,6 +156,9 @@ rock: | $(DEPS_STAMP)
 	  lua$$v -e "package.path='$$tree/share/lua/$$v/?.lua;$$tree/share/lua/$$v/?/init.lua;'..package.path; \
 	    package.cpath='$$tree/lib/lua/$$v/?.so;'..package.cpath; local m = require 'misskey'; \
 	    assert(require('misskey.core').engine()); print('luarocks make on Lua $$v: misskey ' .. m._VERSION)"; \
+	  types=$$(luarocks --lua-version=$$v --tree=$$tree show --rock-dir misskey 2>/dev/null)/types; \
+	  for f in types/*.lua; do cmp -s $$f $$types/$${f#types/} || { echo "rock: $$f is not in $$types"; exit 1; }; done; \
+	  echo "luarocks make on Lua $$v: LuaLS annotations in $$types"; \
 	  rm -rf $$tree; \
 	done; rm -rf misskey
 
@@ -182,9 +187,10 @@ MISSKEY_DATA ?= ../shared/misskey
 endpoints:
 	lua5.4 tools/gen-endpoints.lua $(MISSKEY_DATA)/api.json $(MISSKEY_DATA)/endpoints.json
 
-# The public API with LDoc into docs/api/ (config.ld); docs/endpoints.md comes from `make endpoints`.
-docs:
-	ldoc -c config.ld .
+# The reference of every module with LDoc into docs/api/ (config.ld), failing on any
+# warning (CI runs it); docs/endpoints.md comes from `make endpoints`.
+docs: | $(DEPS_STAMP)
+	ldoc -c config.ld --fatalwarnings .
 
 # Installs bin/misskey, the Lua modules and misskey.core for one Lua version under PREFIX
 # (LuaJIT shares 5.1's paths). The launcher's shebang names that interpreter.

@@ -73,6 +73,7 @@ build = {
     ["misskey.testing.endpoints.registry"] = "lua/misskey/testing/endpoints/registry.lua",
     ["misskey.testing.endpoints.timeline"] = "lua/misskey/testing/endpoints/timeline.lua",
     ["misskey.testing.endpoints.users"] = "lua/misskey/testing/endpoints/users.lua",
+    ["misskey.types"] = "lua/misskey/types.lua",
     ["misskey.transport.curl"] = "lua/misskey/transport/curl.lua",
     ["misskey.transport.websocket"] = "lua/misskey/transport/websocket.lua",
     ["misskey.core"] = {
@@ -88,6 +89,9 @@ build = {
   install = {
     bin = { misskey = "bin/misskey" },
   },
+  -- The LuaLS annotations (README "Editor support"): copied whole into the rock's
+  -- own directory, `luarocks show --rock-dir misskey`/types.
+  copy_directories = { "types" },
 }
 test = {
   type = "command",
