@@ -120,7 +120,7 @@ function Fake:reset()
 end
 
 --- A client of this fake: misskey.new with host = fake.base_url, the token of
--- @me (or of `opts.user`, a username) and transport = fake.transport. Other
+-- `@me` (or of `opts.user`, a username) and transport = fake.transport. Other
 -- options go to misskey.new (`token = false` makes it anonymous).
 function Fake:client(opts)
   local o = {}
