@@ -171,7 +171,9 @@ end
 ---@return table|nil err
 function websocket.connect(engine, req)
   check_request(req)
-  local ws = engine:websocket(req)
+  local ws, why = engine:websocket(req)
+  -- No socket without a key: the kernel's random source failed.
+  if not ws then return errors.fail("network", tostring(why)) end
   local self = setmetatable({ _ws = ws, _queue = {}, _qhead = 1, _qtail = 0 }, WebSocket)
   local timeout = req.timeout or 30
   if loop.await_transfer(ws, timeout) == "timeout" then

@@ -1,0 +1,45 @@
+-- Gaps found by the acceptance review of issues 13 and 14, one describe each: what
+-- the library still did wrong after those issues' fixes, proved against the test
+-- servers (spec/support/wsserver.py) and, for the kernel's random source, in a
+-- child interpreter with spec/support/failrandom.c preloaded.
+local server = require "support.server"
+
+local LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+
+describe("a WebSocket connect when the kernel's random source fails", function()
+  local dir, shim
+
+  setup(function()
+    dir = server.temp_dir()
+    shim = dir .. "/failrandom.so"
+    local ok = os.execute("env -u LD_PRELOAD cc -shared -fPIC -o " .. server.shell_quote(shim)
+      .. " spec/support/failrandom.c -ldl")
+    assert(ok == true or ok == 0, "could not build spec/support/failrandom.c")
+  end)
+  teardown(function() server.remove_dir(dir) end)
+
+  it("is nil, msg, err from the transport and from stream:run, not an internal error", function()
+    local code = [[
+      local t = require("misskey.transport.curl").new()
+      local ws, msg, err = t.websocket{ url = "ws://127.0.0.1:9/streaming", timeout = 2 }
+      io.write("ws ", tostring(ws), " ", tostring(err and err.kind), " ", tostring(msg), "\n")
+      local Client = require "misskey.client"
+      Client._getenv = function() return nil end
+      local s = require("misskey").new{ host = "http://127.0.0.1:9", token = "tok" }:stream{ reconnect = false }
+      local ok, m, e = s:run()
+      io.write("run ", tostring(ok), " ", tostring(e and e.kind), " ", tostring(m), "\n")
+    ]]
+    -- Under make asan the sanitizer runtime must stay first; valgrind's preloads must go.
+    local preload = os.getenv("LD_PRELOAD") or ""
+    local with = preload:find("asan", 1, true) and (preload .. " " .. shim) or shim
+    local prelude = ("package.path = %q; package.cpath = %q\n"):format(package.path, package.cpath)
+    local h = assert(io.popen("env FAILRANDOM=EINTR LD_PRELOAD=" .. server.shell_quote(with) .. " timeout 20 "
+      .. LUA .. " -e " .. server.shell_quote(prelude .. code) .. " 2>/dev/null; echo \"exit $?\"", "r"))
+    local out = h:read("*a")
+    h:close()
+    local why = "websocket: the kernel's random source failed (Interrupted system call)"
+    assert.matches("ws nil network " .. why .. "\n", out, 1, true)
+    assert.matches("run nil network " .. why .. "\n", out, 1, true)
+    assert.matches("exit 0", out, 1, true)
+  end)
+end)
