@@ -2,6 +2,7 @@
 -- the library still did wrong after those issues' fixes, proved against the test
 -- servers (spec/support/wsserver.py) and, for the kernel's random source, in a
 -- child interpreter with spec/support/failrandom.c preloaded.
+local new_client = require "support.client"
 local server = require "support.server"
 
 local LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
@@ -41,5 +42,19 @@ describe("a WebSocket connect when the kernel's random source fails", function()
     assert.matches("ws nil network " .. why .. "\n", out, 1, true)
     assert.matches("run nil network " .. why .. "\n", out, 1, true)
     assert.matches("exit 0", out, 1, true)
+  end)
+end)
+
+describe("stream:run when the stream's reader task fails", function()
+  it("returns the failure instead of true (a unit with Restart=on-failure must see it)", function()
+    local transport = {
+      request = function() return nil, "unused", { kind = "network" } end,
+      websocket = function() error("reader bug") end,
+    }
+    local s = new_client{ host = "https://misskey.example", token = "tok", transport = transport }:stream()
+    local ok, msg, err = s:run()
+    assert.is_nil(ok)
+    assert.matches("reader bug", msg, 1, true)
+    assert.equal("task", err.kind)
   end)
 end)
