@@ -58,3 +58,18 @@ describe("stream:run when the stream's reader task fails", function()
     assert.equal("task", err.kind)
   end)
 end)
+
+describe("an upgrade reply dripped one byte at a time", function()
+  local srv
+  setup(function() srv = server.start{ script = "wsserver.py" } end)
+  teardown(function() srv:stop() end)
+
+  it("times out at the connect's deadline instead of waiting anew after each byte", function()
+    local t = require("misskey.transport.curl").new()
+    -- The server takes about 13 s for the whole 101, a byte every 0.1 s.
+    local ws, msg, err = t.websocket{ url = "ws://127.0.0.1:" .. srv.port .. "/drip-101", timeout = 1 }
+    assert.is_nil(ws, "the upgrade completed: the deadline was restarted by each byte")
+    assert.equal("timeout", err.kind, msg)
+    assert.matches("upgrade timed out", msg, 1, true)
+  end)
+end)
