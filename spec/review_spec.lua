@@ -2,6 +2,7 @@
 -- the library still did wrong after those issues' fixes, proved against the test
 -- servers (spec/support/wsserver.py) and, for the kernel's random source, in a
 -- child interpreter with spec/support/failrandom.c preloaded.
+local baseurl = require "misskey.baseurl"
 local new_client = require "support.client"
 local server = require "support.server"
 
@@ -71,5 +72,23 @@ describe("an upgrade reply dripped one byte at a time", function()
     assert.is_nil(ws, "the upgrade completed: the deadline was restarted by each byte")
     assert.equal("timeout", err.kind, msg)
     assert.matches("upgrade timed out", msg, 1, true)
+  end)
+end)
+
+describe("the plain-http check of a proxy address", function()
+  -- libcurl takes the host before any '/', '?' or '#' (checked with curl 7.88): what
+  -- follows may hold an '@' that is no user info.
+  it("reads the proxy's host as libcurl does, not after an '@' in its path, query or fragment", function()
+    for _, proxy in ipairs{ "http://10.9.9.9:3128#@127.0.0.1", "http://10.9.9.9:3128?@127.0.0.1",
+                            "http://10.9.9.9:3128/@127.0.0.1", "10.9.9.9:3128#@127.0.0.1" } do
+      local why = baseurl.cleartext("http://127.0.0.1:3000", function(name)
+        return name == "http_proxy" and proxy or nil
+      end)
+      assert.matches("through the proxy 10.9.9.9", tostring(why), 1, true)
+    end
+    -- user info still counts: the host is after the last '@' before the path
+    assert.is_nil(baseurl.cleartext("http://127.0.0.1:3000", function(name)
+      return name == "http_proxy" and "http://user:p@ss@127.0.0.1:3128/" or nil
+    end))
   end)
 end)
