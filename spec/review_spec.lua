@@ -92,3 +92,56 @@ describe("the plain-http check of a proxy address", function()
     end))
   end)
 end)
+
+describe("a server's OpenAPI document with values of the wrong kind", function()
+  local json = require "misskey.json"
+  local openapi = require "misskey.openapi"
+  local schema = require "misskey.schema"
+
+  -- One endpoint per shape that used to raise from Lua: in client:schema() itself, or
+  -- later in client:request's validation of every call to that endpoint.
+  local DOC = [[{"openapi":"3.1.0","info":{"version":"2026.1.0"},"paths":{
+    "/form":{"post":{"requestBody":{"content":{"multipart/form-data":true}}}},
+    "/plain":{"post":{"requestBody":{"content":{"application/json":null}}}},
+    "/types":{"post":{"requestBody":{"content":{"application/json":{"schema":
+      {"type":"object","properties":{"a":{"type":["string",{},7,null]}}}}}}}},
+    "/lengths":{"post":{"requestBody":{"content":{"application/json":{"schema":
+      {"type":"object","properties":{"a":{"type":"string","minLength":1.5,"maxLength":-2},
+                                     "b":{"type":"array","minItems":0.5,"maxItems":"3"}}}}}}}},
+    "/keys":{"post":{"requestBody":{"content":{"application/json":{"schema":
+      {"allOf":[{"properties":[{"type":"string"}]},{"properties":{"a":{"type":"string"}}}]}}}}}}}}]]
+
+  it("is taken by client:schema() and validated against without an internal error", function()
+    local function reply(value)
+      return { status = 200, headers = { ["content-type"] = "application/json" }, body = json.encode(value) }
+    end
+    local transport = { request = function(req)
+      local path = req.url:match("^https?://[^/]+(/[^?]*)")
+      if path == "/nodeinfo/2.1" then return reply{ software = { name = "misskey", version = "2026.1.0" } } end
+      if path == "/api/meta" then return reply{ version = "2026.1.0" } end
+      if path == "/api.json" then
+        return { status = 200, headers = { ["content-type"] = "application/json" }, body = DOC }
+      end
+      return { status = 404, headers = {}, body = "" }
+    end }
+    local Client = require "misskey.client"
+    local saved = Client._getenv
+    Client._getenv = function() return nil end -- no cache directory: nothing is written
+    local c = require("misskey").new{ host = "https://schema.example", token = false, transport = transport }
+    local ok, info = pcall(c.schema, c)
+    Client._getenv = saved
+    assert.is_true(ok, tostring(info))
+    assert.equal(5, info.endpoints)
+
+    local cat = assert(openapi.convert(json.decode(DOC)))
+    local cases = {
+      { "types", { a = 1 } }, { "types", { a = "x" } },
+      { "lengths", { a = "" } }, { "lengths", { a = ("x"):rep(9) } }, { "lengths", { b = json.array{} } },
+      { "keys", { zzz = 1 } }, { "keys", { a = "x" } }, { "form", { a = 1 } },
+    }
+    for _, case in ipairs(cases) do
+      local fine, msg = pcall(schema.validate, cat.endpoints[case[1]], case[2])
+      assert.is_true(fine, case[1] .. ": " .. tostring(msg))
+    end
+  end)
+end)
