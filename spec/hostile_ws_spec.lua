@@ -66,8 +66,10 @@ local function pid()
   return line:match("^(%d+)")
 end
 
+-- Open descriptors but pipes: the popen's own pipe shows both its ends until the
+-- parent closes the one it does not keep, which raced with `ls` (a flaky +1).
 local function open_fds()
-  local h = assert(io.popen("ls /proc/" .. pid() .. "/fd | wc -l"))
+  local h = assert(io.popen("ls -l /proc/" .. pid() .. "/fd | grep -vc -e 'pipe:' -e '^total'"))
   local n = tonumber(h:read("*a"))
   h:close()
   return n

@@ -914,7 +914,11 @@ function Stream:run(opts)
   self:start()
   local reader = self._reader
   local function wait()
-    if reader then reader:join() end
+    if reader then
+      -- A reader that raised ended the stream: say so (run would otherwise return true).
+      local _, _, err = reader:join()
+      if reader.status == "failed" and not self._failure then self._failure = errors.scrub(err, self._secrets) end
+    end
     if watcher then watcher:close() end
   end
   if loop.current() then wait() else loop.run(wait) end
