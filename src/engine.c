@@ -614,6 +614,8 @@ static int engine_close(lua_State *L) {
     mk_transfer_drop(t); /* cancelled: its easy handle and buffers go now, not at its __gc */
   }
   mk_ws_engine_closing(L, e); /* before curl_multi_cleanup: each closes its own connection */
+  free(e->ws_scratch);
+  e->ws_scratch = NULL;
   while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);
   free(e->pool);
   e->pool = NULL;

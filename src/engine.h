@@ -49,6 +49,8 @@ typedef struct mk_engine {
   CURL **pool;             /* finished easy handles kept for the next requests (curl_easy_reset); */
   int npool, cappool;      /* it grows to the most transfers in flight at once, up to MK_POOL_MAX */
   struct mk_ws *websockets; /* WebSockets whose easy handle is in `multi` (ws.c): closed with it */
+  char *ws_scratch;        /* what those WebSockets recv into, one read at a time (ws.c): one */
+  int ws_busy;             /* buffer per engine, not one per socket; busy while a poll uses it */
 } mk_engine;
 
 typedef enum { MK_IDLE, MK_RUNNING, MK_DONE, MK_CANCELLED } mk_state;
