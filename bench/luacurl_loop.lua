@@ -7,7 +7,7 @@
 -- sends; a write callback collects the chunks, `table.concat` joins them and `cjson.decode`
 -- decodes each reply (a reply that does not decode to a table fails the run). One warm-up
 -- request, then COUNT requests, stopping early after MAX_SECONDS (default 30). Prints the
--- line bench/curl_loop.c prints: requests=N seconds=S rate=R bytes=B connects=0
+-- line bench/curl_loop.c prints: requests=N seconds=S rate=R bytes=B connects=0 cpu=U
 -- (luacurl has no getinfo: connections are not counted; nginx keeps the one alive).
 local curl = require "curl"
 local cjson = require "cjson"
@@ -54,6 +54,7 @@ local function call()
 end
 
 call() -- warm-up: the connection
+local cpu0 = os.clock() -- CPU seconds of this process (user + system)
 local t0 = now()
 local i = 0
 while i < count do
@@ -62,4 +63,5 @@ while i < count do
   if i % 64 == 0 and now() - t0 > max_seconds then break end
 end
 local dt = now() - t0
-print(("requests=%d seconds=%.6f rate=%.1f bytes=%d connects=0"):format(i, dt, i / dt, last))
+print(("requests=%d seconds=%.6f rate=%.1f bytes=%d connects=0 cpu=%.6f"):format(i, dt, i / dt, last,
+  os.clock() - cpu0))

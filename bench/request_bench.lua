@@ -180,24 +180,26 @@ local function run_c(path, count, body, program)
     quote(body), quote(UA), opts.max_seconds))
   local rate = tonumber(line:match("rate=([%d.]+)"))
   if not rate then error("curl_loop failed: " .. line) end
+  local requests, cpu = tonumber(line:match("requests=(%d+)")), tonumber(line:match("cpu=([%d.]+)"))
   return rate, {
-    requests = tonumber(line:match("requests=(%d+)")), bytes = tonumber(line:match("bytes=(%d+)")),
-    connects = tonumber(line:match("connects=(%d+)")),
+    requests = requests, bytes = tonumber(line:match("bytes=(%d+)")),
+    connects = tonumber(line:match("connects=(%d+)")), cpu_us = cpu and cpu / requests * 1e6,
   }
 end
 
--- `count` calls of f (each must return a true value), bounded by max_seconds; calls per second.
+-- `count` calls of f (each must return a true value), bounded by max_seconds; calls per second,
+-- and CPU µs per call (os.clock: this process's user + system time).
 local function run_lua(count, f)
   local max = opts.max_seconds
   local i = 0
-  local t0 = now()
+  local c0, t0 = os.clock(), now()
   while i < count do
     local r, msg = f()
     if not r then error(msg) end
     i = i + 1
     if i % 64 == 0 and now() - t0 > max then break end
   end
-  return i / (now() - t0)
+  return i / (now() - t0), (os.clock() - c0) / i * 1e6
 end
 
 local curl_version = core.curl_version()
@@ -225,16 +227,24 @@ run_lua(500, meta_call)
 if fetch_call then run_lua(500, fetch_call) end
 
 local c_rates, cd_rates, peer_rates, lua_rates, fetch_rates, c_info = {}, {}, {}, {}, {}, nil
+local c_cpu, peer_cpu, lua_cpu = {}, {}, {}
 for r = 1, opts.runs do
+  local info
   c_rates[r], c_info = run_c("/api/meta", opts.n, META_BODY)
+  c_cpu[r] = c_info.cpu_us
   if decode_loop then cd_rates[r] = run_c("/api/meta", opts.n, META_BODY, decode_loop) end
-  if peer then peer_rates[r] = run_c("/api/meta", opts.n, META_BODY, peer) end
-  lua_rates[r] = run_lua(opts.n, meta_call)
+  if peer then
+    peer_rates[r], info = run_c("/api/meta", opts.n, META_BODY, peer)
+    peer_cpu[r] = info.cpu_us
+  end
+  lua_rates[r], lua_cpu[r] = run_lua(opts.n, meta_call)
   if fetch_call then fetch_rates[r] = run_lua(opts.n, fetch_call) end
 end
 local c_rate, lua_rate, fetch_rate = median(c_rates), median(lua_rates), median(fetch_rates)
 local cd_rate = decode_loop and median(cd_rates)
 local peer_rate = peer and median(peer_rates)
+-- CPU per call: robust where wall time is not (a wake-up across CPUs, another job on the server's CPU).
+local cpu = { c = median(c_cpu), peer = peer and median(peer_cpu), lua = median(lua_cpu) }
 local ratio = lua_rate / c_rate
 
 print()
@@ -242,6 +252,8 @@ print(("(a) meta, %d sequential keep-alive requests per run, %d interleaved runs
   :format(opts.n, opts.runs, c_info.bytes))
 print(("    C loop (one reused easy handle)   %8.0f /s   runs: %s  (new connections: %d)")
   :format(c_rate, list(c_rates), c_info.connects))
+print(("    CPU per call (client process, user + system, medians): C loop %.1f us, %sours %.1f us")
+  :format(cpu.c or 0, cpu.peer and ("peer %.1f us, "):format(cpu.peer) or "", cpu.lua))
 if cd_rate then
   print(("    C loop + misskey's C decoder       %8.0f /s   runs: %s   ceiling/C %.2f (decoding, no Lua)")
     :format(cd_rate, list(cd_rates), cd_rate / c_rate))
@@ -374,6 +386,7 @@ if opts.summary then
     cd_rate and ("%.2f"):format(cd_rate / c_rate) or "n/a",
     peer_rate and ("%.0f"):format(peer_rate) or "n/a", peer_rate and ("%.2f"):format(lua_rate / peer_rate) or "n/a",
     tl_peer_rate and ("%.0f"):format(tl_peer_rate) or "n/a", opts.placement,
+    f1(cpu.c), f1(cpu.peer), f1(cpu.lua),
   }, "\t") .. "\n")
   f:close()
 end

@@ -120,7 +120,9 @@ if opts.child then
     wait_ends(2 * n)
     local secs = core.now() - t0
     for i = 1, n do
-      if got[i] ~= INITIAL + EVENTS then error(("stream %d got %d events, not %d"):format(i, got[i], INITIAL + EVENTS)) end
+      if got[i] ~= INITIAL + EVENTS then
+        error(("stream %d got %d events, not %d"):format(i, got[i], INITIAL + EVENTS))
+      end
     end
     local after_rss, after_heap, after_c = settle()
     out = ("%d %d %d %d %.0f %.0f %.0f %s %s %d %.6f"):format(n, base_rss, idle_rss, after_rss, base_heap, idle_heap,
