@@ -9,7 +9,7 @@
 #   make deps            install missing Debian packages (idempotent)
 #   make endpoints       regenerate lua/misskey/endpoints.lua, types/misskey-*.lua, docs/endpoints.md
 #   make docs            LDoc of every module into docs/api/ (fails on warnings)
-#   make bench           request and JSON benchmarks against a local nginx (docs/benchmarks.md)
+#   make bench           request, stream and JSON benchmarks against local servers (docs/benchmarks.md)
 #   make install         bin/misskey, the modules and misskey.core under PREFIX (default /usr/local)
 
 LUA      ?= 5.4
@@ -165,7 +165,7 @@ rock: | $(DEPS_STAMP)
 # Benchmarks (docs/benchmarks.md): misskey.core for every Lua, then bench/run.sh (nginx on a
 # free 127.0.0.1 port, stopped at the end). Figures only. Installing nginx starts Debian's
 # default site on a systemd machine: the bench does not use it, so it is stopped and disabled.
-BENCH_DEBS := nginx valgrind
+BENCH_DEBS := nginx valgrind lua-curl
 .PHONY: bench
 bench: | $(DEPS_STAMP)
 	@missing=$$(for p in $(BENCH_DEBS); do \
