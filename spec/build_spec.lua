@@ -2,7 +2,7 @@
 -- what is missing first. Checked with dry runs (`make -n`) against a stamp that does not
 -- exist, i.e. as on a fresh machine; nothing is built or installed here.
 local function dry(target)
-  local p = assert(io.popen("make -n --no-print-directory " .. target
+  local p = assert(io.popen("env -u LD_PRELOAD make -n --no-print-directory " .. target
     .. " DEPS_STAMP=build/.no-such-deps-stamp MODULE=build/.no-such-module.so 2>&1"))
   local out = p:read("*a")
   p:close()

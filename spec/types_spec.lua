@@ -23,11 +23,11 @@ end
 local function tmpdir()
   local p = os.tmpname()
   os.remove(p)
-  assert(os.execute("mkdir -p '" .. p .. "'"))
+  assert(os.execute("env -u LD_PRELOAD mkdir -p '" .. p .. "'"))
   return p
 end
 
-local function rmdir(p) os.execute("rm -rf '" .. p .. "'") end
+local function rmdir(p) os.execute("env -u LD_PRELOAD rm -rf '" .. p .. "'") end
 
 local DOCS = { "README.md", "docs/architecture.md", "docs/security.md", "docs/unattended.md" }
 
@@ -150,7 +150,7 @@ describe("types/", function()
 
     before_each(function()
       dir = tmpdir()
-      assert(os.execute("cp types/*.lua '" .. dir .. "/'"))
+      assert(os.execute("env -u LD_PRELOAD cp types/*.lua '" .. dir .. "/'"))
     end)
     after_each(function() rmdir(dir) end)
 
@@ -317,7 +317,7 @@ describe("misskey.types.generate", function()
     -- With the hand-written file beside it, every name resolves.
     local dir = tmpdir()
     write(dir .. "/api.lua", text)
-    assert(os.execute("cp types/misskey.lua '" .. dir .. "/'"))
+    assert(os.execute("env -u LD_PRELOAD cp types/misskey.lua '" .. dir .. "/'"))
     local problems, _, c = A.check{ types_dir = dir, endpoints = assert(require("misskey.openapi").convert(document()))
       .endpoints }
     rmdir(dir)
@@ -349,7 +349,7 @@ describe("misskey.types.generate", function()
     assert.truthy(text:find("---@alias misskey.Loop any\n", 1, true))
     local dir = tmpdir()
     write(dir .. "/api.lua", text)
-    assert(os.execute("cp types/misskey.lua '" .. dir .. "/'"))
+    assert(os.execute("env -u LD_PRELOAD cp types/misskey.lua '" .. dir .. "/'"))
     local problems = A.check{ types_dir = dir }
     rmdir(dir)
     assert.same({}, problems)

@@ -373,7 +373,7 @@ end
 
 local function list_files(dir)
   local out = {}
-  local p = assert(io.popen("find '" .. dir .. "' -name '*.lua' | sort"))
+  local p = assert(io.popen("env -u LD_PRELOAD find '" .. dir .. "' -name '*.lua' | sort"))
   for line in p:lines() do out[#out + 1] = line end
   p:close()
   return out
