@@ -260,26 +260,25 @@ describe("webhook.listen", function()
       local l = open{ secret = SECRET, on = { mention = function(note) got.webhook = note.id end } }
       local s = client:stream()
       local tl = s:channel("homeTimeline")
+      local tasks = {}
       tl:on("note", function(note)
         got.stream = note.text
         s:close()
       end)
+      local function start(fn) tasks[#tasks + 1] = misskey.spawn(fn) end
       tl:on("connected", function()
-        misskey.spawn(function() assert(client:request("test/stream/post", { text = "from the stream" })) end)
-        misskey.spawn(function() got.status = post(l.url, delivery{ eventId = "beside" }).status end)
-        misskey.spawn(function() got.i = assert(client:request("i")).id end)
+        start(function() assert(client:request("test/stream/post", { text = "from the stream" })) end)
+        start(function() got.status = post(l.url, delivery{ eventId = "beside" }).status end)
+        start(function() got.i = assert(client:request("i")).id end)
       end)
       local guard = misskey.spawn(function()
-        misskey.sleep(10)
+        misskey.sleep(20)
         s:close()
       end)
       s:run()
       guard:cancel()
-      -- the three run concurrently: whichever ended first, wait (bounded) for the others
-      for _ = 1, 100 do
-        if got.webhook and got.i then break end
-        misskey.sleep(0.01)
-      end
+      for _, t in ipairs(tasks) do t:join() end -- the three ran concurrently; each is bounded by its timeout
+      misskey.sleep(0) -- the webhook handler, started by the answer
     end)
     srv:stop()
     assert(ok, err)
@@ -338,6 +337,7 @@ describe("webhook.listen", function()
     assert.matches("bad option 'path' to 'listen'", msg{ secret = SECRET, path = "hook" })
     assert.matches("bad option 'allow_remote' to 'listen'", msg{ secret = SECRET, allow_remote = "yes" })
     assert.matches("bad option 'secret' to 'listen'", msg{})
+    assert.matches("bad option 'max_size' to 'listen'", msg{ secret = SECRET, max_size = 2 ^ 40 })
     -- allowed: it gets as far as bind (TEST-NET-1 is no address of this machine)
     local l, m, err = webhook.listen{ secret = SECRET, host = "192.0.2.1", allow_remote = true }
     assert.is_nil(l)
@@ -353,5 +353,23 @@ describe("webhook.listen", function()
     leak.assert_none(SECRET, second, m2, err2)
     first:close()
     misskey.run(function() end)
+  end)
+end)
+
+describe("examples/webhook_pong.lua", function()
+  it("--once replies pong to a mention it delivers to its own listener, in the fake", function()
+    local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+    local version = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+    local p = assert(io.popen(("env -u MISSKEY_HOST -u MISSKEY_TOKEN -u LD_PRELOAD timeout 30 %s -e "
+      .. "'package.path=\"./lua/?.lua;./lua/?/init.lua;\"..package.path; "
+      .. "package.cpath=\"./build/%s/?.so;\"..package.cpath' examples/webhook_pong.lua --once 2>&1; echo \"exit=$?\"")
+      :format(interpreter, version)))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("exit=0%s*$", out)
+    assert.matches("listening on http://127%.0%.0%.1:%d+/hook", out)
+    assert.matches("delivered: HTTP 204", out)
+    assert.matches("replied to @alice: @alice pong", out)
+    assert.matches("in the fake: @alice pong %(reply to ", out)
   end)
 end)

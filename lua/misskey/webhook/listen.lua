@@ -38,6 +38,7 @@ listen.MAX_HEAD = 16 * 1024
 listen.MAX_CONNECTIONS = 64
 
 local BACKLOG = 128
+local MAX_CAP = 64 * 1024 * 1024 -- the largest body src/server.c accepts to read
 local ACCEPT_BATCH = 64 -- connections taken per wake of the accepting task
 local LINGER = 1        -- seconds at most spent reading what a peer still sends after the answer
 local ACCEPT_PAUSE = 0.1 -- after a failed accept (out of descriptors): the socket stays readable
@@ -222,6 +223,9 @@ end
 ---@return table|nil err
 function listen.new(opts)
   local receiver = handler.receiver(opts, "listen", 2)
+  if receiver.max_size > MAX_CAP then
+    opterror("max_size", ("at most %d bytes for the listener, got %s"):format(MAX_CAP, tostring(opts.max_size)))
+  end
   local host = opts.host
   if host == nil then host = "127.0.0.1" end
   if type(host) ~= "string" then opterror("host", "a numeric IP address expected, got " .. type(host)) end
