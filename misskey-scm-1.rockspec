@@ -54,6 +54,12 @@ build = {
     ["misskey.testing"] = "lua/misskey/testing.lua",
     ["misskey.transport.curl"] = "lua/misskey/transport/curl.lua",
     ["misskey.transport.websocket"] = "lua/misskey/transport/websocket.lua",
+    ["misskey.webhook"] = "lua/misskey/webhook/init.lua",
+    ["misskey.webhook.event"] = "lua/misskey/webhook/event.lua",
+    ["misskey.webhook.handler"] = "lua/misskey/webhook/handler.lua",
+    ["misskey.webhook.listen"] = "lua/misskey/webhook/listen.lua",
+    ["misskey.webhook.seen"] = "lua/misskey/webhook/seen.lua",
+    ["misskey.webhook.verify"] = "lua/misskey/webhook/verify.lua",
     ["misskey.core"] = {
       sources = { "src/buf.c", "src/core.c", "src/engine.c", "src/http.c",
                   "src/file.c", "src/hash.c", "src/json.c", "src/listen.c", "src/lock.c", "src/miauth.c", "src/random.c",
