@@ -10,7 +10,6 @@ local misskey = require "misskey"
 local webhook = require "misskey.webhook"
 local leak = require "support.leak"
 local server = require "support.server"
-local transport = require("misskey.transport.curl").new()
 local now = require("misskey.core").now
 
 local SECRET = "listen-secret-4fJ2kQ"
@@ -50,7 +49,9 @@ end
 local HEADERS = { ["Content-Type"] = "application/json", ["X-Misskey-Hook-Secret"] = SECRET }
 
 local function post(url, body, headers, method)
-  local res, msg = transport.request{ method = method or "POST", url = url, headers = headers or HEADERS,
+  -- made here, not when the file loads: busted loads every spec file before running any,
+  -- and an engine made then would be garbage (and close its fds) during other files' specs
+  local res, msg = require("misskey.transport.curl").new().request{ method = method or "POST", url = url, headers = headers or HEADERS,
     body = body, timeout = 10 }
   assert(res, msg)
   return res
