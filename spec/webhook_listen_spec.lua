@@ -51,8 +51,8 @@ local HEADERS = { ["Content-Type"] = "application/json", ["X-Misskey-Hook-Secret
 local function post(url, body, headers, method)
   -- made here, not when the file loads: busted loads every spec file before running any,
   -- and an engine made then would be garbage (and close its fds) during other files' specs
-  local res, msg = require("misskey.transport.curl").new().request{ method = method or "POST", url = url, headers = headers or HEADERS,
-    body = body, timeout = 10 }
+  local res, msg = require("misskey.transport.curl").new().request{ method = method or "POST", url = url,
+    headers = headers or HEADERS, body = body, timeout = 10 }
   assert(res, msg)
   return res
 end
