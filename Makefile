@@ -118,8 +118,8 @@ valgrind: $(DEPS_STAMP) $(MODULE) $(TESTPOLL)
 
 # libFuzzer on the WebSocket codec and on the upgrade reply check (the whole handshake:
 # status line, headers, accept key, frames after the head), time-bounded (CI runs it
-# briefly), then on the JSON decoder and encoder (which need a lua_State: linked against
-# liblua5.4 for the fuzzer only).
+# briefly), then on the JSON decoder and encoder and on the webhook listener's request head
+# parser (which need a lua_State: linked against liblua5.4 for the fuzzer only).
 FUZZ_SECONDS ?= 20
 fuzz: | $(DEPS_STAMP)
 	@mkdir -p build/fuzz/corpus
@@ -145,6 +145,14 @@ fuzz: | $(DEPS_STAMP)
 	printf '[524749.17431640625,-0.0,1e21,5e-324,{"k\\u0001/":[[],{}]}]' > build/fuzz/json_corpus/encode
 	printf '{"a":null,"b":[null,-0],"\\udc00\355\240\200":"\300\257\364\220\200\200","a":1}' > build/fuzz/json_corpus/edges
 	build/fuzz/json -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/json_corpus
+	@mkdir -p build/fuzz/server_corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $$(pkg-config --cflags lua5.4) -o build/fuzz/server \
+	  tools/fuzz_server.c src/buf.c $$(pkg-config --libs lua5.4)
+	printf 'POST /hook HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nX-Misskey-Hook-Secret: s\r\nContent-Length: 2\r\n\r\n{}' \
+	  > build/fuzz/server_corpus/delivery
+	printf 'POST / HTTP/1.1\r\nA: 1\r\na: 2\r\nContent-Length: 5\r\ncontent-length: 5\r\nExpect: 100-continue\r\nTransfer-Encoding: x\r\n\r\n' \
+	  > build/fuzz/server_corpus/repeats
+	build/fuzz/server -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/server_corpus
 
 # The rock builds and loads with luarocks itself (offline: Debian's lua-cjson is
 # invisible to luarocks, hence --deps-mode=none), on 5.1 and 5.4, into a temporary tree;
