@@ -23,6 +23,11 @@ local loop = require "misskey.loop"
 
 local listen = {}
 
+--- Defaults of the listener's bounds.
+listen.TIMEOUT = 10
+listen.MAX_HEAD = 16 * 1024
+listen.MAX_CONNECTIONS = 64
+
 ---@class misskey.webhook.ListenOptions: misskey.webhook.HandlerOptions
 ---@field host? string a numeric address or "localhost" (default "127.0.0.1")
 ---@field port? integer 0 (the default): a free port, see listener.port
@@ -31,12 +36,6 @@ local listen = {}
 ---@field timeout? number seconds per connection, everything included (10)
 ---@field max_head? integer the cap on a request head, in bytes (16 KiB)
 ---@field max_connections? integer connections at once; one more drops the oldest (64)
-
---- Defaults of the listener's bounds.
-listen.TIMEOUT = 10
-listen.MAX_HEAD = 16 * 1024
-listen.MAX_CONNECTIONS = 64
-
 local BACKLOG = 128
 local MAX_CAP = 64 * 1024 * 1024 -- the largest body src/server.c accepts to read
 local ACCEPT_BATCH = 64 -- connections taken per wake of the accepting task
