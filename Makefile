@@ -1,14 +1,15 @@
 # misskey: build the C core (misskey.core) for one Lua version, test on all of them.
 #
-#   make                 build build/5.4/misskey/core.so   (LUA=5.1 or LUA=luajit for the others)
-#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it)
-#   make demo            run examples/quickstart.lua (fake server, or MISSKEY_HOST/MISSKEY_TOKEN)
+#   make                 build build/5.4/misskey/core.so   (LUA=5.1 or LUA=luajit for the others);
+#                        builds only: it installs nothing (a missing library is named, with `make deps`)
+#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it); runs `make deps` first
+#   make demo            run examples/quickstart.lua (fake server, or MISSKEY_HOST/MISSKEY_TOKEN); `make deps` first
 #   make lint            luacheck + the C warnings
 #   make asan|valgrind   the suite under AddressSanitizer/UBSan, or valgrind
 #   make deps            install missing Debian packages (idempotent)
-#   make endpoints       regenerate lua/misskey/endpoints.lua, types/, docs/endpoints.md
-#   make docs            LDoc of the public API into docs/api/
-#   make bench           request and JSON benchmarks against a local nginx (docs/benchmarks.md)
+#   make endpoints       regenerate lua/misskey/endpoints.lua, types/misskey-*.lua, docs/endpoints.md
+#   make docs            LDoc of every module into docs/api/ (fails on warnings)
+#   make bench           request, stream and JSON benchmarks against local servers (docs/benchmarks.md)
 #   make install         bin/misskey, the modules and misskey.core under PREFIX (default /usr/local)
 
 LUA      ?= 5.4
@@ -33,7 +34,7 @@ HEADERS  := $(wildcard src/*.h)
 DEBS := lua5.1 lua5.4 luajit liblua5.1-0-dev liblua5.4-dev libluajit-5.1-dev lua-cjson \
         libcurl4-openssl-dev uuid-dev luarocks clang lua-busted lua-check pkg-config python3-aiohttp \
         lua-posix lua-socket lua-luv lua-cqueues lua-copas curl ca-certificates openssl \
-        cppcheck valgrind
+        cppcheck valgrind lua-ldoc
 DEPS_STAMP := build/.deps
 
 .PHONY: all deps test test-one lint asan valgrind demo rock fuzz clean clean-module
@@ -41,18 +42,25 @@ DEPS_STAMP := build/.deps
 all: $(MODULE)
 
 # Installs only what dpkg does not already list as installed; a second run costs one dpkg-query.
+# The stamp is older than a Makefile that lists a new package, so that one is installed too.
 deps: $(DEPS_STAMP)
-$(DEPS_STAMP):
+$(DEPS_STAMP): Makefile
 	@missing=$$(for p in $(DEBS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$(echo $$missing | tr '\n' ' ')"; \
+	  echo "make deps: installing $$(echo $$missing | tr '\n' ' ')"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@mkdir -p build && touch $@
 
-$(MODULE): $(SOURCES) $(HEADERS) | $(DEPS_STAMP)
+# A plain build installs nothing: what is missing is named, with the way to get it.
+BUILD_PCS := $(LUA_PC) libcurl uuid
+$(MODULE): $(SOURCES) $(HEADERS)
+	@command -v pkg-config >/dev/null || { echo "make: pkg-config is missing (Debian: make deps)" >&2; exit 1; }
+	@for pc in $(BUILD_PCS); do pkg-config --exists $$pc || { \
+	  echo "make: the development files of $$pc are missing (Debian: make deps; elsewhere: install $$pc's -dev package)" >&2; \
+	  exit 1; }; done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WFLAGS) $(EXTRA_CFLAGS) \
 	  $$(pkg-config --cflags $(LUA_PC) libcurl uuid) -shared -o $@ $(SOURCES) \
@@ -60,7 +68,7 @@ $(MODULE): $(SOURCES) $(HEADERS) | $(DEPS_STAMP)
 
 # poll(2) for specs on Lua versions without Debian's luaposix (5.4).
 TESTPOLL := $(BUILD)/testpoll.so
-$(TESTPOLL): spec/support/testpoll.c | $(DEPS_STAMP)
+$(TESTPOLL): spec/support/testpoll.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WFLAGS) $$(pkg-config --cflags $(LUA_PC)) -shared -o $@ $<
 
@@ -85,7 +93,7 @@ lint: | $(DEPS_STAMP)
 clean-module:
 	rm -f $(MODULE)
 
-demo: $(MODULE)
+demo: $(DEPS_STAMP) $(MODULE)
 	$(LUA_BIN) -e 'package.path="./lua/?.lua;./lua/?/init.lua;"..package.path; package.cpath="./$(BUILD)/?.so;"..package.cpath' examples/quickstart.lua
 
 # Sanitizer build in its own folder; Lua dlcloses modules at exit, which hides
@@ -93,7 +101,7 @@ demo: $(MODULE)
 # float-cast-overflow (a double out of an integer's range) is not in gcc's "undefined".
 ASAN_BUILD := build/asan-$(LUA)
 UBSAN    := undefined,float-cast-overflow
-asan: $(TESTPOLL)
+asan: $(DEPS_STAMP) $(TESTPOLL)
 	@mkdir -p $(ASAN_BUILD)/misskey
 	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,$(UBSAN) -fno-sanitize-recover=$(UBSAN) \
 	  $(WFLAGS) $$(pkg-config --cflags $(LUA_PC) libcurl uuid) -shared -o $(ASAN_BUILD)/misskey/core.so \
@@ -103,15 +111,15 @@ asan: $(TESTPOLL)
 	  ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
 	  $(LUA_BIN) /usr/bin/busted --cpath="./$(ASAN_BUILD)/?.so;./$(BUILD)/?.so" -o TAP $(BUSTED_FLAGS)
 
-valgrind: $(MODULE) $(TESTPOLL)
+valgrind: $(DEPS_STAMP) $(MODULE) $(TESTPOLL)
 	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --suppressions=tools/valgrind.supp -q \
 	  $(LUA_BIN) /usr/bin/busted -o TAP $(BUSTED_FLAGS)
 
 # libFuzzer on the WebSocket codec and on the upgrade reply check (the whole handshake:
 # status line, headers, accept key, frames after the head), time-bounded (CI runs it
-# briefly), then on the JSON decoder and encoder (which need a lua_State: linked against
-# liblua5.4 for the fuzzer only).
+# briefly), then on the JSON decoder and encoder and on the webhook listener's request head
+# parser (which need a lua_State: linked against liblua5.4 for the fuzzer only).
 FUZZ_SECONDS ?= 20
 fuzz: | $(DEPS_STAMP)
 	@mkdir -p build/fuzz/corpus
@@ -137,9 +145,18 @@ fuzz: | $(DEPS_STAMP)
 	printf '[524749.17431640625,-0.0,1e21,5e-324,{"k\\u0001/":[[],{}]}]' > build/fuzz/json_corpus/encode
 	printf '{"a":null,"b":[null,-0],"\\udc00\355\240\200":"\300\257\364\220\200\200","a":1}' > build/fuzz/json_corpus/edges
 	build/fuzz/json -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/json_corpus
+	@mkdir -p build/fuzz/server_corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $$(pkg-config --cflags lua5.4) -o build/fuzz/server \
+	  tools/fuzz_server.c src/buf.c $$(pkg-config --libs lua5.4)
+	printf 'POST /hook HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nX-Misskey-Hook-Secret: s\r\nContent-Length: 2\r\n\r\n{}' \
+	  > build/fuzz/server_corpus/delivery
+	printf 'POST / HTTP/1.1\r\nA: 1\r\na: 2\r\nContent-Length: 5\r\ncontent-length: 5\r\nExpect: 100-continue\r\nTransfer-Encoding: x\r\n\r\n' \
+	  > build/fuzz/server_corpus/repeats
+	build/fuzz/server -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/server_corpus
 
 # The rock builds and loads with luarocks itself (offline: Debian's lua-cjson is
-# invisible to luarocks, hence --deps-mode=none), on 5.1 and 5.4, into a temporary tree.
+# invisible to luarocks, hence --deps-mode=none), on 5.1 and 5.4, into a temporary tree;
+# the LuaLS annotations land in the rock's directory (README "Editor support").
 rock: | $(DEPS_STAMP)
 	@set -e; for v in 5.1 5.4; do \
 	  tree=$$(mktemp -d); \
@@ -147,13 +164,16 @@ rock: | $(DEPS_STAMP)
 	  lua$$v -e "package.path='$$tree/share/lua/$$v/?.lua;$$tree/share/lua/$$v/?/init.lua;'..package.path; \
 	    package.cpath='$$tree/lib/lua/$$v/?.so;'..package.cpath; local m = require 'misskey'; \
 	    assert(require('misskey.core').engine()); print('luarocks make on Lua $$v: misskey ' .. m._VERSION)"; \
+	  types=$$(luarocks --lua-version=$$v --tree=$$tree show --rock-dir misskey 2>/dev/null)/types; \
+	  for f in types/*.lua; do cmp -s $$f $$types/$${f#types/} || { echo "rock: $$f is not in $$types"; exit 1; }; done; \
+	  echo "luarocks make on Lua $$v: LuaLS annotations in $$types"; \
 	  rm -rf $$tree; \
 	done; rm -rf misskey
 
 # Benchmarks (docs/benchmarks.md): misskey.core for every Lua, then bench/run.sh (nginx on a
 # free 127.0.0.1 port, stopped at the end). Figures only. Installing nginx starts Debian's
 # default site on a systemd machine: the bench does not use it, so it is stopped and disabled.
-BENCH_DEBS := nginx valgrind
+BENCH_DEBS := nginx valgrind lua-curl
 .PHONY: bench
 bench: | $(DEPS_STAMP)
 	@missing=$$(for p in $(BENCH_DEBS); do \
@@ -175,9 +195,10 @@ MISSKEY_DATA ?= ../shared/misskey
 endpoints:
 	lua5.4 tools/gen-endpoints.lua $(MISSKEY_DATA)/api.json $(MISSKEY_DATA)/endpoints.json
 
-# The public API with LDoc into docs/api/ (config.ld); docs/endpoints.md comes from `make endpoints`.
-docs:
-	ldoc -c config.ld .
+# The reference of every module with LDoc into docs/api/ (config.ld), failing on any
+# warning (CI runs it); docs/endpoints.md comes from `make endpoints`.
+docs: | $(DEPS_STAMP)
+	ldoc -c config.ld --fatalwarnings .
 
 # Installs bin/misskey, the Lua modules and misskey.core for one Lua version under PREFIX
 # (LuaJIT shares 5.1's paths). The launcher's shebang names that interpreter.

@@ -8,10 +8,10 @@
  * after MAX_SECONDS (default 30). Each reply's headers and body are kept in
  * growable buffers, as the Lua client's engine does. Prints one line:
  *
- *   requests=N seconds=S rate=R bytes=B connects=C
+ *   requests=N seconds=S rate=R bytes=B connects=C cpu=U
  *
  * (B: body bytes of the last reply; C: new connections opened after the
- * warm-up, 0 when keep-alive works.) Exits 1 on any failure or non-2xx status.
+ * warm-up, 0 when keep-alive works; U: CPU seconds, user + system, of the timed requests.) Exits 1 on any failure or non-2xx status.
  *
  * Built with -DWITH_DECODE (bench/run.sh makes it curl_loop_decode, linked with
  * src/json.c and Lua 5.4), it also decodes each reply into Lua tables with
@@ -90,7 +90,7 @@ static int perform(CURL *c, buf *head, buf *body, long *connects) {
 int main(int argc, char **argv) {
   const char *url, *body, *ua;
   long count, i, connects = 0;
-  double max_seconds = 30, t0, dt;
+  double max_seconds = 30, t0, dt, cpu0;
   buf head = {NULL, 0, 0}, data = {NULL, 0, 0};
   struct curl_slist *headers = NULL;
   CURL *c;
@@ -144,6 +144,7 @@ int main(int argc, char **argv) {
   }
 #endif
   connects = 0;
+  cpu0 = (double)clock() / CLOCKS_PER_SEC;
   t0 = now();
   for (i = 0; i < count; i++) {
     if (perform(c, &head, &data, &connects) != 0) {
@@ -162,8 +163,8 @@ int main(int argc, char **argv) {
     }
   }
   dt = now() - t0;
-  printf("requests=%ld seconds=%.6f rate=%.1f bytes=%lu connects=%ld\n", i, dt, (double)i / dt,
-         (unsigned long)data.len, connects);
+  printf("requests=%ld seconds=%.6f rate=%.1f bytes=%lu connects=%ld cpu=%.6f\n", i, dt, (double)i / dt,
+         (unsigned long)data.len, connects, (double)clock() / CLOCKS_PER_SEC - cpu0);
 
 done:
   curl_easy_cleanup(c);

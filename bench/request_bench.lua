@@ -1,6 +1,6 @@
 -- Request throughput of misskey's client against a raw libcurl C loop.
 --
---   lua5.4 bench/request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--loop PATH]
+--   lua5.4 bench/request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--placement NAME] [--loop PATH]
 --
 -- URL is the bench nginx that bench/run.sh starts (`make bench`), http://127.0.0.1:PORT.
 -- Needs build/<v>/misskey/core.so and build/bench/curl_loop (bench/run.sh builds them).
@@ -11,10 +11,13 @@
 --       fetch without JSON); a warm-up, then R interleaved runs (C, Lua, fetch, C, ...);
 --       medians and the ratios to C. With build/bench/curl_loop_decode (the C loop that
 --       also decodes each reply with misskey's C decoder) in the same runs: the ceiling
---       of any client that returns decoded replies, as a ratio to the C loop.
+--       of any client that returns decoded replies, as a ratio to the C loop. With the
+--       peer (bench/luacurl_loop.lua on LuaJIT: Debian's lua-curl + lua-cjson, the loop a
+--       user writes by hand) in the same runs: ours/peer next to ours/C.
 --       Then one call taken apart, each part timed alone.
 --   (b) timeline: fetch+decode of a 100-note, ~230 KB timeline through client:request,
---       per second and MB/s; the same fetch without decoding; the C loop's fetch rate.
+--       per second and MB/s; the same fetch without decoding; the C loop's fetch rate; the
+--       peer's fetch + cjson.decode.
 --   (c) `require "misskey"` CPU time (median over fresh interpreters) and the peak RSS
 --       (VmHWM) of a fresh script doing 1000 meta calls and 50 timeline fetches.
 --
@@ -36,8 +39,10 @@ local TOKEN = "bench0123456789abcdefghijklmnopq"
 local common = dofile(script_dir .. "/common.lua")
 local opts = common.args(arg, {
   loop = root .. "/build/bench/curl_loop", loop_decode = root .. "/build/bench/curl_loop_decode",
+  peer = root .. "/bench/luacurl_loop.lua", peer_lua = "luajit", placement = "-",
   n = 5000, runs = 5, tl_n = 200, max_seconds = 10 },
-  "request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--loop PATH] [--loop_decode PATH]")
+  "request_bench.lua URL [--n N] [--runs R] [--summary FILE] [--placement NAME] [--loop PATH]"
+  .. " [--loop_decode PATH] [--peer PATH] [--peer_lua INTERPRETER]")
 for _, k in ipairs { "n", "runs", "tl_n", "max_seconds" } do opts[k] = assert(tonumber(opts[k]), k) end
 
 local function read_status(field)
@@ -168,30 +173,33 @@ local function list(t)
   return table.concat(out, " ")
 end
 
--- The C loop (or `program`): `count` POSTs of `body` to `path`; requests per second and its figures.
+-- The C loop (or `program`, a shell command): `count` POSTs of `body` to `path`; requests per
+-- second and its figures.
 local function run_c(path, count, body, program)
-  local line = capture(("%s %s %d %s %s %g"):format(quote(program or opts.loop), quote(opts.url .. path), count,
+  local line = capture(("%s %s %d %s %s %g"):format(program or quote(opts.loop), quote(opts.url .. path), count,
     quote(body), quote(UA), opts.max_seconds))
   local rate = tonumber(line:match("rate=([%d.]+)"))
   if not rate then error("curl_loop failed: " .. line) end
+  local requests, cpu = tonumber(line:match("requests=(%d+)")), tonumber(line:match("cpu=([%d.]+)"))
   return rate, {
-    requests = tonumber(line:match("requests=(%d+)")), bytes = tonumber(line:match("bytes=(%d+)")),
-    connects = tonumber(line:match("connects=(%d+)")),
+    requests = requests, bytes = tonumber(line:match("bytes=(%d+)")),
+    connects = tonumber(line:match("connects=(%d+)")), cpu_us = cpu and cpu / requests * 1e6,
   }
 end
 
--- `count` calls of f (each must return a true value), bounded by max_seconds; calls per second.
+-- `count` calls of f (each must return a true value), bounded by max_seconds; calls per second,
+-- and CPU µs per call (os.clock: this process's user + system time).
 local function run_lua(count, f)
   local max = opts.max_seconds
   local i = 0
-  local t0 = now()
+  local c0, t0 = os.clock(), now()
   while i < count do
     local r, msg = f()
     if not r then error(msg) end
     i = i + 1
     if i % 64 == 0 and now() - t0 > max then break end
   end
-  return i / (now() - t0)
+  return i / (now() - t0), (os.clock() - c0) / i * 1e6
 end
 
 local curl_version = core.curl_version()
@@ -207,21 +215,36 @@ local function exists(path)
   if f then f:close() end
   return f ~= nil
 end
-local decode_loop = exists(opts.loop_decode) and opts.loop_decode or nil
+local decode_loop = exists(opts.loop_decode) and quote(opts.loop_decode) or nil
+-- The peer runs only where its interpreter has lua-curl, lua-cjson and luaposix (its clock).
+local peer = exists(opts.peer) and os.execute(("%s -e 'require \"curl\" require \"cjson\" require \"posix.time\"'"
+  .. " >/dev/null 2>&1"):format(quote(opts.peer_lua)))
+peer = (peer == true or peer == 0) and (quote(opts.peer_lua) .. " " .. quote(opts.peer)) or nil
 run_c("/api/meta", 500, META_BODY)
 if decode_loop then run_c("/api/meta", 500, META_BODY, decode_loop) end
+if peer then run_c("/api/meta", 500, META_BODY, peer) end
 run_lua(500, meta_call)
 if fetch_call then run_lua(500, fetch_call) end
 
-local c_rates, cd_rates, lua_rates, fetch_rates, c_info = {}, {}, {}, {}, nil
+local c_rates, cd_rates, peer_rates, lua_rates, fetch_rates, c_info = {}, {}, {}, {}, {}, nil
+local c_cpu, peer_cpu, lua_cpu = {}, {}, {}
 for r = 1, opts.runs do
+  local info
   c_rates[r], c_info = run_c("/api/meta", opts.n, META_BODY)
+  c_cpu[r] = c_info.cpu_us
   if decode_loop then cd_rates[r] = run_c("/api/meta", opts.n, META_BODY, decode_loop) end
-  lua_rates[r] = run_lua(opts.n, meta_call)
+  if peer then
+    peer_rates[r], info = run_c("/api/meta", opts.n, META_BODY, peer)
+    peer_cpu[r] = info.cpu_us
+  end
+  lua_rates[r], lua_cpu[r] = run_lua(opts.n, meta_call)
   if fetch_call then fetch_rates[r] = run_lua(opts.n, fetch_call) end
 end
 local c_rate, lua_rate, fetch_rate = median(c_rates), median(lua_rates), median(fetch_rates)
 local cd_rate = decode_loop and median(cd_rates)
+local peer_rate = peer and median(peer_rates)
+-- CPU per call: robust where wall time is not (a wake-up across CPUs, another job on the server's CPU).
+local cpu = { c = median(c_cpu), peer = peer and median(peer_cpu), lua = median(lua_cpu) }
 local ratio = lua_rate / c_rate
 
 print()
@@ -229,12 +252,19 @@ print(("(a) meta, %d sequential keep-alive requests per run, %d interleaved runs
   :format(opts.n, opts.runs, c_info.bytes))
 print(("    C loop (one reused easy handle)   %8.0f /s   runs: %s  (new connections: %d)")
   :format(c_rate, list(c_rates), c_info.connects))
+print(("    CPU per call (client process, user + system, medians): C loop %.1f us, %sours %.1f us")
+  :format(cpu.c or 0, cpu.peer and ("peer %.1f us, "):format(cpu.peer) or "", cpu.lua))
 if cd_rate then
   print(("    C loop + misskey's C decoder       %8.0f /s   runs: %s   ceiling/C %.2f (decoding, no Lua)")
     :format(cd_rate, list(cd_rates), cd_rate / c_rate))
 end
-print(("    client:request(\"meta\")            %8.0f /s   runs: %s   Lua/C %.2f (goal >= 0.80)%s")
-  :format(lua_rate, list(lua_rates), ratio, cd_rate and (", Lua/ceiling %.2f"):format(lua_rate / cd_rate) or ""))
+if peer_rate then
+  print(("    peer: lua-curl + cjson (%s)     %8.0f /s   runs: %s   peer/C %.2f")
+    :format(opts.peer_lua, peer_rate, list(peer_rates), peer_rate / c_rate))
+end
+print(("    client:request(\"meta\")            %8.0f /s   runs: %s   Lua/C %.2f%s%s")
+  :format(lua_rate, list(lua_rates), ratio, peer_rate and (", Lua/peer %.2f"):format(lua_rate / peer_rate) or "",
+    cd_rate and (", Lua/ceiling %.2f"):format(lua_rate / cd_rate) or ""))
 if fetch_rate then
   print(("    transport.request (fetch, no JSON) %7.0f /s   runs: %s   fetch/C %.2f")
     :format(fetch_rate, list(fetch_rates), fetch_rate / c_rate))
@@ -297,13 +327,15 @@ local tl_fetch = transport and function() return transport.request(tl_req()) end
 local tl_text = tl_fetch and assert(tl_fetch()).body or json.encode(tl)
 local mb = #tl_text / 1e6
 
-local tl_c, tl_lua, tl_fetch_rates = {}, {}, {}
+local tl_c, tl_lua, tl_fetch_rates, tl_peer = {}, {}, {}, {}
 for r = 1, 3 do
   tl_c[r] = run_c("/api/notes/timeline", opts.tl_n, TL_BODY)
+  if peer then tl_peer[r] = run_c("/api/notes/timeline", opts.tl_n, TL_BODY, peer) end
   tl_lua[r] = run_lua(opts.tl_n, tl_call)
   if tl_fetch then tl_fetch_rates[r] = run_lua(opts.tl_n, tl_fetch) end
 end
 local tl_c_rate, tl_lua_rate, tl_fetch_rate = median(tl_c), median(tl_lua), median(tl_fetch_rates)
+local tl_peer_rate = peer and median(tl_peer)
 local decode_rate = run_lua(20, function() return json.decode(tl_text) end)
 local function tl_line(label, rate)
   if rate then print(("    %-34s %7.0f /s  %7.1f MB/s"):format(label, rate, rate * mb)) end
@@ -314,6 +346,7 @@ print(("(b) notes/timeline, 100 notes, %d bytes, %d requests per run, 3 interlea
 tl_line("client:request (fetch + decode)", tl_lua_rate)
 tl_line("transport.request (fetch only)", tl_fetch_rate)
 tl_line("C loop (fetch only)", tl_c_rate)
+tl_line("peer (fetch + cjson.decode)", tl_peer_rate)
 tl_line("json.decode alone", decode_rate)
 
 -- ---------------------------------------------------------------- (c) require, RSS
@@ -351,6 +384,9 @@ if opts.summary then
     ("%.0f"):format(tl_lua_rate), ("%.0f"):format(tl_lua_rate * mb), ("%.0f"):format(tl_c_rate),
     ("%.1f"):format(median(req_times) * 1e3), ("%.1f"):format(hwm),
     cd_rate and ("%.2f"):format(cd_rate / c_rate) or "n/a",
+    peer_rate and ("%.0f"):format(peer_rate) or "n/a", peer_rate and ("%.2f"):format(lua_rate / peer_rate) or "n/a",
+    tl_peer_rate and ("%.0f"):format(tl_peer_rate) or "n/a", opts.placement,
+    f1(cpu.c), f1(cpu.peer), f1(cpu.lua),
   }, "\t") .. "\n")
   f:close()
 end

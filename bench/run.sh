@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # What `make bench` runs once misskey.core is built for every Lua version.
 #
-#   bash bench/run.sh             request_bench.lua, batch_bench.lua and json_bench.lua on every
-#                                 Lua, then a summary table, then the streaming stage
-#                                 (stream_bench.lua against misskey-js; STREAM=0 skips it)
+#   bash bench/run.sh             for each CPU placement (below): request_bench.lua (with the C loop
+#                                 and the lua-curl + cjson peer) and batch_bench.lua on every Lua;
+#                                 then json_bench.lua; a summary table per placement; then the
+#                                 streaming stages: stream_bench.lua against misskey-js, and
+#                                 streams_bench.lua (10, 100 and 1,000 streams in one process)
+#                                 (STREAM=0 skips them)
 #   bash bench/run.sh --profile   callgrind: instructions per meta call, part by part (Lua 5.4)
 #
 # Builds the C baselines (build/bench/curl_loop, curl_multi), writes the fixtures and
@@ -19,12 +22,29 @@ CC=${CC:-cc}
 NGINX=${NGINX:-/usr/sbin/nginx}
 OUT=build/bench
 MODE=${1:-all}
-# nginx and every client run on one CPU: on a small VM a wake-up across CPUs costs more than a
-# request, and where the scheduler puts the two processes changes from run to run (figures
-# jump 2-5x). BENCH_CPU=none leaves placement to the scheduler.
-BENCH_CPU=${BENCH_CPU:-0}
-PIN=()
-if [ "$BENCH_CPU" != none ] && command -v taskset >/dev/null; then PIN=(taskset -c "$BENCH_CPU"); fi
+# CPU placements, each measured in turn (BENCH_PLACEMENTS, default both):
+#   split  the clients on CPU 0, nginx and the stream servers on CPU 1: the client's CPU time is
+#          its own, and every request pays a wake-up across CPUs (on a small VM more than the
+#          request itself);
+#   one    everything on CPU 0: both sides pay for every request in CPU time, no cross-CPU wake-up.
+# Pinned, figures repeat; left to the scheduler they jump 2-5x. BENCH_CPU=none (or no taskset)
+# measures once, unpinned.
+BENCH_PLACEMENTS=${BENCH_PLACEMENTS:-"split one"}
+if [ "${BENCH_CPU:-}" = none ] || ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; then
+  BENCH_PLACEMENTS=none
+fi
+PIN=()        # the clients' pinning, set by place()
+SERVER_CPU=   # the servers' CPU, set by place()
+# place NAME: pins the clients (PIN) and moves nginx (when running) for this placement.
+place() {
+  case "$1" in
+    split) PIN=(taskset -c 0); SERVER_CPU=1 ;;
+    one) PIN=(taskset -c 0); SERVER_CPU=0 ;;
+    *) PIN=(); SERVER_CPU= ;;
+  esac
+  if [ -n "$SERVER_CPU" ] && [ -n "${NGINX_PID:-}" ]; then taskset -pc "$SERVER_CPU" "$NGINX_PID" >/dev/null; fi
+}
+server_pin() { if [ -n "$SERVER_CPU" ]; then echo taskset -c "$SERVER_CPU"; fi; }
 
 # The interpreter of a Lua version.
 lua_bin() { if [ "$1" = luajit ]; then echo luajit; else echo "lua$1"; fi; }
@@ -43,7 +63,7 @@ done
 # results, as client:batch does): the ceiling of a client that returns decoded replies.
 for prog in curl_loop curl_multi; do
   # shellcheck disable=SC2046
-  $CC -O2 -std=c99 -Wall -Wextra -DWITH_DECODE -Isrc -o "$OUT/${prog}_decode" "bench/$prog.c" src/json.c \
+  $CC -O2 -std=c99 -Wall -Wextra -DWITH_DECODE -Isrc -o "$OUT/${prog}_decode" "bench/$prog.c" src/json.c src/wsframe.c src/buf.c \
     $(pkg-config --cflags --libs libcurl lua5.4)
 done
 
@@ -88,7 +108,9 @@ PORT=
 for attempt in 1 2 3 4 5; do
   port=$(free_port)
   lua5.4 bench/fixtures.lua "$TMP" "$port" >"$TMP/fixtures.out"
-  "${PIN[@]}" "$NGINX" -p "$TMP/" -e "$TMP/error.log" -c "$TMP/nginx.conf" >"$TMP/nginx.out" 2>&1 &
+  place "${BENCH_PLACEMENTS%% *}"
+  # shellcheck disable=SC2046
+  $(server_pin) "$NGINX" -p "$TMP/" -e "$TMP/error.log" -c "$TMP/nginx.conf" >"$TMP/nginx.out" 2>&1 &
   NGINX_PID=$!
   for _ in $(seq 1 50); do
     if ! kill -0 "$NGINX_PID" 2>/dev/null; then break; fi
@@ -147,34 +169,42 @@ if [ "$MODE" = --profile ]; then
 fi
 
 echo "bench: nginx $NGINX_VERSION on $URL ($(cat "$TMP/fixtures.out")); $(nproc) cores;" \
-  "${PIN[*]:-no pinning}"
+  "placements: $BENCH_PLACEMENTS"
 SUMMARY="$TMP/summary.tsv"
-for v in $LUAS; do
+for pl in $BENCH_PLACEMENTS; do
+  place "$pl"
   echo
-  stage 150 "${PIN[@]}" "$(lua_bin "$v")" bench/request_bench.lua "$URL" --summary "$SUMMARY"
-done
-if [ -f bench/batch_bench.lua ] && [ -x "$OUT/curl_multi" ]; then
-  echo
+  echo "==== placement $pl: clients ${PIN[*]:-unpinned}, nginx ${SERVER_CPU:+on CPU $SERVER_CPU}"
   for v in $LUAS; do
-    stage 150 "${PIN[@]}" "$(lua_bin "$v")" bench/batch_bench.lua "$URL" >"$TMP/batch.out"
-    tee -a "$TMP/batch.txt" <"$TMP/batch.out"
+    echo
+    stage 200 "${PIN[@]}" "$(lua_bin "$v")" bench/request_bench.lua "$URL" --summary "$SUMMARY" --placement "$pl"
   done
-fi
+  if [ -f bench/batch_bench.lua ] && [ -x "$OUT/curl_multi" ]; then
+    echo
+    for v in $LUAS; do
+      stage 150 "${PIN[@]}" "$(lua_bin "$v")" bench/batch_bench.lua "$URL" >"$TMP/batch.out"
+      sed "s/^/$pl /" "$TMP/batch.out" | tee -a "$TMP/batch.txt"
+    done
+  fi
+done
+place "${BENCH_PLACEMENTS%% *}"
 for v in $LUAS; do
   echo
   stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/json_bench.lua
 done
 
 echo
-echo "summary (req/s, MB/s: more is better; us, ms, MB: less is better; us = wall time per meta call)"
+echo "summary (req/s: more is better; CPU us per meta call of the client process, ms, MB: less is better;"
+echo "         peer = Debian's lua-curl + lua-cjson loop on LuaJIT, bench/luacurl_loop.lua; medians)"
 awk -F '\t' '
   BEGIN {
-    printf "%-7s %9s %9s %6s %7s %6s | %6s %6s %7s %6s | %7s %5s %7s | %7s %8s\n", "lua", "meta C", "meta Lua",
-      "Lua/C", "fetch/C", "ceil/C", "C us", "engine", "request", "decode", "tl Lua", "MB/s", "tl C", "require", "peak RSS"
+    printf "%-6s %-7s %9s %9s %9s | %6s %9s %7s %6s | %6s %6s %6s | %6s %7s %6s | %7s %8s\n", "place", "lua",
+      "meta C", "peer", "ours", "ours/C", "ours/peer", "fetch/C", "ceil/C", "CPU C", "peer", "ours",
+      "tl ours", "tl peer", "tl C", "require", "peak RSS"
   }
   {
-    printf "%-7s %7s/s %7s/s %6s %7s %6s | %6s %6s %7s %6s | %5s/s %5s %5s/s | %4s ms %5s MB\n", $1, $2, $3, $4, $5,
-      $15, $6, $7, $8, $9, $10, $11, $12, $13, $14
+    printf "%-6s %-7s %7s/s %7s/s %7s/s | %6s %9s %7s %6s | %6s %6s %6s | %4s/s %5s/s %4s/s | %4s ms %5s MB\n",
+      $19, $1, $2, $16, $3, $4, $17, $5, $15, $20, $21, $22, $10, $18, $12, $13, $14
   }' "$SUMMARY"
 echo "(ceil/C: the C loop that also decodes each reply with misskey's C decoder, against the plain C loop:"
 echo " a client that returns decoded replies with no Lua, engine or scheduler at all)"
@@ -182,10 +212,12 @@ if [ -s "$TMP/batch.txt" ]; then echo; echo "batch: client:batch against curl_mu
 
 # ---- streaming: bench/stream_server.py floods homeTimeline notes (~2.4 KB each) to
 # stream_bench.lua on 5.4 and LuaJIT and to misskey-js's Stream (installed from npm into the
-# ignored bench/node_modules), then a 1,000,000-event memory run on 5.4. Not pinned: the
-# server and the client each get a CPU.
+# ignored bench/node_modules), in each placement (the server where nginx was); then a
+# 1,000,000-event memory run on 5.4; then streams_bench.lua: 10, 100 and 1,000 streams in one
+# process against a server that feeds each 5 events as it joins, then 200 at once.
 start_stream_server() { # n -> sets SPORT
-  /usr/bin/python3 bench/stream_server.py --n "$1" >"$TMP/stream.$1.out" 2>&1 &
+  # shellcheck disable=SC2046
+  $(server_pin) /usr/bin/python3 bench/stream_server.py --n "$1" >"$TMP/stream.$1.out" 2>&1 &
   STREAM_PIDS="$STREAM_PIDS $!"
   SPORT=
   for _ in $(seq 1 50); do
@@ -195,28 +227,63 @@ start_stream_server() { # n -> sets SPORT
   done
   if [ -z "$SPORT" ]; then echo "bench: stream_server.py did not start" >&2; cat "$TMP/stream.$1.out" >&2; exit 1; fi
 }
+stop_stream_servers() {
+  for pid in $STREAM_PIDS; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  STREAM_PIDS=
+}
 if [ "${STREAM:-1}" != 0 ]; then
-  echo
-  start_stream_server 100000
-  SURL="http://127.0.0.1:$SPORT"
-  SSUM="$TMP/stream.tsv"
-  for v in 5.4 luajit; do
-    stage 60 "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" --summary "$SSUM" || echo "stream_bench.lua failed on $v"
-  done
-  if command -v node >/dev/null; then
-    if [ ! -d bench/node_modules/misskey-js ] || [ ! -d bench/node_modules/ws ]; then
-      stage 120 npm install --prefix bench --no-package-lock --no-audit --no-fund >/dev/null || true
-    fi
-    stage 60 node bench/stream_misskeyjs.mjs "$SURL" --summary "$SSUM" || echo "stream_misskeyjs.mjs failed"
+  if command -v node >/dev/null && { [ ! -d bench/node_modules/misskey-js ] || [ ! -d bench/node_modules/ws ]; }; then
+    stage 120 npm install --prefix bench --no-package-lock --no-audit --no-fund >/dev/null || true
   fi
+  for pl in $BENCH_PLACEMENTS; do
+    place "$pl"
+    echo
+    echo "==== streaming, placement $pl: clients ${PIN[*]:-unpinned}, server ${SERVER_CPU:+on CPU $SERVER_CPU}"
+    start_stream_server 100000
+    SURL="http://127.0.0.1:$SPORT"
+    SSUM="$TMP/stream.$pl.tsv"
+    for v in 5.4 luajit; do
+      stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" --summary "$SSUM" ||
+        echo "stream_bench.lua failed on $v"
+    done
+    if [ -d bench/node_modules/misskey-js ]; then
+      stage 60 "${PIN[@]}" node bench/stream_misskeyjs.mjs "$SURL" --summary "$SSUM" || echo "stream_misskeyjs.mjs failed"
+    fi
+    stop_stream_servers
+  done
   echo
   echo "stream: note events/s (more is better)"
-  awk -F '\t' '$1 == "misskey-js" { js = $2 } $1 != "misskey-js" { n++; lua[n] = $1; rate[n] = $2; cj[n] = $4 }
-    END { for (i = 1; i <= n; i++)
-      printf "  %-7s %8d/s   cjson.decode alone %8d/s   Lua/misskey-js %s\n", lua[i], rate[i], cj[i],
-        js ? sprintf("%.2f", rate[i] / js) : "-"
-      if (js) printf "  %-7s %8d/s\n", "misskey-js", js }' "$SSUM"
+  for pl in $BENCH_PLACEMENTS; do
+    [ -s "$TMP/stream.$pl.tsv" ] || continue
+    awk -F '\t' -v pl="$pl" '$1 == "misskey-js" { js = $2 } $1 != "misskey-js" { n++; lua[n] = $1; rate[n] = $2; cj[n] = $4 }
+      END { for (i = 1; i <= n; i++)
+        printf "  %-6s %-7s %8d/s   cjson.decode alone %8d/s   ours/misskey-js %s\n", pl, lua[i], rate[i], cj[i],
+          js ? sprintf("%.2f", rate[i] / js) : "-"
+        if (js) printf "  %-6s %-7s %8d/s\n", pl, "misskey-js", js }' "$TMP/stream.$pl.tsv"
+  done
+  place "${BENCH_PLACEMENTS%% *}"
   echo
   start_stream_server 1000000
-  stage 90 lua5.4 bench/stream_bench.lua "http://127.0.0.1:$SPORT" --memory 1000000 || echo "memory run stopped"
+  stage 90 "${PIN[@]}" lua5.4 bench/stream_bench.lua "http://127.0.0.1:$SPORT" --memory 1000000 || echo "memory run stopped"
+  stop_stream_servers
+
+  # 1,000 sockets in one process need more descriptors than the usual soft limit of 1,024.
+  if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt 4096 ]; then
+    ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || echo "bench: ulimit -n is $(ulimit -Sn): 1,000 streams may fail"
+  fi
+  STSUM="$TMP/streams.tsv"
+  for pl in $BENCH_PLACEMENTS; do
+    place "$pl"
+    echo
+    start_stream_server 5
+    for v in 5.4 luajit; do
+      stage 300 "${PIN[@]}" "$(lua_bin "$v")" bench/streams_bench.lua "http://127.0.0.1:$SPORT" --summary "$STSUM" \
+        --placement "$pl" || echo "streams_bench.lua failed on $v"
+    done
+    stop_stream_servers
+  done
+  echo
+  echo "many streams in one process: RSS per idle stream (after connecting; after a burst) and events/s in total"
+  awk -F '\t' '{ printf "  %-6s %-7s %5d streams  %6.1f KiB/stream idle  %6.1f KiB/stream after the burst  %8d events/s  (Lua heap %.1f KiB/stream)\n",
+    $1, $2, $3, $4, $5, $6, $7 }' "$STSUM"
 fi

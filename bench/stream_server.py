@@ -13,6 +13,9 @@ else --n (100000). The notes are realistic Misskey notes of ~2.4 KB (user, files
 reactions, emojis, Japanese and ASCII text); 64 variants are pre-encoded into frames
 once, and each event gets its own ten-character id (the stream drops repeated ids),
 spliced between the pre-encoded halves. Frames go out in batches of ~1 MB with drain.
+A channel message `{"type":"channel","body":{"id":ID,"type":"flood","body":{"n":K}}}` asks
+for K more events and another END on that channel (bench/streams_bench.lua: many streams
+that join, go idle, then all receive at once).
 PINGs are answered with PONGs, a close with a close. Exits on SIGTERM, and within
 0.2 s once its parent dies or closes the stdout pipe.
 """
@@ -154,6 +157,11 @@ async def flood(writer, chan_id, n):
     await writer.drain()
 
 
+async def flood_after(previous, writer, chan_id, n):
+    await previous  # one flood at a time per socket: frames never interleave
+    await flood(writer, chan_id, n)
+
+
 async def handle(reader, writer):
     flooder = None
     try:
@@ -188,6 +196,12 @@ async def handle(reader, writer):
                     if body.get("pong"):
                         writer.write(server_frame(dumps({"type": "connected", "body": {"id": body["id"]}}).encode()))
                     flooder = asyncio.ensure_future(flood(writer, body["id"], n))
+                elif msg.get("type") == "channel" and isinstance(body, dict) and body.get("type") == "flood" \
+                        and isinstance(body.get("body"), dict) and flooder is not None:
+                    k = body["body"].get("n")
+                    k = k if isinstance(k, int) and 0 <= k <= 10_000_000 else 0
+                    previous = flooder
+                    flooder = asyncio.ensure_future(flood_after(previous, writer, body["id"], k))
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, IndexError):
         pass
     finally:
@@ -206,7 +220,7 @@ def parent_gone(parent, out):
 
 
 async def main():
-    server = await asyncio.start_server(handle, HOST, 0)
+    server = await asyncio.start_server(handle, HOST, 0, backlog=4096)  # 1,000 streams connect at once
     port = server.sockets[0].getsockname()[1]
     print("PORT %d PID %d" % (port, os.getpid()), flush=True)
     parent = os.getppid()

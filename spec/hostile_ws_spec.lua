@@ -66,8 +66,10 @@ local function pid()
   return line:match("^(%d+)")
 end
 
+-- Open descriptors but pipes: the popen's own pipe shows both its ends until the
+-- parent closes the one it does not keep, which raced with `ls` (a flaky +1).
 local function open_fds()
-  local h = assert(io.popen("ls /proc/" .. pid() .. "/fd | wc -l"))
+  local h = assert(io.popen("ls -l /proc/" .. pid() .. "/fd | grep -vc -e 'pipe:' -e '^total'"))
   local n = tonumber(h:read("*a"))
   h:close()
   return n
@@ -289,13 +291,17 @@ end)
 
 describe("engine:close() under open WebSockets", function()
   it("releases their sockets, curl state and buffers at once", function()
+    collectgarbage() -- sockets of earlier specs that are only waiting for their finalizer
     local before, kept = open_fds(), {}
     for i = 1, 20 do
       local e = core.engine()
       kept[i] = raw_open(e, "echo")
       e:close()
     end
-    assert.is_true(open_fds() <= before, open_fds() .. " fds, " .. before .. " before")
+    -- The leak was one fd per engine (20). A little slack: a descriptor of the test
+    -- server's pipe or of an earlier spec may open or close meanwhile.
+    local after = open_fds()
+    assert.is_true(after <= before + 3, after .. " fds, " .. before .. " before")
     for _, ws in ipairs(kept) do
       assert.equal("closed", ws:state())
       assert.equal(0, ws:_memory())

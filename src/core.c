@@ -15,6 +15,8 @@
 #include "signals.h"
 #include "lock.h"
 #include "ws.h"
+#include "server.h"
+#include "equal.h"
 
 /* core.curl_version() -> "7.88.1", { ssl = "OpenSSL/3.0.x", features... }
  * curl_version_info, not curl_version: the latter makes LDAP/SASL leak under valgrind. */
@@ -47,6 +49,8 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
       {"_ws_reply", mk_l_ws_reply},
       /* the OAuth redirect listener of `misskey login` (listen.c) */
       {"listen", mk_l_listen},
+      /* the webhook listener's sockets and its secret check (server.c, equal.c) */
+      {"http_server", mk_l_http_server}, {"equal_ct", mk_l_equal_ct},
       /* signals as a readable fd, for a clean stop (signal.c) */
       {"signals", mk_l_signals},
       /* authentication primitives (uuid.c, hash.c, random.c, miauth.c, file.c) */
@@ -64,6 +68,7 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   mk_http_open(L);
   mk_ws_open(L);
   mk_listen_open(L);
+  mk_server_open(L);
   mk_signal_open(L);
   mk_lock_open(L);
   lua_newtable(L);

@@ -175,8 +175,7 @@ static void due_remove(mk_engine *e, mk_transfer *t) {
   t->due_listed = 0;
 }
 
-int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t) {
-  mk_engine *e = mk_check_engine(L, ei);
+int mk_engine_add(lua_State *L, mk_engine *e, int ei, int ti, mk_transfer *t) {
   CURLMcode mc = curl_multi_add_handle(e->multi, t->easy);
   if (mc != CURLM_OK) return luaL_error(L, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
   /* Pin the transfer and its engine while curl holds the easy handle. */
@@ -201,13 +200,19 @@ int mk_engine_add(lua_State *L, int ei, int ti, mk_transfer *t) {
   return 0;
 }
 
-CURL *mk_engine_easy(mk_engine *e) {
+CURL *mk_engine_easy(mk_engine *e, mk_easy_setup *setup) {
   if (e->npool > 0) {
-    CURL *c = e->pool[--e->npool];
-    curl_easy_reset(c);
-    return c;
+    mk_pooled *p = &e->pool[--e->npool];
+    *setup = p->setup;
+    return p->easy;
   }
+  memset(setup, 0, sizeof *setup);
   return curl_easy_init();
+}
+
+void mk_easy_setup_free(mk_easy_setup *s) {
+  free(s->user_agent);
+  memset(s, 0, sizeof *s);
 }
 
 void mk_engine_detach(lua_State *L, mk_transfer *t) {
@@ -614,7 +619,13 @@ static int engine_close(lua_State *L) {
     mk_transfer_drop(t); /* cancelled: its easy handle and buffers go now, not at its __gc */
   }
   mk_ws_engine_closing(L, e); /* before curl_multi_cleanup: each closes its own connection */
-  while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);
+  free(e->ws_scratch);
+  e->ws_scratch = NULL;
+  while (e->npool > 0) {
+    mk_pooled *p = &e->pool[--e->npool];
+    curl_easy_cleanup(p->easy);
+    mk_easy_setup_free(&p->setup);
+  }
   free(e->pool);
   e->pool = NULL;
   e->cappool = 0;

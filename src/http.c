@@ -111,7 +111,7 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
    * when it left the multi handle. */
   if (t->easy && e && e->multi && e->npool == e->cappool && e->cappool < MK_POOL_MAX) {
     int cap = e->cappool ? e->cappool * 2 : 16;
-    CURL **pool = realloc(e->pool, (size_t)cap * sizeof *pool);
+    mk_pooled *pool = realloc(e->pool, (size_t)cap * sizeof *pool);
     if (pool) {
       e->pool = pool;
       e->cappool = cap;
@@ -123,11 +123,17 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
     free(t->errbuf);
     t->errbuf = NULL;
   }
+  /* Only a handle whose request finished well keeps its options for the next: a cancelled
+   * or failed transfer may have left curl mid-way. */
+  if (!(t->state == MK_DONE && t->code == CURLE_OK)) t->setup.valid = 0;
   if (t->easy && e && e->multi && e->npool < e->cappool) {
-    e->pool[e->npool++] = t->easy;
+    e->pool[e->npool].easy = t->easy;
+    e->pool[e->npool++].setup = t->setup;
+    memset(&t->setup, 0, sizeof t->setup);
   } else if (t->easy) {
     curl_easy_cleanup(t->easy);
   }
+  mk_easy_setup_free(&t->setup);
   t->easy = NULL;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
@@ -324,6 +330,14 @@ static void set_parts(lua_State *L, int parts, mk_transfer *t) {
   }
 }
 
+/* A malloc'd copy of s (strdup is not C99), or NULL out of memory. */
+static char *copy_string(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
 static void configure(lua_State *L, int opts, mk_transfer *t) {
   CURL *c = t->easy;
   const char *url = opt_string(L, opts, "url", NULL);
@@ -337,6 +351,7 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   double max_size = opt_number(L, opts, "max_size", 0);
   size_t body_len = 0;
   const char *body;
+  int progress, insecure, common, keep;
 
   if (url == NULL) luaL_error(L, "request option 'url' is required");
   /* Both go into the request's head: a line break there would add headers of its own. */
@@ -350,6 +365,26 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   body = lua_tolstring(L, -1, &body_len);
   lua_pop(L, 1);
 
+  /* The common kind of request (see mk_easy_setup in engine.h) on a handle set up for the very
+   * same keeps the handle's options; anything else starts from curl_easy_reset. Everything a
+   * request sets is covered: the options below are the same or set again for each request. */
+  progress = opt_bool(L, opts, "progress");
+  insecure = opt_bool(L, opts, "insecure");
+  lua_getfield(L, opts, "parts");
+  common = lua_isnil(L, -1) && strcmp(method, "POST") == 0 && !progress && !insecure && ca_file == NULL;
+  lua_pop(L, 1);
+  keep = common && t->setup.valid && t->setup.connect_timeout == connect_timeout &&
+         (ua ? t->setup.user_agent && strcmp(ua, t->setup.user_agent) == 0 : t->setup.user_agent == NULL);
+  if (!keep) {
+    if (t->setup.used) curl_easy_reset(c);
+    mk_easy_setup_free(&t->setup);
+    t->setup.used = 1;
+    if (common && (ua == NULL || (t->setup.user_agent = copy_string(ua)) != NULL)) {
+      t->setup.valid = 1; /* (not yet: mk_transfer_release keeps it only once the request went well) */
+      t->setup.connect_timeout = connect_timeout;
+    }
+  }
+
   curl_easy_setopt(c, CURLOPT_PRIVATE, (char *)t);
   /* Outside the userdata: a successful transfer frees it on release, so Lua's collector,
    * which paces itself by Lua memory, does not count 256 bytes per call of garbage. */
@@ -357,35 +392,35 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   t->errbuf[0] = '\0';
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
-  /* The progress callback runs on every pass of curl's loop: only for callers
-   * that report progress (req.progress); the final counts come from getinfo. */
-  lua_getfield(L, opts, "progress");
-  if (lua_toboolean(L, -1)) {
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  }
-  lua_pop(L, 1);
-  curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");   /* every encoding this libcurl decodes */
-  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-  if (ua) curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
-  if (ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
-  if (opt_bool(L, opts, "insecure")) {
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  if (!keep) {
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    /* The progress callback runs on every pass of curl's loop: only for callers
+     * that report progress (req.progress); the final counts come from getinfo. */
+    if (progress) {
+      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+      curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");   /* every encoding this libcurl decodes */
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (ua) curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
+    if (ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+    if (insecure) {
+      curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (connect_timeout > 0)
+      curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, to_long(at_most(connect_timeout, MK_MAX_SECONDS) * 1000.0 + 0.5));
   }
   if (timeout > 0) { /* the engine keeps it (engine.c, due_insert) */
     t->timeout = at_most(timeout, MK_MAX_SECONDS);
     t->deadline = mk_now() + t->timeout;
   }
-  if (connect_timeout > 0)
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, to_long(at_most(connect_timeout, MK_MAX_SECONDS) * 1000.0 + 0.5));
   /* The engine keeps the low-speed abort too (engine.c, check_slow): libcurl's fires late. */
   t->slow_time = at_most(low_speed_time, MK_MAX_SECONDS);
   t->slow_bytes = t->slow_time > 0 ? opt_number(L, opts, "low_speed_limit", 1) : 0;
@@ -429,17 +464,17 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
  * proxies come from the environment (http_proxy, https_proxy, no_proxy), read by libcurl. */
 int mk_http_request(lua_State *L) {
   mk_transfer *t;
-  mk_check_engine(L, 1);
+  mk_engine *e = mk_check_engine(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   t = lua_newuserdata(L, sizeof *t);
   memset(t, 0, sizeof *t); /* idle and empty before anything is acquired */
   t->self_ref = t->engine_ref = LUA_NOREF;
   luaL_getmetatable(L, MK_TRANSFER_MT);
   lua_setmetatable(L, -2);
-  t->easy = mk_engine_easy(mk_check_engine(L, 1));
+  t->easy = mk_engine_easy(e, &t->setup);
   if (t->easy == NULL) return luaL_error(L, "curl_easy_init failed");
   configure(L, 2, t);
-  mk_engine_add(L, 1, lua_gettop(L), t);
+  mk_engine_add(L, e, 1, lua_gettop(L), t);
   return 1;
 }
 
@@ -604,6 +639,7 @@ static int transfer_gc(lua_State *L) {
   mk_engine_detach(L, t);
   if (t->easy) curl_easy_cleanup(t->easy);
   t->easy = NULL;
+  mk_easy_setup_free(&t->setup);
   curl_slist_free_all(t->headers);
   t->headers = NULL;
   if (t->mime) curl_mime_free(t->mime);

@@ -2,7 +2,8 @@
  * WebSocket support of its own). The connect (TCP, TLS) runs on the engine's
  * multi handle like any transfer; the easy handle then stays in the multi
  * handle, because removing it closes a CONNECT_ONLY connection. After that,
- * ws:poll(queue, tail) does all the I/O without blocking (curl_easy_send/recv):
+ * ws:poll(queue, tail) does all the I/O without blocking (curl_easy_send/recv, or
+ * send/recv on the socket itself for a plain ws:// connection without a proxy):
  * the upgrade request and reply, frames in and out; every message it reads is
  * stored straight into the caller's queue as a string. The socket is watched by the
  * scheduler (engine:watch), never by curl. No Lua runs inside libcurl. */
@@ -13,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include <lauxlib.h>
 
@@ -33,9 +37,13 @@ static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 #define SEND_MAX (4 * 1024 * 1024)
 #define POLICY_VIOLATION 1008
 
-/* A buffer with this much room and little in it goes back to the allocator: one
- * big message must not pin its size for the socket's life. */
-#define TRIM_OVER (1024 * 1024)
+/* What an idle socket keeps. Bytes are read into the engine's scratch buffer
+ * (engine.h) and parsed there; a socket keeps only the frame it has not got
+ * whole yet (`in`), and gives its buffers back once they are drained: with many
+ * streams, most of them idle, per-socket buffers sized for the largest message
+ * were most of the memory (~128 KiB each). Buffers up to KEEP bytes stay
+ * allocated (the next frame would allocate them again at once). */
+#define KEEP 1024
 
 /* Each time this socket's buffers grew by this much, Lua's collector is told
  * (a step of that size): it sees only the small userdata otherwise. */
@@ -63,8 +71,14 @@ struct mk_ws {
   uint8_t pong[125];        /* the newest ping's payload, answered once `out` is empty */
   size_t pong_len;
   int pong_due;
-  mk_buf in;                /* bytes received and not parsed yet */
+  mk_buf in;                /* bytes received and not parsed yet: the upgrade reply, or the
+                               frame a read ended in the middle of */
   size_t in_off;            /* parsed prefix of `in` */
+  int plain;                /* ws:// with no proxy in the environment: see plain_connection() */
+  int direct;               /* ... and connected: send/recv on fd, not through curl */
+  int scratch_held;         /* this socket holds its engine's scratch buffer (engine->ws_busy) */
+  int cut_short;            /* a poll was unwound (a memory error) while frames were parsed
+                               from the scratch buffer: the rest of that read is lost */
   mk_ws_message msg;
   size_t max_message;
   size_t reported;          /* buffer bytes Lua's collector was last told about */
@@ -106,6 +120,8 @@ static size_t pending(const mk_ws *w) { return w->out.len - w->out_off; }
  * buffer (a closed socket that Lua still holds keeps only its small userdata). */
 static void release(lua_State *L, mk_ws *w) {
   mk_engine *e = w->engine;
+  if (w->scratch_held && e) e->ws_busy = 0; /* an unwound poll held it */
+  w->scratch_held = 0;
   if (w->self_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, w->self_ref);
   w->self_ref = LUA_NOREF;
   if (e) {
@@ -121,6 +137,7 @@ static void release(lua_State *L, mk_ws *w) {
   if (w->engine_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, w->engine_ref);
   w->engine_ref = LUA_NOREF;
   w->fd = CURL_SOCKET_BAD;
+  w->direct = 0;
   w->state = WS_CLOSED;
   mk_buf_free(&w->out);
   w->out_off = 0;
@@ -145,6 +162,57 @@ void mk_ws_engine_closing(lua_State *L, mk_engine *e) {
   }
 }
 
+/* curl_easy_recv and curl_easy_send find their connection by walking every connection
+ * of the multi handle (curl 7.88, Curl_getconnectinfo): with 1,000 streams that walk was
+ * a seventh of the reader's time. A ws:// connection with no proxy is a plain TCP socket
+ * that curl has only connected (CONNECT_ONLY reads nothing of it), so its bytes can move
+ * with send/recv. Anything else keeps going through curl: TLS (wss://, or an https://
+ * proxy) must, and a proxy is not worth the guess. The environment is what libcurl reads
+ * for an http:// URL (lib/url.c: http_proxy in lower case only, then all_proxy either way). */
+static int plain_connection(const char *url) {
+  static const char *const vars[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
+  size_t i;
+  if (strncmp(url, "ws://", 5) != 0) return 0;
+  for (i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && *v) return 0;
+  }
+  return 1;
+}
+
+/* recv(2) as curl_easy_recv reports it: CURLE_AGAIN when nothing waits, n = 0 at the end. */
+static CURLcode sock_recv(mk_ws *w, char *buf, size_t len, size_t *n) {
+  for (;;) {
+    ssize_t r = recv(w->fd, buf, len, 0);
+    if (r >= 0) {
+      *n = (size_t)r;
+      return CURLE_OK;
+    }
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CURLE_AGAIN : CURLE_RECV_ERROR;
+  }
+}
+
+static CURLcode sock_send(mk_ws *w, const char *buf, size_t len, size_t *n) {
+  for (;;) {
+    ssize_t r = send(w->fd, buf, len, MSG_NOSIGNAL); /* a peer that left must not kill us */
+    if (r >= 0) {
+      *n = (size_t)r;
+      return CURLE_OK;
+    }
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CURLE_AGAIN : CURLE_SEND_ERROR;
+  }
+}
+
+static CURLcode ws_recv(mk_ws *w, char *buf, size_t len, size_t *n) {
+  return w->direct ? sock_recv(w, buf, len, n) : curl_easy_recv(w->easy, buf, len, n);
+}
+
+static CURLcode ws_send_bytes(mk_ws *w, const char *buf, size_t len, size_t *n) {
+  return w->direct ? sock_send(w, buf, len, n) : curl_easy_send(w->easy, buf, len, n);
+}
+
 void mk_ws_connected(lua_State *L, mk_ws *w, CURLcode code) {
   luaL_unref(L, LUA_REGISTRYINDEX, w->self_ref); /* the caller pushed it already */
   w->self_ref = LUA_NOREF;
@@ -154,6 +222,7 @@ void mk_ws_connected(lua_State *L, mk_ws *w, CURLcode code) {
     curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &fd);
     w->fd = fd;
     w->state = fd == CURL_SOCKET_BAD ? WS_CLOSED : WS_HANDSHAKE;
+    w->direct = w->plain && fd != CURL_SOCKET_BAD;
   } else {
     w->state = WS_CLOSED;
   }
@@ -210,6 +279,7 @@ int mk_ws_new(lua_State *L) {
   mk_engine *e = mk_check_engine(L, 1);
   const char *url, *scheme = NULL, *rest = NULL, *slash;
   mk_ws *w;
+  int plain;
   uint8_t nonce[16];
   luaL_Buffer req;
   CURLMcode mc;
@@ -218,6 +288,7 @@ int mk_ws_new(lua_State *L) {
   url = lua_tostring(L, -1);
   if (url == NULL) return luaL_error(L, "websocket option 'url' must be a string");
   split_url(L, url, &scheme, &rest);
+  plain = plain_connection(url);
   /* The key's nonce: kernel randomness or no connection (mk_random never spins or weakens). */
   if (mk_random(nonce, sizeof nonce) != 0) {
     lua_pushnil(L);
@@ -228,6 +299,7 @@ int mk_ws_new(lua_State *L) {
   w = lua_newuserdata(L, sizeof *w);
   memset(w, 0, sizeof *w);
   w->kind = MK_KIND_WS;
+  w->plain = plain;
   w->self_ref = w->engine_ref = LUA_NOREF;
   w->fd = CURL_SOCKET_BAD;
   w->state = WS_CLOSED;
@@ -293,6 +365,9 @@ int mk_ws_new(lua_State *L) {
   curl_easy_setopt(w->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1); /* ALPN h2 breaks the upgrade */
   curl_easy_setopt(w->easy, CURLOPT_SSL_ENABLE_ALPN, 0L);
   curl_easy_setopt(w->easy, CURLOPT_NOSIGNAL, 1L);
+  /* curl's own receive buffer (16 KiB by default, per handle) is never read through:
+   * curl_easy_recv reads into ours. The smallest size curl takes, then. */
+  curl_easy_setopt(w->easy, CURLOPT_BUFFERSIZE, 1024L);
   /* Through an http_proxy, tunnel with CONNECT: sent to the proxy as a request,
    * the upgrade would hand it the token in the target, and no proxy upgrades it. */
   curl_easy_setopt(w->easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
@@ -345,7 +420,7 @@ static CURLcode flush(mk_ws *w) {
       w->pong_due = 0;
       if (queue_frame(w, MK_WS_PONG, w->pong, w->pong_len) != 0) return CURLE_OUT_OF_MEMORY;
     }
-    rc = curl_easy_send(w->easy, w->out.data + w->out_off, pending(w), &sent);
+    rc = ws_send_bytes(w, w->out.data + w->out_off, pending(w), &sent);
     if (rc == CURLE_AGAIN) break;
     if (rc != CURLE_OK) return rc;
     w->out_off += sent;
@@ -385,41 +460,33 @@ static void queue_close(mk_ws *w, int code, const char *reason) {
 
 /* Bytes read per recv, and per poll: past READ_BATCH a poll stops reading and says
  * "more" (bytes may wait in the socket or in TLS), so a sender faster than the reader
- * cannot grow `in` without bound, and the caller gives way between batches. */
+ * cannot grow `in` without bound, and the caller gives way between batches. READ_CHUNK
+ * is the size of the engine's scratch buffer. */
 #define READ_CHUNK (64 * 1024)
 #define READ_BATCH (256 * 1024)
 
-/* Room for n more bytes at the end of b (the buffer type has no reserve of its own). */
-static int reserve(mk_buf *b, size_t n) {
-  size_t cap;
+/* Gives a drained buffer back, and a big one holding a small tail shrinks to KEEP:
+ * a burst or one big message must not pin its size for the socket's life. */
+static void shrink(mk_buf *b) {
   char *d;
-  if (b->cap - b->len >= n) return 0;
-  cap = b->cap ? b->cap : 4096;
-  while (cap - b->len < n) cap *= 2;
-  d = realloc(b->data, cap);
-  if (d == NULL) return -1;
-  b->data = d;
-  b->cap = cap;
-  return 0;
-}
-
-/* Gives back the room of a buffer that grew big and holds little now. */
-static void shrink(mk_buf *b, size_t cap) {
-  char *d;
-  if (b->cap <= TRIM_OVER || b->len >= cap || cap >= b->cap) return;
-  d = realloc(b->data, cap);
+  if (b->len == 0 && b->cap > KEEP) {
+    mk_buf_free(b);
+    return;
+  }
+  if (b->cap <= KEEP || b->len >= KEEP) return;
+  d = realloc(b->data, KEEP);
   if (d == NULL) return; /* keeping the bigger block is fine */
   b->data = d;
-  b->cap = cap;
+  b->cap = KEEP;
   b->data[b->len] = '\0';
 }
 
 static void trim(mk_ws *w) {
-  shrink(&w->in, 2 * READ_CHUNK);
-  if (w->msg.opcode == 0 && w->msg.data.cap > TRIM_OVER) mk_buf_free(&w->msg.data);
-  if (pending(w) == 0 && w->out.cap > TRIM_OVER) {
-    mk_buf_free(&w->out);
-    w->out_off = 0;
+  shrink(&w->in);
+  if (w->msg.opcode == 0) shrink(&w->msg.data);
+  if (pending(w) == 0) {
+    w->out.len = w->out_off = 0;
+    shrink(&w->out);
   }
 }
 
@@ -433,24 +500,6 @@ static void account(lua_State *L, mk_ws *w) {
     w->reported = held;
   } else if (held < w->reported) {
     w->reported = held;
-  }
-}
-
-/* Reads what is available now, straight into `in`, until CURLE_AGAIN (TLS may hold
- * bytes poll cannot see) or READ_BATCH bytes (then *more = 1). */
-static CURLcode drain(mk_ws *w, int *eof, int *more) {
-  size_t got = 0;
-  for (;;) {
-    size_t n = 0;
-    CURLcode rc;
-    if (got >= READ_BATCH) { *more = 1; return CURLE_OK; }
-    if (reserve(&w->in, READ_CHUNK) != 0) return CURLE_OUT_OF_MEMORY;
-    rc = curl_easy_recv(w->easy, w->in.data + w->in.len, READ_CHUNK, &n);
-    if (rc == CURLE_AGAIN) return CURLE_OK;
-    if (rc != CURLE_OK) return rc;
-    if (n == 0) { *eof = 1; return CURLE_OK; }
-    w->in.len += n;
-    got += n;
   }
 }
 
@@ -518,22 +567,24 @@ static void handshake(poll_out *o, mk_ws *w) {
   push_event(o, "open", NULL, 0, 0);
 }
 
-/* Parses every complete frame in `in`: messages go to the queue, control frames
- * become events; pings are answered. */
-static void frames(poll_out *o, mk_ws *w) {
+static int reading(const mk_ws *w) { return w->state == WS_OPEN || w->state == WS_CLOSING; }
+
+/* Parses every complete frame in p[*off..n): messages go to the queue, control frames
+ * become events; pings are answered. *off moves past each frame before Lua sees it. */
+static void frames(poll_out *o, mk_ws *w, const uint8_t *p, size_t n, size_t *off) {
   lua_State *L = o->L;
-  while (w->state == WS_OPEN || w->state == WS_CLOSING) {
+  while (reading(w)) {
     mk_frame f;
     int opcode = 0, r;
     const uint8_t *data = NULL;
     size_t len = 0;
-    long used = mk_ws_parse((const uint8_t *)w->in.data + w->in_off, w->in.len - w->in_off, w->max_message, &f);
+    long used = mk_ws_parse(p + *off, n - *off, w->max_message, &f);
     if (used == 0) break;
     if (used < 0) {
       fail(o, w, (int)-used, -used == MK_WS_TOO_BIG ? "message too big" : "protocol error");
       return;
     }
-    w->in_off += (size_t)used;
+    *off += (size_t)used;
     switch (f.opcode) {
     case MK_WS_PING: /* control payloads are at most 125 bytes (mk_ws_parse) */
       memcpy(w->pong, f.payload, f.len);
@@ -587,8 +638,93 @@ static void compact(mk_ws *w) {
     memmove(w->in.data, w->in.data + w->in_off, w->in.len - w->in_off);
     w->in.len -= w->in_off;
     w->in_off = 0;
+    if (w->in.data) w->in.data[w->in.len] = '\0';
   }
 }
+
+/* The frames in `in`, then what is left of it moved to the front. */
+static void frames_in(poll_out *o, mk_ws *w) {
+  frames(o, w, (const uint8_t *)w->in.data, w->in.len, &w->in_off);
+  compact(w);
+}
+
+/* Handles bytes just read (p[0..n), in the scratch buffer): the frame waiting in `in`
+ * is completed first with just the bytes it lacks; the frames after it are parsed where
+ * they are, without a copy; a frame cut off at the end goes to `in`. Returns 0, or -1
+ * out of memory. */
+static int consume(poll_out *o, mk_ws *w, const uint8_t *p, size_t n) {
+  size_t off = 0;
+  if (w->state == WS_HANDSHAKE) { /* the upgrade reply: once, in `in`, as it may come in pieces */
+    if (mk_buf_append(&w->in, p, n) != 0) return -1;
+    handshake(o, w);
+    if (reading(w)) frames_in(o, w);
+    return 0;
+  }
+  while (n - off > 0 && w->in.len > 0 && reading(w)) {
+    size_t have = w->in.len, size = mk_ws_frame_size((const uint8_t *)w->in.data, have);
+    size_t take = size > have ? size - have : n - off; /* (size <= have: frames() has judged it) */
+    if (take > n - off) take = n - off;
+    if (mk_buf_append(&w->in, p + off, take) != 0) return -1;
+    off += take;
+    frames_in(o, w);
+  }
+  if (n - off > 0 && reading(w)) {
+    frames(o, w, p, n, &off);
+    if (n - off > 0 && reading(w) && mk_buf_append(&w->in, p + off, n - off) != 0) return -1;
+  }
+  return 0;
+}
+
+/* Reads what is available now, a scratch buffer at a time, and handles each read
+ * before the next, until CURLE_AGAIN (TLS may hold bytes poll cannot see) or
+ * READ_BATCH bytes (then *more = 1). The engine's scratch buffer is shared by its
+ * sockets; a poll that finds it taken (one unwound by a memory error, or a finalizer
+ * polling from inside another poll) uses a buffer of its own. */
+static CURLcode drain(poll_out *o, mk_ws *w, int *eof, int *more) {
+  mk_engine *e = w->engine;
+  size_t got = 0;
+  char *scratch;
+  CURLcode rc = CURLE_OK;
+  if (!e->ws_busy) {
+    if (e->ws_scratch == NULL && (e->ws_scratch = malloc(READ_CHUNK)) == NULL) return CURLE_OUT_OF_MEMORY;
+    scratch = e->ws_scratch;
+    e->ws_busy = 1;
+    w->scratch_held = 1;
+  } else if ((scratch = malloc(READ_CHUNK)) == NULL) {
+    return CURLE_OUT_OF_MEMORY;
+  }
+  while ((w->state == WS_HANDSHAKE || reading(w)) && !*eof) {
+    size_t n = 0;
+    if (got >= READ_BATCH) {
+      *more = 1;
+      break;
+    }
+    rc = ws_recv(w, scratch, READ_CHUNK, &n);
+    if (rc == CURLE_AGAIN) {
+      rc = CURLE_OK;
+      break;
+    }
+    if (rc != CURLE_OK) break;
+    if (n == 0) {
+      *eof = 1;
+    } else {
+      /* Until the read is handled: a memory error raised in Lua would lose its rest. */
+      w->cut_short = 1;
+      if (consume(o, w, (const uint8_t *)scratch, n) != 0) rc = CURLE_OUT_OF_MEMORY;
+      w->cut_short = 0;
+    }
+    got += n;
+    if (rc != CURLE_OK) break;
+  }
+  if (w->scratch_held) {
+    e->ws_busy = 0;
+    w->scratch_held = 0;
+  } else {
+    free(scratch);
+  }
+  return rc;
+}
+
 
 /* ws:poll(queue, tail) -> tail, want, events, more
  * Moves every byte it can without blocking (reading at most READ_BATCH bytes).
@@ -629,19 +765,21 @@ static int ws_poll(lua_State *L) {
     push_event(&o, "error", m, strlen(m), 0);
     release(L, w);
   }
+  if (w->cut_short && w->state != WS_CLOSED) { /* see consume(): the stream lost bytes */
+    if (w->scratch_held) w->engine->ws_busy = 0;
+    w->scratch_held = w->cut_short = 0;
+    fail(&o, w, 1011, "a read was cut short by a memory error");
+  }
   if (w->state == WS_HANDSHAKE || w->state == WS_OPEN || w->state == WS_CLOSING) {
     rc = flush(w);
     /* Over the high-water mark, leave the peer's bytes in the socket: a peer
      * that sends without reading our answers is held back by TCP. */
-    if (rc == CURLE_OK && pending(w) <= SEND_HIGH_WATER) rc = drain(w, &eof, &more);
+    if (rc == CURLE_OK && pending(w) <= SEND_HIGH_WATER) rc = drain(&o, w, &eof, &more);
     if (rc != CURLE_OK) {
       const char *m = curl_easy_strerror(rc);
       push_event(&o, "error", m, strlen(m), 0);
       w->state = WS_CLOSED;
     } else {
-      if (w->state == WS_HANDSHAKE) handshake(&o, w);
-      frames(&o, w);
-      compact(w);
       if (w->state != WS_CLOSED) trim(w);
       if (o.pinged) push_event(&o, "ping", o.ping, o.ping_len, 0);
       if (o.ponged) push_event(&o, "pong", o.pong, o.pong_len, 0);

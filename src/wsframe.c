@@ -35,6 +35,19 @@ long mk_ws_parse(const uint8_t *p, size_t n, size_t max_payload, mk_frame *f) {
   return (long)(head + (size_t)len);
 }
 
+size_t mk_ws_frame_size(const uint8_t *p, size_t n) {
+  uint64_t len;
+  size_t head, i;
+  if (n < 2) return 2;
+  len = p[1] & 0x7F;
+  if (len < 126) return 2 + (size_t)len;
+  head = len == 126 ? 4 : 10;
+  if (n < head) return head;
+  for (len = 0, i = 2; i < head; i++) len = (len << 8) | p[i];
+  if (len > (uint64_t)(SIZE_MAX - head)) return SIZE_MAX;
+  return head + (size_t)len;
+}
+
 int mk_ws_encode(mk_buf *b, int opcode, const void *payload, size_t len, const uint8_t mask[4]) {
   uint8_t head[14];
   size_t h = 2, i, start;
@@ -86,6 +99,12 @@ int mk_utf8_valid(const uint8_t *s, size_t n) {
   size_t i = 0;
   for (;;) {
     uint64_t v;
+    while (n - i >= 32) { /* four words per test: fewer branches on long ASCII runs */
+      uint64_t w[4];
+      memcpy(w, s + i, 32);
+      if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080u) break;
+      i += 32;
+    }
     while (n - i >= 8) {
       memcpy(&v, s + i, 8);
       v &= 0x8080808080808080u;

@@ -28,6 +28,11 @@ typedef struct mk_frame {
  * 1009: a payload over max_payload) when the frame is invalid. */
 long mk_ws_parse(const uint8_t *p, size_t n, size_t max_payload, mk_frame *f);
 
+/* The bytes the frame starting at p[0..n) spans (header and payload) once its header is
+ * there; before that, the header bytes known to be needed (2, 4 or 10). SIZE_MAX when the
+ * length does not fit a size_t. It judges nothing: mk_ws_parse does. */
+size_t mk_ws_frame_size(const uint8_t *p, size_t n);
+
 /* Appends one masked client frame (fin set) to b; 0 on success, -1 out of memory. */
 int mk_ws_encode(mk_buf *b, int opcode, const void *payload, size_t len, const uint8_t mask[4]);
 

@@ -35,8 +35,10 @@ function baseurl.parse(host)
 end
 
 -- The host of a base URL or proxy address, without scheme, user info, port or brackets.
+-- The authority ends at the first '/', '?' or '#', as libcurl reads it: an '@' after
+-- one of those is no user info ("http://10.0.0.1:3128#@127.0.0.1" is 10.0.0.1).
 local function host_of(url)
-  local rest = url:gsub("^%a[%w+.-]*://", ""):gsub("/.*$", "")
+  local rest = url:gsub("^%a[%w+.-]*://", ""):gsub("[/?#].*$", "")
   rest = rest:match("^.*@(.*)$") or rest
   return (rest:match("^%[(.-)%]") or rest:match("^[^:]*")):lower()
 end

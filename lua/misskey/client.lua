@@ -36,10 +36,6 @@ Client._VERSION = VERSION
 local argerror = argcheck.argerror
 local call_options, NO_OPTIONS = options.call, options.NO_OPTIONS
 
--- The environment is misskey.env's. This alias is for misskey.testing's demo
--- client until it reads misskey.env itself; nothing else may use it.
-Client._getenv = env.get
-
 --- misskey.new(opts) -> client. See README "Client options".
 function Client.new(opts)
   if opts == nil then opts = {} end

@@ -65,6 +65,12 @@ local function sorted_list(t)
   return out
 end
 
+-- A count the validator prints with %d (a length, a number of items), or nil.
+local function count_of(v)
+  if type(v) == "number" and v >= 0 and v % 1 == 0 and v < 2^53 then return int(v) end
+  return nil
+end
+
 local function scalar(v)
   local t = type(v)
   if t == "string" or t == "boolean" then return v end
@@ -80,7 +86,7 @@ function openapi.flatten(s)
   if type(t) == "table" then
     local types = {}
     for _, x in ipairs(t) do
-      if x == "null" then out.nullable = true else types[#types + 1] = x end
+      if x == "null" then out.nullable = true elseif type(x) == "string" then types[#types + 1] = x end
     end
     if #types == 1 then out.type = types[1] elseif #types > 1 then out.type = types end
   elseif type(t) == "string" then
@@ -97,17 +103,17 @@ function openapi.flatten(s)
   if s.default ~= nil then out.default = scalar(s.default) end
   if type(s.minimum) == "number" then out.minimum = int(s.minimum) end
   if type(s.maximum) == "number" then out.maximum = int(s.maximum) end
-  if type(s.minLength) == "number" then out.min_length = int(s.minLength) end
-  if type(s.maxLength) == "number" then out.max_length = int(s.maxLength) end
+  out.min_length, out.max_length = count_of(s.minLength), count_of(s.maxLength)
   if type(s.pattern) == "string" then out.pattern = s.pattern end
   if s.format == "misskey:id" then out.id = true elseif type(s.format) == "string" then out.format = s.format end
   if type(s.items) == "table" then out.items = openapi.flatten(s.items) end
-  if type(s.minItems) == "number" then out.min_items = int(s.minItems) end
-  if type(s.maxItems) == "number" then out.max_items = int(s.maxItems) end
+  out.min_items, out.max_items = count_of(s.minItems), count_of(s.maxItems)
   if s.uniqueItems == true then out.unique = true end
   if type(s.properties) == "table" then
     local props = {}
-    for k, v in pairs(s.properties) do props[k] = openapi.flatten(v) end
+    for k, v in pairs(s.properties) do
+      if type(k) == "string" then props[k] = openapi.flatten(v) end
+    end
     out.properties = props
     if type(s.required) == "table" and #s.required > 0 then out.required = sorted_list(s.required) end
   end
@@ -133,7 +139,7 @@ local function collect(s, entry, top)
   if type(s) ~= "table" then return end
   if type(s.properties) == "table" then
     for k, v in pairs(s.properties) do
-      if entry.params[k] == nil then entry.params[k] = openapi.flatten(v) end
+      if type(k) == "string" and entry.params[k] == nil then entry.params[k] = openapi.flatten(v) end
     end
   end
   if type(s.required) == "table" then
@@ -224,11 +230,13 @@ function openapi.convert_operation(path, item)
   local schema
   local body = type(op.requestBody) == "table" and op.requestBody.content
   if type(body) == "table" then
-    if body["multipart/form-data"] then
+    -- A server's document: a media type that is not an object has no schema.
+    local form, plain = body["multipart/form-data"], body["application/json"]
+    if form then
       entry.multipart = true
-      schema = body["multipart/form-data"].schema
-    elseif body["application/json"] then
-      schema = body["application/json"].schema
+      schema = type(form) == "table" and form.schema or nil
+    elseif type(plain) == "table" then
+      schema = plain.schema
     end
   end
   openapi.apply_params(entry, schema)

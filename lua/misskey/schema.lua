@@ -23,42 +23,79 @@ for _, name in ipairs{ "names", "lookup", "is_prefix", "suggest", "unknown_messa
 end
 
 -- ---- validation ----
+-- misskey.validate does the checking; here the catalogue's flat parameter
+-- entries become its JSON-Schema tables (once per entry, cached) and its
+-- failures become this module's messages.
 
+local validator = require "misskey.validate"
 local null = json.null
 
-local function utf8_len(s)
-  -- Code points, as the server's ajv counts them: every byte that does not continue a sequence.
-  local _, n = s:gsub("[^\128-\191]", "")
-  return n
+-- The catalogue's null rule: null is valid where the entry says nullable (or
+-- lists the type null), and wherever neither a type nor an enum says what is valid.
+local function nullable(p)
+  if p.nullable or p.type == "null" or (p.type == nil and p.enum == nil) then return true end
+  if type(p.type) == "table" then
+    for _, t in ipairs(p.type) do if t == "null" then return true end end
+  end
+  return false
 end
 
-local function is_array(v)
-  if json.is_array(v) then return true end
-  return v[1] ~= nil or next(v) == nil
+local converted = setmetatable({}, { __mode = "k" })
+
+-- One flat catalogue entry -> misskey.validate's schema. `pattern`s are
+-- JavaScript regular expressions and `all_of` is not flattened for validation:
+-- neither is checked (the server validates anyway).
+local function convert(p)
+  local s = converted[p]
+  if s then return s end
+  s = {
+    type = p.type, nullable = nullable(p) or nil, minimum = p.minimum, maximum = p.maximum,
+    minLength = p.min_length, maxLength = p.max_length, format = p.id and "misskey:id" or nil,
+    minItems = p.min_items, maxItems = p.max_items, uniqueItems = p.unique,
+  }
+  if p.enum then
+    -- null in an enum of an entry that is not nullable stays refused ("must not be null").
+    s.enum = {}
+    for _, e in ipairs(p.enum) do
+      if e ~= null then s.enum[#s.enum + 1] = e end
+    end
+  end
+  if p.items then s.items = convert(p.items) end
+  if p.properties then
+    local names = {}
+    for name in pairs(p.properties) do names[#names + 1] = name end
+    sort(names)
+    s.properties = {}
+    for i, name in ipairs(names) do s.properties[i] = { name, convert(p.properties[name]) } end
+    s.required = p.required
+    if not p.additional then s.additionalProperties = false end
+  end
+  if p.any_of then
+    s.anyOf = {}
+    for i, alt in ipairs(p.any_of) do s.anyOf[i] = convert(alt) end
+  end
+  converted[p] = s
+  return s
 end
 
-local function is_object(v)
-  return not json.is_array(v) and (v[1] == nil)
+-- "poll.choices[2]": a parameter's name and the place in its value.
+local function place(name, at)
+  local parts = { name }
+  for _, seg in ipairs(at) do
+    parts[#parts + 1] = type(seg) == "number" and format("[%d]", seg) or "." .. seg
+  end
+  return concat(parts)
 end
 
 local function lua_type_name(v)
   if v == null then return "null" end
   local t = type(v)
-  if t == "table" then return is_array(v) and next(v) ~= nil and "array" or (next(v) == nil and "empty table"
-    or "object") end
+  if t == "table" then
+    if next(v) == nil then return "empty table" end
+    return validator.is_array(v) and "array" or "object"
+  end
   if t == "number" and v % 1 == 0 then return "integer" end
   return t
-end
-
-local function is_type(v, t)
-  if t == "string" then return type(v) == "string" end
-  if t == "boolean" then return type(v) == "boolean" end
-  if t == "number" then return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
-  if t == "integer" then return type(v) == "number" and v % 1 == 0 and v == v end
-  if t == "array" then return type(v) == "table" and is_array(v) end
-  if t == "object" then return type(v) == "table" and is_object(v) end
-  if t == "null" then return v == null end
-  return true
 end
 
 local function show(v)
@@ -67,124 +104,60 @@ local function show(v)
   return tostring(v)
 end
 
-local check
+-- Bounds, in this module's words: on a count (the bound, then what was
+-- counted) and on a number.
+local COUNTS = { minLength = "must be at least %d characters", maxLength = "must be at most %d characters",
+                 minItems = "must have at least %d items", maxItems = "must have at most %d items" }
+local BOUNDS = { minimum = ">=", maximum = "<=" }
 
-local function check_props(p, v, path)
-  local props = p.properties
-  if p.required then
-    for _, k in ipairs(p.required) do
-      if v[k] == nil then return format("parameter '%s.%s' is required", path, k), path .. "." .. k end
-    end
+-- The other failed rules (`at`: the parameter and place).
+local MESSAGES = {
+  type = function(f, at)
+    local t = f.expected
+    if type(t) == "table" then t = concat(t, " or ") end
+    local article = (t == "array" or t == "object" or t == "integer") and "an " or "a "
+    return format("parameter '%s' must be %s%s, got %s", at, article, t, lua_type_name(f.value))
+  end,
+  enum = function(f, at)
+    local alts = {}
+    for i, e in ipairs(f.expected) do alts[i] = show(e) end
+    return format("parameter '%s' must be one of %s, got %s", at, concat(alts, ", "), show(f.value))
+  end,
+  format = function(f, at)
+    return format("parameter '%s' must be a Misskey id (letters and digits), got %s", at, show(f.value))
+  end,
+  uniqueItems = function(f, at)
+    return format("parameter '%s' must not repeat %s", at, show(f.value))
+  end,
+  required = function(f, at)
+    return format("parameter '%s.%s' is required", at, f.property)
+  end,
+  additionalProperties = function(f, at)
+    return format("unknown parameter '%s.%s'", at, f.property)
+  end,
+}
+
+local function message(f, at)
+  local k = f.keyword
+  if f.value == null and (k == "type" or k == "enum") then
+    return format("parameter '%s' must not be null", at)
   end
-  if props and not p.additional then
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    sort(keys)
-    for _, k in ipairs(keys) do
-      if props[k] == nil then return format("unknown parameter '%s.%s'", path, k), path .. "." .. k end
-    end
+  if COUNTS[k] then return format("parameter '%s' " .. COUNTS[k] .. ", got %d", at, f.limit, f.count) end
+  if BOUNDS[k] then
+    return format("parameter '%s' must be %s %s, got %s", at, BOUNDS[k], tostring(f.limit), show(f.value))
   end
-  if props then
-    for k, sub in pairs(props) do
-      if v[k] ~= nil then
-        local msg, param = check(sub, v[k], path .. "." .. k)
-        if msg then return msg, param end
-      end
-    end
-  end
+  return MESSAGES[k](f, at)
 end
 
--- One value against one flattened schema; `path` names it in messages.
-check = function(p, v, path)
-  if v == null then
-    if p.nullable or p.type == "null" then return nil end
-    if type(p.type) == "table" then
-      for _, t in ipairs(p.type) do if t == "null" then return nil end end
-    end
-    if p.type or p.enum then return format("parameter '%s' must not be null", path), path end
-    return nil
-  end
-  if p.any_of then
-    local first
-    for _, alt in ipairs(p.any_of) do
-      local msg = check(alt, v, path)
-      if not msg then first = nil break end
-      first = first or msg
-    end
-    if first then return first, path end
-  end
-  local t = p.type
-  if t then
-    local ok = false
-    if type(t) == "table" then
-      for _, x in ipairs(t) do if is_type(v, x) then ok = true end end
-      t = concat(t, " or ")
-    else
-      ok = is_type(v, t)
-    end
-    if not ok then
-      local article = (t == "array" or t == "object" or t == "integer") and "an " or "a "
-      return format("parameter '%s' must be %s%s, got %s", path, article, t, lua_type_name(v)), path
-    end
-  end
-  if p.enum then
-    local found = false
-    for _, e in ipairs(p.enum) do if e == v then found = true break end end
-    if not found then
-      local alts = {}
-      for i, e in ipairs(p.enum) do alts[i] = show(e) end
-      return format("parameter '%s' must be one of %s, got %s", path, concat(alts, ", "), show(v)), path
-    end
-  end
-  local tv = type(v)
-  if tv == "number" then
-    if p.minimum and v < p.minimum then
-      return format("parameter '%s' must be >= %s, got %s", path, tostring(p.minimum), show(v)), path
-    end
-    if p.maximum and v > p.maximum then
-      return format("parameter '%s' must be <= %s, got %s", path, tostring(p.maximum), show(v)), path
-    end
-  elseif tv == "string" then
-    if p.min_length or p.max_length then
-      local n = utf8_len(v)
-      if p.min_length and n < p.min_length then
-        return format("parameter '%s' must be at least %d characters, got %d", path, p.min_length, n), path
-      end
-      if p.max_length and n > p.max_length then
-        return format("parameter '%s' must be at most %d characters, got %d", path, p.max_length, n), path
-      end
-    end
-    if p.id and not v:find("^[a-zA-Z0-9]+$") then
-      return format("parameter '%s' must be a Misskey id (letters and digits), got %s", path, show(v)), path
-    end
-  elseif tv == "table" then
-    if is_type(v, "array") and (p.items or p.min_items or p.max_items or p.unique) and not p.properties then
-      local n = #v
-      if p.min_items and n < p.min_items then
-        return format("parameter '%s' must have at least %d items, got %d", path, p.min_items, n), path
-      end
-      if p.max_items and n > p.max_items then
-        return format("parameter '%s' must have at most %d items, got %d", path, p.max_items, n), path
-      end
-      local seen = {}
-      for i = 1, n do
-        local x = v[i]
-        if p.unique and type(x) ~= "table" then
-          if seen[x] then return format("parameter '%s' must not repeat %s", path, show(x)), path end
-          seen[x] = true
-        end
-        if p.items then
-          local ipath = format("%s[%d]", path, i)
-          local msg, param = check(p.items, x, ipath)
-          if msg then return msg, param end
-        end
-      end
-    elseif p.properties then
-      local msg, param = check_props(p, v, path)
-      if msg then return msg, param end
-    end
-  end
-  return nil
+-- Parameter `name`'s value against its entry `p`: nil, or message, param.
+local function check(p, v, name)
+  local f = validator.check(convert(p), v)
+  if not f then return nil end
+  local at = place(name, f.at)
+  local msg = message(f, at)
+  if f.alternatives_at then return msg, place(name, f.alternatives_at) end
+  if f.property then return msg, at .. "." .. f.property end
+  return msg, at
 end
 
 --- Checks `params` against an endpoint entry: nil when fine, else `message, param`.

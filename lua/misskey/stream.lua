@@ -354,7 +354,12 @@ function Stream:run(opts)
       self:start()
       reader = self._reader
     end,
-    wait = function() if reader then reader:join() end end,
+    wait = function()
+      if not reader then return end
+      -- A reader that raised ended the stream: say so (run would otherwise return true).
+      local _, _, err = reader:join()
+      if reader.status == "failed" and not self._failure then self._failure = errors.scrub(err, self._secrets) end
+    end,
     stop = function(grace) self:close{ grace = grace } end,
     failure = function() return self._failure end,
   })

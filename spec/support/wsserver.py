@@ -3,7 +3,8 @@
 
 It speaks RFC 6455 by hand so that it can also break it on purpose: the path of
 the upgrade request picks a scenario (broken upgrade replies, refusals that echo
-the target, invalid close codes, a ping flood, a peer that does not read). It
+the target, invalid close codes, a ping flood, a peer that does not read, a 101
+dripped byte by byte). It
 prints `PORT <n> PID <pid>` and exits when its parent dies or closes the pipe,
 like server.py. Control routes, plain HTTP, each answering with the log:
 `GET /log` returns what clients sent in JSON (close codes, whether each client
@@ -242,7 +243,18 @@ async def handle(reader, writer):
     # Fresh control events before the 101: the client may ask for them at once.
     control_event("release")
     control_event("push")
-    if path == "with-101":
+    if path == "drip-101":
+        # A valid 101, one byte every 0.1 s (about 13 s in all): a client must give up at
+        # its own deadline, not restart its wait on every byte.
+        try:
+            for i in range(len(reply)):
+                writer.write(reply[i:i + 1])
+                await writer.drain()
+                await asyncio.sleep(0.1)
+            await client_frames(reader)
+        except ConnectionError:
+            pass
+    elif path == "with-101":
         # The first message in the same packet as the 101 reply.
         writer.write(reply + frame(0x1, b"early bird"))
         await writer.drain()

@@ -2,6 +2,7 @@
 -- `ws:receive()` yields in a scheduler task and blocks outside one, like every
 -- other wait; the socket is watched through the engine (engine:watch).
 local argcheck = require "misskey.argcheck"
+local core = require "misskey.core"
 local errors = require "misskey.errors"
 local loop = require "misskey.loop"
 
@@ -168,17 +169,23 @@ end
 ---@return table|nil err
 function websocket.connect(engine, req)
   check_request(req)
-  local ws = engine:websocket(req)
+  local ws, why = engine:websocket(req)
+  -- No socket without a key: the kernel's random source failed.
+  if not ws then return errors.fail("network", tostring(why)) end
   local self = setmetatable({ _ws = ws, _queue = {}, _qhead = 1, _qtail = 0 }, WebSocket)
   local timeout = req.timeout or 30
   local own = engine ~= require("misskey.engine").default() and engine or nil
+  -- One deadline for the connect and the whole upgrade reply: each wait below
+  -- restarts on every byte, so a server dripping its 101 must not extend it.
+  local deadline = core.now() + timeout
   if loop.await_transfer(ws, timeout, own) == "timeout" then
     ws:cancel()
     return errors.fail("timeout", ("websocket connect timed out after %g s"):format(timeout))
   end
   while not self.open do
     if self.closed then return closed_error(self) end
-    if self:_pump(timeout) == "timeout" then
+    local left = deadline - core.now()
+    if left <= 0 or self:_pump(left) == "timeout" then
       ws:cancel()
       return errors.fail("timeout", ("websocket upgrade timed out after %g s"):format(timeout))
     end

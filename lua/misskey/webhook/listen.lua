@@ -1,0 +1,309 @@
+--- webhook.listen: the built-in listener, for scripts and development.
+--
+-- It runs on the engine, beside streams and API calls: one task accepts (it
+-- waits on the listening socket through the scheduler) and one task per
+-- connection reads, answers and closes, waiting on its socket the same way.
+-- Sockets are non-blocking (src/server.c), so nothing here holds the scheduler.
+--
+-- Bounds, so that a slow, idle or hostile peer cannot hold a real delivery back:
+-- * one overall deadline per connection (`timeout`, 10 s: Misskey itself gives
+--   up after 5), covering the head, the body, the answer and the close;
+-- * the head is capped (`max_head`, 16 KiB; 100 lines) and checked (method,
+--   secret) before any of the body is read; the body is capped (`max_size`,
+--   1 MiB) and only ever read up to its Content-Length;
+-- * at most `max_connections` (64) at once: one more drops the oldest, so
+--   connections that never finish cannot keep a new one out;
+-- * one request per connection (the answer says `Connection: close`).
+-- It binds loopback only unless told otherwise: deliveries carry the secret in
+-- clear.
+local core = require "misskey.core"
+local errors = require "misskey.errors"
+local handler = require "misskey.webhook.handler"
+local loop = require "misskey.loop"
+
+local listen = {}
+
+--- Defaults of the listener's bounds.
+listen.TIMEOUT = 10
+listen.MAX_HEAD = 16 * 1024
+listen.MAX_CONNECTIONS = 64
+
+---@class misskey.webhook.ListenOptions: misskey.webhook.HandlerOptions
+---@field host? string a numeric address or "localhost" (default "127.0.0.1")
+---@field port? integer 0 (the default): a free port, see listener.port
+---@field allow_remote? boolean bind an address that is not loopback
+---@field path? string answer 404 to any other path
+---@field timeout? number seconds per connection, everything included (10)
+---@field max_head? integer the cap on a request head, in bytes (16 KiB)
+---@field max_connections? integer connections at once; one more drops the oldest (64)
+local BACKLOG = 128
+local MAX_CAP = 64 * 1024 * 1024 -- the largest body src/server.c accepts to read
+local ACCEPT_BATCH = 64 -- connections taken per wake of the accepting task
+local LINGER = 1        -- seconds at most spent reading what a peer still sends after the answer
+local ACCEPT_PAUSE = 0.1 -- after a failed accept (out of descriptors): the socket stays readable
+
+local REASONS = {
+  [204] = "No Content", [400] = "Bad Request", [401] = "Unauthorized", [404] = "Not Found",
+  [405] = "Method Not Allowed", [408] = "Request Timeout", [411] = "Length Required",
+  [413] = "Content Too Large", [415] = "Unsupported Media Type", [417] = "Expectation Failed",
+  [431] = "Request Header Fields Too Large", [505] = "HTTP Version Not Supported",
+}
+local TEXT = { ["Content-Type"] = "text/plain; charset=utf-8" }
+
+local Listener = { __name = "misskey.webhook.Listener" }
+Listener.__index = Listener
+
+-- Raises naming the option; `level` 3 (the default) blames listen.new's caller.
+local function opterror(name, what, level)
+  error(("bad option '%s' to 'listen' (%s)"):format(name, what), level or 3)
+end
+
+local function check_integer(opts, name, default, min, max)
+  local v = opts[name]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v % 1 ~= 0 or v < min or v > max then
+    opterror(name, ("an integer from %d to %d expected, got %s"):format(min, max, tostring(v)), 4)
+  end
+  return v
+end
+
+local function response(status, headers, body)
+  local out = { ("HTTP/1.1 %d %s\r\n"):format(status, REASONS[status] or "Unknown") }
+  for name, value in pairs(headers) do out[#out + 1] = name .. ": " .. value .. "\r\n" end
+  -- A 204 has no body and must not announce one.
+  if status ~= 204 then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
+  out[#out + 1] = "Connection: close\r\n\r\n"
+  out[#out + 1] = body
+  return table.concat(out)
+end
+
+-- Waits until the connection's fd is ready for `interest`, at most until `stop`
+-- (monotonic seconds); false once that has passed.
+local function wait(entry, interest, stop)
+  local left = stop - core.now()
+  if left <= 0 then return false end
+  return loop.await_socket(entry.fd, interest, left) ~= "timeout"
+end
+
+-- conn:read() until it has something: "head"/"body", or false, status, message.
+local function read(self, entry)
+  while true do
+    local kind, a, b = entry.conn:read()
+    if kind ~= nil then return kind, a, b end
+    if not wait(entry, "r", entry.deadline) then
+      self.counts.timed_out = self.counts.timed_out + 1
+      return false, 408, "request timeout"
+    end
+  end
+end
+
+-- Sends the answer, then reads (and drops) what the peer still sends until it
+-- closes, briefly: closing with unread bytes makes the kernel send a reset,
+-- which can destroy the answer before the peer reads it (a 413 while it sends).
+local function answer(entry, status, headers, body)
+  local conn = entry.conn
+  local ok = conn:send(response(status, headers, body))
+  while ok == false do
+    if not wait(entry, "w", entry.deadline) then return end
+    ok = conn:send()
+  end
+  if not ok then return end
+  conn:shutdown()
+  local stop = math.min(entry.deadline, core.now() + LINGER)
+  while not conn:discard() do
+    if not wait(entry, "r", stop) then return end
+  end
+end
+
+local function path_of(target)
+  return (target:match("^[^?#]*"))
+end
+
+-- One connection: read the head, check it, read the body, answer.
+local function serve(self, entry)
+  local kind, req, msg = read(self, entry)
+  if kind == false then
+    if req == 0 then return end -- the peer left: nobody to answer
+    if req ~= 408 then self.counts.refused = self.counts.refused + 1 end
+    return answer(entry, req, TEXT, msg .. "\n")
+  end
+  local status, headers, body
+  if self.path and path_of(req.target) ~= self.path then
+    self.counts.refused = self.counts.refused + 1
+    status, headers, body = 404, TEXT, "not a webhook path\n"
+  else
+    status, headers, body = self.receiver:head(req.method, req.headers)
+  end
+  if not status then
+    kind, body, msg = read(self, entry)
+    if kind == false then
+      if body == 0 then return end
+      if body ~= 408 then self.counts.refused = self.counts.refused + 1 end
+      status, headers, body = body, TEXT, msg .. "\n"
+    else
+      status, headers, body = self.receiver:handle(req.method, req.headers, body)
+    end
+  end
+  return answer(entry, status, headers, body)
+end
+
+-- Takes a connection out of the listener's set and closes it (once).
+local function forget(self, entry)
+  if not self.conns[entry] then return end
+  self.conns[entry] = nil
+  self.nconns = self.nconns - 1
+  entry.conn:close()
+end
+
+local function run_connection(self, entry)
+  serve(self, entry)
+  forget(self, entry)
+end
+
+-- Drops the connection accepted first (at the cap: see the bounds above).
+local function drop_oldest(self)
+  local oldest
+  for entry in pairs(self.conns) do
+    if not oldest or entry.order < oldest.order then oldest = entry end
+  end
+  if not oldest then return end
+  self.counts.dropped = self.counts.dropped + 1
+  oldest.task:cancel() -- first: its wait on the fd goes before the fd is closed (and reused)
+  forget(self, oldest)
+end
+
+local function admit(self, conn)
+  if self.nconns >= self.max_connections then drop_oldest(self) end
+  self.accepted = self.accepted + 1
+  self.counts.accepted = self.counts.accepted + 1
+  local entry = { conn = conn, fd = conn:fd(), order = self.accepted, deadline = core.now() + self.timeout }
+  self.conns[entry] = true
+  self.nconns = self.nconns + 1
+  entry.task = loop.spawn(run_connection, self, entry)
+end
+
+local function accept_loop(self)
+  local server = self.server
+  local fd = server:fd()
+  while not self.closed do
+    loop.await_socket(fd, "r")
+    for _ = 1, ACCEPT_BATCH do
+      local conn, err = server:accept(self.max_head, self.receiver.max_size)
+      if not conn then
+        if err then
+          self.counts.accept_errors = self.counts.accept_errors + 1
+          loop.sleep(ACCEPT_PAUSE)
+        end
+        break
+      end
+      admit(self, conn)
+    end
+  end
+end
+
+local function numeric_host(host)
+  if host == "localhost" then return "127.0.0.1" end
+  return host
+end
+
+--- webhook.listen{ secret = …, on = { … }[, host = "127.0.0.1", port = 0, …] } -> listener | nil, message, err
+-- Listens for deliveries on host:port (port 0: a free one; `listener.port`
+-- says which) and answers them as webhook.handler does, on the engine: it
+-- returns at once, and runs while the scheduler runs (misskey.run, another
+-- task's wait, or `listener:run()`). Options besides the handler's (`secret`,
+-- `on`, `store`, `remember`, `max_size`, `null`, `spawn`): `host` (a numeric
+-- address or "localhost"; not loopback only with `allow_remote = true`),
+-- `port`, `path` (answer 404 elsewhere), `timeout` (seconds per connection,
+-- 10), `max_head` (16 KiB), `max_connections` (64). A port that cannot be
+-- bound is `nil, message, err` (kind "network").
+---@param opts misskey.webhook.ListenOptions
+---@return table|nil listener
+---@return string|nil message
+---@return table|nil err
+function listen.new(opts)
+  local receiver = handler.receiver(opts, "listen", 2)
+  if receiver.max_size > MAX_CAP then
+    opterror("max_size", ("at most %d bytes for the listener, got %s"):format(MAX_CAP, tostring(opts.max_size)))
+  end
+  local host = opts.host
+  if host == nil then host = "127.0.0.1" end
+  if type(host) ~= "string" then opterror("host", "a numeric IP address expected, got " .. type(host)) end
+  local port = check_integer(opts, "port", 0, 0, 65535)
+  local timeout = opts.timeout
+  if timeout == nil then timeout = listen.TIMEOUT end
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout <= 0 or timeout > 86400 then
+    opterror("timeout", "a number of seconds > 0 expected, got " .. tostring(timeout))
+  end
+  local max_head = check_integer(opts, "max_head", listen.MAX_HEAD, 256, 1024 * 1024)
+  local max_connections = check_integer(opts, "max_connections", listen.MAX_CONNECTIONS, 1, 4096)
+  local path = opts.path
+  if path ~= nil and (type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("[?#%s]")) then
+    opterror("path", "a path starting with '/' (no query) expected, got " .. tostring(path))
+  end
+  if opts.allow_remote ~= nil and type(opts.allow_remote) ~= "boolean" then
+    opterror("allow_remote", "a boolean expected, got " .. type(opts.allow_remote))
+  end
+  local server, msg, reason = core.http_server(numeric_host(host), port,
+    { loopback_only = not opts.allow_remote, backlog = BACKLOG })
+  if not server then
+    if reason == "remote" then
+      opterror("host", host .. " is not a loopback address: deliveries carry the webhook's secret in clear,"
+        .. " so the listener binds loopback only unless allow_remote = true (behind TLS, or on a network you trust)")
+    elseif reason == "address" then
+      opterror("host", "a numeric IP address or \"localhost\" expected, got " .. host)
+    end
+    return errors.fail("network", "webhook listener: " .. msg, { reason = reason })
+  end
+  local ip, bound = server:address()
+  local self = setmetatable({
+    receiver = receiver, server = server, path = path, timeout = timeout, max_head = max_head,
+    max_connections = max_connections, conns = {}, nconns = 0, accepted = 0, closed = false,
+    host = ip, port = bound,
+    url = ("http://%s:%d%s"):format(ip:find(":", 1, true) and ("[" .. ip .. "]") or ip, bound, path or "/"),
+    counts = { accepted = 0, dropped = 0, timed_out = 0, accept_errors = 0, refused = 0 },
+  }, Listener)
+  self.task = loop.spawn(accept_loop, self)
+  return self
+end
+
+--- listener:stats() -> { connections, accepted, dropped, timed_out, accept_errors,
+-- handled, replayed, refused }: counts since it started (connections: open now;
+-- refused: answered 4xx, a 408 counted as timed_out instead).
+---@return table
+function Listener:stats()
+  local r = self.receiver.stats
+  local s = self.counts
+  return {
+    connections = self.nconns, accepted = s.accepted, dropped = s.dropped, timed_out = s.timed_out,
+    accept_errors = s.accept_errors, handled = r.handled, replayed = r.replayed, refused = r.refused + s.refused,
+  }
+end
+
+--- listener:close() -> true (false when closed already): stops accepting and
+-- closes every connection at once. Handlers already started go on.
+---@return boolean
+function Listener:close()
+  if self.closed then return false end
+  self.closed = true
+  if self.task ~= loop.current() then self.task:cancel() end
+  for entry in pairs(self.conns) do
+    if entry.task ~= loop.current() then entry.task:cancel() end
+    forget(self, entry)
+  end
+  self.server:close()
+  return true
+end
+
+--- listener:run() -> true: runs the scheduler (in a plain script) or waits (in a
+-- task) until the listener is closed, e.g. by a handler calling listener:close().
+---@return boolean
+function Listener:run()
+  self.task:join()
+  return true
+end
+
+function Listener:__tostring()
+  return ("misskey.webhook.Listener (%s%s)"):format(self.url, self.closed and ", closed" or "")
+end
+
+return listen
