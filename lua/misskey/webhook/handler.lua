@@ -13,6 +13,7 @@
 -- event is remembered before the answer, so a retry that crosses the answer is
 -- a replay too. The price: an event whose handler dies with the process is not
 -- delivered again (at most once, as the stream gives events).
+local argcheck = require "misskey.argcheck"
 local event = require "misskey.webhook.event"
 local loop = require "misskey.loop"
 local seen = require "misskey.webhook.seen"
@@ -35,8 +36,9 @@ local NONE = {}
 local Receiver = { __name = "misskey.webhook.Receiver" }
 Receiver.__index = Receiver
 
+-- misskey.argcheck's wording; `level` counts from this wrapper's caller as there.
 local function opterror(fname, name, what, level)
-  error(("bad option '%s' to '%s' (%s)"):format(name, fname, what), level + 1)
+  argcheck.opterror(name, what, level, fname)
 end
 
 -- The value of header `name` (lower case) in a table whose names may be in any case.

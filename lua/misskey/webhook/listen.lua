@@ -16,6 +16,7 @@
 -- * one request per connection (the answer says `Connection: close`).
 -- It binds loopback only unless told otherwise: deliveries carry the secret in
 -- clear.
+local argcheck = require "misskey.argcheck"
 local core = require "misskey.core"
 local errors = require "misskey.errors"
 local handler = require "misskey.webhook.handler"
@@ -55,7 +56,7 @@ Listener.__index = Listener
 
 -- Raises naming the option; `level` 3 (the default) blames listen.new's caller.
 local function opterror(name, what, level)
-  error(("bad option '%s' to 'listen' (%s)"):format(name, what), level or 3)
+  argcheck.opterror(name, what, (level or 3) - 1, "listen")
 end
 
 local function check_integer(opts, name, default, min, max)
