@@ -190,6 +190,34 @@ function Client:cleartext() end
 ---@return boolean
 function Client:observed() end
 
+--- The token this client sends, or nil when it is anonymous (for the library's own modules).
+---@return string|nil
+function Client:token() end
+
+--- The catalogue this client's names, validation and rate limits follow: the server's own after
+--- client:schema(), else nil (the bundled one).
+---@return table|nil
+function Client:catalogue() end
+
+--- From now on this client's names (client.api), validation and rate limits follow `cat`
+--- (nil: the bundled catalogue). client:schema() calls it.
+---@param cat table|nil
+function Client:use_catalogue(cat) end
+
+--- What the transport needs to open this client's streaming connection, and the strings no error
+--- may carry; nil and why when the transport has no websocket function.
+---@param opts? { max_message?: integer }
+---@return table|nil req
+---@return string[]|string|nil secrets_or_why
+function Client:streaming_request(opts) end
+
+--- Opens a WebSocket through the client's transport (req from client:streaming_request).
+---@param req table
+---@return table|nil ws
+---@return string|nil message
+---@return misskey.Error|nil err
+function Client:websocket(req) end
+
 --- An iterator over a paginated endpoint (client:paginate): `for item in it do`, or it:next().
 ---@class misskey.Paginator
 ---@overload fun(): any

@@ -120,7 +120,7 @@ function Bot:_spawn(fn, ...)
   return self._tasks:spawn(fn, ...)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- listeners
 
 --- bot:on(event, fn): fn(ctx, payload) in a task of its own for each event:
@@ -210,7 +210,7 @@ function Bot:wait_for(event, opts)
     { timeout = true })
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- running
 
 function Bot:_open_timeline()

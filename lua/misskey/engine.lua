@@ -3,11 +3,15 @@
 -- share it without requiring each other.
 local core = require "misskey.core"
 
+local engine = {}
+
 local default_engine
 
-return {
-  default = function()
-    if not default_engine then default_engine = core.engine() end
-    return default_engine
-  end,
-}
+--- engine.default() -> the process's default engine (made on the first call).
+---@return userdata
+function engine.default()
+  if not default_engine then default_engine = core.engine() end
+  return default_engine
+end
+
+return engine

@@ -64,7 +64,7 @@ json.null = null
 local MAX_DEPTH = 1000
 local INT_LIMIT = 2 ^ 53
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- arrays
 
 -- `__jsontype = "array"` is also what dkjson uses, so its arrays are honoured.
@@ -88,7 +88,7 @@ function json.array(t)
   error("json.array: the table already has a metatable", 2)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- scalars
 
 local ESCAPES = {
@@ -168,7 +168,7 @@ local function number_text(v)
   return dot_point(s)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- error paths
 
 local function path_item(k)
@@ -248,7 +248,7 @@ local function array_length(t, d)
   return n
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- encode
 
 local buf, nb, seen
@@ -368,7 +368,7 @@ function json._encode_lua(value, name)
 end
 json._encode_c = encode_c
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- pretty
 
 local pretty_value
@@ -425,7 +425,7 @@ function json.pretty(value, name)
   return out
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- decode
 
 --- Decodes JSON text. Returns the value, or nil and a message if the text is

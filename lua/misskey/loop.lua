@@ -62,7 +62,7 @@ function loop.on_error(fn)
   return old
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- waking tasks
 
 -- A waiter is one registration of one wait of one task (or of a blocking
@@ -111,7 +111,7 @@ local function pump(timeout)
   end
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- tasks
 
 local function finish(task, ok, ...)
@@ -474,7 +474,7 @@ function Task:__tostring()
   return ("misskey.Task (%s)"):format(self.status)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- running
 
 --- misskey.run(fn, ...) -> fn's results: runs fn as a task and drives the

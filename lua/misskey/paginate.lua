@@ -52,7 +52,7 @@ end
 -- "%.0f": integral values print without an exponent on every Lua.
 local function int(v) return ("%.0f"):format(v) end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- dates
 
 -- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -86,7 +86,7 @@ function M.parse_date(s)
   return (minutes * 60 + tonumber(sec)) * 1000 + ms
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- cursors: "1" by dir "." pos "." remaining "." seen "." check
 --   by: i (id), d (date), o (offset); dir: o (older), n (newer)
 --   pos: the last delivered id / createdAt ms / offset ("" before the first item)
@@ -152,7 +152,7 @@ local function decode_cursor(endpoint, s)
   return c
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- the iterator
 
 local function copy(t)

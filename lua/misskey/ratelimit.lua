@@ -42,7 +42,7 @@ M._now = function() return now() end
 -- Waits through the scheduler; replaceable for specs of the policy itself.
 M._sleep = function(seconds) loop.sleep(seconds) end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- options
 
 --- What is wrong with the ratelimit, max_wait, retries or idempotent option
@@ -81,7 +81,7 @@ function M.policy(opts)
   }
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- backoff and classification
 
 --- Jittered exponential backoff: the n-th wait (n >= 1) is uniform in
@@ -180,7 +180,7 @@ function M.hint(headers, info)
   return nil
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- pacing
 
 -- Per policy (a client's), per endpoint: { sent = { monotonic times }, blocked_until = t }.
@@ -311,7 +311,7 @@ function M.observing(attempt)
   end
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- the loop
 
 --- Runs `attempt()` under the client's `policy`. `attempt()` returns

@@ -18,6 +18,7 @@ local NAMES = { TERM = true, INT = true, HUP = true, QUIT = true, USR1 = true, U
 -- taken too) or nil for nil; raises naming `option` on anything else.
 ---@param v any
 ---@param option string
+---@param level? integer see misskey.argcheck
 ---@return string[]|nil
 function signals.check(v, option, level)
   if v == nil then return nil end

@@ -113,7 +113,7 @@ local function check_options(opts)
 end
 
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Stream
 
 -- `level`: see misskey.argcheck (1: called by the public function itself).
