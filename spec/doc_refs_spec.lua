@@ -81,3 +81,22 @@ describe("comments", function()
     assert.same({}, outside)
   end)
 end)
+
+describe("docs/architecture.md's module map", function()
+  it("names every Lua file of the library (a folder line covers the fake's files)", function()
+    local f = assert(io.open("docs/architecture.md"))
+    local text = f:read("*a")
+    f:close()
+    local map = text:match("## Layers\n\n```\n(.-)```")
+    assert.is_string(map)
+    local missing = {}
+    for _, path in ipairs(files("lua/misskey")) do
+      local listed = map:find(path, 1, true)
+        or path:find("^lua/misskey/testing/") and map:find("lua/misskey/testing/ ", 1, true)
+        or path:find("^lua/misskey/cli/") and map:find("lua/misskey/cli/*.lua", 1, true)
+        or path:find("^lua/misskey/loop/") and map:find("lua/misskey/loop/*.lua", 1, true)
+      if not listed then missing[#missing + 1] = path end
+    end
+    assert.same({}, missing)
+  end)
+end)
