@@ -31,7 +31,9 @@ endif
 SOURCES  := $(wildcard src/*.c)
 HEADERS  := $(wildcard src/*.h)
 
-DEBS := lua5.1 lua5.4 luajit liblua5.1-0-dev liblua5.4-dev libluajit-5.1-dev lua-cjson \
+# LuaJIT is OpenResty's branch (Debian's luajit2): nginx's Lua module needs it, and it conflicts with
+# Debian's plain luajit, which apt removes when it installs it.
+DEBS := lua5.1 lua5.4 luajit2 liblua5.1-0-dev liblua5.4-dev libluajit2-5.1-dev lua-cjson \
         libcurl4-openssl-dev uuid-dev luarocks clang lua-busted lua-check pkg-config python3-aiohttp \
         lua-posix lua-socket lua-luv lua-cqueues lua-copas curl ca-certificates openssl \
         cppcheck valgrind lua-ldoc
