@@ -569,8 +569,15 @@ describe("the fake as a server", function()
     assert.equal("#/type", json.decode(res.body).error.info.param)
     res = fake.transport.request{ method = "GET", url = fake.base_url .. "/api/meta", headers = {} }
     assert.equal(405, res.status)
-    res = fake.transport.request{ method = "GET", url = fake.base_url .. "/nodeinfo/2.1", headers = {} }
+    res = fake.transport.request{ method = "GET", url = fake.base_url .. "/robots.txt", headers = {} }
     assert.equal(404, res.status)
+  end)
+
+  it("says it runs Misskey in its nodeinfo (client:software())", function()
+    local res = fake.transport.request{ method = "GET", url = fake.base_url .. "/nodeinfo/2.1", headers = {} }
+    assert.equal(200, res.status)
+    assert.equal("misskey", json.decode(res.body).software.name)
+    assert.same({ "misskey", "2026.5.4" }, { fake:client():software() })
   end)
 
   it("is a network error for any other host", function()

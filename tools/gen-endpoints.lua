@@ -4,13 +4,16 @@
 --
 --   lua tools/gen-endpoints.lua API_JSON ENDPOINTS_JSON [OUT]
 --       [--permissions PERMISSIONS_JSON] [--streaming STREAMING_JSON]
---       [--types TYPES_OUT] [--streaming-types STREAMING_TYPES_OUT] [--docs DOCS_OUT] [--no-check]
+--       [--types TYPES_OUT] [--streaming-types STREAMING_TYPES_OUT] [--channels CHANNELS_OUT]
+--       [--docs DOCS_OUT] [--no-check]
 --
 -- OUT defaults to lua/misskey/endpoints.lua; then the LuaLS annotations go to
 -- types/misskey-api.lua (entities, parameters, results, client.api; written by
 -- misskey.types) and types/misskey-streaming.lua (channels and events, from
--- streaming.json), and the endpoint list to docs/endpoints.md (with an explicit
--- OUT they are written only when --types/--streaming-types/--docs say where).
+-- streaming.json), the channel names to lua/misskey/channels.lua (what
+-- stream:channel checks a name against), and the endpoint list to
+-- docs/endpoints.md (with an explicit OUT they are written only when
+-- --types/--streaming-types/--channels/--docs say where).
 -- permissions.json and streaming.json come from next to ENDPOINTS_JSON unless
 -- --permissions/--streaming name them. --no-check skips the count checks (for
 -- trimmed documents). Output is byte-identical on every Lua and every run.
@@ -33,7 +36,7 @@ do
     if a == "--no-check" then
       flags.no_check = true
     elseif a == "--permissions" or a == "--types" or a == "--docs" or a == "--streaming"
-        or a == "--streaming-types" then
+        or a == "--streaming-types" or a == "--channels" then
       flags[a:sub(3)] = arg[i + 1] or die(a .. " needs a path")
       i = i + 1
     elseif a:sub(1, 2) == "--" then
@@ -47,12 +50,13 @@ end
 local api_path, ep_path, out_path = args[1], args[2], args[3]
 if not api_path or not ep_path then
   die("usage: gen-endpoints.lua API_JSON ENDPOINTS_JSON [OUT] [--permissions P] [--streaming S] [--types T]"
-    .. " [--streaming-types ST] [--docs D] [--no-check]")
+    .. " [--streaming-types ST] [--channels C] [--docs D] [--no-check]")
 end
 if not out_path then
   out_path = "lua/misskey/endpoints.lua"
   flags.types = flags.types or "types/misskey-api.lua"
   flags["streaming-types"] = flags["streaming-types"] or "types/misskey-streaming.lua"
+  flags.channels = flags.channels or "lua/misskey/channels.lua"
   flags.docs = flags.docs or "docs/endpoints.md"
 end
 local data_dir = ep_path:match("^(.*/)") or "./"
@@ -198,8 +202,11 @@ if flags.types then
   })
   write(flags.types, text)
 end
+local st = (flags["streaming-types"] or flags.channels) and decode(flags.streaming)
+if flags.channels then
+  write(flags.channels, streaming_types.channel_module(st, ("Misskey %s's streaming.json"):format(version)))
+end
 if flags["streaming-types"] then
-  local st = decode(flags.streaming)
   local components = type(api.components) == "table" and api.components.schemas or {}
   local function entity(name)
     if components[name] ~= nil then return types.entity_class(name) end

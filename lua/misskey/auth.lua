@@ -67,7 +67,29 @@ local function client_for(fname, host, allow_plaintext, public)
   return client
 end
 
--- The permission list, checked (C) against Misskey's unless strict = false; duplicates dropped.
+-- Misskey's permission names as a set (made on first use).
+local known_permissions
+
+-- The message for the names of `list` that are not Misskey's permissions, each with the
+-- nearest valid names, or nil when every name is known.
+local function unknown_permissions(list)
+  if not known_permissions then
+    known_permissions = {}
+    for _, p in ipairs(auth.permissions()) do known_permissions[p] = true end
+  end
+  local parts = {}
+  for _, name in ipairs(list) do
+    if not known_permissions[name] then
+      parts[#parts + 1] = name .. catalogue.did_you_mean(catalogue.nearest(name, auth.permissions()))
+    end
+  end
+  if #parts == 0 then return nil end
+  return ("unknown permission%s: %s; not in Misskey's list (strict = false lets a fork's own through)")
+    :format(#parts > 1 and "s" or "", table.concat(parts, ", "))
+end
+
+-- The permission list: names checked (C) for their shape and duplicates dropped, then
+-- against Misskey's list, with the nearest valid names, unless strict = false.
 local function check_permissions(fname, permission, strict)
   if permission == nil then return {} end
   if type(permission) == "string" then
@@ -76,11 +98,13 @@ local function check_permissions(fname, permission, strict)
     permission = list
   end
   if type(permission) ~= "table" then argerror(1, fname, "permission must be a list of names", 2) end
-  local ok, list = pcall(core.check_permissions, permission, auth.permissions(), strict ~= false)
+  local ok, list = pcall(core.check_permissions, permission, auth.permissions(), false)
   if not ok then
     list = tostring(list):gsub("^permission: ", "")
     argerror(1, fname, list, 2)
   end
+  local unknown = strict ~= false and unknown_permissions(list)
+  if unknown then argerror(1, fname, unknown, 2) end
   return list
 end
 

@@ -12,6 +12,8 @@
 --   catalogue.names([cat])                sorted endpoint names
 --   catalogue.is_prefix(prefix [, cat])   is it a name or the leading part of one?
 --   catalogue.suggest(name [, cat])       up to 3 nearest names (edit distance)
+--   catalogue.nearest(name, list)         the same for any list of names (channels, permissions)
+--   catalogue.did_you_mean(suggestions)   " (did you mean 'a', 'b'?)", or ""
 --   catalogue.unknown_message(name [, cat])  "unknown endpoint 'x' (did you mean ...)", suggestions
 --   catalogue.permissions_for(names [, cat])  sorted unique permissions; raises on an unknown name
 local argcheck = require "misskey.argcheck"
@@ -117,17 +119,19 @@ local function distance(a, b, cap)
   return prev[lb]
 end
 
---- Up to `n` (3) endpoint names nearest to `name`, best first.
+--- Up to `n` (3) of `candidates` nearest to `name` by edit distance, best
+-- first (ties in sorted order): the suggestions for a misspelled endpoint,
+-- channel or permission name.
 ---@param name any
----@param cat? table
+---@param candidates string[]
 ---@param n? integer
 ---@return string[]
-function catalogue.suggest(name, cat, n)
+function catalogue.nearest(name, candidates, n)
   n = n or 3
   name = tostring(name)
   local cap = math.max(2, math.floor(#name / 3))
   local scored = {}
-  for _, cand in ipairs(catalogue.names(cat)) do
+  for _, cand in ipairs(candidates) do
     local d = distance(name, cand, cap)
     -- A name that ends like the query ("create" for "note/create") is a good hint too.
     if d > cap and #name >= 4 and (cand:sub(-#name) == name or name:sub(-#cand) == cand) then d = cap end
@@ -142,6 +146,23 @@ function catalogue.suggest(name, cat, n)
   return out
 end
 
+--- Up to `n` (3) endpoint names nearest to `name`, best first.
+---@param name any
+---@param cat? table
+---@param n? integer
+---@return string[]
+function catalogue.suggest(name, cat, n)
+  return catalogue.nearest(name, catalogue.names(cat), n)
+end
+
+--- " (did you mean 'a', 'b'?)" for a list of suggestions, "" for none.
+---@param suggestions string[]
+---@return string
+function catalogue.did_you_mean(suggestions)
+  if #suggestions == 0 then return "" end
+  return " (did you mean '" .. concat(suggestions, "', '") .. "'?)"
+end
+
 --- "unknown endpoint 'x' (did you mean 'a', 'b'?)", and the suggestions.
 ---@param name any
 ---@param cat? table
@@ -149,9 +170,7 @@ end
 ---@return string[] suggestions
 function catalogue.unknown_message(name, cat)
   local s = catalogue.suggest(name, cat)
-  local msg = format("unknown endpoint '%s'", tostring(name))
-  if #s > 0 then msg = msg .. " (did you mean '" .. concat(s, "', '") .. "'?)" end
-  return msg, s
+  return format("unknown endpoint '%s'", tostring(name)) .. catalogue.did_you_mean(s), s
 end
 
 --- The permissions a token needs for the endpoints `names`: sorted, unique.

@@ -24,6 +24,7 @@ local env = require "misskey.env"
 local errors = require "misskey.errors"
 local json = require "misskey.json"
 local decode_body = json._decode_body
+local hints = require "misskey.client.hints"
 local options = require "misskey.client.options"
 local ratelimit = require "misskey.ratelimit"
 
@@ -226,14 +227,16 @@ function Client:_interpret(endpoint, res, drop_nulls)
     local msg = ("%s: %s (HTTP %d): %s"):format(endpoint, apierr.code, status, tostring(apierr.message or ""))
     if info and info.param then msg = msg .. (" [%s: %s]"):format(tostring(info.param), tostring(info.reason)) end
     if wait then msg = msg .. (" (retry after %g s)"):format(wait) end
-    return errors.fail("api", msg, {
+    -- hints: suggestions for an unknown endpoint, the permission a PERMISSION_DENIED lacks.
+    return hints.failure(self._catalogue, errors.fail("api", msg, {
       status = status, endpoint = endpoint, code = apierr.code, id = apierr.id, info = info,
       api = apierr, retry_after = wait,
-    })
+    }))
   end
   local ctype = headers["content-type"] or "no content type"
-  return errors.fail("http", ("%s: HTTP %d (%s): %s"):format(endpoint, status, ctype, errors.excerpt(body)),
-    { status = status, endpoint = endpoint, body = errors.excerpt(body), retry_after = retry_after(headers) })
+  return hints.failure(self._catalogue, errors.fail("http", ("%s: HTTP %d (%s): %s"):format(endpoint, status, ctype,
+    errors.excerpt(body)), { status = status, endpoint = endpoint, body = errors.excerpt(body),
+    retry_after = retry_after(headers) }))
 end
 
 -- Sends one request through the transport; redacts the token from failures.
@@ -351,9 +354,10 @@ function Client:request(endpoint, params, opts)
     catalogue.lookup(endpoint, self._catalogue), attempt, url, headers, encoded, timeout))
 end
 
--- client:upload and client:http, each in a file of its own.
+-- client:upload, client:http and client:software, each in a file of its own.
 require("misskey.client.upload")(Client)
 require("misskey.client.http")(Client)
+require("misskey.client.software")(Client)
 
 --- client:paginate(endpoint, params, opts) -> iterator (see misskey.paginate).
 function Client:paginate(endpoint, params, opts)

@@ -18,6 +18,8 @@
 -- or the smallest id of the server's time), so a quiet one is backfilled too;
 -- with `positions`, the starting points survive a restart (misskey.positions).
 local argcheck = require "misskey.argcheck"
+local catalogue = require "misskey.catalogue"
+local channels = require "misskey.channels"
 local errors = require "misskey.errors"
 local handlers = require "misskey.stream.handlers"
 local json = require "misskey.json"
@@ -67,7 +69,11 @@ local LIFECYCLE = { connected = true, disconnected = true, reconnecting = true, 
 local BROADCAST = { emojiAdded = true, emojiUpdated = true, emojiDeleted = true }
 
 local OPTIONS = { reconnect = true, backoff = true, watchdog = true, confirm_timeout = true, backfill = true,
-                  max_message = true, positions = true }
+                  max_message = true, positions = true, strict = true }
+
+-- Misskey's channel names (streaming.json's, generated into misskey.channels).
+local KNOWN_CHANNELS = {}
+for _, name in ipairs(channels.names) do KNOWN_CHANNELS[name] = true end
 
 local argerror, opterror = argcheck.argerror, argcheck.opterror
 
@@ -77,7 +83,7 @@ local function check_options(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then argerror(1, "stream", "options table expected, got " .. type(opts), L) end
   argcheck.known_options(opts, OPTIONS, L)
-  for _, k in ipairs{ "reconnect", "backfill" } do
+  for _, k in ipairs{ "reconnect", "backfill", "strict" } do
     if opts[k] ~= nil and type(opts[k]) ~= "boolean" then opterror(k, "boolean expected, got " .. type(opts[k]), L) end
   end
   local backoff = { min = 1, max = 60 }
@@ -109,6 +115,7 @@ local function check_options(opts)
     confirm_timeout = opts.confirm_timeout or 10,
     max_message = max,
     positions = opts.positions,
+    strict = opts.strict ~= false,
   }
 end
 
@@ -235,8 +242,28 @@ function Stream:_drop(ch)
   if self._ws then self:_send({ type = "disconnect", body = { id = ch.id } }) end
 end
 
+-- A channel name that is not one of Misskey's. On Misskey (client:software(),
+-- asked once per client) it is a mistake: raises, naming the nearest names. On
+-- other software, which may add channels, it is the err of an error event.
+local function unknown_channel(self, name)
+  local suggestions = catalogue.nearest(name, channels.names)
+  local what = ("unknown channel '%s'%s"):format(name, catalogue.did_you_mean(suggestions))
+  local software = self.client:software()
+  if software == "misskey" then
+    argerror(1, "channel", what .. "; the stream option strict = false lets it through", 2)
+  end
+  local _, err = errors.new("invalid", ("stream: %s: not one of Misskey's channels, and the server runs %s "
+    .. "(strict = false silences this)"):format(what, software or "unknown software"),
+    { channel = name, suggestions = suggestions })
+  return err
+end
+
 --- stream:channel(name[, params]) -> Channel. At most 32 channels per stream
 -- (the main channel counts when something listens on it): the 33rd raises.
+-- A name that is not one of Misskey's channels raises at once, with the nearest
+-- names, when the server runs Misskey; on other software (forks add channels)
+-- the channel is made and an `error` event says the same, unless the stream's
+-- option `strict = false`.
 function Stream:channel(name, params)
   check_open(self, "channel")
   if type(name) ~= "string" or not name:find("^%w+$") then
@@ -254,7 +281,16 @@ function Stream:channel(name, params)
     for k, v in pairs(params) do copy[k] = v end
   end
   check_room(self)
+  local unknown = not KNOWN_CHANNELS[name] and self._opts.strict and unknown_channel(self, name)
   local ch = self:_new_channel(name, copy, false)
+  if unknown then
+    -- A task, so that handlers added right after stream:channel() hear it too.
+    self._tasks:spawn(function()
+      if ch._closed then return end
+      self:_fire_error(unknown)
+      ch:_fire_own("error", unknown)
+    end)
+  end
   return ch
 end
 

@@ -43,6 +43,11 @@ end
 function Fake:_answer(req, record)
   local method, endpoint = record.method, record.endpoint
   if not endpoint then
+    if method == "GET" and (record.path == "/nodeinfo/2.1" or record.path == "/nodeinfo/2.0") then
+      -- What the fake runs (client:software()): Misskey, the version of `meta`.
+      return replies.json(200, { version = record.path:sub(-3), software = { name = "misskey",
+        version = self._opts.version or common.VERSION }, protocols = { "activitypub" } })
+    end
     return replies.fastify(404, nil, ("Route %s:%s not found"):format(method, record.path))
   end
   local spec = self.endpoints[endpoint]
