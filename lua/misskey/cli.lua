@@ -28,6 +28,7 @@ commands:
   upload     upload a file to the drive
   stream     print the events of a streaming channel as JSON Lines
   endpoints  list the endpoints of the bundled catalogue
+  types      write LuaLS annotations for a server's own endpoints (its /api.json)
 
 Host and token come from --host/--account, then MISSKEY_HOST + MISSKEY_TOKEN,
 then the credential store's default account. A token is never sent over plain

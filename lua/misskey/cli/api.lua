@@ -1,6 +1,8 @@
 --- misskey.cli.api: `misskey api` (any endpoint, the reply as indented
--- JSON) and `misskey endpoints` (the bundled catalogue). Part of misskey.cli.
+-- JSON), `misskey endpoints` (the bundled catalogue) and `misskey types` (a
+-- server's LuaLS annotations, misskey.types). Part of misskey.cli.
 local catalogue = require "misskey.catalogue"
+local Client = require "misskey.client"
 local json = require "misskey.json"
 local common = require "misskey.cli.common"
 
@@ -80,6 +82,20 @@ local function endpoints_command(_, args)
   return 0
 end
 
+local function types_command(opts, args)
+  if #args > 0 then usage("misskey types: no arguments expected (the server is --host)") end
+  -- No token is sent for /api.json: with --host the client is anonymous, so none is needed.
+  local client = opts.host and guarded(Client.new, { host = opts.host, token = false })
+    or client_for("types", opts)
+  local types = require "misskey.types"
+  local path = opts.output or types.default_path(client.host)
+  local summary, msg = types.write(client, path)
+  if not summary then failure("misskey types: " .. msg) end
+  out(("%s: %d endpoints (%d results typed), %d entities, from %s (version %s)"):format(summary.path,
+    summary.endpoints, summary.typed_results, summary.entities, client.base_url, summary.version or "unknown"))
+  return 0
+end
+
 commands.api = {
   run = api_command,
   options = { host = 1, account = 1, input = 1, ["allow-plaintext-token"] = 0 },
@@ -103,6 +119,20 @@ Lists the endpoints of the bundled catalogue, one a line: the name, the
 permission it needs ("-" for none) and whether it needs a token (yes/no).
 PATTERN keeps the names containing it, or matching it as a Lua pattern
 (misskey endpoints ^notes/, misskey endpoints registry).]],
+}
+commands.types = {
+  run = types_command,
+  options = { host = 1, account = 1, output = 1 },
+  help = [[
+usage: misskey types --host HOST [--output FILE]
+
+Writes LuaLS annotations (lua-language-server) for the endpoints and entities
+of HOST's own GET /api.json (a fork's, or a newer version's): every endpoint's
+parameters and result, client.api and client:request's overloads. FILE
+defaults to misskey-api-HOST.lua in the current directory; it replaces the
+bundled types/misskey-api.lua in your .luarc.json (README "Editor support").
+No token is sent. Without --host, the host of --account, MISSKEY_HOST or the
+default account.]],
 }
 
 return commands
