@@ -35,10 +35,14 @@ describe("misskey types", function()
     assert.truthy(text:find('endpoint: "notes/create"', 1, true))
     assert.matches("^" .. path:gsub("%p", "%%%0") .. ": %d+ endpoints %(%d+ results typed%), %d+ entities, from "
       .. srv.url:gsub("%p", "%%%0") .. " %(version 2025%.7%.0%)\n$", out)
-    -- Beside the library's own annotations (the sources), every name in it resolves.
+    -- Beside the library's own annotations (the sources), every name in it resolves (the
+    -- sources name entities this trimmed document lacks: only the file's own problems count).
     local tdir = dir .. "/types"
     assert(os.execute("env -u LD_PRELOAD mkdir -p " .. q(tdir) .. " && cp " .. q(path) .. " " .. q(tdir) .. "/"))
-    local problems = A.check{ types_dir = tdir, source_dir = "lua/misskey" }
+    local problems = {}
+    for _, p in ipairs(A.check{ types_dir = tdir, source_dir = "lua/misskey" }) do
+      if p:find(tdir, 1, true) == 1 then problems[#problems + 1] = p end
+    end
     assert.same({}, problems)
   end)
 

@@ -1,7 +1,7 @@
--- The LuaLS annotations in types/ (the hand-written types/misskey.lua and the
--- generated misskey-api.lua and misskey-streaming.lua), checked against the code
--- and the docs by spec/support/annotations.lua; drift seeded into a copy must be
--- caught. Then misskey.types, which writes the annotations of any server.
+-- The LuaLS annotations: the library's own classes in its sources (lua/misskey/)
+-- and the generated types/misskey-api.lua and types/misskey-streaming.lua, checked
+-- against the code and the docs by spec/support/annotations.lua; drift seeded into
+-- a copy must be caught. Then misskey.types, which writes the annotations of any server.
 local A = require "support.annotations"
 local misskey = require "misskey"
 local json = require "misskey.json"
@@ -31,23 +31,40 @@ local function rmdir(p) os.execute("env -u LD_PRELOAD rm -rf '" .. p .. "'") end
 
 local DOCS = { "README.md", "docs/architecture.md", "docs/security.md", "docs/unattended.md" }
 
--- The tables of the runtime's classes, from objects made without any network.
+-- The tables of the runtime's classes (their methods), from objects made without
+-- any network: every class of the sources with public functions is one of these.
 local function runtime()
+  local auth = require "misskey.auth"
+  local bot = require "misskey.bot"
+  local loop = require "misskey.loop"
+  local testing = require "misskey.testing"
+  local webhook = require "misskey.webhook"
   local c = misskey.new{ host = "http://127.0.0.1:9", token = false }
   local s = c:stream()
   local ch = s:channel("homeTimeline")
   local it = c:paginate("notes/timeline", {})
+  local listener = assert(webhook.listen{ secret = "s", port = 0 })
   local r = {
+    ["misskey"] = misskey,
     ["misskey.Client"] = getmetatable(c), ["misskey.Stream"] = getmetatable(s),
     ["misskey.stream.Channel"] = getmetatable(ch), ["misskey.Paginator"] = getmetatable(it),
+    ["misskey.Task"] = loop.Task,
+    ["misskey.Bot"] = bot.Bot, ["misskey.bot.Context"] = bot.Context, ["misskey.bot.Store"] = bot.Store,
+    ["misskey.auth"] = auth, ["misskey.auth.Session"] = getmetatable(auth.miauth{ host = "misskey.example" }),
+    ["misskey.credentials"] = require "misskey.credentials",
+    ["misskey.testing"] = testing, ["misskey.testing.Fake"] = getmetatable(testing.fake()),
+    ["misskey.testing.Actor"] = testing.Actor, ["misskey.testing.WebSocket"] = testing.WebSocket,
+    ["misskey.webhook"] = webhook, ["misskey.webhook.Listener"] = getmetatable(listener),
+    ["misskey.webhook.Seen"] = getmetatable(webhook.seen()),
   }
+  listener:close()
   s:close()
   return r
 end
 
 -- What the sources and the docs say about errors (read once).
 local fields, kinds
-local function check(dir)
+local function check(dir, src)
   if not fields then
     fields, kinds = A.error_facts("lua/misskey")
     local dfields, dkinds = A.doc_error_facts(DOCS)
@@ -55,7 +72,7 @@ local function check(dir)
     for _, k in ipairs(dkinds) do kinds[#kinds + 1] = k end
   end
   return A.check{
-    types_dir = dir, source_dir = "lua/misskey", endpoints = require("misskey.endpoints").endpoints,
+    types_dir = dir, source_dir = src or "lua/misskey", endpoints = require("misskey.endpoints").endpoints,
     runtime = runtime(), error_fields = fields, error_kinds = kinds,
   }
 end
@@ -145,12 +162,29 @@ describe("types/", function()
       db.classes["misskey.channels.broadcast.emojiAdded"].fields.emoji[1].type.name)
   end)
 
+  it("annotates the library's own classes in the sources, each defined once", function()
+    local _, db = check("types")
+    for _, cls in ipairs{ "misskey.Client", "misskey.Error", "misskey.Stream", "misskey.stream.Channel",
+        "misskey.Paginator", "misskey.Task", "misskey.Bot", "misskey.bot.Context", "misskey.bot.Store",
+        "misskey.auth.Session", "misskey.credentials", "misskey.testing.Fake", "misskey.testing.Actor",
+        "misskey.webhook.Listener", "misskey.ClientOptions", "misskey.CallOptions", "misskey.StreamOptions" } do
+      local where = db.declarations[cls]
+      assert(where and #where == 1, cls .. " is not defined exactly once")
+      assert.matches("^lua/misskey/", where[1])
+    end
+    assert.equal("fun", db.classes["misskey.Client"].fields.request[1].type.kind)
+    assert.truthy(db.classes["misskey.Error"].fields.permission)
+    assert.equal("misskey.Client", db.classes["misskey.Client"].methods.upload.class) -- client/upload.lua
+    assert.equal("misskey.testing.Fake", db.classes["misskey.testing.Fake"].methods.notes.class)
+  end)
+
   describe("with drift seeded into a copy", function()
     local dir
 
     before_each(function()
       dir = tmpdir()
-      assert(os.execute("env -u LD_PRELOAD cp types/*.lua '" .. dir .. "/'"))
+      assert(os.execute("env -u LD_PRELOAD mkdir -p '" .. dir .. "/types' '" .. dir .. "/lua' && cp types/*.lua '"
+        .. dir .. "/types/' && cp -r lua/misskey '" .. dir .. "/lua/'"))
     end)
     after_each(function() rmdir(dir) end)
 
@@ -162,52 +196,89 @@ describe("types/", function()
       write(path, text:sub(1, i - 1) .. to .. text:sub(j + 1))
     end
 
+    local function check_copy() return check(dir .. "/types", dir .. "/lua/misskey") end
+
+    it("is clean before anything is seeded", function()
+      assert.same({}, (check_copy()))
+    end)
+
     it("finds a method of the code that lost its annotation", function()
-      seed("misskey.lua", "function Client:upload(file, fields, opts) end", "")
-      assert(has(check(dir), "misskey.Client:upload exists but is not annotated"))
+      seed("lua/misskey/client/upload.lua", "function Client:upload(file, fields, opts)",
+        "local function upload(file, fields, opts)")
+      assert(has(check_copy(), "misskey.Client:upload exists but is not annotated"))
     end)
 
     it("finds an annotated method the code does not have", function()
-      seed("misskey.lua", "function Client:observed() end", "function Client:observed() end\n---@param x string\n"
-        .. "function Client:frobnicate(x) end")
-      assert(has(check(dir), "annotated method misskey.Client:frobnicate does not exist"))
+      seed("lua/misskey/bot.lua", "---@field store misskey.bot.Store", "---@field store misskey.bot.Store\n"
+        .. "---@field frobnicate fun(self: misskey.Bot)")
+      seed("lua/misskey/testing/actor.lua", "return Actor", "--- Gone.\n---@return integer\n"
+        .. "function Actor:wave() return 1 end\n\nreturn Actor")
+      local problems = check_copy()
+      assert(has(problems, "annotated method misskey.Bot:frobnicate does not exist"))
+      assert(has(problems, "annotated method misskey.testing.Actor:wave does not exist"))
+    end)
+
+    it("finds a parameter or a result without an annotation, and a ---@param that names no parameter", function()
+      seed("lua/misskey/client.lua", "---@param event table\nfunction Client:emit(event)",
+        "---@param ev table\nfunction Client:emit(event)")
+      seed("lua/misskey/testing/init.lua", "---@return misskey.testing.Fake\nfunction Fake:reset()",
+        "function Fake:reset()")
+      seed("lua/misskey/stream/channel.lua", "  ---@param event string\n  ---@param fn? function\n",
+        "  ---@param fn? function\n")
+      local problems = check_copy()
+      assert(has(problems, "misskey.Client:emit: parameter 'event' has no ---@param"))
+      assert(has(problems, "misskey.Client:emit: ---@param 'ev' names no parameter"))
+      assert(has(problems, "misskey.testing.Fake:reset returns a value but has no ---@return"))
+      assert(has(problems, "misskey.stream.Channel:off: parameter 'event' has no ---@param"))
+    end)
+
+    it("follows a module's function assigned to a class (misskey.run = loop.run)", function()
+      seed("lua/misskey/loop.lua", "---@param fn function\n---@param ... any fn's arguments\n---@return any ... fn's "
+        .. "results\nfunction loop.run(fn, ...)", "function loop.run(fn, ...)")
+      local problems = check_copy()
+      assert(has(problems, "misskey.run (loop.run): parameter 'fn' has no ---@param"))
+      assert(has(problems, "misskey.run (loop.run) returns a value but has no ---@return"))
+    end)
+
+    it("finds a class defined twice, and a class of the sources the runtime check does not cover", function()
+      seed("lua/misskey/env.lua", "\nreturn ", "\n--- Again.\n---@class misskey.Task\n---@field status string\n\n"
+        .. "--- Not checked.\n---@class misskey.Frob\nlocal Frob = {}\n\n--- x.\n---@return integer\n"
+        .. "function Frob:x() return 1 end\n\nreturn ")
+      local problems = check_copy()
+      assert(has(problems, "misskey.Task is defined twice"))
+      assert(has(problems, "misskey.Frob has functions in the sources but no runtime object"))
     end)
 
     it("finds an undefined type", function()
-      seed("misskey.lua", "---@return misskey.DriveFile|nil file", "---@return misskey.DriveFiel|nil file")
-      assert(has(check(dir), "undefined type misskey.DriveFiel"))
+      seed("lua/misskey/client/upload.lua", "---@return misskey.DriveFile|nil file",
+        "---@return misskey.DriveFiel|nil file")
+      assert(has(check_copy(), "undefined type misskey.DriveFiel"))
     end)
 
     it("finds an endpoint whose result does not resolve, or has no overload", function()
-      seed("misskey-api.lua", 'endpoint: "notes/timeline", params?: misskey.api.params.notes.timeline, '
+      seed("types/misskey-api.lua", 'endpoint: "notes/timeline", params?: misskey.api.params.notes.timeline, '
         .. "opts?: misskey.CallOptions): misskey.Note[]|nil", 'endpoint: "notes/timeline", params?: '
         .. "misskey.api.params.notes.timeline, opts?: misskey.CallOptions): misskey.Noet[]|nil")
-      seed("misskey-api.lua", '---@field request fun(self: misskey.Client, endpoint: "ping"',
+      seed("types/misskey-api.lua", '---@field request fun(self: misskey.Client, endpoint: "ping"',
         "---@field ping_ fun(self")
-      local problems = check(dir)
+      local problems = check_copy()
       assert(has(problems, "the result of notes/timeline does not resolve: misskey.Noet"))
       assert(has(problems, "no client:request overload for the endpoint ping"))
     end)
 
     it("finds a field of misskey.Error the code sets or the docs name, and a missing kind", function()
-      seed("misskey.lua", "---@field retry_after? number", "---@field retry_afterr? number")
-      seed("misskey.lua", '"invalid"|"auth"|', '"auth"|')
-      local problems = check(dir)
+      seed("lua/misskey/errors.lua", "---@field retry_after? number", "---@field retry_afterr? number")
+      seed("lua/misskey/errors.lua", "---@field permission? string", "---@field permissionn? string")
+      seed("lua/misskey/errors.lua", '"invalid"|"auth"|', '"auth"|')
+      local problems = check_copy()
       assert(has(problems, "misskey.Error has no field retry_after"))
+      assert(has(problems, "misskey.Error has no field permission"))
       assert(has(problems, "misskey.Error's kind lacks \"invalid\""))
     end)
 
-    it("finds a ---@param that names no parameter", function()
-      seed("misskey.lua", "---@param event table\nfunction Client:emit(event) end",
-        "---@param ev table\nfunction Client:emit(event) end")
-      local problems = check(dir)
-      assert(has(problems, "misskey.Client:emit: parameter 'event' has no ---@param"))
-      assert(has(problems, "misskey.Client:emit: ---@param 'ev' names no parameter"))
-    end)
-
     it("finds a line of code in a generated file", function()
-      seed("misskey-api.lua", "---@class misskey.Note\n", "---@class misskey.Note\nos.exit(1)\n")
-      assert(has(check(dir), "a generated annotation file has a line of code"))
+      seed("types/misskey-api.lua", "---@class misskey.Note\n", "---@class misskey.Note\nos.exit(1)\n")
+      assert(has(check_copy(), "a generated annotation file has a line of code"))
     end)
   end)
 end)
@@ -277,6 +348,15 @@ local function document()
   }
 end
 
+-- The problems found in the files of `dir`.
+local function in_dir(problems, dir)
+  local out = {}
+  for _, p in ipairs(problems) do
+    if p:sub(1, #dir + 1) == dir .. "/" then out[#out + 1] = p end
+  end
+  return out
+end
+
 local function lines_of(text)
   local out = {}
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do out[#out + 1] = line end
@@ -314,12 +394,12 @@ describe("misskey.types.generate", function()
     assert.equal(5, counts.endpoints)
     assert.equal(5, counts.typed_results)
     assert.equal(6, counts.entities)
-    -- With the hand-written file beside it, every name resolves.
+    -- With the library's own annotations (the sources) beside it, every name resolves.
     local dir = tmpdir()
     write(dir .. "/api.lua", text)
-    assert(os.execute("env -u LD_PRELOAD cp types/misskey.lua '" .. dir .. "/'"))
-    local problems, _, c = A.check{ types_dir = dir, endpoints = assert(require("misskey.openapi").convert(document()))
-      .endpoints }
+    local problems, _, c = A.check{ types_dir = dir, source_dir = "lua/misskey",
+      endpoints = assert(require("misskey.openapi").convert(document())).endpoints }
+    problems = in_dir(problems, dir) -- the sources name entities this small document lacks
     rmdir(dir)
     assert.same({}, problems)
     assert.equal(5, c.typed)
@@ -349,8 +429,7 @@ describe("misskey.types.generate", function()
     assert.truthy(text:find("---@alias misskey.Loop any\n", 1, true))
     local dir = tmpdir()
     write(dir .. "/api.lua", text)
-    assert(os.execute("env -u LD_PRELOAD cp types/misskey.lua '" .. dir .. "/'"))
-    local problems = A.check{ types_dir = dir }
+    local problems = in_dir(A.check{ types_dir = dir, source_dir = "lua/misskey" }, dir)
     rmdir(dir)
     assert.same({}, problems)
   end)

@@ -19,10 +19,20 @@ local errors = require "misskey.errors"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
 
+--- Getting a token (require "misskey.auth"): MiAuth, the legacy app flow, OAuth 2.0 with PKCE.
+---@class misskey.auth
 local auth = {}
 
 --- Misskey's permission names (85, Misskey's order) from the bundled catalogue.
 auth.permissions = catalogue.permissions
+
+--- A server to go through: a host name, a base URL, or a client (misskey.new).
+---@alias misskey.auth.Host string|misskey.Client
+--- Options of the waits (session:wait, auth.app_wait).
+---@class misskey.auth.WaitOptions
+---@field timeout? number seconds in all (default 300)
+---@field interval? number seconds between two checks (default 2)
+---@field save? boolean store the account in the credential store as soon as the token arrives
 
 local argerror = argcheck.argerror
 
@@ -143,12 +153,29 @@ end
 
 -- ---- MiAuth ----
 
+--- A MiAuth session (auth.miauth): send the user to `url`, then check or wait.
+---@class misskey.auth.Session
+---@field session string a fresh UUID v4
+---@field url string the page to send the user to
+---@field permission string[] the permissions asked for
+---@field base_url string
+---@field host string
 local Session = { __name = "misskey.auth.Session" }
 Session.__index = Session
 
 function Session:__tostring()
   return ("misskey.auth.Session (%s)"):format(self.url)
 end
+
+--- Options of auth.miauth.
+---@class misskey.auth.MiAuthOptions
+---@field host misskey.auth.Host
+---@field name? string the app's name shown to the user
+---@field icon? string the app's icon URL
+---@field callback? string where Misskey sends the user after approval
+---@field permission? string[]|string the permissions asked for (a list, or "a,b")
+---@field strict? boolean false: let names outside Misskey's list through (a fork's own)
+---@field allow_plaintext_token? boolean let the token cross a network over plain http
 
 local MIAUTH_OPTIONS = {
   host = true, name = true, icon = true, callback = true, permission = true, strict = true,
@@ -159,6 +186,8 @@ local MIAUTH_OPTIONS = {
 --               allow_plaintext_token = false } -> session
 -- `session.session` is a fresh UUID v4, `session.url` the page to send the user to.
 -- Permission names outside Misskey's list raise unless `strict = false` (a fork's own).
+---@param opts misskey.auth.MiAuthOptions
+---@return misskey.auth.Session
 function auth.miauth(opts)
   check_keys("miauth", opts, MIAUTH_OPTIONS)
   for _, k in ipairs{ "name", "icon", "callback" } do check_string("miauth", opts, k) end
@@ -179,6 +208,10 @@ local PENDING = "the session is not approved: Misskey answers the same for a pen
 
 --- session:check([{ timeout = s }]) -> token, user | nil, message, err (err.kind "pending")
 -- POSTs /api/miauth/<session>/check once. Misskey hands the token out exactly once.
+---@param opts? { timeout?: number }
+---@return string|nil token
+---@return misskey.UserDetailed|string|nil user_or_message
+---@return misskey.Error|nil err
 function Session:check(opts)
   argcheck.self(self, Session, "session", "check")
   local endpoint = "miauth/" .. self.session .. "/check"
@@ -199,6 +232,10 @@ end
 -- Polls check() (misskey.sleep between: yields in a task, blocks in a script) until
 -- approved or `timeout` seconds pass (err.kind "timeout"). `save = true` stores the
 -- account in the credential store as soon as the token arrives.
+---@param opts? misskey.auth.WaitOptions
+---@return string|nil token
+---@return misskey.UserDetailed|string|nil user_or_message
+---@return misskey.Error|nil err
 function Session:wait(opts)
   argcheck.self(self, Session, "session", "wait")
   local token, user, err = poll("wait", function(t) return self:check{ timeout = t } end, opts)
@@ -208,6 +245,16 @@ end
 
 -- ---- Legacy app flow ----
 
+--- Options of auth.app_create.
+---@class misskey.auth.AppOptions
+---@field host misskey.auth.Host
+---@field name string
+---@field description? string
+---@field permission? string[]|string
+---@field callback? string
+---@field strict? boolean
+---@field allow_plaintext_token? boolean
+
 local APP_OPTIONS = {
   host = true, name = true, description = true, permission = true, callback = true, strict = true,
   allow_plaintext_token = true,
@@ -216,6 +263,10 @@ local APP_OPTIONS = {
 --- auth.app_create{ host, name, description, permission, callback, strict, allow_plaintext_token }
 -- -> app | nil, message, err
 -- `app.id`, `app.secret` (keep the secret private).
+---@param opts misskey.auth.AppOptions
+---@return misskey.App|nil app
+---@return string|nil message
+---@return misskey.Error|nil err
 function auth.app_create(opts)
   check_keys("app_create", opts, APP_OPTIONS)
   check_string("app_create", opts, "name", true)
@@ -239,6 +290,11 @@ end
 
 --- auth.app_session(host, secret) -> { token, url } | nil, message, err
 -- Send the user to `url`; then auth.app_userkey with `token`.
+---@param host misskey.auth.Host
+---@param secret string the app's secret
+---@return misskey.api.results.auth.session.generate|nil session
+---@return string|nil message
+---@return misskey.Error|nil err
 function auth.app_session(host, secret)
   local client = client_for("app_session", host)
   check_secret("app_session", secret, 2)
@@ -247,6 +303,12 @@ end
 
 --- auth.app_userkey(host, secret, session_token) -> api_token, user | nil, message, err
 -- api_token = sha256hex(accessToken .. secret). err.kind "pending" until the user accepts.
+---@param host misskey.auth.Host
+---@param secret string the app's secret
+---@param token string the session's token
+---@return string|nil api_token
+---@return misskey.UserDetailedNotMe|string|nil user_or_message
+---@return misskey.Error|nil err
 function auth.app_userkey(host, secret, token)
   local client = client_for("app_userkey", host)
   check_secret("app_userkey", secret, 2)
@@ -269,6 +331,13 @@ function auth.app_userkey(host, secret, token)
 end
 
 --- auth.app_wait(host, secret, session_token, { timeout, interval, save }) -> api_token, user | nil, message, err
+---@param host misskey.auth.Host
+---@param secret string the app's secret
+---@param token string the session's token
+---@param opts? misskey.auth.WaitOptions
+---@return string|nil api_token
+---@return misskey.UserDetailedNotMe|string|nil user_or_message
+---@return misskey.Error|nil err
 function auth.app_wait(host, secret, token, opts)
   local client = client_for("app_wait", host)
   local api_token, user, err = poll("app_wait", function()
@@ -291,6 +360,10 @@ end
 
 --- auth.oauth_discover(host) -> metadata | nil, message, err
 -- RFC 8414 metadata from /.well-known/oauth-authorization-server.
+---@param host misskey.auth.Host
+---@return table|nil metadata
+---@return string|nil message
+---@return misskey.Error|nil err
 function auth.oauth_discover(host)
   local client = client_for("oauth_discover", host, nil, true)
   local path = "/.well-known/oauth-authorization-server"
@@ -303,6 +376,22 @@ function auth.oauth_discover(host)
   return value
 end
 
+--- Options of auth.oauth_start.
+---@class misskey.auth.OAuthStartOptions
+---@field host misskey.auth.Host
+---@field client_id string a URL of yours (Misskey fetches it)
+---@field redirect_uri string one the client_id page declares
+---@field permission? string[]|string
+---@field strict? boolean
+---@field authorization_endpoint? string from auth.oauth_discover (default host/oauth/authorize)
+---@field allow_plaintext_token? boolean
+--- What auth.oauth_start gives: send the user to `url`; keep `state` and `verifier`.
+---@class misskey.auth.OAuthStart
+---@field url string
+---@field state string
+---@field verifier string
+---@field challenge string
+
 local START_OPTIONS = {
   host = true, client_id = true, redirect_uri = true, permission = true, strict = true,
   authorization_endpoint = true, allow_plaintext_token = true,
@@ -311,6 +400,8 @@ local START_OPTIONS = {
 --- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint,
 --                    allow_plaintext_token }
 -- -> { url, state, verifier, challenge }. Keep `state` and `verifier` for oauth_exchange.
+---@param opts misskey.auth.OAuthStartOptions
+---@return misskey.auth.OAuthStart
 function auth.oauth_start(opts)
   check_keys("oauth_start", opts, START_OPTIONS)
   check_string("oauth_start", opts, "client_id", true)
@@ -330,11 +421,20 @@ function auth.oauth_start(opts)
   return { url = url, state = state, verifier = verifier, challenge = challenge }
 end
 
+--- A redirect URL's query (auth.oauth_parse_redirect).
+---@class misskey.auth.OAuthRedirect
+---@field code? string
+---@field state? string
+---@field error? string
+---@field error_description? string
+
 local function unescape(s)
   return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
 --- auth.oauth_parse_redirect(url) -> { code, state, error, error_description } from a redirect URL's query.
+---@param url string
+---@return misskey.auth.OAuthRedirect
 function auth.oauth_parse_redirect(url)
   if type(url) ~= "string" then argerror(1, "oauth_parse_redirect", "URL string expected") end
   local query = url:match("%?([^#]*)") or ""
@@ -342,6 +442,18 @@ function auth.oauth_parse_redirect(url)
   for k, v in query:gmatch("([^&=]+)=?([^&]*)") do out[unescape(k)] = unescape(v) end
   return out
 end
+
+--- Options of auth.oauth_exchange.
+---@class misskey.auth.OAuthExchangeOptions
+---@field host misskey.auth.Host
+---@field code string from the redirect
+---@field state? string from the redirect
+---@field expected_state string the one oauth_start made
+---@field verifier string the one oauth_start made
+---@field client_id string
+---@field redirect_uri string
+---@field token_path? string default "/oauth/token"
+---@field allow_plaintext_token? boolean
 
 local EXCHANGE_OPTIONS = {
   host = true, code = true, state = true, expected_state = true, verifier = true, client_id = true,
@@ -352,6 +464,10 @@ local EXCHANGE_OPTIONS = {
 --                       allow_plaintext_token }
 -- -> token, reply | nil, message, err. A state that differs from expected_state is refused
 -- before anything is sent (err.kind "auth"); so is a refusal by the server.
+---@param opts misskey.auth.OAuthExchangeOptions
+---@return string|nil token
+---@return table|string|nil reply_or_message the token endpoint's whole reply
+---@return misskey.Error|nil err
 function auth.oauth_exchange(opts)
   check_keys("oauth_exchange", opts, EXCHANGE_OPTIONS)
   for _, k in ipairs{ "code", "verifier", "client_id", "redirect_uri", "expected_state" } do

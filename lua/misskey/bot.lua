@@ -21,6 +21,11 @@ local taskset = require "misskey.taskset"
 
 local bot = {}
 
+--- A bot over the streaming API (misskey.bot(client, opts)).
+---@class misskey.Bot
+---@field client misskey.Client
+---@field me? misskey.MeDetailed the bot's own user, once started (`i`)
+---@field store misskey.bot.Store the bot's keys in Misskey's registry
 local Bot = { __name = "misskey.Bot" }
 Bot.__index = Bot
 
@@ -43,6 +48,14 @@ local EVENTS = { mention = true, reply = true, renote = true, follow = true, fol
                  notification = true, note = true, reacted = true, ready = true, error = true, command = true,
                  chat = true }
 bot.EVENTS = EVENTS
+
+--- Options of misskey.bot.
+---@class misskey.BotOptions
+---@field help? boolean false: no generated "help" command
+---@field timeline? misskey.ChannelName|string the channel of "note" events (default "homeTimeline")
+---@field stream? misskey.StreamOptions options for client:stream
+---@field positions? boolean|string|table where the bot stopped, kept across restarts (client:stream's `positions`)
+---@field clock? fun(): number seconds, for cooldowns and capture ttl (default: a monotonic clock)
 
 local OPTIONS = { help = true, stream = true, timeline = true, clock = true, positions = true }
 local COMMAND_OPTIONS = { cooldown = true, description = true }
@@ -70,6 +83,9 @@ local monotonic = core.now
 --   positions where the bot stopped, kept across restarts: true, a name or a path
 --             (client:stream's `positions`; README "Events, positions and stopping")
 --   clock     function() -> seconds, for cooldowns and capture ttl (default: a monotonic clock)
+---@param client misskey.Client
+---@param opts? misskey.BotOptions
+---@return misskey.Bot
 function bot.new(client, opts)
   local L = 2 -- misskey.bot -> bot.new (see misskey.argcheck)
   if type(client) ~= "table" or type(client.request) ~= "function" then
@@ -128,6 +144,9 @@ end
 -- unfollow (payload the user), notification (the notification), chat (a chat
 -- message: newChatMessage on the main channel; ctx.user is its sender), reacted
 -- ({ note_id, reaction, userId } on captured notes), command (ctx, name), ready (ctx, me), error (ctx, err).
+---@param event "mention"|"reply"|"renote"|"note"|"follow"|"followed"|"unfollow"|"notification"|"chat"|"reacted"|"command"|"ready"|"error"
+---@param fn fun(ctx: misskey.bot.Context, payload: any)
+---@return misskey.Bot
 function Bot:on(event, fn)
   check_self(self, "on")
   if not EVENTS[event] then argerror(1, "on", "unknown bot event " .. tostring(event)) end
@@ -144,6 +163,10 @@ end
 -- letters, digits, _ and - matches the first word (case-insensitive); anything
 -- else is a Lua pattern matched against the text after the mentions, and its
 -- captures are the args. cooldown: seconds between two runs per user.
+---@param name string a command name, or a Lua pattern
+---@param fn fun(ctx: misskey.bot.Context, args: string[])
+---@param opts? { cooldown?: number, description?: string }
+---@return misskey.Bot
 function Bot:command(name, fn, opts)
   check_self(self, "command")
   if type(name) ~= "string" or name == "" then argerror(1, "command", "command name or pattern expected") end
@@ -161,6 +184,9 @@ function Bot:command(name, fn, opts)
 end
 
 --- bot:every(seconds, fn): fn(ctx) every `seconds` (the first run after one period), while the bot runs.
+---@param seconds number
+---@param fn fun(ctx: misskey.bot.Context)
+---@return misskey.Bot
 function Bot:every(seconds, fn)
   check_self(self, "every")
   local why = argcheck.seconds_problem(seconds)
@@ -185,6 +211,11 @@ end
 --- bot:wait_for(event[, { timeout = s, filter = function(payload, ctx) -> bool }])
 -- -> payload, ctx | nil, msg, err (err.kind "timeout"). For conversations:
 -- waits (in a task) for the next such event the filter accepts.
+---@param event string a bot event (as bot:on)
+---@param opts? { timeout?: number, filter?: fun(payload: any, ctx: misskey.bot.Context): boolean }
+---@return any payload, or nil
+---@return misskey.bot.Context|string|nil ctx_or_message
+---@return misskey.Error|nil err
 function Bot:wait_for(event, opts)
   check_self(self, "wait_for")
   if not EVENTS[event] then argerror(1, "wait_for", "unknown bot event " .. tostring(event)) end
@@ -292,7 +323,7 @@ end
 -- against duplicates, at most 2 * bot.SEEN), captures (at most
 -- bot.MAX_CAPTURES), cooldowns (users remembered by commands with a cooldown),
 -- waiters (bot:wait_for calls), stream (stream:stats(), once running).
----@return table
+---@return table<string, integer|table>
 function Bot:stats()
   check_self(self, "stats")
   local cooldowns, waiters = 0, 0
@@ -354,6 +385,7 @@ function Bot:_main()
 end
 
 --- bot:start() -> bot: starts the bot's tasks and returns (in a task or before a loop runs).
+---@return misskey.Bot
 function Bot:start()
   check_self(self, "start")
   if self._running then return self end
@@ -371,7 +403,7 @@ end
 ---@param opts? { stop_on?: string[], grace?: number }
 ---@return boolean|nil ok
 ---@return string|nil signal_or_message
----@return table|nil err
+---@return misskey.Error|nil err
 function Bot:run(opts)
   check_self(self, "run")
   local ok, msg, err = signals.run("bot", opts, {

@@ -28,6 +28,13 @@ local hints = require "misskey.client.hints"
 local options = require "misskey.client.options"
 local ratelimit = require "misskey.ratelimit"
 
+--- One Misskey server, one token, and the calls to its API (misskey.new). The
+--- generated types/misskey-api.lua adds `api` and one `request` overload per endpoint.
+---@class misskey.Client
+---@field host string the server, normalised ("https://misskey.example")
+---@field base_url string the base URL every request starts with
+---@field allow_plaintext_token boolean whether the token may cross a network over plain http
+---@field request fun(self: misskey.Client, endpoint: string, params?: table, opts?: misskey.CallOptions): any, string?, misskey.Error? # the decoded reply (true for 204), or nil, message, err
 local Client = { __name = "misskey.Client" }
 Client.__index = Client
 
@@ -38,6 +45,8 @@ local argerror = argcheck.argerror
 local call_options, NO_OPTIONS = options.call, options.NO_OPTIONS
 
 --- misskey.new(opts) -> client. See README "Client options".
+---@param opts? misskey.ClientOptions
+---@return misskey.Client
 function Client.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then argcheck.argerror(1, "new", "options table expected, got " .. type(opts)) end
@@ -110,7 +119,7 @@ end
 ---@param req table
 ---@return table|nil ws
 ---@return string|nil message
----@return table|nil err
+---@return misskey.Error|nil err
 function Client:websocket(req)
   local ws, msg, err = self._transport.websocket(req)
   return ws, msg, err
@@ -154,6 +163,7 @@ end
 
 --- client:observed() -> true when an `on_event` function is set (emitters may
 -- skip building an event nobody reads).
+---@return boolean
 function Client:observed()
   return not not self._on_event
 end
@@ -319,6 +329,12 @@ end
 
 --- client:request(endpoint, params, opts) -> value | true (204) | nil, message, err
 -- `params` is a table of the endpoint's parameters; `opts.timeout` (seconds) bounds this call.
+---@param endpoint string
+---@param params? table
+---@param opts? misskey.CallOptions
+---@return any value the decoded reply (true for 204), or nil
+---@return string|nil message
+---@return misskey.Error|nil err
 function Client:request(endpoint, params, opts)
   check_client(self, "request")
   check_endpoint(endpoint)
@@ -360,6 +376,10 @@ require("misskey.client.http")(Client)
 require("misskey.client.software")(Client)
 
 --- client:paginate(endpoint, params, opts) -> iterator (see misskey.paginate).
+---@param endpoint string
+---@param params? table
+---@param opts? misskey.PaginateOptions
+---@return misskey.Paginator
 function Client:paginate(endpoint, params, opts)
   check_client(self, "paginate")
   local it = require("misskey.paginate").new(self, endpoint, params, opts) -- not a tail call: see misskey.argcheck
@@ -369,6 +389,9 @@ end
 --- client:schema() -> { software, version, endpoints = n, source = "server"|"cache" } | nil, message, err
 -- Loads the server's own catalogue (GET /api.json, cached on disk per host and
 -- version); from then on this client's validation and client.api follow it.
+---@return { software: string, version: string, endpoints: integer, source: "server"|"cache", path?: string }|nil info
+---@return string|nil message
+---@return misskey.Error|nil err
 function Client:schema()
   check_client(self, "schema")
   local summary, msg, err = require("misskey.catalogue.server").fetch(self) -- no tail call: see misskey.argcheck
@@ -376,6 +399,10 @@ function Client:schema()
 end
 
 --- client:batch(calls, { concurrency = 8, timeout = s }) -> results, errs (see misskey.batch).
+---@param calls table[] calls[k] = { endpoint, params }
+---@param opts? { concurrency?: integer, timeout?: number }
+---@return table results results[k] for calls[k]; results.n = #calls
+---@return table errs errs[k] = err for the calls that failed
 function Client:batch(calls, opts)
   check_client(self, "batch")
   local results, errs = require("misskey.batch")(self, calls, opts) -- not a tail call: see misskey.argcheck
@@ -385,6 +412,8 @@ end
 --- client:stream(opts) -> Stream: the Streaming API over one WebSocket (see misskey.stream).
 -- opts: reconnect (true), backoff ({ min = 1, max = 60 } s), watchdog (120 s),
 -- confirm_timeout (10 s), backfill (true); an unknown option raises.
+---@param opts? misskey.StreamOptions
+---@return misskey.Stream
 function Client:stream(opts)
   check_client(self, "stream")
   local stream = require("misskey.stream").new(self, opts) -- not a tail call: see misskey.argcheck

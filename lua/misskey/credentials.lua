@@ -26,10 +26,36 @@ local errors = require "misskey.errors"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
 
+--- The credential store (require "misskey.credentials").
+---@class misskey.credentials
 local credentials = {}
+
+--- The store's contents: accounts by key ("@user@host"), and the default's key.
+---@class misskey.credentials.Store
+---@field accounts table<string, misskey.credentials.Account>
+---@field default? string
+--- One stored account (credentials.get adds its `key`).
+---@class misskey.credentials.Account
+---@field host string the base URL
+---@field token string
+---@field username string
+---@field userId? string
+---@field allow_plaintext_token? boolean this account may use plain http (see misskey.new)
+---@field key? string "@user@host"
+--- What credentials.add stores.
+---@class misskey.credentials.NewAccount
+---@field host string the base URL (or a bare host)
+---@field token string
+---@field user? { id?: string, username: string } the token's user (`i`)
+---@field username? string when there is no `user`
+---@field default? boolean make it the default account
+---@field allow_plaintext_token? boolean
+
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 
 --- The store's path, or `nil, message` when neither XDG_CONFIG_HOME nor HOME is set.
+---@return string|nil path
+---@return string|nil message
 function credentials.path()
   local dir, why = env.dir("config")
   if not dir then return nil, "no credential store: " .. why end
@@ -41,12 +67,17 @@ local function fail(path, message, reason)
 end
 
 --- The account key of `username` on the server at `base_url` (or a bare host).
+---@param username string
+---@param host string
+---@return string key "@user@host"
 function credentials.key(username, host)
   host = tostring(host):gsub("^%a[%w+.-]*://", ""):gsub("/$", "")
   return "@" .. tostring(username) .. "@" .. host
 end
 
 --- "alice@host" and "@alice@host" name the same account.
+---@param name any
+---@return string|nil key
 function credentials.normalize(name)
   if type(name) ~= "string" then return nil end
   if name:sub(1, 1) ~= "@" then name = "@" .. name end
@@ -93,6 +124,10 @@ end
 --- load([path]) -> store | nil, message, err
 -- A missing file is an empty store `{ accounts = {} }`. A file that is not a
 -- store (bad JSON, an entry that is not an account) fails with reason "format".
+---@param path? string the store (default: credentials.path())
+---@return misskey.credentials.Store|nil store
+---@return string|nil message
+---@return misskey.Error|nil err
 function credentials.load(path)
   local why
   if path == nil then
@@ -138,6 +173,11 @@ local function store_path(path)
 end
 
 --- save(store [, path]) -> true | nil, message, err
+---@param store misskey.credentials.Store
+---@param path? string the store (default: credentials.path())
+---@return true|nil ok
+---@return string|nil message
+---@return misskey.Error|nil err
 function credentials.save(store, path)
   local p, msg, err = store_path(path)
   if not p then return nil, msg, err end
@@ -150,7 +190,7 @@ end
 ---@param path? string the store (default: credentials.path())
 ---@return true|nil ok
 ---@return string? message
----@return table? err
+---@return misskey.Error? err
 function credentials.check(path)
   local p, msg, err = store_path(path)
   if not p then return nil, msg, err end
@@ -167,6 +207,10 @@ end
 --      [, allow_plaintext_token = true] } -> key | nil, message, err
 -- The first account becomes the default; `default = true` makes it so.
 -- `allow_plaintext_token` records that this account may use plain http (see misskey.new).
+---@param entry misskey.credentials.NewAccount
+---@return string|nil key
+---@return string|nil message
+---@return misskey.Error|nil err
 function credentials.add(entry)
   local user = entry.user or {}
   local username = entry.username or user.username
@@ -215,6 +259,10 @@ function credentials.rescue(token)
 end
 
 --- get([name]) -> entry (with entry.key) | nil, message, err. No name: the default account.
+---@param name? string "@user@host" or "user@host"
+---@return misskey.credentials.Account|nil entry
+---@return string|nil message
+---@return misskey.Error|nil err
 function credentials.get(name)
   local store, msg, err = credentials.load()
   if not store then return nil, msg, err end
@@ -234,6 +282,10 @@ end
 
 --- remove([name]) -> key | nil, message, err. No name: the default account.
 -- The next remaining account (in sorted order) becomes the default.
+---@param name? string "@user@host" or "user@host"
+---@return string|nil key
+---@return string|nil message
+---@return misskey.Error|nil err
 function credentials.remove(name)
   local path, msg, err = store_path()
   if not path then return nil, msg, err end
@@ -266,6 +318,8 @@ function credentials.remove(name)
 end
 
 --- list(store) -> sorted account keys
+---@param store misskey.credentials.Store
+---@return string[]
 function credentials.list(store)
   local keys = {}
   for k in pairs(store.accounts or {}) do keys[#keys + 1] = k end

@@ -3,6 +3,36 @@
 -- "auth", "pending", "task"; see README "Errors".
 local errors = {}
 
+--- The error object of every failure on the wire: calls return `nil, message, err`.
+--- Match on `kind`, then on `code` for Misskey's own errors (never on `id`).
+--- `tostring(err)` is the message. No field ever holds the token.
+---@class misskey.Error
+---@field kind "api"|"http"|"decode"|"network"|"timeout"|"invalid"|"auth"|"pending"|"task" what failed
+---@field message string one line, the same as the second return value
+---@field endpoint? string the endpoint or path of the call (every error of a call has it)
+---@field status? integer api, http, decode, auth: the HTTP status of the reply
+---@field code? string api: Misskey's error code, e.g. "RATE_LIMIT_EXCEEDED" (match on this)
+---@field id? string api: Misskey's error id (differs per endpoint: do not match on it)
+---@field info? table api: Misskey's `info` (for INVALID_PARAM: `param`, `reason`)
+---@field api? table api: Misskey's whole error object (`code`, `message`, `id`, `kind`, `info`)
+---@field permission? string api (PERMISSION_DENIED): the permission the endpoint needs, from the catalogue
+---@field retry_after? number api, http: seconds to wait before sending again (429, 503)
+---@field body? string http, decode, auth: a short excerpt of the reply's body
+---@field curl_code? integer network, timeout, http too_large: libcurl's error code (60: untrusted certificate, 28: timeout)
+---@field reason? string http: "too_large" (reply over max_size); invalid: what is wrong with a file ("format", "io", ...)
+---@field param? string invalid: the parameter that failed validation, as a path ("poll.choices[2]"; "file" for upload)
+---@field path? string invalid: the file concerned (upload, credential store, positions, types.write)
+---@field suggestions? string[] the nearest names to an unknown one: invalid (validation), api and http (a 404 of an endpoint the catalogue does not know), invalid (a stream's unknown channel)
+---@field channel? string timeout, invalid: the streaming channel concerned (unconfirmed connect, unknown name, dropped events)
+---@field channel_id? string timeout: the id of that channel's connection
+---@field close_code? integer network: the WebSocket close code
+---@field closed? boolean network: the WebSocket was closed
+---@field outbox? integer network: messages waiting for the socket when a stream refused another
+---@field timeout? boolean timeout: set by waits that gave up (websocket receive, bot:wait_for)
+---@field session? string pending: the auth session still waiting for approval
+---@field traceback? string task: the traceback of the task's error
+---@field cancelled? boolean task: the task was cancelled (a stop, not a failure)
+---@field error? any task: the value the task raised; auth: the OAuth server's `error` code
 local Error = { __name = "misskey.Error" }
 Error.__index = Error
 Error.__tostring = function(err) return err.message end
@@ -10,11 +40,16 @@ Error.__tostring = function(err) return err.message end
 errors.Error = Error
 
 --- Is `v` an error object made here?
+---@param v any
+---@return boolean
 function errors.is(v)
   return getmetatable(v) == Error
 end
 
 --- Replaces every occurrence of `secret` in `s` with `***` (plain match, no patterns).
+---@param s any a string (anything else comes back as it is)
+---@param secret string|nil
+---@return any
 function errors.redact(s, secret)
   if type(s) ~= "string" or type(secret) ~= "string" or secret == "" then return s end
   local out, from = {}, 1
@@ -107,6 +142,11 @@ end
 
 --- Makes `message, err` for a failure of `kind`; `fields` become fields of err.
 -- The message is one line, so `assert(client:request(...))` prints it whole.
+---@param kind string
+---@param message string
+---@param fields? table
+---@return string message
+---@return misskey.Error err
 function errors.new(kind, message, fields)
   local err = setmetatable({}, Error)
   if fields then
@@ -118,6 +158,12 @@ function errors.new(kind, message, fields)
 end
 
 --- Returns `nil, message, err`: the shape every failing call returns.
+---@param kind string
+---@param message string
+---@param fields? table
+---@return nil
+---@return string message
+---@return misskey.Error err
 function errors.fail(kind, message, fields)
   local msg, err = errors.new(kind, message, fields)
   return nil, msg, err

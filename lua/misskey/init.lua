@@ -7,13 +7,17 @@ local Client = require "misskey.client"
 local json = require "misskey.json"
 local loop = require "misskey.loop"
 
-local misskey = {
-  _VERSION = Client._VERSION,
-  --- JSON null, as decoded and as encoded.
-  null = json.null,
-  --- Marks a table as a JSON array: `misskey.array{}` encodes as `[]`.
-  array = json.array,
-}
+--- The module: clients, bots, the scheduler, JSON's null and arrays.
+---@class misskey
+---@field _VERSION string the library's version
+---@field null misskey.Null JSON null, as decoded and as encoded
+local misskey = { _VERSION = Client._VERSION }
+
+--- JSON null, as decoded and as encoded.
+misskey.null = json.null
+
+--- Marks a table as a JSON array: `misskey.array{}` encodes as `[]`.
+misskey.array = json.array
 
 --- Makes a client. See README "Client options". (Client.new itself, not a
 -- wrapper: a misuse error then names the caller's line on every Lua.)
@@ -25,6 +29,9 @@ misskey.new = Client.new
 misskey.permissions_for = require("misskey.catalogue").permissions_for
 
 --- misskey.bot(client[, opts]) -> a bot (see README "Bots").
+---@param client misskey.Client
+---@param opts? misskey.BotOptions
+---@return misskey.Bot
 function misskey.bot(client, opts)
   local bot = require("misskey.bot").new(client, opts) -- not a tail call: see misskey.argcheck
   return bot

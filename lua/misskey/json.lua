@@ -58,7 +58,12 @@ local math_type = rawget(math, "type")         -- nil on Lua 5.1 / LuaJIT
 
 local json = {}
 
+--- JSON null as decoded and encoded (`misskey.null`). A JSON `null` member of a
+--- reply is this value, or left out with the client option `null = "nil"`.
+---@alias misskey.Null lightuserdata
+
 local null = cjson.null
+---@type misskey.Null
 json.null = null
 
 local MAX_DEPTH = 1000
@@ -77,6 +82,10 @@ local function is_array(t)
 end
 json.is_array = is_array
 
+--- Marks `t` (default: a new table) as a JSON array, so that it encodes as `[]`
+-- even when empty; returns it.
+---@param t? table
+---@return table
 function json.array(t)
   if t == nil then return setmetatable({}, ARRAY_MT) end
   if type(t) ~= "table" then

@@ -17,6 +17,9 @@ local loop = {}
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 local function pack(...) return { n = select("#", ...), ... } end
 
+--- A task (misskey.spawn): a function the scheduler runs as a coroutine.
+---@class misskey.Task
+---@field status "ready"|"running"|"waiting"|"done"|"failed"|"cancelled"
 local Task = { __name = "misskey.Task" }
 Task.__index = Task
 
@@ -41,6 +44,7 @@ end
 local engine = engines.default
 
 --- The task running now, or nil outside any task.
+---@return misskey.Task|nil
 function loop.current()
   local co = coroutine.running()
   return co and by_co[co] or nil
@@ -53,6 +57,8 @@ end
 local error_handler = default_handler
 
 --- Replaces the handler of errors that no task joins; returns the previous one.
+---@param fn? fun(err: misskey.Error) nil: the default (print with the traceback)
+---@return fun(err: misskey.Error) previous
 function loop.on_error(fn)
   if fn ~= nil and type(fn) ~= "function" then
     argcheck.argerror(1, "on_error", "function expected, got " .. type(fn))
@@ -182,6 +188,9 @@ end
 
 --- misskey.spawn(fn, ...) -> task: runs fn(...) as a task (it starts at the
 -- next scheduler round, or when someone joins it).
+---@param fn function
+---@param ... any fn's arguments
+---@return misskey.Task
 function loop.spawn(fn, ...)
   if type(fn) ~= "function" then
     argcheck.argerror(1, "spawn", "function expected, got " .. type(fn))
@@ -368,6 +377,7 @@ function loop.await_socket(fd, interest, timeout)
 end
 
 --- misskey.sleep(seconds): yields in a task, blocks (running other tasks) outside.
+---@param seconds number
 function loop.sleep(seconds)
   local why = argcheck.wait_problem(seconds)
   if why then argcheck.argerror(1, "sleep", why) end
@@ -434,6 +444,7 @@ end
 
 --- task:join() -> the task's return values; if it raised: nil, message, err
 -- (err.kind "task", err.traceback). Yields in a task, drives the scheduler outside.
+---@return any ... the task's results, or nil, message, err
 function Task:join()
   argcheck.self(self, Task, "task", "join")
   if self == loop.current() then error("a task cannot join itself", 2) end
@@ -446,6 +457,7 @@ end
 
 --- task:cancel(): stops the task where it waits (its transfer is aborted and
 -- its connection closed); joiners get nil, "task cancelled", err.
+---@return boolean cancelled false when the task had ended already
 function Task:cancel()
   argcheck.self(self, Task, "task", "cancel")
   if self.status == "done" or self.status == "failed" or self.status == "cancelled" then return false end
@@ -480,6 +492,9 @@ end
 --- misskey.run(fn, ...) -> fn's results: runs fn as a task and drives the
 -- engine until it and every task spawned meanwhile finish, or misskey.stop().
 -- Tasks still alive after stop() are cancelled.
+---@param fn function
+---@param ... any fn's arguments
+---@return any ... fn's results
 function loop.run(fn, ...)
   if type(fn) ~= "function" then
     argcheck.argerror(1, "run", "function expected, got " .. type(fn))
@@ -512,6 +527,8 @@ end
 
 --- misskey.step(timeout) -> number of tasks alive: one round for frame loops
 -- and host event loops; waits at most `timeout` seconds (default 0).
+---@param timeout? number
+---@return integer alive
 function loop.step(timeout)
   local why = timeout ~= nil and argcheck.wait_problem(timeout)
   if why then argcheck.argerror(1, "step", why) end
@@ -552,6 +569,9 @@ function loop.alive() return alive end
 --- misskey.gather(f1 or task1, f2 or task2, ...) -> results, errs
 -- Runs the functions as tasks (tasks are joined as they are); results[i] is the
 -- first value of the i-th, errs[i] its err if it failed; results.n = count.
+---@param ... function|misskey.Task
+---@return table results
+---@return table<integer, misskey.Error> errs
 function loop.gather(...)
   local n = select("#", ...)
   local tasks = {}

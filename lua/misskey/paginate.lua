@@ -28,8 +28,26 @@ local loop = require "misskey.loop"
 
 local M = {}
 
+--- An iterator over a paginated endpoint (client:paginate): `for item in it do`, or it:next().
+---@class misskey.Paginator
+---@overload fun(): any
+---@field endpoint string
+---@field count integer items delivered so far
+---@field err? misskey.Error the failure that ended the walk early
 local Iterator = { __name = "misskey.Paginator" }
 Iterator.__index = Iterator
+
+--- Options of client:paginate.
+---@class misskey.PaginateOptions
+---@field direction? "older"|"newer"
+---@field by? "id"|"date"|"offset"
+---@field max? integer|false items in all (default: no limit)
+---@field page_size? integer the `limit` of each page
+---@field cursor? string resume where it:cursor() was taken
+---@field timeout? number
+---@field ratelimit? "wait"|"throw"|"pace"
+---@field max_wait? number
+---@field retries? integer
 
 local OPTIONS = {
   cursor = true, max = true, page_size = true, direction = true, by = true,
@@ -348,6 +366,7 @@ function Iterator:_fetch()
 end
 
 --- it:next() -> the next item, or nil at the end (or after an error: see it:error()).
+---@return any
 function Iterator:next()
   argcheck.self(self, Iterator, "it", "next")
   if self.remaining and self.remaining <= 0 then return nil end
@@ -391,12 +410,15 @@ end
 
 --- it:cursor() -> a string that resumes the walk after the last item delivered:
 -- client:paginate(endpoint, params, { cursor = s }) with the same params.
+---@return string
 function Iterator:cursor()
   argcheck.self(self, Iterator, "it", "cursor")
   return encode_cursor(self.endpoint, self)
 end
 
 --- it:error() -> message, err of the failure that ended the walk, or nil.
+---@return string|nil message
+---@return misskey.Error|nil err
 function Iterator:error()
   return self.msg, self.err
 end

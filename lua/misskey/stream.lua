@@ -31,6 +31,23 @@ local taskset = require "misskey.taskset"
 
 local stream = {}
 
+--- One Streaming API connection (client:stream). The main channel's events, noteUpdated
+--- and the broadcasts are typed in misskey-streaming.lua.
+---@class misskey.Stream
+---@field client misskey.Client
+---@field channel fun(self: misskey.Stream, name: string, params?: table): misskey.stream.Channel # at most 32 channels
+---@field on fun(self: misskey.Stream, event: "connected", handler: fun()): misskey.Stream
+---@field on fun(self: misskey.Stream, event: "disconnected", handler: fun(reason: string, err?: misskey.Error)): misskey.Stream
+---@field on fun(self: misskey.Stream, event: "reconnecting", handler: fun(attempt: integer, delay: number)): misskey.Stream
+---@field on fun(self: misskey.Stream, event: "error", handler: fun(err: misskey.Error)): misskey.Stream
+---@field on fun(self: misskey.Stream, event: "*", handler: fun(event: string, body: any)): misskey.Stream
+---@field on fun(self: misskey.Stream, event: string, handler: fun(body: any)): misskey.Stream
+---@field once fun(self: misskey.Stream, event: "connected", handler: fun()): misskey.Stream
+---@field once fun(self: misskey.Stream, event: "disconnected", handler: fun(reason: string, err?: misskey.Error)): misskey.Stream
+---@field once fun(self: misskey.Stream, event: "reconnecting", handler: fun(attempt: integer, delay: number)): misskey.Stream
+---@field once fun(self: misskey.Stream, event: "error", handler: fun(err: misskey.Error)): misskey.Stream
+---@field once fun(self: misskey.Stream, event: "*", handler: fun(event: string, body: any)): misskey.Stream
+---@field once fun(self: misskey.Stream, event: string, handler: fun(body: any)): misskey.Stream
 local Stream = { __name = "misskey.Stream" }
 Stream.__index = Stream
 
@@ -67,6 +84,17 @@ local add_handler, remove_handler, fire = handlers.add, handlers.remove, handler
 -- event of the main channel (which it connects), except the broadcasts.
 local LIFECYCLE = { connected = true, disconnected = true, reconnecting = true, error = true, noteUpdated = true }
 local BROADCAST = { emojiAdded = true, emojiUpdated = true, emojiDeleted = true }
+
+--- Options of client:stream.
+---@class misskey.StreamOptions
+---@field reconnect? boolean (default true)
+---@field backoff? { min: number, max: number } seconds (default { min = 1, max = 60 })
+---@field watchdog? number seconds without any frame before the socket is declared dead (default 120)
+---@field confirm_timeout? number seconds for a channel's confirmation (default 10)
+---@field backfill? boolean fetch what timeline channels missed after a reconnect (default true)
+---@field max_message? integer the largest message accepted, in bytes (default 16 MiB)
+---@field positions? string|table where the stream keeps its positions across restarts
+---@field strict? boolean check channel names against Misskey's (default true; README "Streaming")
 
 local OPTIONS = { reconnect = true, backoff = true, watchdog = true, confirm_timeout = true, backfill = true,
                   max_message = true, positions = true, strict = true }
@@ -264,6 +292,9 @@ end
 -- names, when the server runs Misskey; on other software (forks add channels)
 -- the channel is made and an `error` event says the same, unless the stream's
 -- option `strict = false`.
+---@param name string
+---@param params? table the channel's parameters
+---@return misskey.stream.Channel
 function Stream:channel(name, params)
   check_open(self, "channel")
   if type(name) ~= "string" or not name:find("^%w+$") then
@@ -307,18 +338,27 @@ end
 --- stream:on(event, fn): lifecycle events (connected, disconnected(reason, err),
 -- reconnecting(attempt, delay), error(err)), noteUpdated({id, type, body}),
 -- broadcasts (emojiAdded, ...) and every other name as an event of the main channel.
+---@param event string
+---@param fn function
+---@return misskey.Stream
 function Stream:on(event, fn)
   listen(self, "on", event, fn, false)
   return self
 end
 
 --- stream:once(event, fn): like on, for the next event only.
+---@param event string
+---@param fn function
+---@return misskey.Stream
 function Stream:once(event, fn)
   listen(self, "once", event, fn, true)
   return self
 end
 
 --- stream:off(event[, fn]) -> true if a handler was removed.
+---@param event string
+---@param fn? function
+---@return boolean removed
 function Stream:off(event, fn)
   check_stream(self, "off")
   return remove_handler(self._handlers, event, fn)
@@ -330,6 +370,8 @@ end
 
 --- stream:capture(note_id): noteUpdated events for that note. Counted: the
 -- first capture sends subNote, and it lasts until as many uncaptures.
+---@param id string the note's id
+---@return integer captures
 function Stream:capture(id)
   check_open(self, "capture")
   check_note_id("capture", id)
@@ -346,6 +388,8 @@ end
 
 --- stream:uncapture(note_id) -> the captures left; the last one sends unsubNote
 -- (false when the note was not captured).
+---@param id string the note's id
+---@return integer|false captures_left false when the note was not captured
 function Stream:uncapture(id)
   check_open(self, "uncapture")
   check_note_id("uncapture", id)
@@ -364,6 +408,7 @@ function Stream:uncapture(id)
 end
 
 --- stream:start() -> stream: spawns the reader task and returns (inside misskey.run).
+---@return misskey.Stream
 function Stream:start()
   check_open(self, "start")
   if not self._reader then
@@ -381,7 +426,7 @@ end
 ---@param opts? { stop_on?: string[], grace?: number }
 ---@return boolean|nil ok
 ---@return string|nil signal_or_message
----@return table|nil err
+---@return misskey.Error|nil err
 function Stream:run(opts)
   check_open(self, "run")
   local reader
@@ -458,6 +503,7 @@ function Stream:close(opts)
 end
 
 --- Is the socket open now?
+---@return boolean
 function Stream:connected() return self._ws ~= nil end
 
 --- stream:stats() -> counts of what the stream holds, all bounded: channels,
@@ -465,7 +511,7 @@ function Stream:connected() return self._ws ~= nil end
 -- positions writer), handlers (handler tasks still running), seen (ids
 -- remembered against repeats), held (live events held back during backfills),
 -- backfills (running now), outbox, connections (sockets opened so far).
----@return table
+---@return table<string, integer>
 function Stream:stats()
   check_stream(self, "stats")
   local seen, held, backfills = 0, 0, 0

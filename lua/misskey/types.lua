@@ -646,7 +646,8 @@ function types.generate(opts)
       .. (one_line(opts.source) or ("an OpenAPI document, version " .. (one_line(tostring(
         type(doc.info) == "table" and doc.info.version or "unknown")) or "unknown"))) .. "; do not edit.",
     "-- LuaLS annotations: the entities, every endpoint's parameters and result, client.api and",
-    "-- client:request (README \"Editor support\"). The library's own classes are in types/misskey.lua.",
+    "-- client:request (README \"Editor support\"). The library's own classes (misskey.Client,",
+    "-- misskey.Error, ...) are annotated in its sources, lua/misskey/.",
     "-- A member that may be JSON null is `T|misskey.Null` and optional: with the client option",
     "-- null = \"nil\" it is left out.",
     "",

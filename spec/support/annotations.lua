@@ -215,6 +215,44 @@ local function names_of(node, out)
 end
 M.names_of = names_of
 
+-- Lua source without comments and with strings blanked (same length), so a
+-- scan for calls is not misled by their text.
+local function code_only(src)
+  local out, i, n = {}, 1, #src
+  while i <= n do
+    local c = src:sub(i, i)
+    if src:sub(i, i + 1) == "--" then
+      local eq = src:match("^%-%-%[(=*)%[", i)
+      local j
+      if eq then
+        j = select(2, src:find("%]" .. eq .. "%]", i)) or n
+      else
+        j = (src:find("\n", i) or (n + 1)) - 1
+      end
+      out[#out + 1] = src:sub(i, j):gsub("[^\n]", " ")
+      i = j + 1
+    elseif c == '"' or c == "'" then
+      local j = i + 1
+      while j <= n and src:sub(j, j) ~= c do
+        if src:sub(j, j) == "\\" then j = j + 1 end
+        j = j + 1
+      end
+      out[#out + 1] = c .. src:sub(i + 1, j - 1):gsub("[^\n]", "_") .. c
+      i = j + 1
+    elseif src:match("^%[=*%[", i) then
+      local eq = src:match("^%[(=*)%[", i)
+      local j = select(2, src:find("%]" .. eq .. "%]", i)) or n
+      out[#out + 1] = src:sub(i, j):gsub("[^\n]", "_")
+      i = j + 1
+    else
+      out[#out + 1] = c
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+M.code_only = code_only
+
 -- ---- files ----
 
 local function read(path)
@@ -231,13 +269,14 @@ local function lines_of(text)
 end
 
 local function new_db()
-  return { classes = {}, aliases = {}, refs = {}, functions = {}, problems = {}, files = {} }
+  return { classes = {}, aliases = {}, refs = {}, functions = {}, problems = {}, files = {}, modules = {},
+    declarations = {} }
 end
 
 local function class_entry(db, name, where)
   local c = db.classes[name]
   if not c then
-    c = { name = name, parents = {}, fields = {}, methods = {}, where = where }
+    c = { name = name, parents = {}, fields = {}, methods = {}, where = where, assigned = {} }
     db.classes[name] = c
   end
   return c
@@ -263,16 +302,70 @@ local function parse_at(db, text, where)
   return node, p
 end
 
+local BLOCK_OPEN = { ["function"] = true, ["if"] = true, ["do"] = true }
+
+-- Does the function whose `function` keyword is the first one at or after
+-- byte `from` of `code` (comments and strings blanked) return a value? A
+-- `return` of that function itself (not of a nested one) followed by an
+-- expression. Blocks are counted by keyword on a stack: function/if/do ... end
+-- (`while` and `for` bring their own `do`), repeat ... until.
+local function returns_value(code, from)
+  local stack, started = {}, false
+  local body = code:sub(from)
+  for pos, word in body:gmatch("()%f[%w_]([%a_][%w_]*)") do
+    if word == "function" then
+      stack[#stack + 1] = "function"
+      started = true
+    elseif started and BLOCK_OPEN[word] then
+      stack[#stack + 1] = word
+    elseif started and word == "repeat" then
+      stack[#stack + 1] = "repeat"
+    elseif started and (word == "end" or word == "until") then
+      stack[#stack] = nil
+      if #stack == 0 then return false end
+    elseif started and word == "return" then
+      local functions = 0
+      for i = 1, #stack do
+        if stack[i] == "function" then functions = functions + 1 end
+      end
+      if functions == 1 then
+        local c = body:match("^%s*(.)", pos + 6)
+        local w = body:match("^%s*([%a_][%w_]*)", pos + 6)
+        if c and c ~= ";" and w ~= "end" and w ~= "else" and w ~= "elseif" and w ~= "until" then return true end
+      end
+    end
+  end
+  return false
+end
+
+-- The module a source file is (`lua/misskey/x/init.lua` -> "misskey.x"), given the
+-- directory the `misskey` package is in.
+local function module_name(path, root)
+  local rel = path:sub(#root + 2):gsub("%.lua$", ""):gsub("/", ".")
+  return (rel:gsub("%.init$", ""))
+end
+
 --- Reads one file's annotations into `db`. `scope` is "types" (every name
--- must resolve) or "source" (only misskey.* names are checked).
-function M.read_file(db, path, scope)
+-- must resolve) or "source" (only misskey.* names are checked); `module` is
+-- the module a source file is.
+function M.read_file(db, path, scope, module)
   local text = read(path)
   local lines = lines_of(text)
   local generated = text:find("^%-%-%-@meta[^\n]*\n%-%- GENERATED") ~= nil
-  db.files[#db.files + 1] = { path = path, lines = lines, generated = generated }
+  local file = { path = path, lines = lines, generated = generated, scope = scope, module = module,
+    bind = {}, requires = {}, defs = {}, assigns = {}, classes = {} }
+  db.files[#db.files + 1] = file
+  if module then db.modules[module] = file end
+  local code = scope == "source" and code_only(text) or nil
+  local offsets, at = {}, 1
+  for n, line in ipairs(lines) do
+    offsets[n] = at
+    at = at + #line + 1
+  end
   local current -- the class the next ---@field lines belong to
-  local pending = { params = {}, returns = 0, overloads = 0 }
-  local bind = {} -- local name -> class name (`---@class X` then `local T = {}`)
+  local function fresh() return { params = {}, param_types = {}, returns = 0, overloads = 0, doc = false } end
+  local pending = fresh()
+  local bind = file.bind -- local name -> class name (`---@class X` then `local T = {}`)
   local last_class
   for n, line in ipairs(lines) do
     local where = path .. ":" .. n
@@ -285,6 +378,11 @@ function M.read_file(db, path, scope)
         else
           current = class_entry(db, name, where)
           last_class = name
+          file.classes[#file.classes + 1] = { name = name, where = where }
+          if not generated then
+            db.declarations[name] = db.declarations[name] or {}
+            table.insert(db.declarations[name], where)
+          end
           for parent in (parents or ""):gmatch("[%w_%.%-]+") do
             current.parents[#current.parents + 1] = parent
             db.refs[#db.refs + 1] = { name = parent, where = where, scope = scope }
@@ -331,7 +429,10 @@ function M.read_file(db, path, scope)
         if name then
           pending.params[#pending.params + 1] = name
           local node = parse_at(db, tail, where)
-          if node then refer(db, node, where, scope) end
+          if node then
+            refer(db, node, where, scope)
+            if node.kind == "name" then pending.param_types[name] = node.name end
+          end
         else
           problem(db, where, "a ---@param without a name")
         end
@@ -344,29 +445,62 @@ function M.read_file(db, path, scope)
         local node = parse_at(db, rest, where)
         if node then
           refer(db, node, where, scope)
+          if tag == "type" then pending.type = node end
           if tag == "overload" and current then
             current.overloads = current.overloads or {}
             current.overloads[#current.overloads + 1] = node
           end
         end
       end
-    elseif line:find("^%s*%-%-") or line:find("^%s*$") then
-      if line:find("^%s*$") then current = nil end
+    elseif line:find("^%s*$") then
+      -- A blank line ends a doc block: what was above it annotates nothing below.
+      current, last_class = nil, nil
+      pending = fresh()
+    elseif line:find("^%s*%-%-") then
+      if line:find("^%s*%-%-%-") then pending.doc = true end
     else
       current = nil
       local lname = line:match("^%s*local%s+([%w_]+)%s*=")
       if lname and last_class then bind[lname] = last_class end
       last_class = nil
+      local rname, rmod = line:match("^%s*local%s+([%w_]+)%s*=%s*require%s*%(?%s*[\"']([%w_%.]+)[\"']%s*%)?%s*$")
+      if rname then file.requires[rname] = rmod end
+      local ret = line:match("^return%s+([%w_]+)%s*$")
+      if ret then file.returns = ret end
       local owner, sep, fname, params = line:match("^%s*function%s+([%w_]+)([:.])([%w_]+)%s*%(([^)]*)%)")
-      if owner and bind[owner] then
+      if not owner then
+        fname, params = line:match("^%s*local%s+function%s+([%w_]+)%s*%(([^)]*)%)")
+        if fname then owner, sep = "", "." end
+      end
+      if not owner then
+        params = line:match("^%s*return%s+function%s*%(([^)]*)%)")
+        if params then owner, sep, fname = "", ".", "(returned)" end
+      end
+      if owner then
         local list = {}
         for p in params:gmatch("[%w_%.]+") do list[#list + 1] = p end
-        local f = { class = bind[owner], name = fname, method = sep == ":", params = list,
-          annotated = pending.params, returns = pending.returns, where = where, scope = scope }
+        -- `---@param Name misskey.X` on a function: Name is that class inside it (a mixin's class).
+        for _, p in ipairs(list) do
+          local t = pending.param_types[p]
+          if t and t:find("^misskey%.") then bind[p] = t end
+        end
+        local f = { owner = owner, name = fname, method = sep == ":", params = list, annotated = pending.params,
+          returns = pending.returns, doc = pending.doc, typed = pending.type, where = where, scope = scope,
+          file = file, line = n }
+        if code then
+          local kw = code:find("%f[%w_]function%f[^%w_]", offsets[n])
+          f.returns_value = kw and returns_value(code, kw) or false
+        end
+        file.defs[#file.defs + 1] = f
         db.functions[#db.functions + 1] = f
-        class_entry(db, bind[owner], where).methods[fname] = f
+      else
+        local aowner, aname, expr = line:match("^%s*([%w_]+)%.([%w_]+)%s*=%s*([^=].-)%s*$")
+        if aowner and not expr:find("^=") then
+          file.assigns[#file.assigns + 1] = { owner = aowner, name = aname, expr = expr, typed = pending.type,
+            where = where }
+        end
       end
-      pending = { params = {}, returns = 0, overloads = 0 }
+      pending = fresh()
     end
   end
 end
@@ -379,14 +513,70 @@ local function list_files(dir)
   return out
 end
 
---- Reads the annotation files under `types_dir` (and those of the sources
--- under `source_dir`, for references) into a new db.
+-- The class a local name of `file` stands for: bound by ---@class or ---@param,
+-- or a module required whose returned table is a class.
+local function class_of(db, file, name)
+  if file.bind[name] then return file.bind[name] end
+  local mod = file.requires[name]
+  local target = mod and db.modules[mod]
+  return target and target.returns and target.bind[target.returns] or nil
+end
+
+-- The function a module's field `fname` is (`fname` nil: the function the module
+-- returns), as a definition, or nil.
+local function module_function(db, mod, fname)
+  local target = db.modules[mod]
+  if not target or not target.returns then return nil end
+  for _, f in ipairs(target.defs) do
+    if fname and f.owner == target.returns and f.name == fname then return f end
+    if not fname and f.owner == "" and f.name == target.returns then return f end
+  end
+  return nil
+end
+
+-- Binds the sources' definitions and assignments to their classes.
+local function resolve(db)
+  for _, file in ipairs(db.files) do
+    for _, f in ipairs(file.defs) do
+      local cls = f.owner ~= "" and class_of(db, file, f.owner)
+      if cls then
+        f.class = cls
+        class_entry(db, cls, f.where).methods[f.name] = f
+      end
+    end
+    for _, a in ipairs(file.assigns) do
+      local cls = class_of(db, file, a.owner)
+      if cls then
+        a.class = cls
+        -- `T.name = X.fn` (X a required module), `require("m").fn`, `require "m"` (a module that is a function)
+        local x, fname = a.expr:match("^([%w_]+)%.([%w_]+)$")
+        local target
+        if x and file.requires[x] then
+          target = module_function(db, file.requires[x], fname)
+        else
+          local mod, fn = a.expr:match("^require%s*%(%s*[\"']([%w_%.]+)[\"']%s*%)%.([%w_]+)$")
+          if not mod then mod = a.expr:match("^require%s*%(?%s*[\"']([%w_%.]+)[\"']%s*%)?$") end
+          if mod then target = module_function(db, mod, fn) end
+        end
+        a.target = target
+        class_entry(db, cls, a.where).assigned[a.name] = a
+      end
+    end
+  end
+end
+
+--- Reads the annotation files under `types_dir` (and the sources under
+-- `source_dir`, the `misskey` package's directory) into a new db.
 function M.read(types_dir, source_dir)
   local db = new_db()
   for _, path in ipairs(list_files(types_dir)) do M.read_file(db, path, "types") end
   if source_dir then
-    for _, path in ipairs(list_files(source_dir)) do M.read_file(db, path, "source") end
+    local root = source_dir:match("^(.*)/[^/]+$") or "."
+    for _, path in ipairs(list_files(source_dir)) do
+      M.read_file(db, path, "source", module_name(path, root))
+    end
   end
+  resolve(db)
   return db
 end
 
@@ -406,7 +596,9 @@ local function check_refs(db)
   end
 end
 
--- A class's methods: its `function` definitions and its fields of function type.
+-- A class's methods: its `function` definitions, its fields of function type, and
+-- what the sources assign to it with an annotation (`---@type`, or an annotated
+-- function of a module: `misskey.run = loop.run`).
 local function methods_of(db, cname)
   local out = {}
   local c = db.classes[cname]
@@ -417,10 +609,11 @@ local function methods_of(db, cname)
       if f.type.kind == "fun" then out[name] = true end
     end
   end
+  for name, a in pairs(c.assigned) do
+    if (a.typed and a.typed.kind == "fun") or a.target then out[name] = true end
+  end
   return out
 end
-M.methods_of = methods_of
-
 -- Generated files hold annotations only: nothing in a server's document can become code.
 local function check_generated(db)
   for _, f in ipairs(db.files) do
@@ -434,25 +627,63 @@ local function check_generated(db)
   end
 end
 
--- Every parameter of a hand-written function is annotated, and only those.
+-- A function's annotations cover it: a ---@param for every parameter and none for
+-- a parameter it lacks, and a ---@return when it returns a value.
+local function check_annotated(db, f, label)
+  local annotated = {}
+  for _, p in ipairs(f.annotated) do annotated[p] = true end
+  local actual = {}
+  for _, p in ipairs(f.params) do
+    actual[p] = true
+    if not annotated[p] then problem(db, f.where, ("%s: parameter '%s' has no ---@param"):format(label, p)) end
+  end
+  for _, p in ipairs(f.annotated) do
+    if not actual[p] then problem(db, f.where, ("%s: ---@param '%s' names no parameter"):format(label, p)) end
+  end
+  if f.returns_value and f.returns == 0 then
+    problem(db, f.where, label .. " returns a value but has no ---@return")
+  end
+end
+
+local function public(name) return name:sub(1, 1) ~= "_" end
+
+-- Every function of a class in types/ (the stubs) is annotated.
 local function check_params(db)
   for _, f in ipairs(db.functions) do
-    if f.scope == "types" then
-      local annotated = {}
-      for _, p in ipairs(f.annotated) do annotated[p] = true end
-      local actual = {}
-      for _, p in ipairs(f.params) do
-        actual[p] = true
-        if not annotated[p] then
-          problem(db, f.where, ("%s:%s: parameter '%s' has no ---@param"):format(f.class, f.name, p))
+    if f.scope == "types" and f.class then check_annotated(db, f, f.class .. ":" .. f.name) end
+  end
+end
+
+-- One definition per class: a hand-written ---@class of a name appears once (the
+-- generated files add overloads to the classes they extend).
+local function check_definitions(db)
+  for name, list in pairs(db.declarations) do
+    if #list > 1 then problem(db, list[2], ("%s is defined twice (%s)"):format(name, table.concat(list, ", "))) end
+  end
+end
+
+-- The sources' classes: every public function of a class is annotated, and every
+-- class with functions in the sources is one the runtime check covers.
+local function check_sources(db, runtime)
+  local uncovered = {}
+  for _, file in ipairs(db.files) do
+    if file.scope == "source" then
+      for _, f in ipairs(file.defs) do
+        if f.class and public(f.name) then
+          if runtime and not runtime[f.class] then uncovered[f.class] = uncovered[f.class] or f.where end
+          check_annotated(db, f, f.class .. (f.method and ":" or ".") .. f.name)
         end
       end
-      for _, p in ipairs(f.annotated) do
-        if not actual[p] then
-          problem(db, f.where, ("%s:%s: ---@param '%s' names no parameter"):format(f.class, f.name, p))
+      for _, a in ipairs(file.assigns) do
+        if a.class and public(a.name) and a.target then
+          local t = a.target
+          check_annotated(db, t, ("%s.%s (%s)"):format(a.class, a.name, a.expr))
         end
       end
     end
+  end
+  for cls, where in pairs(uncovered) do
+    problem(db, where, cls .. " has functions in the sources but no runtime object to check them against")
   end
 end
 
@@ -581,7 +812,9 @@ local function check_runtime(db, runtime)
       if not declared[name] then problem(db, cname, cname .. ":" .. name .. " exists but is not annotated") end
     end
     for name in pairs(declared) do
-      if not actual[name] then problem(db, cname, "annotated method " .. cname .. ":" .. name .. " does not exist") end
+      if not actual[name] and public(name) then
+        problem(db, cname, "annotated method " .. cname .. ":" .. name .. " does not exist")
+      end
     end
   end
 end
@@ -600,6 +833,8 @@ function M.check(opts)
   end
   check_generated(db)
   check_params(db)
+  check_definitions(db)
+  if opts.source_dir then check_sources(db, opts.runtime) end
   if opts.endpoints then check_endpoints(db, opts.endpoints, counts) end
   if opts.error_fields then check_error(db, opts.error_fields, opts.error_kinds or {}) end
   if opts.runtime then check_runtime(db, opts.runtime) end
@@ -616,43 +851,6 @@ end
 
 -- ---- what the code and the docs say about errors ----
 
--- Lua source without comments and with strings blanked (same length), so a
--- scan for calls is not misled by their text.
-local function code_only(src)
-  local out, i, n = {}, 1, #src
-  while i <= n do
-    local c = src:sub(i, i)
-    if src:sub(i, i + 1) == "--" then
-      local eq = src:match("^%-%-%[(=*)%[", i)
-      local j
-      if eq then
-        j = select(2, src:find("%]" .. eq .. "%]", i)) or n
-      else
-        j = (src:find("\n", i) or (n + 1)) - 1
-      end
-      out[#out + 1] = src:sub(i, j):gsub("[^\n]", " ")
-      i = j + 1
-    elseif c == '"' or c == "'" then
-      local j = i + 1
-      while j <= n and src:sub(j, j) ~= c do
-        if src:sub(j, j) == "\\" then j = j + 1 end
-        j = j + 1
-      end
-      out[#out + 1] = c .. src:sub(i + 1, j - 1):gsub("[^\n]", "_") .. c
-      i = j + 1
-    elseif src:match("^%[=*%[", i) then
-      local eq = src:match("^%[(=*)%[", i)
-      local j = select(2, src:find("%]" .. eq .. "%]", i)) or n
-      out[#out + 1] = src:sub(i, j):gsub("[^\n]", "_")
-      i = j + 1
-    else
-      out[#out + 1] = c
-      i = i + 1
-    end
-  end
-  return table.concat(out)
-end
-M.code_only = code_only
 
 --- Fields and kinds the sources give errors: the keys of a table passed to
 -- errors.fail/errors.new, `err.x = ...` assignments, and the literal kinds.

@@ -11,15 +11,35 @@ local argerror = argcheck.argerror
 ---@return table Context
 ---@return table Store
 return function(bot)
+  --- What a bot's handlers get: the event and who it is about (README "Bots").
+  ---@class misskey.bot.Context
+  ---@field bot misskey.Bot
+  ---@field client misskey.Client
+  ---@field event string the bot event
+  ---@field me? misskey.MeDetailed the bot's own user
+  ---@field note? misskey.Note the note of a note event (or of a notification)
+  ---@field user? misskey.UserLite|misskey.UserDetailed the author, the follower, the sender
+  ---@field notification? misskey.Notification
+  ---@field message? misskey.ChatMessage a chat event's message
+  ---@field command? string a command's name (or pattern)
+  ---@field args? string[] a command's arguments
+  ---@field text? string a command's text after the mentions
   local Context = { __name = "misskey.bot.Context" }
   Context.__index = Context
 
+  --- bot.store: the bot's keys in Misskey's registry (scope bot.SCOPE).
+  ---@class misskey.bot.Store
   local Store = { __name = "misskey.bot.Store" }
   Store.__index = Store
 
   --- ctx:reply(text[, params]) -> note | nil, msg, err: replies in thread
   -- (replyId), mentioning the author (@user or @user@host), with the incoming
   -- note's visibility (specified: visible to the author). params go to notes/create.
+  ---@param text string
+  ---@param params? misskey.api.params.notes.create notes/create's parameters, over the reply's
+  ---@return misskey.Note|nil note
+  ---@return string|nil message
+  ---@return misskey.Error|nil err
   function Context:reply(text, params)
     if type(text) ~= "string" then argerror(1, "reply", "string expected, got " .. type(text)) end
     local ps = {}
@@ -43,6 +63,10 @@ return function(bot)
   end
 
   --- ctx:react(reaction) -> true | nil, msg, err: reacts to the incoming note.
+  ---@param reaction? string default "👍"
+  ---@return true|nil ok
+  ---@return string|nil message
+  ---@return misskey.Error|nil err
   function Context:react(reaction)
     if type(self.note) ~= "table" then error("ctx:react: this event has no note", 2) end
     return self.client:request("notes/reactions/create", { noteId = self.note.id, reaction = reaction or "👍" })
@@ -51,6 +75,10 @@ return function(bot)
   -- store: Misskey's registry (i/registry/get, i/registry/set), scope bot.SCOPE
 
   --- bot.store:get(key) -> value | nil (no such key) | nil, msg, err
+  ---@param key string
+  ---@return any value nil for a missing key (or on failure: then message and err)
+  ---@return string|nil message
+  ---@return misskey.Error|nil err
   function Store:get(key)
     if type(key) ~= "string" then argerror(1, "get", "string key expected") end
     local v, msg, err = self._bot.client:request("i/registry/get", { key = key, scope = bot.SCOPE })
@@ -60,6 +88,11 @@ return function(bot)
   end
 
   --- bot.store:set(key, value) -> true | nil, msg, err (value: anything JSON encodes)
+  ---@param key string
+  ---@param value any anything JSON encodes
+  ---@return true|nil ok
+  ---@return string|nil message
+  ---@return misskey.Error|nil err
   function Store:set(key, value)
     if type(key) ~= "string" or key == "" then argerror(1, "set", "non-empty string key expected") end
     if value == nil then value = json.null end

@@ -9,7 +9,7 @@ local seenset = require "misskey.seenset"
 
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 
----@param Bot table the bot class
+---@param Bot misskey.Bot the bot class
 ---@param bot table misskey.bot
 ---@param MAIN table the main channel's events the bot takes, and their payloads
 ---@param Context table the class of handlers' ctx
@@ -179,6 +179,7 @@ return function(Bot, bot, MAIN, Context)
   end
 
   --- bot:help_text() -> the generated help: one line per command.
+  ---@return string
   function Bot:help_text()
     local lines = { "Commands:" }
     for _, c in ipairs(self._commands) do

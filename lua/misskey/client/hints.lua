@@ -14,15 +14,16 @@ local catalogue = require "misskey.catalogue"
 local hints = {}
 
 --- hints.failure(cat, nil, message, err) -> nil, message, err, with `err`
--- (and its message) completed from the catalogue `cat` (nil: the bundled one).
+-- (and its message) completed from the catalogue `cat` (nil: the bundled one):
+-- what errors.fail returns, passed through.
 ---@param cat table|nil
 ---@param value nil
----@param message string
+---@param _ string the message (err.message, which this may change, is returned)
 ---@param err misskey.Error
 ---@return nil
 ---@return string message
 ---@return misskey.Error err
-function hints.failure(cat, value, message, err)
+function hints.failure(cat, value, _, err)
   local endpoint = err.endpoint
   if err.status == 404 and (err.kind == "http" or err.code == "UNKNOWN_API_ENDPOINT")
      and not catalogue.lookup(endpoint, cat) then

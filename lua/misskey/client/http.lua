@@ -12,6 +12,18 @@ local argerror = argcheck.argerror
 local seconds_problem, count_problem = argcheck.seconds_problem, argcheck.count_problem
 local MAX_SECONDS, MAX_BYTES = argcheck.MAX_SECONDS, argcheck.MAX_BYTES
 
+--- client:http's request.
+---@class misskey.HttpRequest
+---@field method? string "GET" (default), "POST", ...
+---@field path string starts with "/": always the client's own host
+---@field query? table<string, string|number|boolean|(string|number|boolean)[]>
+---@field headers? table<string, string>
+---@field body? string
+---@field timeout? number
+---@field max_size? integer
+---@field auth? boolean true sends the token as Authorization: Bearer (never sent otherwise)
+---@field json? boolean ask for JSON and return the decoded body as a second value
+
 local HTTP_KEYS = {
   method = true, path = true, query = true, headers = true, body = true, timeout = true, auth = true,
   json = true, max_size = true,
@@ -19,6 +31,12 @@ local HTTP_KEYS = {
 
 -- RFC 3986 unreserved characters stay; everything else is %XX.
 local pct = core.urlencode
+
+--- client:http's reply: every status is a reply.
+---@class misskey.HttpResponse
+---@field status integer
+---@field headers table<string, string> names in lower case
+---@field body string
 
 local NIL_NULLS = { null = "nil" } -- json.decode's option for the client's null = "nil"
 
@@ -54,7 +72,7 @@ local function is_json_type(ctype)
   return ctype:find("^application/json") ~= nil or ctype:find("^application/[%w%.%-]+%+json") ~= nil
 end
 
----@param Client table the client class
+---@param Client misskey.Client the client class
 return function(Client)
   --- client:http{ method = "GET", path = "/x", query = {}, headers = {}, body = "", timeout = s,
   --               auth = false, json = false, max_size = n } -> res[, value] | nil, message, err
@@ -63,6 +81,10 @@ return function(Client)
   -- came (network, timeout, a body over max_size). The token is sent only with
   -- `auth = true` (as `Authorization: Bearer`). With `json = true` a JSON reply is
   -- decoded into the second result.
+  ---@param req misskey.HttpRequest
+  ---@return misskey.HttpResponse|nil res every status is a reply
+  ---@return any value_or_message the decoded body with json = true; the message on failure
+  ---@return misskey.Error|nil err
   function Client:http(req)
     argcheck.self(self, Client, "client", "http")
     if type(req) ~= "table" then argerror(1, "http", "request table expected, got " .. type(req)) end

@@ -12,6 +12,30 @@ local ratelimit = require "misskey.ratelimit"
 
 local options = {}
 
+--- Options of misskey.new (README "Client options"); an unknown one raises.
+---@class misskey.ClientOptions
+---@field host? string a host name (https implied) or a base URL
+---@field token? string|false the API token; false: anonymous even with MISSKEY_TOKEN set
+---@field auth? "body"|"header" where the token goes (default "body")
+---@field timeout? number seconds for a whole call
+---@field connect_timeout? number seconds to connect
+---@field low_speed? { bytes: integer, seconds: integer }|false abort a transfer slower than this
+---@field max_size? integer largest accepted reply in bytes (default 64 MiB)
+---@field max_connections? integer connections kept per host
+---@field ca_file? string PEM file of the CAs to trust instead of the system's
+---@field insecure? boolean turn TLS verification off (dangerous)
+---@field user_agent? string the User-Agent header
+---@field transport? table `{ request = function(req) ... end }` in place of libcurl
+---@field engine? userdata a C engine of its own
+---@field ratelimit? "wait"|"throw"|"pace" what a 429 does (default "wait")
+---@field max_wait? number the most seconds one call waits out 429s (default 60)
+---@field retries? integer resends of a read after a network error, timeout or 5xx (default 2)
+---@field on_event? fun(event: table) called with one table per request, retry, wait, reconnect
+---@field null? "nil"|"sentinel" JSON null members of replies: left out, or misskey.null (default)
+---@field validate? boolean check every call's parameters before sending
+---@field allow_plaintext_token? boolean let the token cross a network over plain http
+---@field account? string a stored account, "@user@host"
+
 local opterror = argcheck.opterror
 local count_problem = argcheck.count_problem
 local MAX_SECONDS, MAX_BYTES = argcheck.MAX_SECONDS, argcheck.MAX_BYTES
@@ -161,7 +185,7 @@ end
 --- options.fields(opts, version) -> the fields of a new client (Client.new
 -- gives them its metatable): the base URL, the token and where it came from,
 -- the transport, the HTTP options and the rate-limit policy.
----@param opts table misskey.new's options (a table: Client.new checked that)
+---@param opts misskey.ClientOptions misskey.new's options (a table: Client.new checked that)
 ---@param version string the library's version, for the default User-Agent
 ---@return table
 function options.fields(opts, version)
@@ -229,13 +253,23 @@ function options.fields(opts, version)
   }
 end
 
+--- Options of one call: client:request(endpoint, params, opts), client.api.x.y(params, opts).
+---@class misskey.CallOptions
+---@field timeout? number seconds for this call
+---@field validate? boolean check the parameters against the catalogue before sending
+---@field null? "nil"|"sentinel" JSON null members of the reply: left out, or misskey.null
+---@field ratelimit? "wait"|"throw"|"pace" what a 429 does
+---@field max_wait? number the most seconds this call waits out 429s
+---@field retries? integer how many times a read is sent again after a network error, timeout or 5xx
+---@field idempotent? boolean true: safe to send again (retries a write); false: never retry
+
 local NO_OPTIONS = setmetatable({}, { __newindex = function() error("call options are read-only", 2) end })
 
 --- options.call(opts) -> the options of one call (client:request's third
 -- argument), checked; an empty read-only table for nil. Client:request calls
 -- it, so it raises at level 2.
----@param opts table|nil
----@return table
+---@param opts misskey.CallOptions|nil
+---@return misskey.CallOptions
 function options.call(opts)
   if opts == nil then return NO_OPTIONS end
   local argerror = argcheck.argerror

@@ -19,7 +19,7 @@ local function software_of(info)
   return { name = name:lower(), version = version }
 end
 
----@param Client table the client class
+---@param Client misskey.Client the client class
 return function(Client)
   --- client:software() -> name, version | nil, message, err: the software the
   -- server runs ("misskey", "sharkey", ...; lower case) and its version, from

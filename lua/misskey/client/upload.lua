@@ -13,6 +13,14 @@ local seconds_problem, MAX_SECONDS = argcheck.seconds_problem, argcheck.MAX_SECO
 
 local UPLOAD_OPTIONS = { timeout = true, progress = true }
 local FILE_KEYS = { path = true, data = true, filename = true, type = true }
+
+--- In-memory bytes (or a path with another name or type) for client:upload.
+---@class misskey.UploadFile
+---@field data? string the bytes
+---@field path? string a file to stream from disk
+---@field filename? string the name Misskey stores
+---@field type? string the content type
+
 local UPLOAD_ENDPOINT = "drive/files/create"
 local UPLOAD_CALL = { idempotent = false } -- a write: 429s are waited out, nothing else is repeated
 
@@ -86,7 +94,7 @@ local function unreadable(path)
   return tostring(why)
 end
 
----@param Client table the client class
+---@param Client misskey.Client the client class
 return function(Client)
   --- client:upload(file, fields, opts) -> DriveFile | nil, message, err
   -- `file` is a path (string; streamed from disk, never read into memory) or a
@@ -94,6 +102,12 @@ return function(Client)
   -- `fields` are drive/files/create's other parameters (name, folderId, comment,
   -- isSensitive, force, ...); `name` defaults to the file name. `opts.timeout`
   -- bounds the call, `opts.progress(sent, total)` reports the bytes sent.
+  ---@param file string|misskey.UploadFile a path (a string is always a path), or `{ data = ... }`
+  ---@param fields? table the endpoint's other parameters (name, folderId, comment, isSensitive, force)
+  ---@param opts? { timeout?: number, progress?: fun(sent: integer, total: integer) }
+  ---@return misskey.DriveFile|nil file
+  ---@return string|nil message
+  ---@return misskey.Error|nil err
   function Client:upload(file, fields, opts)
     argcheck.self(self, Client, "client", "upload")
     local part, default_name = file_part(file)

@@ -12,7 +12,7 @@ local positions = require "misskey.positions"
 
 local PAGE = 100
 
----@param Stream table the stream class
+---@param Stream misskey.Stream the stream class
 ---@param stream table misskey.stream (its MAX_PAGES, MAX_ROUNDS, MAX_HELD, SAVE_INTERVAL)
 ---@return table BACKFILL channel name -> endpoint
 return function(Stream, stream)

@@ -16,6 +16,20 @@ local seen_has, seen_add = seenset.has, seenset.add
 ---@param stream table misskey.stream (its MAX_HELD and SEEN)
 ---@return table Channel
 return function(stream)
+  --- A channel of a stream (stream:channel). Each named channel has its own class,
+  --- misskey.channels.<name>, whose on/once know the channel's events.
+  ---@class misskey.stream.Channel
+  ---@field id string the connection id
+  ---@field name string the channel's name
+  ---@field on fun(self: misskey.stream.Channel, event: "connected", handler: fun()): misskey.stream.Channel
+  ---@field on fun(self: misskey.stream.Channel, event: "error", handler: fun(err: misskey.Error)): misskey.stream.Channel
+  ---@field on fun(self: misskey.stream.Channel, event: "*", handler: fun(event: string, body: any)): misskey.stream.Channel
+  ---@field on fun(self: misskey.stream.Channel, event: string, handler: fun(body: any)): misskey.stream.Channel
+  ---@field once fun(self: misskey.stream.Channel, event: "connected", handler: fun()): misskey.stream.Channel
+  ---@field once fun(self: misskey.stream.Channel, event: "error", handler: fun(err: misskey.Error)): misskey.stream.Channel
+  ---@field once fun(self: misskey.stream.Channel, event: "*", handler: fun(event: string, body: any)): misskey.stream.Channel
+  ---@field once fun(self: misskey.stream.Channel, event: string, handler: fun(body: any)): misskey.stream.Channel
+  ---@field send fun(self: misskey.stream.Channel, type: string, body?: any): true|nil, string?, misskey.Error? # a message to the channel
   local Channel = { __name = "misskey.stream.Channel" }
   Channel.__index = Channel
 
@@ -26,6 +40,9 @@ return function(stream)
 
   --- channel:on(event, fn): fn(body) for every `event` of this channel ("note", ...);
   -- event "*": fn(event, body) for every event of the channel.
+  ---@param event string
+  ---@param fn function
+  ---@return misskey.stream.Channel
   function Channel:on(event, fn)
     check_channel(self, "on")
     handlers.add(self._handlers, "on", event, fn, false)
@@ -33,6 +50,9 @@ return function(stream)
   end
 
   --- channel:once(event, fn): like on, for the next event only.
+  ---@param event string
+  ---@param fn function
+  ---@return misskey.stream.Channel
   function Channel:once(event, fn)
     check_channel(self, "once")
     handlers.add(self._handlers, "once", event, fn, true)
@@ -40,6 +60,9 @@ return function(stream)
   end
 
   --- channel:off(event[, fn]): removes fn (or every handler of event); true if one was removed.
+  ---@param event string
+  ---@param fn? function
+  ---@return boolean removed
   function Channel:off(event, fn)
     check_channel(self, "off")
     return handlers.remove(self._handlers, event, fn)
@@ -47,6 +70,11 @@ return function(stream)
 
   --- channel:send(type, body) -> true | nil, msg, err: a message to the channel
   -- (`{type = "channel", body = {id, type, body}}`); queued until the socket is open.
+  ---@param type_ string the message's type
+  ---@param body? any
+  ---@return true|nil ok
+  ---@return string|nil message
+  ---@return misskey.Error|nil err
   function Channel:send(type_, body)
     check_channel(self, "send")
     if type(type_) ~= "string" or type_ == "" then
@@ -58,6 +86,7 @@ return function(stream)
   end
 
   --- channel:close(): leaves the channel (`disconnect`); the channel cannot be used afterwards.
+  ---@return boolean
   function Channel:close()
     argcheck.self(self, Channel, "channel", "close")
     if self._closed then return false end

@@ -12,7 +12,7 @@ local taskset = require "misskey.taskset"
 
 local fire = handlers.fire
 
----@param Stream table the stream class
+---@param Stream misskey.Stream the stream class
 ---@param stream table misskey.stream (its MAX_CHANNELS)
 return function(Stream, stream)
   -- Sends `connect` (pong = true) and starts the confirm timer of this connection

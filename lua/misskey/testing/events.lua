@@ -14,6 +14,10 @@ local follows, visible_to, is_pure_renote = audience.follows, audience.visible_t
 -- the server would send it) to every open socket's channels named `channel`
 -- ("main", "homeTimeline", ...), whatever their user. For load and edge cases
 -- the fake's own actions do not make; body is sent as given.
+---@param channel string
+---@param event string
+---@param body any
+---@return integer sockets
 function Fake:publish(channel, event, body)
   if type(channel) ~= "string" or type(event) ~= "string" then
     error("bad argument to 'publish' (channel and event names expected)", 2)

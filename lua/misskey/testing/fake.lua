@@ -5,8 +5,28 @@
 local common = require "misskey.testing.common"
 
 local type, pairs, ipairs, error, pcall = type, pairs, ipairs, error, pcall
+
+--- One request the fake saw (fake.requests).
+---@class misskey.testing.Request
+---@field method string
+---@field path string
+---@field endpoint? string the API endpoint, for /api/ paths
+---@field params? table the decoded body without `i`
+---@field auth "body"|"header"|"none"
+---@field user? string the username of the token
+---@field status integer
+---@field error? string Misskey's error code, when it answered one
+
 local base36 = common.base36
 
+--- An in-process fake Misskey server (misskey.testing.fake(opts)); README
+--- "Testing your code with misskey.testing".
+---@class misskey.testing.Fake
+---@field base_url string "https://fake.misskey.test"
+---@field host string "fake.misskey.test"
+---@field transport { request: fun(req: table): table, websocket: fun(req: table): misskey.testing.WebSocket } pass as misskey.new{ transport = ... }
+---@field requests misskey.testing.Request[] every request seen, oldest first
+---@field endpoints table<string, table> the endpoint handlers (misskey.testing.endpoints' format)
 local Fake = { __name = "misskey.testing.Fake" }
 Fake.__index = Fake
 
@@ -16,11 +36,14 @@ end
 
 --- The fake clock: unix milliseconds. It only moves when a note is created
 -- (1 ms each) or by fake:advance(ms).
+---@return integer ms
 function Fake:now()
   return self._clock
 end
 
 --- Moves the fake clock forward by `ms` milliseconds (an integer >= 0).
+---@param ms integer
+---@return integer now
 function Fake:advance(ms)
   if type(ms) ~= "number" or ms < 0 or ms % 1 ~= 0 then
     error("bad argument #1 to 'advance' (an integer number of milliseconds >= 0 expected)", 2)
@@ -119,6 +142,8 @@ function Fake:_init()
 end
 
 --- A user's public facts: { id, username, name, token }, or nil.
+---@param username string with or without the "@"
+---@return { id: string, username: string, name: string|misskey.Null, token: string }|nil
 function Fake:user(username)
   local u = type(username) == "string" and self._by_name[username:gsub("^@", ""):lower()]
   if not u then return nil end

@@ -22,6 +22,10 @@ end
 
 --- Answers one transport request, as Misskey's ApiServerService and
 -- ApiCallService would: fake.transport.request(req) calls this.
+---@param req table the transport's request (method, url, headers, body)
+---@return table|nil res { status, headers, body }
+---@return string|nil message
+---@return table|nil err
 function Fake:handle(req)
   if type(req) ~= "table" or type(req.url) ~= "string" then
     error("bad argument #1 to 'request' (a request table with a url expected)", 2)

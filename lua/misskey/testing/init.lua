@@ -53,14 +53,34 @@ require "misskey.testing.events"
 
 local type, pairs, ipairs, tostring, error, setmetatable = type, pairs, ipairs, tostring, error, setmetatable
 
+--- The test kit (require "misskey.testing").
+---@class misskey.testing
+---@field Fake misskey.testing.Fake the class of fakes
+---@field Actor misskey.testing.Actor the class of fake:as(name)
+---@field WebSocket misskey.testing.WebSocket the class of the fake's WebSockets
+---@field endpoints table<string, table> the endpoint handlers (their format: misskey.testing.endpoints)
+---@field COMMON_ERRORS table<string, table> the errors every endpoint may answer
 local testing = {
   Fake = Fake,
   Actor = require "misskey.testing.actor",
   WebSocket = require "misskey.testing.socket",
   endpoints = endpoints,
   COMMON_ERRORS = replies.COMMON_ERRORS,
-  validate = params.check,
 }
+
+--- testing.validate(schema, value) -> nil, or ajv's schemaPath and reason: misskey.validate's
+-- check of decoded JSON (the handlers' `params` format).
+testing.validate = params.check
+
+--- Options of testing.fake.
+---@class misskey.testing.FakeOptions
+---@field host? string the fake's host or base URL (default "fake.misskey.test")
+---@field token? string @me's token (default "fake-token-me")
+---@field users? table[] more users, or changes to @me/@alice: { username, name, token, description, isBot, isCat, following }
+---@field notes? table[] notes to create at the start: { user = "alice", text = "hi", ... }
+---@field name? string the server's name in `meta` (default "Fake Misskey")
+---@field version? string the Misskey version in `meta` and nodeinfo (default "2026.5.4")
+---@field now? integer the fake clock's start, unix ms (default 2026-05-21T00:00:00Z)
 
 local FAKE_OPTIONS = { host = true, token = true, users = true, notes = true, name = true, version = true,
                        now = true }
@@ -75,6 +95,8 @@ local FAKE_OPTIONS = { host = true, token = true, users = true, notes = true, na
 --   name     the server's name in `meta` (default "Fake Misskey")
 --   version  the Misskey version in `meta` (default "2026.5.4")
 --   now      the fake clock's start, unix ms (default 2026-05-21T00:00:00Z)
+---@param opts? misskey.testing.FakeOptions
+---@return misskey.testing.Fake
 function testing.fake(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then
@@ -113,6 +135,7 @@ end
 --- Back to the state right after testing.fake(opts): users, notes (only
 -- the `notes` option's), clock; fake.requests is emptied (the same table).
 -- Handlers added to fake.endpoints stay.
+---@return misskey.testing.Fake
 function Fake:reset()
   for i = #self.requests, 1, -1 do self.requests[i] = nil end
   self:_init()
@@ -122,6 +145,8 @@ end
 --- A client of this fake: misskey.new with host = fake.base_url, the token of
 -- `@me` (or of `opts.user`, a username) and transport = fake.transport. Other
 -- options go to misskey.new (`token = false` makes it anonymous).
+---@param opts? misskey.ClientOptions|{ user?: string }
+---@return misskey.Client
 function Fake:client(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
@@ -138,6 +163,10 @@ end
 --- For examples and demos: a client of the real server when MISSKEY_HOST and
 -- MISSKEY_TOKEN are both set, else of a new fake with a little history.
 -- Returns client, fake (nil for a real server), and a line saying which it is.
+---@param opts? misskey.ClientOptions
+---@return misskey.Client client
+---@return misskey.testing.Fake|nil fake
+---@return string what
 function testing.demo_client(opts)
   local env = require "misskey.env"
   local host, token = env.get("MISSKEY_HOST"), env.get("MISSKEY_TOKEN")

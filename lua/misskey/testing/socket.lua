@@ -12,6 +12,14 @@ local type, ipairs, tostring, error, setmetatable = type, ipairs, tostring, erro
 
 local loop -- required lazily: the fake's HTTP side works without the C core
 
+--- A fake WebSocket (fake.transport.websocket(req)) speaking the streaming protocol.
+---@class misskey.testing.WebSocket
+---@field fake misskey.testing.Fake
+---@field user? table the token's user, nil for an anonymous socket
+---@field channels table<string, { name: string, params?: table }> by connection id
+---@field captures table<string, integer> note id -> subNote count
+---@field sent string[] every frame the client sent
+---@field closed? integer the close code once closed
 local FakeSocket = { __name = "misskey.testing.WebSocket" }
 FakeSocket.__index = FakeSocket
 
@@ -55,6 +63,10 @@ function FakeSocket:_push(msg)
 end
 
 --- ws:receive([timeout]) -> text | nil, msg, err (kind "timeout", or "network" with err.closed)
+---@param timeout? number seconds
+---@return string|nil text
+---@return string|nil message
+---@return misskey.Error|nil err
 function FakeSocket:receive(timeout)
   local errors = require "misskey.errors"
   while #self._queue == 0 do
@@ -70,6 +82,10 @@ function FakeSocket:receive(timeout)
 end
 
 --- ws:send(text) -> true | nil, msg, err: a client frame, handled at once.
+---@param text string
+---@return true|nil ok
+---@return string|nil message
+---@return misskey.Error|nil err
 function FakeSocket:send(text)
   if self.closed then
     return require("misskey.errors").fail("network", "websocket closed", { closed = true })
@@ -95,6 +111,8 @@ function FakeSocket:send(text)
 end
 
 --- ws:close([code]): closes the socket; a waiting receive returns "closed".
+---@param code? integer default 1000
+---@return true
 function FakeSocket:close(code)
   if self.closed then return true end
   self.closed = code or 1000
@@ -106,6 +124,8 @@ function FakeSocket:close(code)
   return true
 end
 
+--- ws:state() -> "open" | "closed".
+---@return "open"|"closed"
 function FakeSocket:state() return self.closed and "closed" or "open" end
 
 function Fake:_close_sockets(code)
@@ -117,6 +137,7 @@ function Fake:_close_sockets(code)
 end
 
 --- fake:drop_streams(): the server closes every open WebSocket (1006), as a restart would.
+---@return integer closed
 function Fake:drop_streams()
   local n = #self._sockets
   self:_close_sockets(1006)
@@ -124,6 +145,7 @@ function Fake:drop_streams()
 end
 
 --- fake.sockets(): the open fake WebSockets ({ user, channels = { id = { name, params } }, captures, sent }).
+---@return misskey.testing.WebSocket[]
 function Fake:sockets()
   local out = {}
   for i, ws in ipairs(self._sockets) do out[i] = ws end
@@ -134,6 +156,8 @@ end
 -- outside any task) until no task is ready and no fake socket has a message
 -- waiting; at most max_rounds (default 10000) rounds. Timers in the future
 -- (sleeps, every) do not count as work: the fake has no clock of its own there.
+---@param max_rounds? integer
+---@return integer rounds
 function Fake:run_until_idle(max_rounds)
   loop = loop or require "misskey.loop"
   if loop.current() then error("fake:run_until_idle: call it from outside a task (in the test itself)", 2) end

@@ -20,6 +20,16 @@ event.PAYLOAD = {
 }
 
 --- The metatable of parsed events (`getmetatable(e) == event.Event`).
+---@class misskey.webhook.Event
+---@field type string "mention", "note", "follow", ... (or a type this library does not know)
+---@field eventId string
+---@field hookId? string
+---@field userId? string the webhook's owner
+---@field createdAt? number epoch milliseconds
+---@field server? string
+---@field body any the delivery's body
+---@field note? misskey.Note note, reply, renote, mention: body.note
+---@field user? misskey.UserDetailed follow, unfollow, followed: body.user
 local Event = { __name = "misskey.webhook.Event" }
 Event.__index = Event
 event.Event = Event
@@ -70,9 +80,9 @@ end
 -- `null = "nil"` leaves null members out, as the client's option does.
 ---@param body string
 ---@param opts? { max_size?: integer, null?: "nil"|"null" }
----@return table|nil event
+---@return misskey.webhook.Event|nil event
 ---@return string|nil message
----@return table|nil err
+---@return misskey.Error|nil err
 function event.parse(body, opts)
   if type(body) ~= "string" then
     error("bad argument #1 to 'parse' (string expected, got " .. type(body) .. ")", 2)

@@ -9,6 +9,8 @@ local handler = require "misskey.webhook.handler"
 local listen = require "misskey.webhook.listen"
 local seen = require "misskey.webhook.seen"
 
+--- Receiving webhook deliveries (require "misskey.webhook").
+---@class misskey.webhook
 local webhook = {}
 
 --- webhook.verify(headers, secret) -> true | nil, message, err (kind "auth", status 401).

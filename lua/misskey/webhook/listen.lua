@@ -51,6 +51,11 @@ local REASONS = {
 }
 local TEXT = { ["Content-Type"] = "text/plain; charset=utf-8" }
 
+--- The built-in listener (webhook.listen{...}).
+---@class misskey.webhook.Listener
+---@field host string the address it is bound to
+---@field port integer the port it is bound to (a free one for port 0)
+---@field url string where Misskey should deliver ("http://127.0.0.1:8080/hook")
 local Listener = { __name = "misskey.webhook.Listener" }
 Listener.__index = Listener
 
@@ -218,9 +223,9 @@ end
 -- 10), `max_head` (16 KiB), `max_connections` (64). A port that cannot be
 -- bound is `nil, message, err` (kind "network").
 ---@param opts misskey.webhook.ListenOptions
----@return table|nil listener
+---@return misskey.webhook.Listener|nil listener
 ---@return string|nil message
----@return table|nil err
+---@return misskey.Error|nil err
 function listen.new(opts)
   local receiver = handler.receiver(opts, "listen", 2)
   if receiver.max_size > MAX_CAP then

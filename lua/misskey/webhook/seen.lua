@@ -31,12 +31,15 @@ local seen = {}
 --- Ids remembered at least (and at most twice as many) by default.
 seen.SIZE = 10000
 
+--- The default memory of handled event ids (webhook.seen([size])).
+---@class misskey.webhook.Seen
+---@field size integer ids remembered at least
 local Seen = { __name = "misskey.webhook.Seen" }
 Seen.__index = Seen
 
 --- seen.new([size]) -> a store with `add(id)` (see above) and `count()`.
 ---@param size? integer
----@return table
+---@return misskey.webhook.Seen
 function seen.new(size)
   if size == nil then size = seen.SIZE end
   if type(size) ~= "number" or size ~= size or size < 1 or size % 1 ~= 0 then

@@ -34,6 +34,8 @@ endpoints["drive/files/create"] = {
 }
 
 --- fake:files{ user = } -> the drive files on the server, oldest first, as DriveFile objects.
+---@param filter? { user?: string }
+---@return misskey.DriveFile[]
 function Fake:files(filter)
   filter = filter or {}
   local out = {}

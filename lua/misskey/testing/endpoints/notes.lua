@@ -206,6 +206,9 @@ end
 --- Creates a note as @username directly on the server (nothing is recorded
 -- in fake.requests) with the params of notes/create. Returns the note as its
 -- author sees it; raises if notes/create would refuse the params.
+---@param username string
+---@param fields misskey.api.params.notes.create
+---@return misskey.Note
 function Fake:post(username, fields)
   local user = type(username) == "string" and self._by_name[username:gsub("^@", ""):lower()]
   if not user then error(("bad argument #1 to 'post' (no user @%s on the fake)"):format(tostring(username)), 2) end
@@ -222,6 +225,8 @@ end
 
 --- fake:notes(filter) -> the notes on the server, oldest first, as `viewer`
 -- (a username; default the author) sees them; filter = { user =, replyId =, text = } (all optional).
+---@param filter? { user?: string, replyId?: string, text?: string, viewer?: string }
+---@return misskey.Note[]
 function Fake:notes(filter)
   filter = filter or {}
   local out = {}
