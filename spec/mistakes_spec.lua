@@ -195,6 +195,59 @@ describe("stream:channel with a name that is not a channel", function()
   end)
 end)
 
+describe("client:software()", function()
+  it("asks nodeinfo once and keeps the answer, including one that names no software", function()
+    local t, seen = recording(function(req)
+      if req.url:find("/nodeinfo/2.1", 1, true) then
+        return answer(200, { software = { name = "Sharkey", version = "2025.4.0" } })
+      end
+      return answer(404, "not here", "text/plain")
+    end)
+    local client = client_with(t)
+    assert.same({ "sharkey", "2025.4.0" }, { client:software() })
+    assert.same({ "sharkey", "2025.4.0" }, { client:software() })
+    assert.equal(1, #seen)
+    assert.equal("GET", seen[1].method)
+    for k, v in pairs(seen[1].headers or {}) do
+      assert.is_nil(tostring(v):find("SECRET", 1, true), "the token went in header " .. k)
+    end
+    local quiet, qseen = recording(function(req)
+      if req.url:find("/nodeinfo/2.1", 1, true) then
+        return answer(200, { software = { name = "x\nos.exit(1)" } }) -- not a software name
+      end
+      return answer(404, "not here", "text/plain")
+    end)
+    client = client_with(quiet)
+    local name, msg, err = client:software()
+    assert.is_nil(name)
+    assert.equal("http", err.kind)
+    assert.matches("does not say what software it runs", msg, 1, true)
+    assert.equal(2, #qseen) -- 2.1, then 2.0
+    assert.is_nil((client:software()))
+    assert.equal(2, #qseen)
+  end)
+
+  it("raises on misuse", function()
+    local client = client_with((recording(fastify_404)))
+    assert.has_error(function() client.software() end, "bad self to 'software' (call it as client:software(...))")
+  end)
+end)
+
+describe("misskey stream (the command) with a misspelled channel", function()
+  it("is a usage error naming the nearest channel, before any socket is opened", function()
+    local srv = server.start()
+    local dir = server.temp_dir()
+    local _, err, code = require("support.cli").run(dir, "stream homeTimline",
+      { MISSKEY_HOST = srv.url, MISSKEY_TOKEN = "tok" })
+    local state = new_client{ host = srv.url, token = false }:request("test/stream/state")
+    srv:stop()
+    server.remove_dir(dir)
+    assert.equal(2, code)
+    assert.matches("unknown channel 'homeTimline' (did you mean 'homeTimeline'", err, 1, true)
+    assert.equal(0, #state.sockets)
+  end)
+end)
+
 describe("a misspelled permission in the auth flows", function()
   it("raises with the nearest valid names, unless strict = false", function()
     local ok, why = pcall(auth.miauth, { host = "misskey.example", permission = { "read:account", "write:note" } })
