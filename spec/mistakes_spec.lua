@@ -120,6 +120,20 @@ describe("PERMISSION_DENIED", function()
     assert.equal("PERMISSION_DENIED", err.code)
     assert.is_nil(err.permission)
   end)
+
+  it("takes from a server's catalogue only a name shaped as a permission", function()
+    local client = client_with((recording(denied)))
+    client:use_catalogue{ endpoints = {
+      ["fork/a"] = { params = {}, permission = "write:fork-things" },
+      ["fork/b"] = { params = {}, permission = "x\nos.exit(1) " .. ("y"):rep(200) },
+    } }
+    local _, msg, err = client:request("fork/a")
+    assert.equal("write:fork-things", err.permission)
+    assert.matches("needs the permission write:fork-things", msg, 1, true)
+    _, msg, err = client:request("fork/b")
+    assert.is_nil(err.permission)
+    assert.is_nil(msg:find("\n", 1, true))
+  end)
 end)
 
 describe("stream:channel with a name that is not a channel", function()

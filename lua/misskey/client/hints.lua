@@ -39,7 +39,8 @@ function hints.failure(cat, value, _, err)
   elseif err.code == "PERMISSION_DENIED" then
     local entry = catalogue.lookup(endpoint, cat)
     local permission = entry and entry.permission
-    if type(permission) == "string" then
+    -- A server's catalogue (client:schema()) comes from its /api.json: only a name shaped as one.
+    if type(permission) == "string" and #permission <= 128 and permission:find("^[%w:_%-%.]+$") then
       err.permission = permission
       err.message = ("%s (the endpoint needs the permission %s)"):format(err.message, permission)
     end
