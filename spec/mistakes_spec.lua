@@ -251,8 +251,16 @@ describe("misskey stream (the command) with a misspelled channel", function()
   it("is a usage error naming the nearest channel, before any socket is opened", function()
     local srv = server.start()
     local dir = server.temp_dir()
-    local _, err, code = require("support.cli").run(dir, "stream homeTimline",
-      { MISSKEY_HOST = srv.url, MISSKEY_TOKEN = "tok" })
+    -- Bounded: a command that let the name through would stream until killed.
+    local errfile = os.tmpname()
+    local p = assert(io.popen("timeout -k 2 20 " .. require("support.cli").command(dir, "stream homeTimline",
+      { MISSKEY_HOST = srv.url, MISSKEY_TOKEN = "tok" }) .. " 2>" .. server.shell_quote(errfile) .. "; echo $?"))
+    local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
+    p:close()
+    local f = assert(io.open(errfile, "rb"))
+    local err = f:read("*a")
+    f:close()
+    os.remove(errfile)
     local state = new_client{ host = srv.url, token = false }:request("test/stream/state")
     srv:stop()
     server.remove_dir(dir)
