@@ -2,4 +2,6 @@ std = "min"
 max_line_length = 120
 files["spec"] = { std = "+busted" }
 files["bench"] = { std = "max" }
+-- The application the nginx specs run: ngx_lua's `ngx` is its host's API.
+files["spec/nginx"] = { std = "+busted", globals = { "ngx" } }
 exclude_files = { "build/", "lua/misskey/endpoints.lua" }
