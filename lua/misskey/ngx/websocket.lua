@@ -166,7 +166,7 @@ function WebSocket:_read(timeout)
     return
   end
   local events
-  self._qtail, events = self._codec:feed(data, self._queue, self._qtail)
+  self._qtail, events = self._codec:feed(data, self._inbox, self._qtail)
   if events then self:_absorb(events) end
 end
 
@@ -185,8 +185,8 @@ function WebSocket:receive(timeout)
     end
   end
   local head = self._qhead
-  local text = self._queue[head]
-  self._queue[head] = nil
+  local text = self._inbox[head]
+  self._inbox[head] = nil
   self._qhead = head + 1
   return text
 end
@@ -345,7 +345,7 @@ function websocket.connect(req)
   end
   lines[#lines + 1] = "\r\n"
   local self = setmetatable({
-    _sock = host.socket.tcp(), _codec = codec, _queue = {}, _qhead = 1, _qtail = 0, _outbox = {}, _queued = 0,
+    _sock = host.socket.tcp(), _codec = codec, _inbox = {}, _qhead = 1, _qtail = 0, _outbox = {}, _queued = 0,
     _timeout = req.timeout or 30, _request = base.get_request(),
   }, WebSocket)
   local u = { scheme = scheme, name = name, port = port, authority = authority }
@@ -359,7 +359,7 @@ function websocket.connect(req)
   end
   if #rest > 0 then
     local events
-    self._qtail, events = codec:feed(rest, self._queue, self._qtail)
+    self._qtail, events = codec:feed(rest, self._inbox, self._qtail)
     if events then self:_absorb(events) end
   end
   self.open = true
