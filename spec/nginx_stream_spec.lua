@@ -73,13 +73,13 @@ describe("a stream inside nginx (misskey.ngx.follow in a timer)", function()
     ngx_:reload()
     -- Posted while the old worker process closes its stream and the new one takes over.
     ids[6] = post("six")
-    local e = wait_for("a new holder", function(ev)
+    wait_for("a new holder", function(ev)
       local last = ev.holders[#ev.holders]
       for _, pid in ipairs(before) do if pid == last then return false end end
       return #ev.holders >= 2
     end, 20)
     ids[7] = post("seven")
-    e = wait_for("every note", function(ev) return #ev.notes >= 7 end)
+    local e = wait_for("every note", function(ev) return #ev.notes >= 7 end)
     assert.same(ids, e.notes)
     -- Only the new holder's stream is open at the server.
     assert.equal(1, assert(api:request("test/stream/state")).open)
