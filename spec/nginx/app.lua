@@ -199,7 +199,7 @@ function app.handle()
   local name = ngx.var.uri:gsub("^/", ""):gsub("/", "_")
   local route = routes[name]
   if not route then return reply({ error = "no route " .. name }, 404) end
-  local ok, value = pcall(route)
+  local ok, value = xpcall(route, debug.traceback)
   if not ok then return reply({ raised = tostring(value) }, 500) end
   reply(value)
 end

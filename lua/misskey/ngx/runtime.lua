@@ -89,7 +89,9 @@ local function reap(co)
   if list then
     dead[co] = nil
     if list.request ~= get_request() then return end -- an earlier request's: gone with it
-    for i = 1, #list do wait_thread(list[i]) end
+    -- nginx reuses a finished request's memory, so a later request can have the same
+    -- address: a thread of the earlier one refuses the wait, and is gone anyway.
+    for i = 1, #list do pcall(wait_thread, list[i]) end
   end
 end
 
