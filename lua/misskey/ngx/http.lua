@@ -486,10 +486,28 @@ local function connect_failure(where, err, tls)
   local msg = ("cannot connect to %s: %s"):format(where, tostring(err))
   if tostring(err):find("no resolver defined", 1, true) then
     msg = msg .. " (nginx resolves host names only through its `resolver` directive: add one to nginx.conf)"
-  elseif tls and tostring(err):find("certificate", 1, true) then
-    msg = msg .. " (the server's certificate is not trusted here: set lua_ssl_trusted_certificate in nginx.conf)"
+  elseif tls then
+    msg = msg .. " (is the server's certificate trusted here? nginx.conf's lua_ssl_trusted_certificate says what is)"
   end
   return failure("network", msg, { reason = "network" })
+end
+
+--- http.handshake(sock, name, verify) -> true | nil, why: the TLS handshake, failing
+-- closed. lua-resty-core 0.1.25 with ngx_lua 0.10.23 (Debian 12) raises an assertion
+-- instead of returning the error when a handshake fails at once (a certificate
+-- refused by a server on the same host): that is a failed handshake too.
+---@param sock table a connected cosocket
+---@param name string the server name (SNI and the certificate check)
+---@param verify boolean
+---@return boolean|nil ok
+---@return string|nil why
+function http.handshake(sock, name, verify)
+  local ok, session, err = pcall(sock.sslhandshake, sock, nil, name, verify)
+  if not ok then
+    return nil, "the handshake failed (nginx gave no reason: the certificate was refused or the connection broke)"
+  end
+  if not session then return nil, tostring(err) end
+  return true
 end
 
 -- Connects (from the pool when an idle connection is there) and shakes hands.
@@ -509,9 +527,9 @@ function Exchange:connect(scheme, name, port)
   if not ok then return nil, connect_failure(self.where, err, false) end
   local reused = (sock:getreusedtimes() or 0) > 0
   if tls and not reused then
-    local session
-    session, err = sock:sslhandshake(nil, name, verify)
-    if not session then
+    local done
+    done, err = http.handshake(sock, name, verify)
+    if not done then
       sock:close()
       return nil, connect_failure(self.where, "TLS handshake failed: " .. tostring(err), true)
     end

@@ -278,13 +278,11 @@ local function open(self, req, u, request_head)
   end
   if u.scheme == "https" then
     sock:settimeouts(ms(left()), ms(left()), ms(left()))
-    local session
-    session, err = sock:sslhandshake(nil, u.name, not req.insecure)
-    if not session then
+    local done
+    done, err = http.handshake(sock, u.name, not req.insecure)
+    if not done then
       local msg = "websocket: TLS handshake with " .. where .. " failed: " .. tostring(err)
-      if tostring(err):find("certificate", 1, true) then
-        msg = msg .. " (the server's certificate is not trusted here: set lua_ssl_trusted_certificate in nginx.conf)"
-      end
+        .. " (is the server's certificate trusted here? nginx.conf's lua_ssl_trusted_certificate says what is)"
       return nil, { kind = "network", message = msg }
     end
   end
