@@ -108,8 +108,10 @@ local function literal(v)
   return "{ " .. table.concat(parts, ", ") .. " }"
 end
 
---- nginx.start{ upstream = url, ws = url, workers = 1, follow = false, trust = cert path, settings = {} }
--- -> a running nginx. `settings` go to spec_config.lua (with upstream, ws, follow and dir).
+--- nginx.start{ upstream = url, ws = url, workers = 1, follow = false, trust = cert path, settings = {},
+-- template = path, prefix = path, env = {} } -> a running nginx. `settings` go to spec_config.lua (with
+-- upstream, ws, follow and dir); `template` replaces spec/nginx/nginx.conf (the same ${...} fields),
+-- `prefix` the temporary folder as nginx's -p, and `env` is nginx's environment on top of this one's.
 function M.start(opts)
   opts = opts or {}
   local why = M.missing()
@@ -124,15 +126,18 @@ function M.start(opts)
   for _ = 1, 5 do -- a free port can be taken between the look and the listen: try another
     port = server.free_port()
     local user = shell("id -un") == "root" and "user root root;" or ""
-    local conf = read("spec/nginx/nginx.conf"):gsub("%${(%u+)}", {
+    local conf = read(opts.template or "spec/nginx/nginx.conf"):gsub("%${(%u+)}", {
       ROOT = root, DIR = dir, PORT = tostring(port), WORKERS = tostring(opts.workers or 1), USER = user,
       TRUST = opts.trust and ("lua_ssl_trusted_certificate %s;"):format(opts.trust) or "",
     })
     write(dir .. "/nginx.conf", conf)
     local guard_py = server.shell_quote(here .. "nginx_guard.py")
     local q = server.shell_quote
-    handle = assert(io.popen("exec " .. PYTHON .. " " .. guard_py .. " " .. port .. " " .. M.BINARY
-      .. " -p " .. q(dir .. "/") .. " -e " .. q(dir .. "/error.log") .. " -c " .. q(dir .. "/nginx.conf"), "r"))
+    local env = ""
+    for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. q(v) .. " " end
+    handle = assert(io.popen(env .. "exec " .. PYTHON .. " " .. guard_py .. " " .. port .. " " .. M.BINARY
+      .. " -p " .. q(opts.prefix or (dir .. "/")) .. " -e " .. q(dir .. "/error.log")
+      .. " -c " .. q(dir .. "/nginx.conf"), "r"))
     line = handle:read("*l") or ""
     guard = tonumber(line:match("^PID %d+ GUARD (%d+)$"))
     if guard then break end
