@@ -10,6 +10,7 @@ local loop = require "misskey.loop"
 local handlers = {}
 
 local argerror = argcheck.argerror
+local spawn_now = loop.spawn_now
 
 --- handlers.add(lists, fname, event, fn, once[, level]): `level`: see misskey.argcheck.
 function handlers.add(lists, fname, event, fn, once, level)
@@ -67,7 +68,7 @@ function handlers.fire(running, lists, event, ...)
       h = nil -- a once handler already run (by an event its own handler fired)
     end
     if h then
-      local task = loop.spawn_now(h.fn, ...)
+      local task = spawn_now(h.fn, ...)
       local st = task.status
       if st == "waiting" or st == "ready" then running:add(task) end
     end
