@@ -2,7 +2,8 @@
 #
 #   make                 build build/5.4/misskey/core.so   (LUA=5.1 or LUA=luajit for the others);
 #                        builds only: it installs nothing (a missing library is named, with `make deps`)
-#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it); runs `make deps` first
+#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it); runs `make deps` first;
+#                        the LuaJIT pass also runs the library inside nginx (spec/nginx_*_spec.lua)
 #   make demo            run examples/quickstart.lua (fake server, or MISSKEY_HOST/MISSKEY_TOKEN); `make deps` first
 #   make lint            luacheck + the C warnings
 #   make asan|valgrind   the suite under AddressSanitizer/UBSan, or valgrind
