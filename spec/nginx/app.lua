@@ -187,6 +187,7 @@ function routes.events()
     notes = json.decode(dict:get("notes_json") or "[]"),
     api = dict:get("api") or 0, connected = dict:get("connected") or 0,
     disconnected = dict:get("disconnected") or 0, holders = json.decode(dict:get("holders") or "[]"),
+    bursts = dict:get("bursts") or 0,
   }
 end
 
@@ -227,6 +228,8 @@ function app.init_worker()
     local s = c:stream{ positions = config.dir .. "/positions.json", backoff = { min = 0.05, max = 0.2 } }
     s:on("connected", function() dict:incr("connected", 1, 0) end)
     s:on("disconnected", function() dict:incr("disconnected", 1, 0) end)
+    -- A burst of events whose handlers only count (spec/nginx_stream_spec.lua measures memory).
+    s:channel("homeTimeline"):on("burst", function() dict:incr("bursts", 1, 0) end)
     s:channel("homeTimeline"):on("note", function(note)
       push("notes_json", note.id)
       -- Handlers may call the API (they run in tasks of their own).
