@@ -181,6 +181,7 @@ end
 local error_handler = default_handler
 
 --- Replaces the handler of errors that no task joins; returns the previous one.
+---@param fn fun(msg: string, err: table)
 function rt.on_error(fn)
   if fn ~= nil and type(fn) ~= "function" then
     argcheck.argerror(1, "on_error", "function expected, got " .. type(fn))
@@ -344,6 +345,7 @@ local function new_task(fn, args)
 end
 
 --- The task running now, or nil outside any task.
+---@return table|nil task
 function rt.current()
   local w = workers[coroutine.running()]
   return w and w.task or nil
@@ -352,6 +354,8 @@ end
 --- misskey.spawn(fn, ...) -> task: runs fn(...) as a task, from the next turn of
 -- nginx's event loop (a light thread: the request or timer that spawns it lasts
 -- until it ends).
+---@param fn function
+---@return table task
 function rt.spawn(fn, ...)
   if type(fn) ~= "function" then
     argcheck.argerror(1, "spawn", "function expected, got " .. type(fn))
@@ -364,6 +368,8 @@ end
 
 --- loop.spawn_now(fn, ...) -> task: runs fn(...) as a task at once; returns when
 -- it returns or first waits (from then on it goes on by itself).
+---@param fn function
+---@return table task
 function rt.spawn_now(fn, ...)
   if type(fn) ~= "function" then
     argcheck.argerror(1, "spawn_now", "function expected, got " .. type(fn))
@@ -388,6 +394,7 @@ function rt.spawn_now(fn, ...)
 end
 
 --- task:join() -> the task's return values; if it raised: nil, message, err.
+---@return any ...
 function Task:join()
   argcheck.self(self, Task, "task", "join")
   if self == rt.current() then error("a task cannot join itself", 2) end
@@ -424,6 +431,8 @@ function Task:__tostring()
 end
 
 --- loop.await_task(task[, timeout]) -> "done" | "timeout", without joining.
+---@param task table
+---@param timeout? number
 function rt.await_task(task, timeout)
   if finished(task) then return "done" end
   local result = await(function(w)
@@ -439,6 +448,7 @@ end
 
 --- misskey.sleep(seconds): waits without blocking nginx (a semaphore wait, so a
 -- cancel ends it at once).
+---@param seconds number
 function rt.sleep(seconds)
   local why = argcheck.wait_problem(seconds)
   if why then argcheck.argerror(1, "sleep", why) end
@@ -449,6 +459,9 @@ end
 local event_waits = setmetatable({}, { __mode = "k" })
 
 --- loop.wait_event(obj[, timeout]) -> "signal" | "timeout" (see misskey.loop).
+---@param obj any
+---@param timeout? number
+---@return string "signal"|"timeout"
 function rt.wait_event(obj, timeout)
   if obj == nil then argcheck.argerror(1, "wait_event", "a key expected, got nil") end
   local why = timeout ~= nil and argcheck.wait_problem(timeout)
@@ -472,6 +485,7 @@ function rt.wait_event(obj, timeout)
 end
 
 --- loop.signal(obj) -> number of waiters woken (from any request or timer).
+---@param obj any
 function rt.signal(obj)
   local list = event_waits[obj]
   if not list then return 0 end
@@ -548,6 +562,8 @@ end
 --- misskey.run(fn, ...) -> fn's results: runs fn as a task and waits until it and
 -- every task started under it end (or misskey.stop() is called in one of them:
 -- the rest are cancelled). Inside a task, a spawn and a join.
+---@param fn function
+---@return any ...
 function rt.run(fn, ...)
   if type(fn) ~= "function" then
     argcheck.argerror(1, "run", "function expected, got " .. type(fn))
@@ -589,6 +605,8 @@ function rt.cancel_all()
 end
 
 --- misskey.gather(f1 or task1, ...) -> results, errs (see misskey.loop).
+---@return table results
+---@return table errs
 function rt.gather(...)
   local n = select("#", ...)
   local tasks = {}

@@ -172,6 +172,10 @@ end
 
 --- ws:receive([timeout]) -> message | nil, msg, err (err.kind "timeout" when no
 -- frame at all came in `timeout` seconds; "network" with err.closed once closed).
+---@param timeout? number
+---@return string|nil message
+---@return string|nil msg
+---@return table|nil err
 function WebSocket:receive(timeout)
   while self._qhead > self._qtail do
     if self.closed then return closed_error(self) end
@@ -193,6 +197,11 @@ end
 
 --- ws:send(text [, "binary" | "ping"]) -> true | nil, msg, err: queued at once;
 -- written by the socket's writer task.
+---@param data string
+---@param kind? "text"|"binary"|"ping"
+---@return boolean|nil ok
+---@return string|nil msg
+---@return table|nil err
 function WebSocket:send(data, kind)
   if self.closed then return closed_error(self) end
   if not self:_own() then
@@ -207,12 +216,15 @@ function WebSocket:send(data, kind)
 end
 
 --- ws:buffered() -> bytes queued and not sent yet.
+---@return integer
 function WebSocket:buffered()
   return self._queued + (self._pong and #self._pong or 0)
 end
 
 --- ws:close([code, reason]): sends the close frame (after what is queued), waits a
 -- little for the server's, then closes the connection.
+---@param code? integer
+---@param reason? string
 function WebSocket:close(code, reason)
   code = code or 1000
   if type(code) ~= "number" or code % 1 ~= 0 or not (code >= 1000 and code <= 1003 or code >= 1007 and code <= 1014
