@@ -118,6 +118,13 @@ describe("inside nginx", function()
     assert.same({ "a", "b" }, result.gather)
   end)
 
+  it("a stream's watchdog declares a silent socket dead and the stream reconnects", function()
+    assert(api:request("test/stream/reset"))
+    local out = ngx_:get("/watchdog")
+    assert.equal(2, out.connects)
+    assert.matches("watchdog", out.reasons[1])
+  end)
+
   it("uploads a file from disk, streamed, with progress", function()
     local dir = server.temp_dir()
     local path = dir .. "/upload.bin"

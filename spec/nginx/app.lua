@@ -106,6 +106,25 @@ function routes.paginate()
   return { ids = ids }
 end
 
+-- A stream in a request handler on a silent server: the watchdog declares the socket dead
+-- and the stream reconnects; closed on its second connection (or after 5 s, a bound).
+function routes.watchdog()
+  local s = client():stream{ watchdog = 0.2, backoff = { min = 0.05, max = 0.1 } }
+  local reasons, connects = {}, 0
+  s:on("connected", function()
+    connects = connects + 1
+    if connects == 2 then s:close() end
+  end)
+  s:on("disconnected", function(reason) reasons[#reasons + 1] = reason end)
+  local bound = misskey.spawn(function()
+    misskey.sleep(5)
+    s:close()
+  end)
+  local ok = s:run()
+  bound:cancel()
+  return { ok = ok, connects = connects, reasons = reasons }
+end
+
 -- client:upload of ?path= (a file the spec wrote), with progress.
 function routes.upload()
   local calls = {}
