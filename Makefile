@@ -2,7 +2,8 @@
 #
 #   make                 build build/5.4/misskey/core.so   (LUA=5.1 or LUA=luajit for the others);
 #                        builds only: it installs nothing (a missing library is named, with `make deps`)
-#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it); runs `make deps` first
+#   make test            busted on Lua 5.4, 5.1 and LuaJIT (TAP; CI counts it); runs `make deps` first;
+#                        the LuaJIT pass also runs the library inside nginx (spec/nginx_*_spec.lua)
 #   make demo            run examples/quickstart.lua (fake server, or MISSKEY_HOST/MISSKEY_TOKEN); `make deps` first
 #   make lint            luacheck + the C warnings
 #   make asan|valgrind   the suite under AddressSanitizer/UBSan, or valgrind
@@ -31,12 +32,16 @@ endif
 SOURCES  := $(wildcard src/*.c)
 HEADERS  := $(wildcard src/*.h)
 
+# nginx with its Lua module, for the specs that run the library inside nginx (spec/nginx_spec.lua,
+# LuaJIT pass). Installing nginx starts Debian's default site on a systemd machine: the specs
+# run their own nginx, so that one is stopped and disabled.
+NGINX_DEBS := nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache
 # LuaJIT is OpenResty's branch (Debian's luajit2): nginx's Lua module needs it, and it conflicts with
 # Debian's plain luajit, which apt removes when it installs it.
 DEBS := lua5.1 lua5.4 luajit2 liblua5.1-0-dev liblua5.4-dev libluajit2-5.1-dev lua-cjson \
         libcurl4-openssl-dev uuid-dev luarocks clang lua-busted lua-check pkg-config python3-aiohttp \
         lua-posix lua-socket lua-luv lua-cqueues lua-copas curl ca-certificates openssl \
-        cppcheck valgrind lua-ldoc
+        cppcheck valgrind lua-ldoc $(NGINX_DEBS)
 DEPS_STAMP := build/.deps
 
 .PHONY: all deps test test-one lint asan valgrind demo rock fuzz clean clean-module
@@ -53,6 +58,8 @@ $(DEPS_STAMP): Makefile
 	  echo "make deps: installing $$(echo $$missing | tr '\n' ' ')"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  if echo "$$missing" | grep -qx nginx && command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then \
+	    $$SUDO systemctl disable --now -q nginx; fi; \
 	fi
 	@mkdir -p build && touch $@
 

@@ -1,7 +1,8 @@
 -- How the modules under lua/misskey/ depend on each other, read from their
 -- source: no require cycle (lazy or not), no module reading a client's private
 -- fields (the client's declared interface is the way in), one module that
--- reads the environment (misskey.env), and one that waits (misskey.loop).
+-- reads the environment (misskey.env), and one that waits (misskey.loop), which
+-- alone with misskey.ngx (its implementation inside nginx) tests the host.
 local ROOT = "lua/"
 
 
@@ -99,6 +100,18 @@ describe("the module structure", function()
     end
     table.sort(waiters)
     assert.same({}, waiters)
+  end)
+
+  it("only the runtimes test which host they run in: no other module reads nginx's `ngx`", function()
+    local testers = {}
+    for name, m in pairs(modules) do
+      local runtime = name == "misskey.loop" or name == "misskey.ngx" or name:find("^misskey%.ngx%.")
+      if not runtime and (m.code:find("%f[%w_]ngx%.") or m.code:find("[\"']ngx[\"']")) then
+        testers[#testers + 1] = name
+      end
+    end
+    table.sort(testers)
+    assert.same({}, testers)
   end)
 
   it("reads the environment only through misskey.env", function()

@@ -15,6 +15,7 @@
 #include "signals.h"
 #include "lock.h"
 #include "ws.h"
+#include "wscodec.h"
 #include "server.h"
 #include "equal.h"
 
@@ -47,6 +48,8 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
       /* the WebSocket codec, for unit vectors (ws.c, wsframe.c) */
       {"_ws_parse", mk_l_ws_parse}, {"_ws_encode", mk_l_ws_encode}, {"_utf8_valid", mk_l_utf8_valid},
       {"_ws_reply", mk_l_ws_reply},
+      /* the same protocol without I/O, for a host that moves the bytes (wscodec.c: misskey.ngx) */
+      {"ws_codec", mk_l_ws_codec},
       /* the OAuth redirect listener of `misskey login` (listen.c) */
       {"listen", mk_l_listen},
       /* the webhook listener's sockets and its secret check (server.c, equal.c) */
@@ -67,6 +70,7 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   mk_engine_open(L);
   mk_http_open(L);
   mk_ws_open(L);
+  mk_wscodec_open(L);
   mk_listen_open(L);
   mk_server_open(L);
   mk_signal_open(L);

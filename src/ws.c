@@ -110,6 +110,20 @@ static void base64(const uint8_t *src, size_t n, char *dst) {
   dst[o] = '\0';
 }
 
+/* A fresh Sec-WebSocket-Key (base64 of 16 random bytes) and the Sec-WebSocket-Accept it
+ * calls for, base64(SHA-1(key + GUID)); 0, or -1 with errno when the random source fails. */
+int mk_ws_make_key(char key[32], char accept[32]) {
+  uint8_t nonce[16], digest[20];
+  char kg[96];
+  size_t kn;
+  if (mk_random(nonce, sizeof nonce) != 0) return -1;
+  base64(nonce, sizeof nonce, key);
+  kn = (size_t)snprintf(kg, sizeof kg, "%s%s", key, WS_GUID);
+  mk_sha1(kg, kn, digest);
+  base64(digest, sizeof digest, accept);
+  return 0;
+}
+
 /* ---- object plumbing ---- */
 
 static mk_ws *to_ws(lua_State *L, int i) { return (mk_ws *)luaL_checkudata(L, i, MK_WS_MT); }
@@ -280,7 +294,7 @@ int mk_ws_new(lua_State *L) {
   const char *url, *scheme = NULL, *rest = NULL, *slash;
   mk_ws *w;
   int plain;
-  uint8_t nonce[16];
+  char key[32], accept[32];
   luaL_Buffer req;
   CURLMcode mc;
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -289,8 +303,8 @@ int mk_ws_new(lua_State *L) {
   if (url == NULL) return luaL_error(L, "websocket option 'url' must be a string");
   split_url(L, url, &scheme, &rest);
   plain = plain_connection(url);
-  /* The key's nonce: kernel randomness or no connection (mk_random never spins or weakens). */
-  if (mk_random(nonce, sizeof nonce) != 0) {
+  /* The key: kernel randomness or no connection (mk_random never spins or weakens). */
+  if (mk_ws_make_key(key, accept) != 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "websocket: the kernel's random source failed (%s)", strerror(errno));
     return 2;
@@ -313,14 +327,8 @@ int mk_ws_new(lua_State *L) {
 
   /* The upgrade request, sent once connected: GET <path?query> HTTP/1.1. */
   slash = strchr(rest, '/');
-  base64(nonce, sizeof nonce, w->key);
-  { /* Sec-WebSocket-Accept = base64(sha1(key + GUID)) */
-    char kg[96];
-    uint8_t digest[20];
-    size_t kn = (size_t)snprintf(kg, sizeof kg, "%s%s", w->key, WS_GUID);
-    mk_sha1(kg, kn, digest);
-    base64(digest, sizeof digest, w->accept);
-  }
+  memcpy(w->key, key, sizeof key);
+  memcpy(w->accept, accept, sizeof accept);
   luaL_buffinit(L, &req);
   luaL_addstring(&req, "GET ");
   luaL_addstring(&req, slash ? slash : "/");

@@ -14,6 +14,9 @@ void mk_ws_connected(lua_State *L, mk_ws *w, CURLcode code);
 int mk_ws_pin(lua_State *L, mk_ws *w); /* pushes the pinned object */
 /* engine:close(): releases every WebSocket on e (socket, curl state, buffers). */
 void mk_ws_engine_closing(lua_State *L, mk_engine *e);
+/* A fresh Sec-WebSocket-Key and the Sec-WebSocket-Accept it calls for (NUL-terminated);
+ * 0, or -1 with errno when the kernel's random source fails. */
+int mk_ws_make_key(char key[32], char accept[32]);
 int mk_l_ws_reply(lua_State *L);  /* core._ws_reply: the upgrade reply check, for unit vectors */
 int mk_l_ws_parse(lua_State *L);  /* core._ws_parse: the codec, for unit vectors */
 int mk_l_ws_encode(lua_State *L); /* core._ws_encode */

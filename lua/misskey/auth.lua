@@ -164,7 +164,7 @@ local Session = { __name = "misskey.auth.Session" }
 Session.__index = Session
 
 function Session:__tostring()
-  return ("misskey.auth.Session (%s)"):format(self.url)
+  return ("misskey.auth.Session (%s)"):format(self.url or self.session)
 end
 
 --- Options of auth.miauth.
@@ -202,6 +202,25 @@ function auth.miauth(opts)
     session = session, url = url, permission = permission, base_url = client.base_url, host = client.host,
     _client = client,
   }, Session)
+end
+
+local SESSION_OPTIONS = { host = true, session = true, allow_plaintext_token = true }
+
+--- auth.miauth_session{ host, session, allow_plaintext_token = false } -> session
+-- The session of a MiAuth sign-in started earlier (auth.miauth), from its id: for a
+-- web application, whose callback (`?session=<id>`) comes in another request, maybe
+-- another process. Only `check` and `wait` are meaningful on it (`url` is not known).
+---@param opts { host: string|table, session: string, allow_plaintext_token?: boolean }
+---@return table session
+function auth.miauth_session(opts)
+  check_keys("miauth_session", opts, SESSION_OPTIONS)
+  local id = opts.session
+  -- It goes into the check's URL path: a UUID's characters only.
+  if type(id) ~= "string" or not id:find("^[%w%-]+$") or #id > 128 then
+    argerror(1, "miauth_session", "option 'session' must be a MiAuth session id (letters, digits and '-')")
+  end
+  local client = client_for("miauth_session", opts.host, opts.allow_plaintext_token)
+  return setmetatable({ session = id, base_url = client.base_url, host = client.host, _client = client }, Session)
 end
 
 local PENDING = "the session is not approved: Misskey answers the same for a pending, unknown or already-used session"

@@ -599,4 +599,35 @@ function loop.gather(...)
 end
 
 loop.Task = Task
+
+-- ------------------------------------------------------------------------
+-- the runtime seam
+
+--- The host runtime when it is not this scheduler on the C engine: nil here,
+-- misskey.ngx.runtime inside nginx (its `transport` names the default transport).
+loop.runtime = nil
+
+-- The functions a runtime provides (docs/architecture.md, "The runtime seam").
+local SEAM = {
+  "current", "on_error", "spawn", "spawn_now", "await_transfer", "await_socket", "sleep", "wait_event", "signal",
+  "await_task", "run", "stop", "cancel_all", "step", "timeout", "fds", "pollfd", "set_wakeup", "alive", "gather",
+  "Task",
+}
+
+--- loop.use(runtime): every function of the waiting seam is the runtime's from now
+-- on (modules call them through this table, so they wait the runtime's way).
+---@param runtime table
+function loop.use(runtime)
+  for _, name in ipairs(SEAM) do loop[name] = assert(runtime[name], name) end
+  loop.runtime = runtime
+end
+
+-- Inside nginx (ngx_lua: its `ngx` table with light threads and cosockets) nothing may
+-- block the worker process: the seam is misskey.ngx.runtime's. Decided when this module
+-- loads, before anything can keep a function of the other one.
+local host = rawget(_G, "ngx")
+if type(host) == "table" and type(host.thread) == "table" and type(host.socket) == "table" then
+  loop.use(require "misskey.ngx.runtime")
+end
+
 return loop

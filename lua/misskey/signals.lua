@@ -98,6 +98,10 @@ function signals.run(owner, opts, hooks)
   local stop_on = signals.check(opts.stop_on, "stop_on", 2)
   local grace = argcheck.seconds_option(opts, "grace", nil, 2) or 10
   local watcher
+  if stop_on and loop.runtime and not loop.runtime.signals then
+    error(owner .. ":run: stop_on is not available in this runtime (inside nginx, nginx handles the signals: "
+      .. "a reload or stop closes streams through misskey.ngx)", 3)
+  end
   if stop_on then
     local why
     watcher, why = signals.watch(stop_on, function() hooks.stop(grace) end)

@@ -1285,6 +1285,77 @@ ROUTES.update({
 })
 
 
+# ---- nginx (spec/nginx_spec.lua): replies held until the spec opens a gate, and the order of it all ----
+# test/gate/wait holds each request until test/gate/open; test/gate/arrived answers once `count` of them
+# are held (within `timeout` s); test/gate/mark records a label; test/gate/log is the ordered record.
+
+GATE = {"open": None, "arrivals": None, "log": [], "held": 0}
+
+
+def gate_reset():
+    if GATE["open"] is not None:
+        GATE["open"].set()
+    GATE.update(open=asyncio.Event(), arrivals=asyncio.Condition(), log=[], held=0)
+
+
+async def test_gate_wait(request):
+    if GATE["open"] is None:
+        gate_reset()
+    key = (await json_params(request)).get("key")
+    GATE["log"].append("arrive:%s" % key)
+    GATE["held"] += 1
+    async with GATE["arrivals"]:
+        GATE["arrivals"].notify_all()
+    await GATE["open"].wait()
+    GATE["log"].append("answer:%s" % key)
+    return reply({"key": key})
+
+
+async def test_gate_arrived(request):
+    if GATE["open"] is None:
+        gate_reset()
+    params = await json_params(request)
+    count, timeout = int_param(params, "count", 1), float(params.get("timeout", 20))
+    try:
+        async with GATE["arrivals"]:
+            await asyncio.wait_for(GATE["arrivals"].wait_for(lambda: GATE["held"] >= count), timeout)
+    except asyncio.TimeoutError:
+        pass
+    return reply({"held": GATE["held"]})
+
+
+async def test_gate_mark(request):
+    GATE["log"].append("mark:%s" % (await json_params(request)).get("label"))
+    return reply({"ok": True})
+
+
+async def test_gate_open(request):
+    GATE["log"].append("open")
+    if GATE["open"] is None:
+        gate_reset()
+    GATE["open"].set()
+    return reply({"ok": True})
+
+
+async def test_gate_log(request):
+    return reply({"log": GATE["log"], "held": GATE["held"]})
+
+
+async def test_gate_reset(request):
+    gate_reset()
+    return reply({"ok": True})
+
+
+ROUTES.update({
+    "test/gate/wait": test_gate_wait,
+    "test/gate/arrived": test_gate_arrived,
+    "test/gate/mark": test_gate_mark,
+    "test/gate/open": test_gate_open,
+    "test/gate/log": test_gate_log,
+    "test/gate/reset": test_gate_reset,
+})
+
+
 def make_app():
     # Allow big uploads through echo; Misskey's own 1 MiB limit is not modelled.
     app = web.Application(middlewares=[api_middleware], client_max_size=64 * 1024 * 1024)

@@ -8,6 +8,7 @@ local baseurl = require "misskey.baseurl"
 local core = require "misskey.core"
 local env = require "misskey.env"
 local form = require "misskey.client.form"
+local loop = require "misskey.loop"
 local ratelimit = require "misskey.ratelimit"
 
 local options = {}
@@ -114,8 +115,8 @@ local function check_http_options(opts)
   return out
 end
 
-local function default_user_agent(version)
-  return ("lua-misskey/%s libcurl/%s"):format(version, core.curl_version())
+local function default_user_agent(version, product)
+  return ("lua-misskey/%s %s"):format(version, product or "libcurl/" .. core.curl_version())
 end
 
 -- Credentials: explicit arguments win; then MISSKEY_HOST and MISSKEY_TOKEN,
@@ -220,7 +221,10 @@ function options.fields(opts, version)
   if transport ~= nil and (type(transport) ~= "table" or type(transport.request) ~= "function") then
     opterror("transport", "a table with a request function expected", 2)
   end
-  if transport == nil then
+  if transport == nil and loop.runtime then
+    -- The host runtime's own (inside nginx: cosockets); it refuses the options it cannot honour.
+    transport = require(loop.runtime.transport).new(opts)
+  elseif transport == nil then
     transport = require("misskey.transport.curl").new(opts.engine)
   elseif opts.engine ~= nil then
     opterror("engine", "cannot be combined with transport", 2)
@@ -243,7 +247,7 @@ function options.fields(opts, version)
     _connect_timeout = opts.connect_timeout,
     _max_size = opts.max_size or DEFAULT_MAX_SIZE,
     _http_options = http_options,
-    _user_agent = opts.user_agent or default_user_agent(version),
+    _user_agent = opts.user_agent or default_user_agent(version, transport.product),
     _transport = transport,
     _policy = ratelimit.policy(opts), -- 429s, retries, pacing: misskey.ratelimit's, per client
     _validate = opts.validate or false,

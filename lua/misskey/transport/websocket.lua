@@ -159,6 +159,11 @@ local function check_request(req)
   if req.ca_file ~= nil and type(req.ca_file) ~= "string" then opterror("ca_file", "a file path expected") end
 end
 
+--- websocket.check_request(req): the request's options, checked as websocket.connect
+-- checks them (raising naming the option); for another transport's websocket function
+-- called the same way (transport.websocket -> its connect -> this).
+websocket.check_request = check_request
+
 --- websocket.connect(engine, req) -> ws | nil, msg, err
 -- req = { url = "ws(s)://…", headers, connect_timeout, ca_file, insecure, max_message, timeout }
 -- Through an http_proxy the connection is a CONNECT tunnel: the proxy never sees the target.
