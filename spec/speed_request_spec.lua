@@ -125,6 +125,13 @@ describe("engine:finish", function()
     assert.equal("done", e:finish(c))
   end)
 
+  it("declines a WebSocket: its connect is waited for by stepping the engine", function()
+    local e = core.engine()
+    local ws = assert(e:websocket{ url = srv.url:gsub("^http", "ws") .. "/streaming", timeout = 5 })
+    assert.is_nil(e:finish(ws))
+    ws:cancel()
+  end)
+
   it("rejects a bad timeout", function()
     local e = core.engine()
     local t = e:post(core.prepare{}, srv.url .. "/api/test/echo", "{}")

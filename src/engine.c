@@ -478,7 +478,7 @@ static int engine_step(lua_State *L) {
   return 4;
 }
 
-/* engine:finish(transfer [, timeout]) -> "done" | "timeout" | nil
+/* engine:finish(transfer [, timeout]) -> "done" | "timeout" | nil (also for a WebSocket)
  * Steps the engine until `transfer` (one of its own) is done, or `timeout` seconds pass: what
  * `repeat engine:step(1) until transfer:done()` does, without a return to Lua per step. Only
  * while the transfer is all the engine serves (no other transfer, WebSocket, timer or watched
@@ -487,10 +487,14 @@ static int engine_step(lua_State *L) {
  * short (so that Ctrl-C reaches Lua): the caller then steps the engine itself. */
 static int engine_finish(lua_State *L) {
   mk_engine *e = mk_check_engine(L, 1);
-  mk_transfer *t = (mk_transfer *)luaL_checkudata(L, 2, MK_TRANSFER_MT);
+  mk_transfer *t = (mk_transfer *)mk_testudata(L, 2, MK_TRANSFER_MT);
   double timeout = luaL_optnumber(L, 3, -1), deadline = 0;
   int top;
   if (!lua_isnoneornil(L, 3) && !(timeout >= 0)) return luaL_argerror(L, 3, "timeout must be a number >= 0");
+  if (t == NULL) { /* anything else the engine waits for (a WebSocket's connect): its steps */
+    lua_pushnil(L);
+    return 1;
+  }
   if (t->state == MK_DONE || t->state == MK_CANCELLED) {
     lua_pushliteral(L, "done");
     return 1;
