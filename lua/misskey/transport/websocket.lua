@@ -101,6 +101,9 @@ local function next_message(self, timeout)
   local text = self._queue[head]
   self._queue[head] = nil
   self._qhead = head + 1
+  -- The last of a burst: a table keeps the array part the burst grew, so an idle socket
+  -- after one gets a new, small queue.
+  if head == self._qtail and head > 32 then self._queue, self._qhead, self._qtail = {}, 1, 0 end
   return text
 end
 
