@@ -194,16 +194,16 @@ for v in $LUAS; do
 done
 
 echo
-echo "summary (req/s: more is better; CPU us per meta call of the client process, ms, MB: less is better;"
+echo "summary (req/s: more is better; CPU us per meta call of the client process, ms, MiB: less is better;"
 echo "         peer = Debian's lua-curl + lua-cjson loop on LuaJIT, bench/luacurl_loop.lua; medians)"
 awk -F '\t' '
   BEGIN {
     printf "%-6s %-7s %9s %9s %9s | %6s %9s %7s %6s | %6s %6s %6s | %6s %7s %6s | %7s %8s\n", "place", "lua",
       "meta C", "peer", "ours", "ours/C", "ours/peer", "fetch/C", "ceil/C", "CPU C", "peer", "ours",
-      "tl ours", "tl peer", "tl C", "require", "peak RSS"
+      "tl ours", "tl peer", "tl C", "require", "RSS 20k"
   }
   {
-    printf "%-6s %-7s %7s/s %7s/s %7s/s | %6s %9s %7s %6s | %6s %6s %6s | %4s/s %5s/s %4s/s | %4s ms %5s MB\n",
+    printf "%-6s %-7s %7s/s %7s/s %7s/s | %6s %9s %7s %6s | %6s %6s %6s | %4s/s %5s/s %4s/s | %4s ms %5s MiB\n",
       $19, $1, $2, $16, $3, $4, $17, $5, $15, $20, $21, $22, $10, $18, $12, $13, $14
   }' "$SUMMARY"
 echo "(ceil/C: the C loop that also decodes each reply with misskey's C decoder, against the plain C loop:"

@@ -20,8 +20,8 @@
 --              cjson     cjson.decode of the same frame, for comparison
 --              spawn_now loop.spawn_now of a no-op handler per event: what the stream's
 --                        fire() costs per handler that returns without waiting
---              inline    receive, misskey.json.decode and the handler called in place, one
---                        loop: the stream without its dispatch
+--              inline    ws:receive_value (each frame decoded by the socket, as the stream
+--                        reads them), one loop: the stream without its dispatch
 --            and dispatch = stream - inline: what the stream adds per event (routing the
 --            frame to its channel, the id ring, fire and spawn_now).
 --   --memory N  the stream alone over N events (the server must send N): Lua heap
@@ -88,8 +88,9 @@ local function run_stream(every, report)
   return count, t_end - t0
 end
 
--- The WebSocket alone: receive every frame, keep a sample and the byte count.
-local function run_receive(decode)
+-- The WebSocket alone: receive every frame, keep a sample and the byte count; `decoded`:
+-- each frame as its value (ws:receive_value), no sample.
+local function run_receive(decoded)
   local transport = require("misskey.transport.curl").new()
   local url = opts.url:gsub("^http", "ws") .. "/streaming?i=t"
   local sample, bytes, count = {}, 0, 0
@@ -99,7 +100,17 @@ local function run_receive(decode)
     if not ws then fail("websocket", msg) end
     ws:send('{"type":"connect","body":{"channel":"homeTimeline","id":"1","pong":true}}')
     local t0
-    while true do
+    while decoded do -- as the stream reads: each frame decoded by the socket
+      local dm, m = ws:receive_value(30)
+      if dm == nil then fail("receive", m) end
+      local ch = type(dm) == "table" and dm.type == "channel" and dm.body
+      if ch and ch.type == "note" then
+        if ch.body.id == "END" then break end
+        if count == 0 then t0 = core.now() end
+        count = count + 1
+      end
+    end
+    while not decoded do
       local text, m = ws:receive(30)
       if not text then fail("receive", m) end
       if #text < 256 then -- the short ones: "connected" and the END note (every note is ~2.4 KB)
@@ -109,11 +120,6 @@ local function run_receive(decode)
         count = count + 1
         bytes = bytes + #text
         if count <= SAMPLE then sample[count] = text end
-        if decode then
-          local dm = decode(text)
-          local ch = dm.type == "channel" and dm.body
-          if ch and ch.type == "note" and ch.body.id == nil then error("no id") end
-        end
       end
     end
     elapsed = core.now() - t0
@@ -147,8 +153,9 @@ end
 local engine = LUA == "luajit" and jit.version or _VERSION
 if opts.memory then
   print(("stream memory, %s: %d events"):format(engine, opts.memory))
-  -- Frames are counted where the stream decodes them (misskey.json.decode, wrapped here),
-  -- handler calls where they run: the two differ when events pile up before dispatch.
+  -- Frames are counted where the stream's reader takes them decoded from its socket
+  -- (ws:receive_value, wrapped on each socket websocket.connect makes), handler calls where
+  -- they run: the two differ when events pile up before dispatch.
   local limit = (tonumber(opts["max-heap-mb"]) or 2048) * 1024
   print("  read = frames decoded by the stream's reader, handled = handler calls")
   print("      read   handled    heap KB   VmRSS KB")
@@ -159,8 +166,7 @@ if opts.memory then
     io.stdout:flush()
   end
   row()
-  local decode = json.decode
-  json.decode = function(text)
+  local function note_read()
     read = read + 1
     if read % 100000 == 0 then
       row()
@@ -170,7 +176,20 @@ if opts.memory then
         os.exit(0)
       end
     end
-    return decode(text)
+  end
+  local websocket = require "misskey.transport.websocket"
+  local connect = websocket.connect
+  websocket.connect = function(...)
+    local ws, msg, err = connect(...)
+    if ws then
+      local receive_value = ws.receive_value
+      ws.receive_value = function(self, timeout)
+        local value, why, e = receive_value(self, timeout)
+        if value ~= nil then note_read() end
+        return value, why, e
+      end
+    end
+    return ws, msg, err
   end
   local count, secs = run_stream(100000, function(c)
     handled = c
@@ -199,7 +218,7 @@ local count, secs = run_stream()
 if LUA == "luajit" then count, secs = run_stream() end
 collectgarbage("collect")
 local rcount, bytes, rsecs, sample = run_receive()
-local icount, _, isecs = run_receive(json.decode)
+local icount, _, isecs = run_receive(true)
 if rcount ~= count then fail("receive", ("got %d frames, the stream %d"):format(rcount, count)) end
 local n = tonumber(opts.n) or count
 local t_cjson = time_decode(cjson.decode, sample, n)
@@ -217,7 +236,7 @@ local us = function(t, k) return t / k * 1e6 end
 local per = us(secs, count)
 local r, d, c, s = us(rsecs, rcount), us(t_json, n), us(t_cjson, n), us(t_spawn, n)
 local inl = us(isecs, icount)
-print(("  inline      %9.0f events/s  (receive + json.decode + the handler called in place, one loop)"):format(
+print(("  inline      %9.0f events/s  (ws:receive_value: each frame decoded by the socket, one loop)"):format(
   icount / isecs))
 print(("  per event   %6.2f us: inline %.2f (receive %.2f, json.decode %.2f alone; cjson %.2f), dispatch %.2f"
   .. " (spawn_now alone %.2f)"):format(per, inl, r, d, c, per - inl, s))

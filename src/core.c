@@ -44,7 +44,7 @@ static int core_now(lua_State *L) {
 
 MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"engine", mk_engine_new}, {"curl_version", core_curl_version}, {"now", core_now},
+      {"engine", mk_engine_new}, {"prepare", mk_l_prepare}, {"curl_version", core_curl_version}, {"now", core_now},
       /* the WebSocket codec, for unit vectors (ws.c, wsframe.c) */
       {"_ws_parse", mk_l_ws_parse}, {"_ws_encode", mk_l_ws_encode}, {"_utf8_valid", mk_l_utf8_valid},
       {"_ws_reply", mk_l_ws_reply},

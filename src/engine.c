@@ -200,13 +200,15 @@ int mk_engine_add(lua_State *L, mk_engine *e, int ei, int ti, mk_transfer *t) {
   return 0;
 }
 
-CURL *mk_engine_easy(mk_engine *e, mk_easy_setup *setup) {
+CURL *mk_engine_easy(mk_engine *e, mk_easy_setup *setup, char **errbuf) {
   if (e->npool > 0) {
     mk_pooled *p = &e->pool[--e->npool];
     *setup = p->setup;
+    *errbuf = p->errbuf;
     return p->easy;
   }
   memset(setup, 0, sizeof *setup);
+  *errbuf = NULL;
   return curl_easy_init();
 }
 
@@ -379,24 +381,18 @@ static int action(mk_engine *e, curl_socket_t fd, int ev) {
   return curl_multi_socket_action(e->multi, fd, ev, &running) == CURLM_OK ? 0 : -1;
 }
 
-/* engine:step([timeout]) -> transfers, timers, sockets, interrupted
- * Waits up to timeout seconds (default 0) for any socket (curl's and the
- * watched ones) or the first deadline, then moves every ready curl socket, the
- * expired curl timer and due timers. Returns the transfers that finished
- * (array), the ids of the timers that fired (array, in deadline order), the
- * watched sockets that are ready ({ [fd] = "r" | "w" | "rw" | "e" }) and
- * whether a signal cut the wait short (so Ctrl-C reaches Lua at once).
- * A list with nothing in it is one shared, read-only empty table (its upvalue): most
- * steps report nothing, and three new tables per step were most of a call's garbage. */
-static int engine_step(lua_State *L) {
-  mk_engine *e = mk_check_engine(L, 1);
-  double wait = luaL_optnumber(L, 2, 0);
+/* One step (see engine:step): waits up to `wait` seconds for any socket or the first deadline,
+ * then moves every ready curl socket, the expired curl timer and due timers. Pushes the three
+ * lists of engine:step (a list with nothing in it is one shared, read-only empty table, its
+ * upvalue 1: most steps report nothing, and three new tables per step were most of a call's
+ * garbage) and returns whether a signal cut the wait short. A poll with nothing to watch and
+ * no time to wait is skipped: it would only ask the kernel for nothing. */
+static int step_once(lua_State *L, mk_engine *e, double wait) {
   double due = until_deadline(e), now;
   struct pollfd stackfds[32], *fds = stackfds;
   size_t ncurl = e->nwatches, n = e->nwatches + e->nforeign, i;
-  int rc, timeout_ms, interrupted = 0, nt = 0, nready = 0, held;
+  int rc = 0, timeout_ms, interrupted = 0, nt = 0, nready = 0, held;
 
-  if (wait != wait || wait < 0) return luaL_argerror(L, 2, "timeout must be a number >= 0");
   if (due >= 0 && due < wait) wait = due;
   if (wait > 86400) wait = 86400;
   timeout_ms = (int)ceil(wait * 1000.0); /* round up: never spin just short of a deadline */
@@ -411,7 +407,7 @@ static int engine_step(lua_State *L) {
     fds[i].events = poll_events(w->what);
     fds[i].revents = 0;
   }
-  rc = poll(fds, (nfds_t)n, timeout_ms);
+  if (n > 0 || timeout_ms > 0) rc = poll(fds, (nfds_t)n, timeout_ms);
   if (rc < 0 && errno == EINTR) interrupted = 1;
   /* Socket actions may change e->watches; fds is our own copy. */
   for (i = 0; rc > 0 && i < ncurl; i++) {
@@ -458,12 +454,79 @@ static int engine_step(lua_State *L) {
   }
   if (nready == 0) lua_pushvalue(L, lua_upvalueindex(1));
   if (fds != stackfds) free(fds);
-  lua_pushboolean(L, interrupted);
   /* Large replies kept in C count towards the collector's pace as if Lua had allocated them,
    * so unread transfers holding them are found (and their memory freed) in time. Last, when
    * the results are on the stack: a step may run finalizers. */
   if (held > 0) lua_gc(L, LUA_GCSTEP, held);
+  return interrupted;
+}
+
+/* engine:step([timeout]) -> transfers, timers, sockets, interrupted
+ * Waits up to timeout seconds (default 0) for any socket (curl's and the
+ * watched ones) or the first deadline, then moves every ready curl socket, the
+ * expired curl timer and due timers. Returns the transfers that finished
+ * (array), the ids of the timers that fired (array, in deadline order), the
+ * watched sockets that are ready ({ [fd] = "r" | "w" | "rw" | "e" }) and
+ * whether a signal cut the wait short (so Ctrl-C reaches Lua at once). */
+static int engine_step(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  double wait = luaL_optnumber(L, 2, 0);
+  int interrupted;
+  if (wait != wait || wait < 0) return luaL_argerror(L, 2, "timeout must be a number >= 0");
+  interrupted = step_once(L, e, wait);
+  lua_pushboolean(L, interrupted);
   return 4;
+}
+
+/* engine:finish(transfer [, timeout]) -> "done" | "timeout" | nil (also for a WebSocket)
+ * Steps the engine until `transfer` (one of its own) is done, or `timeout` seconds pass: what
+ * `repeat engine:step(1) until transfer:done()` does, without a return to Lua per step. Only
+ * while the transfer is all the engine serves (no other transfer, WebSocket, timer or watched
+ * socket): then a step can report nothing but this transfer, so nothing is lost by not
+ * returning the lists. nil, at once when the engine serves more, or when a signal cut a wait
+ * short (so that Ctrl-C reaches Lua): the caller then steps the engine itself. */
+static int engine_finish(lua_State *L) {
+  mk_engine *e = mk_check_engine(L, 1);
+  mk_transfer *t = (mk_transfer *)mk_testudata(L, 2, MK_TRANSFER_MT);
+  double timeout = luaL_optnumber(L, 3, -1), deadline = 0;
+  int top;
+  if (!lua_isnoneornil(L, 3) && !(timeout >= 0)) return luaL_argerror(L, 3, "timeout must be a number >= 0");
+  if (t == NULL) { /* anything else the engine waits for (a WebSocket's connect): its steps */
+    lua_pushnil(L);
+    return 1;
+  }
+  if (t->state == MK_DONE || t->state == MK_CANCELLED) {
+    lua_pushliteral(L, "done");
+    return 1;
+  }
+  if (t->engine != e || e->nlive != 1 || e->nforeign > 0 || e->ntimers > 0 || e->websockets != NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (timeout >= 0) deadline = mk_now() + timeout;
+  lua_settop(L, 2);
+  top = lua_gettop(L);
+  for (;;) {
+    double wait = 1;
+    int interrupted;
+    if (timeout >= 0) {
+      wait = deadline - mk_now();
+      if (wait <= 0) {
+        lua_pushliteral(L, "timeout");
+        return 1;
+      }
+    }
+    interrupted = step_once(L, e, wait);
+    lua_settop(L, top);
+    if (t->state == MK_DONE || t->state == MK_CANCELLED) {
+      lua_pushliteral(L, "done");
+      return 1;
+    }
+    if (interrupted) {
+      lua_pushnil(L);
+      return 1;
+    }
+  }
 }
 
 /* engine:timer(seconds) -> id: a deadline that step() reports once it passes. */
@@ -625,6 +688,7 @@ static int engine_close(lua_State *L) {
     mk_pooled *p = &e->pool[--e->npool];
     curl_easy_cleanup(p->easy);
     mk_easy_setup_free(&p->setup);
+    free(p->errbuf);
   }
   free(e->pool);
   e->pool = NULL;
@@ -658,7 +722,7 @@ static int empty_newindex(lua_State *L) {
 
 void mk_engine_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"request", mk_http_request}, {"fds", engine_fds},
+      {"request", mk_http_request}, {"post", mk_http_post}, {"fds", engine_fds},
       {"timeout", engine_timeout},  {"pending", engine_pending}, {"close", engine_close},
       {"timer", engine_timer},      {"cancel_timer", engine_cancel_timer},
       {"watch", engine_watch},      {"unwatch", engine_unwatch}, {"limit", engine_limit},
@@ -679,8 +743,11 @@ void mk_engine_open(lua_State *L) {
   lua_pushliteral(L, "misskey.empty");
   lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
   lua_pushcclosure(L, engine_step, 1);
-  lua_setfield(L, -2, "step");
+  lua_setfield(L, -3, "step");
+  lua_pushcclosure(L, engine_finish, 1);
+  lua_setfield(L, -2, "finish");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

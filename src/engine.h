@@ -13,6 +13,7 @@
 
 #define MK_ENGINE_MT "misskey.Engine"
 #define MK_TRANSFER_MT "misskey.Transfer"
+#define MK_PREPARED_MT "misskey.Prepared"
 
 /* A socket curl wants watched, with the events it asked for (CURL_POLL_IN/OUT/INOUT). */
 typedef struct mk_watch {
@@ -33,11 +34,25 @@ typedef struct mk_easy_setup {
   char *user_agent;        /* a copy (malloc), or NULL for none */
 } mk_easy_setup;
 
-/* A finished easy handle kept by the engine, with its setup. */
+/* A finished easy handle kept by the engine, with its setup and its error buffer (set as its
+ * CURLOPT_ERRORBUFFER; NULL when the last transfer kept it for its message). */
 typedef struct mk_pooled {
   CURL *easy;
   mk_easy_setup setup;
+  char *errbuf;
 } mk_pooled;
+
+/* What does not change from one API call of a client to the next (core.prepare): the header
+ * list, built once and shared by every transfer made from it (curl only reads it), and the
+ * options. Reference-counted: the Lua object holds one reference, each transfer one more. */
+typedef struct mk_prepared {
+  int refs;
+  char *user_agent;            /* malloc'd copies, or NULL */
+  char *ca_file;
+  double connect_timeout, low_speed_time, low_speed_limit, max_size;
+  int insecure;
+  struct curl_slist *headers;  /* "Expect:" included */
+} mk_prepared;
 
 /* A timer of the engine's min-heap, ordered by `at` (monotonic seconds). */
 typedef struct mk_timer {
@@ -96,7 +111,8 @@ struct mk_transfer {
   curl_off_t head_bytes;       /* header bytes received, every response's (for that count) */
   int self_ref, engine_ref;    /* registry pins while running */
   mk_state state;
-  struct curl_slist *headers;
+  struct curl_slist *headers;  /* its own header list, or NULL with `prepared` */
+  mk_prepared *prepared;       /* what it was made from (a reference), or NULL */
   curl_mime *mime;
   mk_buf body;                 /* response body, until it is read or decoded (see "Memory" in http.c) */
   mk_buf head;                 /* raw response header block of the last response */
@@ -118,6 +134,8 @@ void mk_engine_open(lua_State *L);                  /* metatable; pushes nothing
 void mk_http_open(lua_State *L);                    /* metatable; pushes nothing */
 int mk_engine_new(lua_State *L);                    /* core.engine() */
 int mk_http_request(lua_State *L);                  /* engine:request(opts) */
+int mk_http_post(lua_State *L);                     /* engine:post(prepared, url, body, timeout) */
+int mk_l_prepare(lua_State *L);                     /* core.prepare(opts) */
 
 /* http.c hands a configured transfer (at stack index ti) to the engine e (at stack index ei,
  * checked open by the caller). */
@@ -136,8 +154,11 @@ void mk_transfer_drop(mk_transfer *t);
 /* Hands a detached transfer's easy handle back to its engine's pool (or frees it). */
 void mk_transfer_release(mk_transfer *t, mk_engine *e);
 /* An easy handle from the pool (as it was left: *setup says how; http.c resets it unless the
- * setup matches) or a new one; NULL when out of memory. */
-CURL *mk_engine_easy(mk_engine *e, mk_easy_setup *setup);
+ * setup matches) with its error buffer (*errbuf, NULL if it has none), or a new one; NULL
+ * when out of memory. */
+CURL *mk_engine_easy(mk_engine *e, mk_easy_setup *setup, char **errbuf);
+/* Drops one reference to a prepared request (NULL: nothing), freeing it with the last. */
+void mk_prepared_unref(mk_prepared *p);
 /* Frees the setup record (not the handle). */
 void mk_easy_setup_free(mk_easy_setup *s);
 #define MK_TOO_LARGE_BODY 1

@@ -106,6 +106,8 @@ void mk_transfer_drop(mk_transfer *t) {
 }
 
 void mk_transfer_release(mk_transfer *t, mk_engine *e) {
+  /* Only a failure's words are read later (result()): its error buffer stays with it. */
+  int keep_errbuf = t->errbuf && t->state == MK_DONE && t->code != CURLE_OK;
   /* Reused easy handles skip curl_easy_init's setup; the connection cache lives
    * in the multi handle either way. A cancelled transfer's connection was closed
    * when it left the multi handle. */
@@ -117,26 +119,32 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
       e->cappool = cap;
     }
   }
-  if (t->easy) curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
-  /* Only a failure's words are read later (result()). */
-  if (t->errbuf && !(t->state == MK_DONE && t->code != CURLE_OK)) {
-    free(t->errbuf);
-    t->errbuf = NULL;
-  }
   /* Only a handle whose request finished well keeps its options for the next: a cancelled
    * or failed transfer may have left curl mid-way. */
   if (!(t->state == MK_DONE && t->code == CURLE_OK)) t->setup.valid = 0;
   if (t->easy && e && e->multi && e->npool < e->cappool) {
-    e->pool[e->npool].easy = t->easy;
-    e->pool[e->npool++].setup = t->setup;
+    mk_pooled *p = &e->pool[e->npool++];
+    p->easy = t->easy;
+    p->setup = t->setup;
     memset(&t->setup, 0, sizeof t->setup);
+    /* The handle keeps its error buffer (no malloc for the next request), unless the
+     * transfer keeps it. */
+    if (keep_errbuf) curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+    p->errbuf = keep_errbuf ? NULL : t->errbuf;
+    if (!keep_errbuf) t->errbuf = NULL;
   } else if (t->easy) {
     curl_easy_cleanup(t->easy);
+  }
+  if (t->errbuf && !keep_errbuf) {
+    free(t->errbuf);
+    t->errbuf = NULL;
   }
   mk_easy_setup_free(&t->setup);
   t->easy = NULL;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
+  mk_prepared_unref(t->prepared);
+  t->prepared = NULL;
   if (t->mime) curl_mime_free(t->mime);
   t->mime = NULL;
 }
@@ -214,7 +222,7 @@ static int valid_header_part(const char *s, size_t len, int is_name) {
 
 /* Appends "Name: value" (or "Name;", which sends an empty value) to t->headers: built in a
  * stack buffer for the usual short header, in a Lua buffer for a long one. */
-static struct curl_slist *append_header(lua_State *L, mk_transfer *t, const char *name, size_t nlen,
+static struct curl_slist *append_header(lua_State *L, struct curl_slist *list, const char *name, size_t nlen,
                                         const char *value, size_t vlen) {
   char line[256];
   size_t len = nlen + (vlen ? 2 + vlen : 1);
@@ -228,18 +236,21 @@ static struct curl_slist *append_header(lua_State *L, mk_transfer *t, const char
       line[nlen] = ';';
     }
     line[len] = '\0';
-    return curl_slist_append(t->headers, line);
+    return curl_slist_append(list, line);
   } else {
     struct curl_slist *l;
     lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
-    l = curl_slist_append(t->headers, lua_tostring(L, -1));
+    l = curl_slist_append(list, lua_tostring(L, -1));
     lua_pop(L, 1);
     return l;
   }
 }
 
-/* headers = { ["Name"] = "value" }; names and values may not smuggle line breaks. */
-static void set_headers(lua_State *L, int opts, mk_transfer *t) {
+/* headers = { ["Name"] = "value" } of the table at `opts`, then "Expect:" (no
+ * "Expect: 100-continue" round trip for large bodies), appended to *list (kept there as it
+ * grows, so that a raise leaves nothing unowned); names and values may not smuggle line breaks. */
+static void set_headers(lua_State *L, int opts, struct curl_slist **list) {
+  struct curl_slist *l;
   lua_getfield(L, opts, "headers");
   if (!lua_isnil(L, -1)) {
     int h = lua_gettop(L);
@@ -248,20 +259,22 @@ static void set_headers(lua_State *L, int opts, mk_transfer *t) {
     while (lua_next(L, h)) {
       const char *name, *value;
       size_t nlen, vlen;
-      struct curl_slist *l;
       if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "request headers must map strings to strings");
       name = lua_tolstring(L, -2, &nlen);
       value = lua_tolstring(L, -1, &vlen);
       if (nlen == 0 || !valid_header_part(name, nlen, 1) || !valid_header_part(value, vlen, 0))
         luaL_error(L, "invalid request header '%s'", name);
-      l = append_header(L, t, name, nlen, value, vlen);
+      l = append_header(L, *list, name, nlen, value, vlen);
       if (l == NULL) luaL_error(L, "out of memory");
-      t->headers = l;
+      *list = l;
       lua_pop(L, 1); /* the value; the key stays for lua_next */
     }
   }
   lua_pop(L, 1);
+  l = curl_slist_append(*list, "Expect:");
+  if (l == NULL) luaL_error(L, "out of memory");
+  *list = l;
 }
 
 /* A string field of parts[i], or NULL when absent. */
@@ -338,41 +351,69 @@ static char *copy_string(const char *s) {
   return d;
 }
 
-static void configure(lua_State *L, int opts, mk_transfer *t) {
-  CURL *c = t->easy;
-  const char *url = opt_string(L, opts, "url", NULL);
-  const char *method = opt_string(L, opts, "method", "POST");
-  const char *ua = opt_string(L, opts, "user_agent", NULL);
-  const char *ca_file = opt_string(L, opts, "ca_file", NULL);
-  size_t i;
-  double timeout = opt_number(L, opts, "timeout", 0);
-  double connect_timeout = opt_number(L, opts, "connect_timeout", 0);
-  double low_speed_time = opt_number(L, opts, "low_speed_time", 0);
-  double max_size = opt_number(L, opts, "max_size", 0);
-  size_t body_len = 0;
-  const char *body;
-  int progress, insecure, common, keep;
-
-  if (url == NULL) luaL_error(L, "request option 'url' is required");
-  /* Both go into the request's head: a line break there would add headers of its own. */
+/* It goes into the request's head: a line break there would add headers of its own. */
+static void check_user_agent(lua_State *L, const char *ua) {
   if (ua && !valid_header_part(ua, strlen(ua), 0))
     luaL_error(L, "request option 'user_agent' must not contain a line break");
-  for (i = 0; method[i]; i++)
-    if (!is_tchar((unsigned char)method[i])) luaL_error(L, "request option 'method' must be an HTTP token");
+}
+
+/* What one request asks for: read from a request table (engine:request), or made of a
+ * prepared request and one call's URL, body and timeout (engine:post). The strings live
+ * in the Lua values they came from (or in the prepared request) while configure runs. */
+typedef struct mk_request {
+  const char *url, *method, *user_agent, *ca_file, *body;
+  size_t body_len;
+  double timeout, connect_timeout, low_speed_time, low_speed_limit, max_size;
+  int progress, insecure;
+  int parts;                   /* stack index of the parts table, 0 for none */
+} mk_request;
+
+/* Reads and checks the request table at `opts`, all but its headers and the parts'
+ * contents (configure reads those). A parts table is left on the stack (r->parts). */
+static void read_request(lua_State *L, int opts, mk_request *r) {
+  size_t i;
+  r->url = opt_string(L, opts, "url", NULL);
+  r->method = opt_string(L, opts, "method", "POST");
+  r->user_agent = opt_string(L, opts, "user_agent", NULL);
+  r->ca_file = opt_string(L, opts, "ca_file", NULL);
+  r->timeout = opt_number(L, opts, "timeout", 0);
+  r->connect_timeout = opt_number(L, opts, "connect_timeout", 0);
+  r->low_speed_time = opt_number(L, opts, "low_speed_time", 0);
+  r->low_speed_limit = r->low_speed_time > 0 ? opt_number(L, opts, "low_speed_limit", 1) : 0;
+  r->max_size = opt_number(L, opts, "max_size", 0);
+  if (r->url == NULL) luaL_error(L, "request option 'url' is required");
+  check_user_agent(L, r->user_agent);
+  for (i = 0; r->method[i]; i++)
+    if (!is_tchar((unsigned char)r->method[i])) luaL_error(L, "request option 'method' must be an HTTP token");
   if (i == 0) luaL_error(L, "request option 'method' must be an HTTP token");
   lua_getfield(L, opts, "body");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request option 'body' must be a string");
-  body = lua_tolstring(L, -1, &body_len);
-  lua_pop(L, 1);
+  r->body = lua_tolstring(L, -1, &r->body_len);
+  lua_pop(L, 1); /* the string stays alive in opts */
+  r->progress = opt_bool(L, opts, "progress");
+  r->insecure = opt_bool(L, opts, "insecure");
+  lua_getfield(L, opts, "parts");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    r->parts = 0;
+  } else {
+    if (!lua_istable(L, -1)) luaL_error(L, "request option 'parts' must be a table");
+    r->parts = lua_gettop(L);
+  }
+}
+
+/* Sets up t's easy handle for request r. The header list is t->prepared's when t has one,
+ * else made from the `headers` of the request table at index `opts`. */
+static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opts) {
+  CURL *c = t->easy;
+  const char *method = r->method, *ua = r->user_agent;
+  double connect_timeout = r->connect_timeout;
+  int common, keep;
 
   /* The common kind of request (see mk_easy_setup in engine.h) on a handle set up for the very
    * same keeps the handle's options; anything else starts from curl_easy_reset. Everything a
    * request sets is covered: the options below are the same or set again for each request. */
-  progress = opt_bool(L, opts, "progress");
-  insecure = opt_bool(L, opts, "insecure");
-  lua_getfield(L, opts, "parts");
-  common = lua_isnil(L, -1) && strcmp(method, "POST") == 0 && !progress && !insecure && ca_file == NULL;
-  lua_pop(L, 1);
+  common = r->parts == 0 && strcmp(method, "POST") == 0 && !r->progress && !r->insecure && r->ca_file == NULL;
   keep = common && t->setup.valid && t->setup.connect_timeout == connect_timeout &&
          (ua ? t->setup.user_agent && strcmp(ua, t->setup.user_agent) == 0 : t->setup.user_agent == NULL);
   if (!keep) {
@@ -386,12 +427,12 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
   }
 
   curl_easy_setopt(c, CURLOPT_PRIVATE, (char *)t);
-  /* Outside the userdata: a successful transfer frees it on release, so Lua's collector,
+  /* Outside the userdata, and kept with a pooled handle after a success: Lua's collector,
    * which paces itself by Lua memory, does not count 256 bytes per call of garbage. */
   if (t->errbuf == NULL && (t->errbuf = malloc(CURL_ERROR_SIZE)) == NULL) luaL_error(L, "out of memory");
   t->errbuf[0] = '\0';
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
-  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_URL, r->url);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
   if (!keep) {
@@ -401,7 +442,7 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     /* The progress callback runs on every pass of curl's loop: only for callers
      * that report progress (req.progress); the final counts come from getinfo. */
-    if (progress) {
+    if (r->progress) {
       curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
       curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
       curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -409,30 +450,28 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");   /* every encoding this libcurl decodes */
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     if (ua) curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
-    if (ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
-    if (insecure) {
+    if (r->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file);
+    if (r->insecure) {
       curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (connect_timeout > 0)
       curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, to_long(at_most(connect_timeout, MK_MAX_SECONDS) * 1000.0 + 0.5));
   }
-  if (timeout > 0) { /* the engine keeps it (engine.c, due_insert) */
-    t->timeout = at_most(timeout, MK_MAX_SECONDS);
+  if (r->timeout > 0) { /* the engine keeps it (engine.c, due_insert) */
+    t->timeout = at_most(r->timeout, MK_MAX_SECONDS);
     t->deadline = mk_now() + t->timeout;
   }
   /* The engine keeps the low-speed abort too (engine.c, check_slow): libcurl's fires late. */
-  t->slow_time = at_most(low_speed_time, MK_MAX_SECONDS);
-  t->slow_bytes = t->slow_time > 0 ? opt_number(L, opts, "low_speed_limit", 1) : 0;
-  t->max_size = to_size(max_size);
+  t->slow_time = at_most(r->low_speed_time, MK_MAX_SECONDS);
+  t->slow_bytes = t->slow_time > 0 ? r->low_speed_limit : 0;
+  t->max_size = to_size(r->max_size);
 
-  lua_getfield(L, opts, "parts");
-  if (!lua_isnil(L, -1)) {
-    if (!lua_istable(L, -1)) luaL_error(L, "request option 'parts' must be a table");
-    if (body) luaL_error(L, "request options 'body' and 'parts' cannot be combined");
+  if (r->parts) {
+    if (r->body) luaL_error(L, "request options 'body' and 'parts' cannot be combined");
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
       luaL_error(L, "request option 'parts' needs a method with a body, not %s", method);
-    set_parts(L, lua_gettop(L), t);
+    set_parts(L, r->parts, t);
     /* Quotes and backslashes in names and file names get a backslash before them, which
      * multipart parsers (busboy, aiohttp) undo. By default libcurl writes a quote as %22 and
      * leaves a backslash alone, so a file name ending in one ended the quoted string early. */
@@ -445,17 +484,25 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else {
     if (strcmp(method, "POST") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body || strcmp(method, "POST") == 0) {
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-      curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+    if (r->body || strcmp(method, "POST") == 0) {
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+      curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, r->body ? r->body : "");
     }
   }
-  lua_pop(L, 1); /* parts */
-  set_headers(L, opts, t);
-  /* No "Expect: 100-continue" round trip for large bodies. */
-  t->headers = curl_slist_append(t->headers, "Expect:");
-  if (t->headers == NULL) luaL_error(L, "out of memory");
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->headers);
+  if (t->prepared == NULL) set_headers(L, opts, &t->headers);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->prepared ? t->prepared->headers : t->headers);
+}
+
+/* Pushes a new transfer (idle, empty) with an easy handle of engine e. */
+static mk_transfer *new_transfer(lua_State *L, mk_engine *e) {
+  mk_transfer *t = lua_newuserdata(L, sizeof *t);
+  memset(t, 0, sizeof *t); /* idle and empty before anything is acquired */
+  t->self_ref = t->engine_ref = LUA_NOREF;
+  luaL_getmetatable(L, MK_TRANSFER_MT);
+  lua_setmetatable(L, -2);
+  t->easy = mk_engine_easy(e, &t->setup, &t->errbuf);
+  if (t->easy == NULL) luaL_error(L, "curl_easy_init failed");
+  return t;
 }
 
 /* engine:request{ url, method = "POST", headers = {}, body | parts, timeout, connect_timeout,
@@ -463,19 +510,103 @@ static void configure(lua_State *L, int opts, mk_transfer *t) {
  * TLS peer and host verification stay on (libcurl's default) unless insecure is true;
  * proxies come from the environment (http_proxy, https_proxy, no_proxy), read by libcurl. */
 int mk_http_request(lua_State *L) {
+  mk_request r;
   mk_transfer *t;
   mk_engine *e = mk_check_engine(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  t = lua_newuserdata(L, sizeof *t);
-  memset(t, 0, sizeof *t); /* idle and empty before anything is acquired */
-  t->self_ref = t->engine_ref = LUA_NOREF;
-  luaL_getmetatable(L, MK_TRANSFER_MT);
-  lua_setmetatable(L, -2);
-  t->easy = mk_engine_easy(e, &t->setup);
-  if (t->easy == NULL) return luaL_error(L, "curl_easy_init failed");
-  configure(L, 2, t);
-  mk_engine_add(L, e, 1, lua_gettop(L), t);
+  lua_settop(L, 2);
+  t = new_transfer(L, e); /* 3 */
+  read_request(L, 2, &r);  /* a parts table at 4 */
+  configure(L, t, &r, 2);
+  lua_settop(L, 3);
+  mk_engine_add(L, e, 1, 3, t);
   return 1;
+}
+
+/* ---- prepared requests ---- */
+
+void mk_prepared_unref(mk_prepared *p) {
+  if (p == NULL || --p->refs > 0) return;
+  free(p->user_agent);
+  free(p->ca_file);
+  curl_slist_free_all(p->headers);
+  free(p);
+}
+
+static mk_prepared *to_prepared(lua_State *L, int i) {
+  mk_prepared **box = (mk_prepared **)luaL_checkudata(L, i, MK_PREPARED_MT);
+  if (*box == NULL) luaL_argerror(L, i, "prepared request expected"); /* (never: only after __gc) */
+  return *box;
+}
+
+/* core.prepare{ headers, user_agent, connect_timeout, low_speed_time, low_speed_limit,
+ *               max_size, ca_file, insecure } -> prepared
+ * What an API client sends with every call, checked and built once (the header list, copies
+ * of the strings) for engine:post. Other fields of the table are not read. */
+int mk_l_prepare(lua_State *L) {
+  mk_prepared **box, *p;
+  const char *ua, *ca_file;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  ua = opt_string(L, 1, "user_agent", NULL);
+  ca_file = opt_string(L, 1, "ca_file", NULL);
+  check_user_agent(L, ua);
+  box = (mk_prepared **)lua_newuserdata(L, sizeof *box);
+  *box = NULL;
+  luaL_getmetatable(L, MK_PREPARED_MT);
+  lua_setmetatable(L, -2);
+  if ((p = calloc(1, sizeof *p)) == NULL) return luaL_error(L, "out of memory");
+  p->refs = 1;
+  *box = p; /* freed by __gc from here on, also when a check below raises */
+  p->connect_timeout = opt_number(L, 1, "connect_timeout", 0);
+  p->low_speed_time = opt_number(L, 1, "low_speed_time", 0);
+  p->low_speed_limit = p->low_speed_time > 0 ? opt_number(L, 1, "low_speed_limit", 1) : 0;
+  p->max_size = opt_number(L, 1, "max_size", 0);
+  p->insecure = opt_bool(L, 1, "insecure");
+  if ((ua && (p->user_agent = copy_string(ua)) == NULL) || (ca_file && (p->ca_file = copy_string(ca_file)) == NULL))
+    return luaL_error(L, "out of memory");
+  set_headers(L, 1, &p->headers);
+  return 1;
+}
+
+/* engine:post(prepared, url, body [, timeout]) -> transfer: a POST of `body` (a string) to
+ * `url` with prepared's headers and options: engine:request{ method = "POST", url = url,
+ * body = body, timeout = timeout, <prepared's fields> } without reading a table each call. */
+int mk_http_post(lua_State *L) {
+  mk_request r;
+  mk_transfer *t;
+  size_t url_len;
+  mk_engine *e = mk_check_engine(L, 1);
+  mk_prepared *p = to_prepared(L, 2);
+  r.url = luaL_checklstring(L, 3, &url_len);
+  if (strlen(r.url) != url_len) luaL_argerror(L, 3, "must not contain a NUL byte");
+  r.body = luaL_checklstring(L, 4, &r.body_len);
+  r.timeout = luaL_optnumber(L, 5, 0);
+  if (!(r.timeout >= 0)) luaL_argerror(L, 5, "must be a number >= 0");
+  r.method = "POST";
+  r.user_agent = p->user_agent;
+  r.ca_file = p->ca_file;
+  r.connect_timeout = p->connect_timeout;
+  r.low_speed_time = p->low_speed_time;
+  r.low_speed_limit = p->low_speed_limit;
+  r.max_size = p->max_size;
+  r.progress = 0;
+  r.insecure = p->insecure;
+  r.parts = 0;
+  lua_settop(L, 5);
+  t = new_transfer(L, e); /* 6 */
+  t->prepared = p;
+  p->refs++;
+  configure(L, t, &r, 0);
+  mk_engine_add(L, e, 1, 6, t);
+  return 1;
+}
+
+static int prepared_gc(lua_State *L) {
+  mk_prepared **box = (mk_prepared **)luaL_checkudata(L, 1, MK_PREPARED_MT);
+  mk_prepared_unref(*box);
+  *box = NULL;
+  return 0;
 }
 
 /* ---- transfer methods ---- */
@@ -642,6 +773,8 @@ static int transfer_gc(lua_State *L) {
   mk_easy_setup_free(&t->setup);
   curl_slist_free_all(t->headers);
   t->headers = NULL;
+  mk_prepared_unref(t->prepared);
+  t->prepared = NULL;
   if (t->mime) curl_mime_free(t->mime);
   t->mime = NULL;
   mk_buf_free(&t->body);
@@ -673,5 +806,11 @@ void mk_http_open(lua_State *L) {
   lua_newtable(L);
   mk_setfuncs(L, methods);
   lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, MK_PREPARED_MT);
+  lua_pushcfunction(L, prepared_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, MK_PREPARED_MT);
+  lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
 }

@@ -574,7 +574,9 @@ static const char *parse_value(parser *ps, const char *p) {
   }
 }
 
-static int decode_text(lua_State *L, const char *text, size_t len, int drop_nulls) {
+/* utf8_known: the caller checked that the whole text is well-formed UTF-8 (a WebSocket text
+ * message, which RFC 6455 makes it check): not checked again. */
+static int decode_text(lua_State *L, const char *text, size_t len, int drop_nulls, int utf8_known) {
   parser ps;
   const char *p;
   char msg[160];
@@ -591,7 +593,7 @@ static int decode_text(lua_State *L, const char *text, size_t len, int drop_null
   /* One pass over the whole text: a text that is well-formed UTF-8 has only well-formed
    * strings (their raw bytes are cut from it at ASCII quotes and backslashes, and \u
    * escapes give well-formed UTF-8), so no string need be checked on its own. */
-  ps.check_utf8 = !mk_utf8_valid((const uint8_t *)text, len);
+  ps.check_utf8 = !utf8_known && !mk_utf8_valid((const uint8_t *)text, len);
   p = parse_value(&ps, skip_ws(text));
   if (p != NULL) {
     p = skip_ws(p);
@@ -606,7 +608,15 @@ static int decode_text(lua_State *L, const char *text, size_t len, int drop_null
   return 2;
 }
 
-int mk_json_decode_text(lua_State *L, const char *text, size_t len) { return decode_text(L, text, len, 0); }
+int mk_json_decode_text(lua_State *L, const char *text, size_t len) { return decode_text(L, text, len, 0, 0); }
+
+/* view_decode(pointer, length, utf8_known): for C callers only (ws.c), never handed to Lua code:
+ * a light userdata may point anywhere. */
+int mk_json_view_decode(lua_State *L) {
+  const char *text = (const char *)lua_touserdata(L, 1);
+  size_t len = (size_t)lua_tointeger(L, 2);
+  return decode_text(L, text, len, 0, lua_toboolean(L, 3));
+}
 
 /* Raises "json.decode: <what>" at the caller's position, as error(msg, 2) gives. */
 static int decode_error(lua_State *L, const char *what) {
@@ -649,7 +659,7 @@ static int json_decode(lua_State *L) {
   }
   if (lua_gettop(L) > 1 && !lua_isnil(L, 2)) drop = null_option(L, 2);
   text = lua_tolstring(L, 1, &len);
-  return decode_text(L, text, len, drop);
+  return decode_text(L, text, len, drop, 0);
 }
 
 /* decode_body(transfer, if_empty [, drop_nulls]) -> value, or nil and the message: decodes
@@ -666,7 +676,7 @@ static int json_decode_body(lua_State *L) {
     lua_settop(L, 2);
     return 1;
   }
-  n = decode_text(L, text, len, drop); /* keeps index 1, the transfer */
+  n = decode_text(L, text, len, drop, 0); /* keeps index 1, the transfer */
   /* A failure's caller reads the body for its message: it is freed then (body()). */
   if (n == 1) mk_transfer_body_taken((mk_transfer *)lua_touserdata(L, 1), MK_BODY_DECODED);
   return n;

@@ -17,6 +17,12 @@ int mk_l_json_decoder(lua_State *L);
  * nil and "invalid JSON at character N: why" and returns 2. */
 int mk_json_decode_text(lua_State *L, const char *text, size_t len);
 
+/* The same as a C function for lua_call, with upvalue 1 the array metatable:
+ * (light userdata text, length, utf8_known) -> value | nil, message. text must have a NUL
+ * after its length; a true utf8_known skips the UTF-8 check of a text known to pass it.
+ * Only for C callers (ws.c): Lua code must never get it, as a light userdata may point anywhere. */
+int mk_json_view_decode(lua_State *L);
+
 /* core.json_encoder(array_mt) -> encode(value): compact JSON text, or nil for anything
  * but plain data (misskey.json's Lua encoder then gives the text or the error). Tables
  * whose metatable is array_mt are arrays; any other metatable makes it return nil. */

@@ -11,6 +11,7 @@
 #include "ws.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
@@ -22,6 +23,7 @@
 
 #include "compat.h"
 #include "hash.h"
+#include "json.h"
 #include "random.h"
 #include "wsframe.h"
 #include "wshandshake.h"
@@ -80,6 +82,8 @@ struct mk_ws {
   int cut_short;            /* a poll was unwound (a memory error) while frames were parsed
                                from the scratch buffer: the rest of that read is lost */
   mk_ws_message msg;
+  mk_buf text;              /* decode mode: a message copied out of a read, for its NUL; freed
+                               when the poll ends (trim) */
   size_t max_message;
   size_t reported;          /* buffer bytes Lua's collector was last told about */
   char key[32];             /* Sec-WebSocket-Key sent */
@@ -159,6 +163,7 @@ static void release(lua_State *L, mk_ws *w) {
   mk_buf_free(&w->in);
   w->in_off = 0;
   mk_buf_free(&w->msg.data);
+  mk_buf_free(&w->text);
   w->msg.opcode = 0;
   w->reported = 0;
 }
@@ -490,6 +495,7 @@ static void shrink(mk_buf *b) {
 }
 
 static void trim(mk_ws *w) {
+  mk_buf_free(&w->text);
   shrink(&w->in);
   if (w->msg.opcode == 0) shrink(&w->msg.data);
   if (pending(w) == 0) {
@@ -517,6 +523,7 @@ static void account(lua_State *L, mk_ws *w) {
 typedef struct {
   lua_State *L;
   int queue;   /* stack index of the message queue */
+  int decoder; /* stack index of the JSON decoder (decode mode), 0 when messages stay strings */
   int events;  /* stack index of the event list, 0 until one is made */
   lua_Integer tail;
   int pinged, ponged;
@@ -579,6 +586,35 @@ static int reading(const mk_ws *w) { return w->state == WS_OPEN || w->state == W
 
 /* Parses every complete frame in p[*off..n): messages go to the queue, control frames
  * become events; pings are answered. *off moves past each frame before Lua sees it. */
+/* A message decoded as JSON where it lies (decode mode): no Lua string of it. false when it
+ * is not JSON, or its decoding failed (Misskey ignores such frames too). The decoder stops on
+ * a NUL after the text: a reassembled message has one (w->msg.data); one in the middle of a
+ * read is copied to w->text first. A text message is valid UTF-8 already (mk_ws_feed_view). */
+static void push_decoded(poll_out *o, mk_ws *w, int opcode, const uint8_t *data, size_t len) {
+  lua_State *L = o->L;
+  const char *text = (const char *)data;
+  if (len == 0) {
+    lua_pushboolean(L, 0);
+    return;
+  }
+  if (text != w->msg.data.data) {
+    mk_buf_reset(&w->text);
+    if (mk_buf_append(&w->text, data, len) != 0) {
+      lua_pushboolean(L, 0);
+      return;
+    }
+    text = w->text.data;
+  }
+  lua_pushvalue(L, o->decoder);
+  lua_pushlightuserdata(L, (void *)(uintptr_t)text);
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_pushboolean(L, opcode == MK_WS_TEXT);
+  if (lua_pcall(L, 3, 1, 0) != 0 || lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 0);
+  }
+}
+
 static void frames(poll_out *o, mk_ws *w, const uint8_t *p, size_t n, size_t *off) {
   lua_State *L = o->L;
   while (reading(w)) {
@@ -631,8 +667,9 @@ static void frames(poll_out *o, mk_ws *w, const uint8_t *p, size_t n, size_t *of
                                       : "protocol error");
         return;
       }
-      if (r == 1) { /* a whole message (text or binary): a string in the queue */
-        lua_pushlstring(L, (const char *)data, len);
+      if (r == 1) { /* a whole message (text or binary): a string in the queue, or its value */
+        if (o->decoder) push_decoded(o, w, opcode, data, len);
+        else lua_pushlstring(L, (const char *)data, len);
         lua_rawseti(L, o->queue, (int)++o->tail);
         mk_buf_reset(&w->msg.data);
       }
@@ -734,10 +771,12 @@ static CURLcode drain(poll_out *o, mk_ws *w, int *eof, int *more) {
 }
 
 
-/* ws:poll(queue, tail) -> tail, want, events, more
+/* ws:poll(queue, tail [, array_mt]) -> tail, want, events, more
  * Moves every byte it can without blocking (reading at most READ_BATCH bytes).
  * Every whole message, text or binary, becomes a string at queue[tail + 1],
- * queue[tail + 2], ...; the new tail is returned. `events` is nil, or what else
+ * queue[tail + 2], ...; the new tail is returned. With array_mt (decode mode) each
+ * becomes its JSON value instead, decoded as json.decode does with arrays marked by
+ * array_mt (false for a message that is not JSON), without a Lua string of it. `events` is nil, or what else
  * happened, in order: { "open" }, { "close", reason, code },
  * { "refused", reply_head, status }, { "error", message, close_code }, { "eof" };
  * then { "ping", data } and { "pong", data } once each, with the newest payload,
@@ -756,8 +795,17 @@ static int ws_poll(lua_State *L) {
   o.L = L;
   o.queue = 2;
   o.tail = luaL_checkinteger(L, 3);
-  lua_settop(L, 3);
-  lua_pushnil(L); /* 4: the event list, made on the first event */
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
+  if (lua_istable(L, 4)) { /* 5: the decoder, its upvalue the array metatable */
+    lua_pushvalue(L, 4);
+    lua_pushcclosure(L, mk_json_view_decode, 1);
+    o.decoder = 5;
+  } else {
+    lua_pushnil(L);
+  }
+  lua_pushnil(L);
+  lua_replace(L, 4); /* 4: the event list, made on the first event */
   if (w->state == WS_CONNECTING) {
     lua_pushinteger(L, o.tail);
     lua_pushliteral(L, "connecting");

@@ -53,6 +53,18 @@ function Client.new(opts)
   local client = setmetatable(options.fields(opts, VERSION), Client)
   -- client.api.notes.create{...}: names through the client's catalogue (misskey.api).
   client.api = require("misskey.api").new(client, nil)
+  client._urls, client._nurls = {}, 0 -- endpoint -> its URL (see api_url)
+  local transport = client._transport
+  if type(transport.prepare) == "function" and type(transport.post) == "function" then
+    -- What every API call sends but its URL, body and timeout, checked and built once
+    -- for the transport's cheaper path (transport.post: the curl transport's).
+    local http = client._http_options
+    client._prepared = transport.prepare{
+      headers = client:_json_headers(), user_agent = client._user_agent, connect_timeout = client._connect_timeout,
+      max_size = client._max_size, low_speed_limit = http.low_speed_limit, low_speed_time = http.low_speed_time,
+      ca_file = http.ca_file, insecure = http.insecure,
+    }
+  end
   return client
 end
 
@@ -256,6 +268,12 @@ function Client:_send(endpoint, req, label)
   req.max_size = req.max_size or self._max_size
   for k, v in pairs(self._http_options) do req[k] = v end
   local res, msg, err = self._transport.request(req)
+  return self:_sent(endpoint, res, msg, err, label)
+end
+
+-- A transport's answer: res, or `nil, message, err` with the endpoint (or `label`) and the
+-- token redacted from every failure.
+function Client:_sent(endpoint, res, msg, err, label)
   if not res then
     if not errors.is(err) then
       -- A transport of the user's may return a plain table: keep its fields.
@@ -293,23 +311,41 @@ function Client:_check(endpoint, params)
   return nil
 end
 
+-- The headers of a JSON API call (with the token when `auth = "header"`): a new table
+-- each time, for a transport that may keep or change what it is given.
+function Client:_json_headers()
+  local headers = { ["Content-Type"] = "application/json", Accept = "application/json" }
+  if self._token and self._auth == "header" then headers.Authorization = "Bearer " .. self._token end
+  return headers
+end
+
+-- One POST of an API call: the transport's response, or `nil, message, err`. Through the
+-- transport's prepared path when it has one (no request table, no headers table per call).
+local function post(self, endpoint, url, encoded, timeout)
+  local prepared = self._prepared
+  if prepared then
+    local res, msg, err = self._transport.post(prepared, url, encoded, timeout)
+    if res then return res end
+    return self:_sent(endpoint, nil, msg, err)
+  end
+  return self:_send(endpoint, {
+    method = "POST", url = url, headers = self:_json_headers(), body = encoded, timeout = timeout,
+  })
+end
+
 -- One API call on the wire: reply, value | reply, nil, message, err (for misskey.ratelimit).
 -- A function of the module, not a closure per call: a batch keeps its results, and every
 -- byte of garbage a call leaves makes the collector mark them again sooner.
-local function post_attempt(self, endpoint, url, headers, encoded, timeout)
-  local res, msg, err = self:_send(endpoint, {
-    method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
-  })
+local function post_attempt(self, endpoint, url, encoded, timeout)
+  local res, msg, err = post(self, endpoint, url, encoded, timeout)
   if not res then return nil, nil, msg, err end
   return res, self:_interpret(endpoint, res)
 end
 
 -- The same, leaving a reply's null object members out (the `null = "nil"` option): a
 -- function of its own, so the default path carries no extra argument.
-local function post_attempt_nil_nulls(self, endpoint, url, headers, encoded, timeout)
-  local res, msg, err = self:_send(endpoint, {
-    method = "POST", url = url, headers = headers, body = encoded, timeout = timeout,
-  })
+local function post_attempt_nil_nulls(self, endpoint, url, encoded, timeout)
+  local res, msg, err = post(self, endpoint, url, encoded, timeout)
   if not res then return nil, nil, msg, err end
   return res, self:_interpret(endpoint, res, true)
 end
@@ -327,6 +363,41 @@ local function choose_attempt(self, opts)
   return attempt
 end
 
+-- The JSON body of a call: a copy of params with `i` = the token (unless the token goes in
+-- a header). The body of a call without params is the same every time: made once.
+local function encode_params(self, params)
+  if params == nil then
+    local bare = self._bare_body
+    if bare then return bare end
+  end
+  local body = {}
+  if params then
+    for k, v in pairs(params) do body[k] = v end
+  end
+  if self._token and self._auth ~= "header" then body.i = self._token end
+  local ok, encoded = pcall(json.encode, body, "params")
+  if not ok then error(errors.redact(encoded, self._token), 3) end
+  if params == nil then self._bare_body = encoded end
+  return encoded
+end
+
+-- The catalogue entry of an endpoint (its rate limit, whether it writes), for
+-- misskey.ratelimit, which asks only when a call fails or paces: a script whose calls
+-- succeed never loads the bundled catalogue (~640 KB of Lua heap, which every cycle of
+-- the collector would mark again).
+local function endpoint_entry(self, endpoint)
+  return catalogue.lookup(endpoint, self._catalogue)
+end
+
+-- The URL of an endpoint, kept per client (at most 4096 of them, for programs that make up names).
+local function api_url(self, endpoint)
+  local url = self.base_url .. "/api/" .. endpoint
+  if self._nurls < 4096 then
+    self._urls[endpoint], self._nurls = url, self._nurls + 1
+  end
+  return url
+end
+
 --- client:request(endpoint, params, opts) -> value | true (204) | nil, message, err
 -- `params` is a table of the endpoint's parameters; `opts.timeout` (seconds) bounds this call.
 ---@param endpoint string
@@ -336,38 +407,27 @@ end
 ---@return string|nil message
 ---@return misskey.Error|nil err
 function Client:request(endpoint, params, opts)
-  check_client(self, "request")
-  check_endpoint(endpoint)
+  if getmetatable(self) ~= Client then check_client(self, "request") end
+  if not known_endpoints[endpoint] then check_endpoint(endpoint) end
   if params ~= nil and type(params) ~= "table" then
     argerror(2, "request", "params must be a table, got " .. type(params))
   end
-  opts = call_options(opts)
+  if opts == nil then opts = NO_OPTIONS else opts = call_options(opts) end
   local validate = opts.validate
   if validate == nil then validate = self._validate end
   if validate then
     local msg, err = self:_check(endpoint, params)
     if msg then return nil, msg, err end
   end
-  local body = {}
-  for k, v in pairs(params or {}) do body[k] = v end
-  local headers = { ["Content-Type"] = "application/json", Accept = "application/json" }
-  if self._token then
-    if self._auth == "header" then
-      headers.Authorization = "Bearer " .. self._token
-    else
-      body.i = self._token
-    end
-  end
-  local ok, encoded = pcall(json.encode, body, "params")
-  if not ok then error(errors.redact(encoded, self._token), 2) end
-  local url, timeout = self.base_url .. "/api/" .. endpoint, opts.timeout or self._timeout
+  local encoded = encode_params(self, params)
+  local url = self._urls[endpoint] or api_url(self, endpoint)
   -- misskey.ratelimit repeats the attempt for 429s and retries. Its own fields, not
   -- self:observed(): a method call is a measurable part of a call nobody observes.
   -- A failure leaves with the token redacted from every field, wherever a server echoed it.
   local attempt = self._attempt
   if not attempt or opts ~= NO_OPTIONS and opts.null ~= nil then attempt = choose_attempt(self, opts) end
   return errors.scrubbed(self._token, ratelimit.run(self._policy, self, endpoint, opts,
-    catalogue.lookup(endpoint, self._catalogue), attempt, url, headers, encoded, timeout))
+    endpoint_entry, attempt, url, encoded, opts.timeout or self._timeout))
 end
 
 -- client:upload, client:http and client:software, each in a file of its own.

@@ -319,17 +319,17 @@ end
 -- for a transfer of a client's own engine (the scheduler drives the default
 -- one only, so such a client blocks in its own loop), and for a plain script
 -- with no task alive, where nothing else can be waiting (the scheduler's
--- bookkeeping would cost more than the step).
+-- bookkeeping would cost more than the step). While the transfer is all the
+-- engine serves, engine:finish does these steps in C, with no return to Lua
+-- per step (it gives up on a signal, so that Ctrl-C reaches Lua).
 local function step_until(e, transfer, timeout)
-  if timeout == nil then
-    repeat e:step(1) until transfer:done()
-    return "done"
-  end
-  local deadline = core_now() + timeout
+  local deadline = timeout and core_now() + timeout
   while true do
-    local left = deadline - core_now()
-    if left <= 0 then return "timeout" end
-    e:step(left)
+    local left = deadline and deadline - core_now()
+    if left and left <= 0 then return "timeout" end
+    local finished = e:finish(transfer, left)
+    if finished then return finished end
+    e:step(left or 1)
     if transfer:done() then return "done" end
   end
 end

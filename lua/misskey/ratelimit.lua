@@ -5,7 +5,9 @@
 -- client, endpoint, opts, entry, attempt, a1, a2, a3, a4)` calls
 -- `attempt(client, endpoint, a1, a2, a3, a4)` (one request on the wire; the
 -- arguments spare the caller a closure per call; `entry` is the endpoint's
--- catalogue entry, or nil) until it succeeds or the policy gives up:
+-- catalogue entry, or nil, or a function `entry(client, endpoint)` that gives
+-- it, called only when the policy needs it: a call that succeeds at once
+-- without pacing never loads a catalogue) until it succeeds or the policy gives up:
 --   * a 429 is waited out (mode "wait" and "pace") while the real time since the
 --     call's first 429 plus the next wait fits in `max_wait`, at most
 --     MAX_429_RETRIES times, each wait at least MIN_WAIT; or returned at once
@@ -319,13 +321,14 @@ end
 -- (reply: the transport's response, whose `headers` are read only when needed;
 -- nil when no reply came).
 -- `opts`: the call's options (ratelimit, max_wait, retries, idempotent);
--- `entry`: the endpoint's catalogue entry (nil: unknown, so no pacing and no retries).
+-- `entry`: the endpoint's catalogue entry (nil: unknown, so no pacing and no retries),
+-- or a function `entry(client, endpoint)` giving it, asked only when needed.
 function M.run(policy, client, endpoint, opts, entry, attempt, a1, a2, a3, a4)
   local mode = opts.ratelimit or policy.mode
   local max_wait = opts.max_wait or policy.max_wait
   local retries = opts.retries or policy.retries
+  if mode == "pace" and type(entry) == "function" then entry = entry(client, endpoint) end
   local safe = opts.idempotent
-  if safe == nil then safe = type(entry) == "table" and entry.write == false end
   local failures, limited, blind, first_429 = 0, 0, 0, nil
   local announced = false -- a 429's wait was reported already: pace() need not report it again
   while true do
@@ -336,6 +339,8 @@ function M.run(policy, client, endpoint, opts, entry, attempt, a1, a2, a3, a4)
     local reply, value, msg, err = attempt(client, endpoint, a1, a2, a3, a4)
     if mode == "pace" then note_headers(policy, endpoint, reply and reply.headers, max_wait) end
     if value ~= nil then return value end
+    if type(entry) == "function" then entry = entry(client, endpoint) end
+    if safe == nil then safe = type(entry) == "table" and entry.write == false end
     if type(err) == "table" and err.status == 429 then
       if mode == "throw" then return nil, msg, err end
       local t = M._now()

@@ -124,6 +124,19 @@ async def scenario(name, reader, writer):
         send(frame(0x0, "wörld".encode(), fin=True))
         await writer.drain()
         await client_frames(reader)
+    elif name == "fragmented-json":
+        # One JSON text in three fragments, a ping between them.
+        send(frame(0x1, b'{"a":[1,', fin=False))
+        send(frame(0x9, b"mid"))
+        send(frame(0x0, b'2],"b":"w', fin=False))
+        send(frame(0x0, "örld\"}".encode(), fin=True))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "burst":
+        # 100 short JSON texts in one write: one read of the client's takes them all.
+        send(b"".join(frame(0x1, ('{"n":%d}' % i).encode()) for i in range(100)))
+        await writer.drain()
+        await client_frames(reader)
     elif name == "big":
         # A 70,000-byte message needs the 64-bit length form; then a 300-byte one (16-bit form).
         send(frame(0x1, b"x" * 70000, length_form=127))

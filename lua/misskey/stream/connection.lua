@@ -37,10 +37,9 @@ return function(Stream, stream)
     end)
   end
 
-  -- A frame from the server.
-  function Stream:_frame(text)
-    local msg = json.decode(text)
-    if type(msg) ~= "table" then return end -- Misskey ignores non-JSON too
+  -- A frame from the server, decoded (anything but a table is ignored, as Misskey ignores non-JSON).
+  function Stream:_message(msg)
+    if type(msg) ~= "table" then return end
     local t, body = msg.type, msg.body
     if t == "channel" then -- most frames: the fast path
       if type(body) ~= "table" then return end
@@ -102,14 +101,23 @@ return function(Stream, stream)
   -- task. The socket's receive gives way to the scheduler (the engine steps,
   -- ready tasks run) each time it has handed out what one read brought, so a
   -- steady sender cannot starve those tasks, and events never pile up unrun.
+  -- A socket of the C engine decodes each frame where it read it (ws:receive_value); a
+  -- user's transport hands out strings.
   function Stream:_read(ws)
     local got = false
     local watchdog = self._opts.watchdog
+    local decoded = type(ws.receive_value) == "function"
     while not self._closed do
-      local text, msg, err = ws:receive(watchdog)
-      if text then
+      local value, msg, err
+      if decoded then
+        value, msg, err = ws:receive_value(watchdog)
+      else
+        value, msg, err = ws:receive(watchdog)
+        if value then value = json.decode(value) or false end
+      end
+      if value ~= nil then
         got = true
-        self:_frame(text)
+        self:_message(value)
       elseif err and err.kind == "timeout" then
         return got, ("no frame for %g s (watchdog)"):format(watchdog), err
       else

@@ -1,6 +1,10 @@
 --- The default transport: HTTP through the C engine (libcurl multi).
 -- `transport.request(req)` starts a transfer and waits for it through the
 -- scheduler (loop.await_transfer: yields in a task, blocks outside one).
+-- `transport.prepare(req)` and `transport.post(prepared, url, body, timeout)`
+-- are the client's cheaper way to make its API calls: what every call sends
+-- (headers, user agent, limits, TLS options) is checked and built once.
+local core = require "misskey.core"
 local engines = require "misskey.engine"
 local errors = require "misskey.errors"
 local loop = require "misskey.loop"
@@ -63,7 +67,7 @@ local LAZY = {
   end,
 }
 
-local function to_response(transfer, req)
+local function to_response(transfer, timeout)
   local status, headers, body, curl_code = transfer:result(true, true)
   if status then
     return setmetatable({ status = status, _transfer = transfer }, LAZY)
@@ -74,8 +78,8 @@ local function to_response(transfer, req)
   local kind = reason == "timeout" and "timeout" or reason == "too_large" and "http" or "network"
   -- Only the total timeout is "timed out after N s"; a connect timeout or a
   -- low-speed abort keeps curl's own words.
-  if reason == "timeout" and req.timeout and message:find("^Operation timed out") then
-    message = ("timed out after %g s (%s)"):format(req.timeout, message)
+  if reason == "timeout" and timeout and message:find("^Operation timed out") then
+    message = ("timed out after %g s (%s)"):format(timeout, message)
   end
   local got = transfer:info().status -- 0 when no status line arrived
   return errors.fail(kind, message, { curl_code = curl_code, reason = reason, status = got ~= 0 and got or nil })
@@ -90,7 +94,30 @@ function curl.new(engine)
   function transport.request(req)
     local transfer = engine:request(req)
     wait(own, transfer, req)
-    return to_response(transfer, req)
+    return to_response(transfer, req.timeout)
+  end
+  --- transport.prepare(req) -> prepared: req's headers, user_agent, connect_timeout,
+  -- low_speed_time/low_speed_limit, max_size, ca_file and insecure, checked and built
+  -- once (core.prepare), for transport.post.
+  ---@param req table
+  ---@return userdata
+  function transport.prepare(req)
+    return core.prepare(req)
+  end
+  --- transport.post(prepared, url, body[, timeout]) -> res | nil, message, err: what
+  -- transport.request{ method = "POST", url = url, body = body, timeout = timeout, ... }
+  -- gives with the rest of the request table from `prepared`.
+  ---@param prepared userdata from transport.prepare
+  ---@param url string
+  ---@param body string
+  ---@param timeout? number seconds
+  ---@return table|nil res
+  ---@return string|nil message
+  ---@return table|nil err
+  function transport.post(prepared, url, body, timeout)
+    local transfer = engine:post(prepared, url, body, timeout)
+    if not transfer:done() then loop.await_transfer(transfer, nil, own) end
+    return to_response(transfer, timeout)
   end
   --- transport.websocket(req) -> ws | nil, msg, err (see misskey.transport.websocket)
   function transport.websocket(req)

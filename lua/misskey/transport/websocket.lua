@@ -4,12 +4,16 @@
 local argcheck = require "misskey.argcheck"
 local core = require "misskey.core"
 local errors = require "misskey.errors"
+local json = require "misskey.json"
 local loop = require "misskey.loop"
 
 local WebSocket = { __name = "misskey.transport.WebSocket" }
 WebSocket.__index = WebSocket
 
 local websocket = {}
+
+-- json.decode's array marker, for the messages the C side decodes (ws:receive_value).
+local ARRAY_MT = getmetatable(json.array())
 
 -- Records what C reported besides messages; a failure becomes self.closed.
 function WebSocket:_absorb(events)
@@ -41,7 +45,7 @@ end
 -- One poll: messages go straight into the queue (C stores them there).
 function WebSocket:_poll()
   if self._qhead > self._qtail then self._qhead, self._qtail = 1, 0 end -- empty: start again at 1
-  local tail, want, events, more = self._ws:poll(self._queue, self._qtail)
+  local tail, want, events, more = self._ws:poll(self._queue, self._qtail, self._decode)
   self._qtail = tail
   if events then self:_absorb(events) end
   self._more = more
@@ -84,9 +88,8 @@ local function closed_error(self)
     c.reason and c.reason ~= "" and (": " .. c.reason) or ""), { close_code = c.code, closed = true })
 end
 
---- ws:receive([timeout]) -> message | nil, msg, err (err.kind "timeout" when
--- nothing came in `timeout` seconds; "network" with err.closed once closed).
-function WebSocket:receive(timeout)
+-- The next queued message, polling (and waiting) for one: the queue's head, or nil, msg, err.
+local function next_message(self, timeout)
   while self._qhead > self._qtail do
     if self.closed then return closed_error(self) end
     if self:_pump(timeout) == "timeout" then
@@ -98,7 +101,38 @@ function WebSocket:receive(timeout)
   local text = self._queue[head]
   self._queue[head] = nil
   self._qhead = head + 1
+  -- The last of a burst: a table keeps the array part the burst grew, so an idle socket
+  -- after one gets a new, small queue.
+  if head == self._qtail and head > 32 then self._queue, self._qhead, self._qtail = {}, 1, 0 end
   return text
+end
+
+--- ws:receive([timeout]) -> message | nil, msg, err (err.kind "timeout" when
+-- nothing came in `timeout` seconds; "network" with err.closed once closed).
+---@param timeout? number seconds
+---@return string|nil message
+---@return string|nil msg
+---@return table|nil err
+function WebSocket:receive(timeout)
+  if self._decode then error("ws:receive: this socket's messages are decoded (ws:receive_value was used)", 2) end
+  return next_message(self, timeout)
+end
+
+--- ws:receive_value([timeout]) -> value | nil, msg, err: the next message as
+-- json.decode gives it, or false when it is not JSON; the failures of ws:receive.
+-- Decoded in C where the message was read, with no Lua string of it. A socket is
+-- read one way: after this, ws:receive raises.
+---@param timeout? number seconds
+---@return any value
+---@return string|nil msg
+---@return table|nil err
+function WebSocket:receive_value(timeout)
+  if not self._decode then
+    self._decode = ARRAY_MT
+    -- What an earlier poll queued as strings, decoded here.
+    for i = self._qhead, self._qtail do self._queue[i] = json.decode(self._queue[i]) or false end
+  end
+  return next_message(self, timeout)
 end
 
 --- ws:send(text [, "binary" | "ping"]) -> true | nil, msg, err
