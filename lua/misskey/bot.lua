@@ -33,6 +33,9 @@ bot.MAX_CAPTURES = 1000
 --- Users remembered per command with a cooldown: beyond this, entries whose
 -- cooldown has passed are dropped (they would allow a run anyway).
 bot.MAX_COOLDOWNS = 256
+--- Seconds the bot's handlers get to finish when an event source fails under
+-- it (its `error` handlers see the failure), before bot:run returns it.
+bot.FAILURE_GRACE = 5
 
 -- Main channel events the bot listens to; their payloads.
 local MAIN = { mention = "note", reply = "note", renote = "note", follow = "user", followed = "user",
@@ -350,7 +353,19 @@ function Bot:_main()
   for _, id in ipairs(self._capture_order) do s:capture(id) end
   if self._handlers.note then self:_open_timeline() end
   for _, t in ipairs(self._timers) do self:_start_timer(t) end
-  s:start()
+  -- stream:run in a task of its own, not stream:start: run returns when the
+  -- stream ends, and its failure (the reader task raised; with reconnect =
+  -- false, the socket lost) must end the bot too, or bot:run would wait for
+  -- events that never come (a unit with Restart=on-failure must see it).
+  self._stream_task = loop.spawn(function()
+    local ok, _, err = s:run()
+    if self._stopped or self._stopping then return end
+    if not ok then
+      self._failure = err
+      self:_emit("error", err)
+    end
+    self:stop{ grace = bot.FAILURE_GRACE } -- the error handlers run first
+  end)
 end
 
 --- bot:start() -> bot: starts the bot's tasks and returns (in a task or before a loop runs).
