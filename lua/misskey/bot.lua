@@ -358,11 +358,11 @@ function Bot:_main()
   -- false, the socket lost) must end the bot too, or bot:run would wait for
   -- events that never come (a unit with Restart=on-failure must see it).
   self._stream_task = loop.spawn(function()
-    local ok, _, err = s:run()
+    local ok, _, failure = s:run()
     if self._stopped or self._stopping then return end
     if not ok then
-      self._failure = err
-      self:_emit("error", err)
+      self._failure = failure
+      self:_emit("error", failure)
     end
     self:stop{ grace = bot.FAILURE_GRACE } -- the error handlers run first
   end)
