@@ -1284,6 +1284,12 @@ ROUTES.update({
     "test/stream/state": test_stream_state,
 })
 
+# i/webhooks/* with real deliveries (spec/webhook_cli_spec.lua, spec/webhook_bot_listen_spec.lua).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import webhooks_api  # noqa: E402 - beside this file
+
+webhooks_api.install(ROUTES, reply, api_error, json_params, AUTH["tokens"])
+
 
 def make_app():
     # Allow big uploads through echo; Misskey's own 1 MiB limit is not modelled.

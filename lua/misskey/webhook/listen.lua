@@ -167,6 +167,16 @@ function Listener:stats()
   }
 end
 
+--- listener:rekey(secret): deliveries must carry `secret` from now on (a
+-- rotated secret; a bot that learns its secret once its listener is bound).
+---@param secret string
+function Listener:rekey(secret)
+  if type(secret) ~= "string" or secret == "" then
+    argcheck.argerror(1, "rekey", "the webhook's secret, a non-empty string, expected")
+  end
+  self.receiver.secret = secret
+end
+
 --- listener:close() -> true (false when closed already): stops accepting and
 -- closes every connection at once. Handlers already started go on.
 ---@return boolean
