@@ -32,9 +32,10 @@ local function rss_mib()
 end
 
 -- Runs fn(0) (a warm-up: connections, curl's own first allocations), then fn(1 .. rounds)
--- (default ROUNDS) without ever calling collectgarbage; resident memory may end at most 16 MiB
--- above where it was after the warm-up. Returns the growth in MiB.
-local function bounded(fn, rounds)
+-- (default ROUNDS) without ever calling collectgarbage; resident memory may end at most
+-- `limit` MiB (default 16) above where it was after the warm-up. Returns the growth in MiB.
+local function bounded(fn, rounds, limit)
+  limit = limit or 16
   fn(0)
   local start = rss_mib()
   local peak = start
@@ -44,7 +45,7 @@ local function bounded(fn, rounds)
   end
   local grew = rss_mib() - start
   if not UNDER_TOOL then
-    assert.truthy(grew <= 16, ("resident memory grew by %.1f MiB (peak +%.1f MiB) over %d rounds"):format(
+    assert.truthy(grew <= limit, ("resident memory grew by %.1f MiB (peak +%.1f MiB) over %d rounds"):format(
       grew, peak - start, rounds or ROUNDS))
   end
   return grew
@@ -87,18 +88,22 @@ describe("memory held in C by replies", function()
     bounded(function() too_large(c:upload({ data = "x", filename = "x.txt" }, { testBomb = true })) end)
   end)
 
+  -- Four transfers in flight may each hold up to max_size before they fail, and glibc may keep
+  -- that peak (its mmap threshold rises after large frees): 4 x 8 MiB on top of the usual 16 is
+  -- what "flat" means here. Holding every bomb until its __gc would be 40 x 8 MiB.
   it("a batch of 40 gzip bombs keeps resident memory flat", function()
+    local concurrency = 4
     local c = new{ max_size = MAX }
     local calls = {}
     for i = 1, ROUNDS do calls[i] = { "test/bomb", { mib = 1024 } } end
     bounded(function(i)
       local these = i == 0 and { calls[1] } or calls -- a warm-up of one, then one batch of 40
-      local results, errs = c:batch(these, { concurrency = 4 })
+      local results, errs = c:batch(these, { concurrency = concurrency })
       for k = 1, #these do
         assert.is_nil(results[k])
         assert.equal("too_large", errs[k].reason)
       end
-    end, 1)
+    end, 1, 16 + concurrency * MAX / 1048576)
   end)
 
   it("40 error replies over max_size (HTTP 500 bombs) keep resident memory flat", function()
