@@ -13,7 +13,9 @@ describe("require('misskey').webhook", function()
       io.write(tostring(w == require("misskey.webhook")), " ", type(w.handler), " ", type(w.listen), " ")
       io.write(tostring(rawget(misskey, "webhook") == w), " ", tostring(misskey.no_such_field), "\n")
     ]]
-    local prelude = ("package.path = %q; package.cpath = %q\n"):format(package.path, package.cpath)
+    -- The plain build, as support.cli's children: under `make asan` the sanitized one needs a preload.
+    local prelude = ("package.path = %q; package.cpath = %q\n"):format(package.path,
+      "./build/" .. runner.version .. "/?.so;" .. package.cpath)
     local h = assert(io.popen("env -u LD_PRELOAD " .. runner.interpreter .. " -e "
       .. server.shell_quote(prelude .. code) .. " 2>&1"))
     local out = h:read("*a")
