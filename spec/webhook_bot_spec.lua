@@ -13,6 +13,8 @@ local server = require "support.server"
 local testing = require "misskey.testing"
 local with_env = require "support.env"
 
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
+
 local URL = "https://bot.example/hook"
 local ACCOUNT = "@me@fake.misskey.test"
 
@@ -186,6 +188,32 @@ describe("a bot with webhooks only (stream = false)", function()
     assert.equal("api", err.kind)
     assert.equal("TOO_MANY_WEBHOOKS", err.code)
     assert.matches("webhook", msg)
+  end)
+
+  it("hands out no secret when a server echoes it in a refusal (create and update)", function()
+    local leak = require "support.leak"
+    local echo = { credential = true, errors = { ECHO = { id = "e", message = "refused", status = 400 } },
+      handler = function(_, ps) return nil, "ECHO", { params = ps, text = "secret was " .. tostring(ps.secret) } end }
+    fake.endpoints["i/webhooks/create"] = echo
+    local b = new_bot({ stream = false })
+    local seen
+    b:on("error", function(_, e) seen = e end)
+    local results = { b:run() }
+    local kept = assert(credentials.webhook(ACCOUNT, botlib.WEBHOOK_NAME)).secret
+    assert.is_nil(results[1])
+    assert.equal("ECHO", results[3].code)
+    leak.assert_none(kept, unpack(results, 1, 3))
+    leak.assert_none(kept, seen)
+    -- An update refused the same way (the webhook exists, with another URL).
+    fake.endpoints["i/webhooks/create"] = nil
+    assert(fake:client():request("i/webhooks/create", { name = "h", url = URL, on = { "mention" } }))
+    fake.endpoints["i/webhooks/update"] = echo
+    results = { require("misskey.webhook.account").register(fake:client(), { name = "h", url = URL .. "2",
+      events = { "mention" } }) }
+    kept = assert(credentials.webhook(ACCOUNT, "h")).secret
+    assert.is_nil(results[1])
+    assert.equal("ECHO", results[3].code)
+    leak.assert_none(kept, unpack(results, 1, 3))
   end)
 end)
 

@@ -7,7 +7,8 @@
 -- kept for that name, else a new one made from the C core's random source
 -- (32 bytes, base64url), kept in the store *before* the server hears of it:
 -- a secret the server holds and the receiver lost would make every delivery a
--- 401, which Misskey never retries.
+-- 401, which Misskey never retries. A refusal that echoes the secret comes
+-- back with it redacted (errors.scrubbed), as a token is.
 local argcheck = require "misskey.argcheck"
 local baseurl = require "misskey.baseurl"
 local core = require "misskey.core"
@@ -166,15 +167,15 @@ function account.register(client, opts)
     if found.url ~= opts.url or found.secret ~= secret or found.active ~= true
        or not same_set(found.on, opts.events) then
       local ok
-      ok, msg, err = client:request("i/webhooks/update", { webhookId = found.id, name = opts.name, url = opts.url,
-        secret = secret, on = json.array(opts.events), active = true })
+      ok, msg, err = errors.scrubbed(secret, client:request("i/webhooks/update", { webhookId = found.id,
+        name = opts.name, url = opts.url, secret = secret, on = json.array(opts.events), active = true }))
       if not ok then return nil, msg, err end
     end
     hook = found
     hook.url, hook.on, hook.active = opts.url, json.array(opts.events), true
   else
-    hook, msg, err = client:request("i/webhooks/create", { name = opts.name, url = opts.url, secret = secret,
-      on = json.array(opts.events) })
+    hook, msg, err = errors.scrubbed(secret, client:request("i/webhooks/create", { name = opts.name, url = opts.url,
+      secret = secret, on = json.array(opts.events) }))
     if not hook then return nil, msg, err end
   end
   hook.secret = nil
