@@ -371,8 +371,8 @@ describe("a token over plain http", function()
 end)
 
 describe("the OAuth loopback listener", function()
-  -- A local client in Python (the listener blocks this process): `plan` is Python code run
-  -- with helpers; it prints what it saw, one line each, into `out`.
+  -- A local client in Python (this process waits for the redirect in the scheduler):
+  -- `plan` is Python code run with helpers; it prints what it saw, one line each, into `out`.
   local PRELUDE = [[
 import socket, sys, time
 PORT = int(sys.argv[1])
@@ -397,7 +397,7 @@ held = []
 
   it("waits past an idle connection, a slow drip and wrong requests, then takes the redirect", function()
     local port = server.free_port()
-    local l = assert(core.listen(port))
+    local l = assert(require("misskey.auth").oauth_listen(port))
     local p = client(port, [[
 idle = conn(); held.append(idle)          # a preconnect that never speaks
 drip = conn(); held.append(drip)
@@ -422,7 +422,7 @@ print("real", ask("GET /cb?code=abc&state=S%31 HTTP/1.1\r\nHost: x\r\n\r\n"))
 
   it("takes an OAuth error redirect with the right state (the user said no)", function()
     local port = server.free_port()
-    local l = assert(core.listen(port))
+    local l = assert(require("misskey.auth").oauth_listen(port))
     local p = client(port, [[print(ask("GET /cb?error=access_denied&state=S1 HTTP/1.1\r\n\r\n"))]])
     local target = l:accept(20, { path = "/cb", state = "S1" })
     p:close()
@@ -432,7 +432,7 @@ print("real", ask("GET /cb?code=abc&state=S%31 HTTP/1.1\r\nHost: x\r\n\r\n"))
 
   it("clamps its timeout: a negative one does not wait forever, NaN raises", function()
     local port = server.free_port()
-    local l = assert(core.listen(port))
+    local l = assert(require("misskey.auth").oauth_listen(port))
     -- A redirect a little later ends the wait if the timeout were (wrongly) endless.
     local p = client(port, [[
 time.sleep(1)

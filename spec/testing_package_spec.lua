@@ -36,8 +36,9 @@ describe("misskey.testing, the package", function()
     for name in pairs(testing.endpoints) do names[#names + 1] = name end
     table.sort(names)
     assert.same({ "drive/files/create", "following/create", "following/delete", "i", "i/notifications",
-      "i/registry/get", "i/registry/set", "meta", "notes/create", "notes/delete", "notes/reactions/create",
-      "notes/show", "notes/timeline", "ping", "users/show" }, names)
+      "i/registry/get", "i/registry/set", "i/webhooks/create", "i/webhooks/delete", "i/webhooks/list",
+      "i/webhooks/show", "i/webhooks/test", "i/webhooks/update", "meta", "notes/create", "notes/delete",
+      "notes/reactions/create", "notes/show", "notes/timeline", "ping", "users/show" }, names)
     for _, name in ipairs(names) do
       assert.is_function(testing.endpoints[name].handler, name)
     end

@@ -11,7 +11,6 @@
 #include "miauth.h"
 #include "random.h"
 #include "uuid.h"
-#include "listen.h"
 #include "signals.h"
 #include "lock.h"
 #include "ws.h"
@@ -50,9 +49,7 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
       {"_ws_reply", mk_l_ws_reply},
       /* the same protocol without I/O, for a host that moves the bytes (wscodec.c: misskey.ngx) */
       {"ws_codec", mk_l_ws_codec},
-      /* the OAuth redirect listener of `misskey login` (listen.c) */
-      {"listen", mk_l_listen},
-      /* the webhook listener's sockets and its secret check (server.c, equal.c) */
+      /* the listening sockets (webhooks, the OAuth redirect) and the secret check (server.c, equal.c) */
       {"http_server", mk_l_http_server}, {"equal_ct", mk_l_equal_ct},
       /* signals as a readable fd, for a clean stop (signal.c) */
       {"signals", mk_l_signals},
@@ -71,7 +68,6 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   mk_http_open(L);
   mk_ws_open(L);
   mk_wscodec_open(L);
-  mk_listen_open(L);
   mk_server_open(L);
   mk_signal_open(L);
   mk_lock_open(L);

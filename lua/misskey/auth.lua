@@ -451,6 +451,18 @@ local function unescape(s)
   return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
+--- auth.oauth_listen(port) -> listener | nil, message: listens on
+-- 127.0.0.1:port for the browser's redirect to a loopback redirect URI;
+-- `listener:accept(timeout, { path, state })` waits for it through the
+-- scheduler and returns the request target (misskey.auth.redirect).
+---@param port integer 1 to 65535: the redirect URI's port
+---@return table|nil listener
+---@return string|nil message
+function auth.oauth_listen(port)
+  local listener, msg = require("misskey.auth.redirect").listen(port)
+  return listener, msg
+end
+
 --- auth.oauth_parse_redirect(url) -> { code, state, error, error_description } from a redirect URL's query.
 ---@param url string
 ---@return misskey.auth.OAuthRedirect

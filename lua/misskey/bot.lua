@@ -8,6 +8,8 @@
 -- One stream (client:stream()) carries the main channel (mention, reply,
 -- renote, follow, followed, unfollow, notification), homeTimeline when
 -- something listens on "note", and noteUpdated for captured notes ("reacted").
+-- Webhook deliveries are a second source, or the only one with
+-- `stream = false` (bot:webhook, misskey.bot.webhook).
 -- Every handler runs in a task of its own, so it may call the API, sleep and
 -- wait_for. The bot asks `i` at start, ignores what it did itself, and handles
 -- an event seen twice (two channels, a backfill) once.
@@ -38,6 +40,11 @@ bot.MAX_CAPTURES = 1000
 --- Users remembered per command with a cooldown: beyond this, entries whose
 -- cooldown has passed are dropped (they would allow a run anyway).
 bot.MAX_COOLDOWNS = 256
+--- The name of the bot's webhook on the account (bot:webhook's `name`).
+bot.WEBHOOK_NAME = "misskey-lua-bot"
+--- Seconds the bot's handlers get to finish when an event source fails under
+-- it (its `error` handlers see the failure), before bot:run returns it.
+bot.FAILURE_GRACE = 5
 
 -- Main channel events the bot listens to; their payloads.
 local MAIN = { mention = "note", reply = "note", renote = "note", follow = "user", followed = "user",
@@ -67,6 +74,7 @@ local STOP_OPTIONS = { grace = true }
 -- above from this module table, so a program may change them.
 local Context, Store = require("misskey.bot.context")(bot)
 require("misskey.bot.dispatch")(Bot, bot, MAIN, Context)
+require("misskey.bot.webhook")(Bot, bot)
 
 local argerror, opterror = argcheck.argerror, argcheck.opterror
 
@@ -79,7 +87,8 @@ local monotonic = core.now
 --- misskey.bot(client[, opts]) -> Bot. Options:
 --   help      false: no generated "help" command (default: one, unless you define "help")
 --   timeline  the channel of "note" events (default "homeTimeline")
---   stream    options for client:stream
+--   stream    options for client:stream; false: no stream, the bot takes webhook
+--             deliveries only (bot:webhook)
 --   positions where the bot stopped, kept across restarts: true, a name or a path
 --             (client:stream's `positions`; README "Events, positions and stopping")
 --   clock     function() -> seconds, for cooldowns and capture ttl (default: a monotonic clock)
@@ -100,8 +109,11 @@ function bot.new(client, opts)
   if opts.timeline ~= nil and (type(opts.timeline) ~= "string" or opts.timeline == "main") then
     opterror("timeline", "a timeline channel name expected", L)
   end
-  if opts.stream ~= nil and type(opts.stream) ~= "table" then
-    opterror("stream", "options table expected", L)
+  if opts.stream ~= nil and opts.stream ~= false and type(opts.stream) ~= "table" then
+    opterror("stream", "options table (or false: webhooks only) expected", L)
+  end
+  if opts.stream == false and opts.positions ~= nil and opts.positions ~= false then
+    opterror("positions", "positions are the stream's: a bot with stream = false has none", L)
   end
   if opts.positions ~= nil and opts.positions ~= false then
     local ok, why = require("misskey.positions").path(opts.positions, client)
@@ -322,7 +334,8 @@ end
 -- commands running), timers (bot:every loops), seen (event keys remembered
 -- against duplicates, at most 2 * bot.SEEN), captures (at most
 -- bot.MAX_CAPTURES), cooldowns (users remembered by commands with a cooldown),
--- waiters (bot:wait_for calls), stream (stream:stats(), once running).
+-- waiters (bot:wait_for calls), stream (stream:stats(), once running),
+-- webhook (the built-in listener's listener:stats(), once running).
 ---@return table<string, integer|table>
 function Bot:stats()
   check_self(self, "stats")
@@ -333,19 +346,39 @@ function Bot:stats()
     tasks = self._tasks:count(), timers = self._timer_tasks:count(), seen = seenset.count(self._seen),
     captures = #self._capture_order, cooldowns = cooldowns, waiters = waiters,
     stream = self._stream and self._stream:stats() or nil,
+    webhook = self._listener and self._listener:stats() or nil,
   }
+end
+
+-- An event source failed under the bot: its error handlers see it, the bot
+-- stops (they get bot.FAILURE_GRACE to finish) and run returns it.
+function Bot:_fail(err)
+  self._failure = err
+  self:_emit("error", err)
+  self:stop{ grace = bot.FAILURE_GRACE }
 end
 
 function Bot:_main()
   local me, msg, err = self.client:request("i")
   if not me then
-    self:_emit("error", err)
-    self._failure = err or select(2, errors.new("network", tostring(msg)))
-    self:stop()
+    self:_fail(err or select(2, errors.new("network", tostring(msg))))
     return
   end
   self.me = me
   if self._stopped then return end
+  if self._webhook then
+    local ok, wmsg, werr = self:_start_webhook()
+    if not ok then
+      self:_fail(werr or select(2, errors.new("network", tostring(wmsg))))
+      return
+    end
+    if self._stopped or self._stopping then return end
+  end
+  for _, t in ipairs(self._timers) do self:_start_timer(t) end
+  if self._opts.stream == false then
+    self:_emit("ready", self.me)
+    return
+  end
   local sopts = {}
   for k, v in pairs(self._opts.stream or {}) do sopts[k] = v end
   if self._opts.positions ~= nil then sopts.positions = self._opts.positions end
@@ -380,8 +413,16 @@ function Bot:_main()
   end)
   for _, id in ipairs(self._capture_order) do s:capture(id) end
   if self._handlers.note then self:_open_timeline() end
-  for _, t in ipairs(self._timers) do self:_start_timer(t) end
-  s:start()
+  -- stream:run in a task of its own, not stream:start: run returns when the
+  -- stream ends, and its failure (the reader task raised; with reconnect =
+  -- false, the socket lost) must end the bot too, or bot:run would wait for
+  -- events that never come (a unit with Restart=on-failure must see it).
+  self._stream_task = loop.spawn(function()
+    local ok, _, failure = s:run()
+    if self._stopped or self._stopping then return end
+    if not ok then return self:_fail(failure) end
+    if not self._webhook then self:stop() end -- closed under it: no other source
+  end)
 end
 
 --- bot:start() -> bot: starts the bot's tasks and returns (in a task or before a loop runs).
@@ -390,6 +431,11 @@ function Bot:start()
   check_self(self, "start")
   if self._running then return self end
   if self._stopped then error("bot:start: the bot was stopped", 2) end
+  if self._opts.stream == false and not self._webhook then
+    error("bot:start: a bot with stream = false takes its events from webhooks: call bot:webhook{ … } first", 2)
+  end
+  -- Both sources: user events (no id of their own) are paired across them (misskey.bot.dispatch).
+  if self._webhook and self._opts.stream ~= false then self._pairs = { young = {}, old = {}, n = 0 } end
   self._running = true
   self:_spawn(self._main, self)
   return self
@@ -432,6 +478,7 @@ function Bot:stop(opts)
   if self._stopped or self._stopping then return false end
   local current = loop.current()
   self._stopping = true
+  if self._webhook then self:_stop_webhook() end -- refused from now on: Misskey tries again later
   if grace then
     if self._stream then self._stream:pause() end
     self._timer_tasks:cancel(current)

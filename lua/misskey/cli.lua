@@ -5,7 +5,7 @@
 -- to a terminal, a fresh token that could be kept nowhere else).
 --
 -- The commands live in groups, a file each (misskey.cli.account, .api, .post,
--- .stream): every command is { run = fn(opts, args) -> status, options = {
+-- .stream, .webhook): every command is { run = fn(opts, args) -> status, options = {
 -- name = 1 (takes a value) | 0 (a flag) }, help = text }. misskey.cli.common
 -- holds what they share.
 local common = require "misskey.cli.common"
@@ -27,6 +27,7 @@ commands:
   post       post a note (optionally with a file)
   upload     upload a file to the drive
   stream     print the events of a streaming channel as JSON Lines
+  webhook    the account's webhooks (list, create, delete, test) and a listener that prints deliveries
   endpoints  list the endpoints of the bundled catalogue
   types      write LuaLS annotations for a server's own endpoints (its /api.json)
 
@@ -37,7 +38,7 @@ Exit status: 0 ok, 1 failure, 2 usage error, 3 no account configured.
 `misskey COMMAND --help` describes a command.]]
 
 local commands = {}
-for _, group in ipairs{ "account", "api", "post", "stream" } do
+for _, group in ipairs{ "account", "api", "post", "stream", "webhook" } do
   for name, command in pairs(require("misskey.cli." .. group)) do commands[name] = command end
 end
 

@@ -13,8 +13,19 @@
 --     "accounts": {
 --       "@alice@misskey.example": { "host": "https://misskey.example", "token": "...",
 --                                   "username": "alice", "userId": "9xyz" }
+--     },
+--     "webhooks": {
+--       "@alice@misskey.example": { "bot": { "secret": "...", "id": "9abc", "url": "https://..." } }
 --     }
 --   }
+--
+-- `webhooks` keeps the secrets of the webhooks registered for an account
+-- (bot:webhook, `misskey webhook create`), by account key and webhook name,
+-- beside the account's token: Misskey sends the secret with every delivery,
+-- so a receiver needs it again after a restart. It is keyed by the account
+-- whatever gave its token (the store, MISSKEY_TOKEN, an explicit one), and a
+-- logout leaves it (the webhook stays registered on the server until
+-- deleted, `misskey webhook delete`, which forgets the secret too).
 --
 -- Failures return `nil, message, err` with `err.kind = "invalid"`, `err.path`
 -- and `err.reason` ("missing", "symlink", "owner", "mode", "type", "size",
@@ -122,7 +133,7 @@ local function describe(k)
 end
 
 --- load([path]) -> store | nil, message, err
--- A missing file is an empty store `{ accounts = {} }`. A file that is not a
+-- A missing file is an empty store `{ accounts = {}, webhooks = {} }`. A file that is not a
 -- store (bad JSON, an entry that is not an account) fails with reason "format".
 ---@param path? string the store (default: credentials.path())
 ---@return misskey.credentials.Store|nil store
@@ -132,11 +143,11 @@ function credentials.load(path)
   local why
   if path == nil then
     path, why = credentials.path()
-    if not path then return { accounts = {} }, why end
+    if not path then return { accounts = {}, webhooks = {} }, why end
   end
   local text, msg, reason = core.read_private(path)
   if not text then
-    if reason == "missing" then return { accounts = {} } end
+    if reason == "missing" then return { accounts = {}, webhooks = {} } end
     return fail(path, "credential store: " .. msg, reason)
   end
   local store = json.decode(text)
@@ -152,12 +163,28 @@ function credentials.load(path)
     end
   end
   if type(store.default) ~= "string" or store.accounts[store.default] == nil then store.default = nil end
+  if store.webhooks ~= nil and type(store.webhooks) ~= "table" then
+    return fail(path, ("credential store: %s: \"webhooks\" is not an object; fix it or remove it"):format(path),
+      "format")
+  end
+  store.webhooks = store.webhooks or {}
+  for account, hooks in pairs(store.webhooks) do
+    local bad = type(account) ~= "string" or type(hooks) ~= "table"
+    for name, hook in pairs(type(hooks) == "table" and hooks or {}) do
+      if type(name) ~= "string" or type(hook) ~= "table" or type(hook.secret) ~= "string" then bad = true end
+    end
+    if bad then
+      return fail(path, ("credential store: %s: the entry %s of \"webhooks\" is not a set of webhook secrets (an"
+        .. " object of objects with a secret string); fix it or remove it"):format(path, describe(account)), "format")
+    end
+  end
   return store
 end
 
 -- Writes the store; the caller holds the lock, so leftover temporary files are stale.
 local function write(store, path)
-  local out = { accounts = store.accounts or {}, default = store.default }
+  local out = { accounts = store.accounts or {}, default = store.default,
+    webhooks = next(store.webhooks or {}) ~= nil and store.webhooks or nil }
   local ok, msg, reason = core.write_private(path, json.pretty(out) .. "\n",
     { sweep = true, fail_before_rename = store._fail_before_rename or nil })
   if not ok then return fail(path, "credential store: " .. msg, reason or "io") end
@@ -314,6 +341,82 @@ function credentials.remove(name)
     local ok, smsg, serr = write(store, path)
     if not ok then return nil, smsg, serr end
     return key
+  end)
+end
+
+-- ------------------------------------------------------------------------
+-- webhook secrets
+
+local function check_webhook_key(fname, account, name)
+  if type(account) ~= "string" or account == "" then argcheck.argerror(1, fname, "account key expected", 2) end
+  if type(name) ~= "string" or name == "" then argcheck.argerror(2, fname, "webhook name expected", 2) end
+end
+
+--- webhook(account, name) -> { secret, id, url } | nil (none kept) | nil, message, err:
+-- what is kept of the webhook `name` of `account` (a key, "@user@host").
+---@param account string
+---@param name string
+---@return table|nil record
+---@return string|nil message
+---@return table|nil err
+function credentials.webhook(account, name)
+  check_webhook_key("webhook", account, name)
+  local store, msg, err = credentials.load()
+  if not store then return nil, msg, err end
+  local hook = (store.webhooks[account] or {})[name]
+  if not hook then return nil end
+  return { secret = hook.secret, id = hook.id, url = hook.url }
+end
+
+--- keep_webhook(account, name, { secret, id, url }) -> true | nil, message, err:
+-- keeps (or replaces) the webhook `name` of `account`, under the store's lock.
+---@param account string
+---@param name string
+---@param record { secret: string, id?: string, url?: string }
+---@return true|nil ok
+---@return string|nil message
+---@return table|nil err
+function credentials.keep_webhook(account, name, record)
+  check_webhook_key("keep_webhook", account, name)
+  if type(record) ~= "table" or type(record.secret) ~= "string" or record.secret == "" then
+    argcheck.argerror(3, "keep_webhook", "{ secret = string, id?, url? } expected")
+  end
+  local path, msg, err = store_path()
+  if not path then return nil, msg, err end
+  return locked(path, function()
+    local store, lmsg, lerr = credentials.load(path)
+    if not store then return nil, lmsg, lerr end
+    local hooks = store.webhooks[account] or {}
+    store.webhooks[account] = hooks
+    hooks[name] = { secret = record.secret, id = record.id, url = record.url }
+    return write(store, path)
+  end)
+end
+
+--- forget_webhook(account, name) -> true (forgotten) | false (none was kept) | nil, message, err
+---@param account string
+---@param name string
+---@return boolean|nil ok
+---@return string|nil message
+---@return table|nil err
+function credentials.forget_webhook(account, name)
+  check_webhook_key("forget_webhook", account, name)
+  local path, msg, err = store_path()
+  if not path then return nil, msg, err end
+  local store
+  store, msg, err = credentials.load(path)
+  if not store then return nil, msg, err end
+  if not (store.webhooks[account] or {})[name] then return false end -- nothing to write
+  return locked(path, function()
+    local current, lmsg, lerr = credentials.load(path)
+    if not current then return nil, lmsg, lerr end
+    local hooks = current.webhooks[account]
+    if not (hooks or {})[name] then return false end
+    hooks[name] = nil
+    if next(hooks) == nil then current.webhooks[account] = nil end
+    local ok, wmsg, werr = write(current, path)
+    if not ok then return nil, wmsg, werr end
+    return true
   end)
 end
 

@@ -50,4 +50,21 @@ misskey.step = loop.step
 misskey.on_error = loop.on_error
 misskey.current = loop.current
 
+-- Loaded on first use, so `require "misskey"` stays as light as it was.
+local LAZY = {
+  --- misskey.webhook: receiving Misskey's webhook deliveries (README "Webhooks"): the same
+  -- module as `require "misskey.webhook"`, loaded on first use.
+  webhook = "misskey.webhook",
+}
+
+setmetatable(misskey, {
+  __index = function(t, k)
+    local name = LAZY[k]
+    if not name then return nil end
+    local m = require(name)
+    rawset(t, k, m)
+    return m
+  end,
+})
+
 return misskey

@@ -58,10 +58,14 @@ stream.MAX_PAGES = 10
 --- Ids of backfilled items remembered per channel (at least the last SEEN; two
 -- generations of SEEN each), so that a live event repeating one is dropped.
 stream.SEEN = 1000
---- Live events held back per channel while its backfill runs. Beyond that a
--- backfillable event is dropped and fetched by one more round of the backfill;
--- any other is dropped and reported (`error`): a flood cannot grow memory.
+--- Live events held back per channel while its backfill runs. Beyond that (or
+-- MAX_HELD_BYTES) a backfillable event is not held but fetched by one more
+-- round of the backfill; any other is dropped and reported (`error`): a flood
+-- cannot grow memory (stream/backfill.lua, Stream:_hold).
 stream.MAX_HELD = 10000
+--- Bytes of live events held back per channel while its backfill runs (their
+-- JSON size, about): a message may be 16 MiB, so a count alone bounds nothing.
+stream.MAX_HELD_BYTES = 16 * 1024 * 1024
 --- Rounds of one backfill (a round pages from the last id delivered; a
 -- reconnect or an overflow of held events during a round asks for another).
 stream.MAX_ROUNDS = 3
@@ -509,23 +513,23 @@ function Stream:connected() return self._ws ~= nil end
 --- stream:stats() -> counts of what the stream holds, all bounded: channels,
 -- captures (notes), tasks (confirm timers, starting points, backfills, the
 -- positions writer), handlers (handler tasks still running), seen (ids
--- remembered against repeats), held (live events held back during backfills),
--- backfills (running now), outbox, connections (sockets opened so far).
+-- remembered against repeats), held and held_bytes (live events held back
+-- during backfills, and their size), backfills (running now), outbox, connections (sockets opened so far).
 ---@return table<string, integer>
 function Stream:stats()
   check_stream(self, "stats")
-  local seen, held, backfills = 0, 0, 0
+  local seen, held, held_bytes, backfills = 0, 0, 0, 0
   for i = 1, #self._order do
     local ch = self._order[i]
     seen = seen + seenset.count(ch._seen)
     if ch._buffer then
-      held, backfills = held + #ch._buffer, backfills + 1
+      held, held_bytes, backfills = held + #ch._buffer, held_bytes + ch._held_bytes, backfills + 1
     end
   end
   return {
     channels = #self._order, captures = #self._capture_order, tasks = self._tasks:count(),
-    handlers = self._running:count(), seen = seen, held = held, backfills = backfills, outbox = #self._outbox,
-    connections = self._connections,
+    handlers = self._running:count(), seen = seen, held = held, held_bytes = held_bytes, backfills = backfills,
+    outbox = #self._outbox, connections = self._connections,
   }
 end
 

@@ -1284,6 +1284,12 @@ ROUTES.update({
     "test/stream/state": test_stream_state,
 })
 
+# i/webhooks/* with real deliveries (spec/webhook_cli_spec.lua, spec/webhook_bot_listen_spec.lua).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import webhooks_api  # noqa: E402 - beside this file
+
+webhooks_api.install(ROUTES, reply, api_error, json_params, AUTH["tokens"])
+
 
 # ---- nginx (spec/nginx_spec.lua): replies held until the spec opens a gate, and the order of it all ----
 # test/gate/wait holds each request until test/gate/open; test/gate/arrived answers once `count` of them

@@ -64,15 +64,38 @@ return function(Bot, bot, MAIN, Context)
       or type(payload.user) == "table" and payload.user.id == self.me.id)
   end
 
-  -- An event from the stream.
-  function Bot:_event(event, payload)
+  -- With both sources (stream and webhooks), user events (follow, followed,
+  -- unfollow) come twice and carry no id of their own: one from a source
+  -- pairs with an unpaired one of the same kind and user from the other (its
+  -- twin, dropped), so that following twice is still two events. Per key, a
+  -- count of the events not paired yet: > 0 from the stream, < 0 from
+  -- webhooks; kept in two generations of bot.SEEN keys, as the seen set is.
+  local function twin(self, key, source)
+    local p = self._pairs
+    local count = p.young[key]
+    if count == nil then
+      count = p.old[key] or 0
+      if p.n >= bot.SEEN then p.old, p.young, p.n = p.young, {}, 0 end
+      p.n = p.n + 1
+    end
+    local sign = source == "webhook" and -1 or 1
+    p.young[key] = count + sign
+    return count * sign < 0
+  end
+
+  -- An event from the stream, or (`source` "webhook") from a webhook delivery.
+  function Bot:_event(event, payload, source)
     if self._stopped or self._stopping or type(payload) ~= "table" then return end
     local kind = MAIN[event] or (event == "note" and "note") or event
     if kind == "note" or kind == "notification" or kind == "chat" then
       if own(self, payload) then return end
       if type(payload.id) == "string" and not remember(self, event .. ":" .. payload.id) then return end
+    elseif kind == "user" and self._pairs and type(payload.id) == "string"
+       and twin(self, event .. ":" .. payload.id, source) then
+      return
     end
     local ctx = self:_context(event, payload)
+    ctx.source = source or "stream"
     self:_emit(event, payload, ctx)
     if (event == "mention" or event == "reply") and type(payload.id) == "string"
        and remember(self, "command:" .. payload.id) then

@@ -3,7 +3,6 @@
 -- `whoami` and `token`. Part of misskey.cli.
 local auth = require "misskey.auth"
 local Client = require "misskey.client"
-local core = require "misskey.core"
 local credentials = require "misskey.credentials"
 local env = require "misskey.env"
 local common = require "misskey.cli.common"
@@ -85,7 +84,7 @@ local function login_oauth(client, opts, permission)
   -- exactly that port for the browser's redirect; anything else: paste it.
   local port = redirect:match("^http://127%.0%.0%.1:(%d+)/") or redirect:match("^http://localhost:(%d+)/")
   local listener, lerr
-  if port then listener, lerr = core.listen(tonumber(port)) end
+  if port then listener, lerr = guarded(auth.oauth_listen, tonumber(port)) end
   -- Only a GET to this path carrying our state (and a code or an error) ends the wait.
   local redirect_path = redirect:match("^http://[^/]+(/[^?#]*)")
   if port and not listener then failure("misskey login: " .. lerr) end

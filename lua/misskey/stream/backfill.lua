@@ -116,6 +116,69 @@ return function(Stream, stream)
     end)
   end
 
+  -- The size of a held event: about the bytes of its JSON (every string's
+  -- length, a few bytes per other value and per member), walked no further
+  -- than `limit`, so sizing a 16 MiB message costs no more than the room left.
+  -- Decoded JSON nests at most 1000 deep, which bounds the recursion.
+  local function held_size(v, limit)
+    local t = type(v)
+    if t == "string" then return #v + 2 end
+    if t ~= "table" then return 8 end
+    local n = 2
+    for k, x in pairs(v) do
+      n = n + (type(k) == "string" and #k + 4 or 1) + held_size(x, limit - n)
+      if n > limit then return n end
+    end
+    return n
+  end
+
+  -- Lets go of the held events a backfill can fetch (its event: notes,
+  -- notifications), to make room for one it cannot: the next round fetches
+  -- them (`_again`), so none is lost. -> bytes freed
+  local function release_fetchable(ch)
+    local kept, freed = {}, 0
+    for _, item in ipairs(ch._buffer) do
+      if item[1] == ch._bf_event then
+        freed = freed + item[3]
+        ch._unheld = ch._unheld + 1
+      else
+        kept[#kept + 1] = item
+      end
+    end
+    if freed > 0 or #kept < #ch._buffer then
+      ch._buffer, ch._held_bytes, ch._again = kept, ch._held_bytes - freed, true
+    end
+    return freed
+  end
+
+  -- A live event of `ch` while its backfill runs: held back, to be delivered
+  -- after the backfill, while the channel holds fewer than MAX_HELD events of
+  -- fewer than MAX_HELD_BYTES in all. Past that nothing is lost silently: an
+  -- event the backfill can fetch is not held but fetched by its next round
+  -- (`_again`); any other first makes room by letting those go, and is
+  -- dropped only when that is not enough, counted and reported (`error`)
+  -- when the backfill ends. (Dropping the oldest instead would lose events
+  -- that cannot be fetched again, and only a gap would say so.)
+  function Stream._hold(_, ch, event, body) -- st:_hold(ch, event, body)
+    local buffer = ch._buffer
+    local room = stream.MAX_HELD_BYTES - ch._held_bytes
+    local size = held_size(body, room)
+    if size > room or #buffer >= stream.MAX_HELD then
+      if event == ch._bf_event then
+        ch._again, ch._unheld = true, ch._unheld + 1 -- the backfill's next round fetches it
+        return
+      end
+      room = room + release_fetchable(ch)
+      if size > room or #ch._buffer >= stream.MAX_HELD then
+        ch._dropped = (ch._dropped or 0) + 1
+        return
+      end
+      buffer = ch._buffer
+    end
+    buffer[#buffer + 1] = { event, body, size }
+    ch._held_bytes = ch._held_bytes + size
+  end
+
   -- Fetches what `ch` missed since its last id, then lets live events through.
   -- Pages `sinceId` forward (oldest first) until an empty page or one with
   -- nothing beyond the cursor: a short page is not the end (servers drop muted
@@ -125,7 +188,7 @@ return function(Stream, stream)
       ch._again = true -- a backfill runs: it goes round once more
       return
     end
-    ch._buffer = {}
+    ch._buffer, ch._held_bytes, ch._unheld = {}, 0, 0
     self._tasks:spawn(function()
       if ch._last == nil and ch._marking then
         loop.wait_event(ch, 300) -- the starting point is on its way (its requests have their own timeouts)
@@ -134,7 +197,7 @@ return function(Stream, stream)
       local rounds = 0
       while ch._last ~= nil and rounds < stream.MAX_ROUNDS do
         rounds = rounds + 1
-        ch._again = false
+        ch._again, ch._unheld = false, 0
         local since = ch._last
         local ended = false -- by an empty page or one without progress (not by MAX_PAGES)
         for _ = 1, stream.MAX_PAGES do
@@ -169,18 +232,28 @@ return function(Stream, stream)
         truncated = not ended -- what came after the last page is not delivered
         if failure or not ch._again or ch._closed or self._closed or self._paused then break end
       end
+      -- Events it did not hold and a round it could not make (MAX_ROUNDS, or a
+      -- failed page): they may be missing; say so.
+      local unfetched = ch._again and ch._unheld > 0 and not self._closed and not self._paused and ch._unheld
       local buffer, dropped = ch._buffer, ch._dropped
-      ch._buffer, ch._dropped = nil, nil
+      ch._buffer, ch._dropped, ch._held_bytes, ch._unheld = nil, nil, nil, nil
       self:_emit{ type = "backfill", channel = ch.name, channel_id = ch.id, endpoint = ch._bf_endpoint,
         reason = reason, since_id = first, last_id = ch._last, count = count, pages = pages,
-        truncated = truncated or nil, held = #buffer, error = failure and failure.message or nil }
+        truncated = (truncated or unfetched) and true or nil, held = #buffer,
+        error = failure and failure.message or nil }
       for i = 1, #buffer do
         if self._closed or self._paused then break end
         ch:_deliver(buffer[i][1], buffer[i][2], "held")
       end
+      local limits = ("more than %d events or %d bytes held"):format(stream.MAX_HELD, stream.MAX_HELD_BYTES)
       if dropped and not self._closed then
         self:_fire_error(select(2, errors.new("invalid", ("stream: %d events of channel %q dropped while its backfill"
-          .. " ran (more than %d held)"):format(dropped, ch.name, stream.MAX_HELD), { channel = ch.name })))
+          .. " ran (%s)"):format(dropped, ch.name, limits), { channel = ch.name })))
+      end
+      if unfetched then
+        self:_fire_error(select(2, errors.new("invalid", ("stream: %d live events of channel %q were not held while"
+          .. " its backfill ran (%s), and the backfill ended before fetching them again: some may be missing")
+          :format(unfetched, ch.name, limits), { channel = ch.name })))
       end
     end)
   end

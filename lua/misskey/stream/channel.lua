@@ -118,17 +118,7 @@ return function(stream)
     local st = self._stream
     if source == "live" then
       if st._paused then return end -- stopping: not delivered, so positions stay before it
-      local buffer = self._buffer
-      if buffer then
-        if #buffer < stream.MAX_HELD then
-          buffer[#buffer + 1] = { event, body }
-        elseif event == self._bf_event then
-          self._again = true -- the backfill's next round fetches it
-        else
-          self._dropped = (self._dropped or 0) + 1
-        end
-        return
-      end
+      if self._buffer then return st:_hold(self, event, body) end -- a backfill runs (stream/backfill.lua)
     end
     if event == self._bf_event and type(body) == "table" then
       local id = body.id

@@ -4,6 +4,7 @@
 -- (public notes); mention/reply/renote and notification go to the main
 -- channel of the users concerned; noteUpdated (reacted, deleted) to the
 -- sockets that captured the note. The sockets are misskey.testing.socket's.
+-- Webhook deliveries go out from the same places (endpoints/webhooks.lua).
 local audience = require "misskey.testing.audience"
 local Fake = require "misskey.testing.fake"
 
@@ -43,9 +44,12 @@ function Fake:_publish(names, event, make)
   end
 end
 
--- A main channel event for one user.
+-- A main channel event for one user, and the same event to the user's
+-- webhooks that take it (mention, reply, renote, follow, followed, unfollow:
+-- Misskey sends both from the same place; endpoints/webhooks.lua).
 function Fake:_main(user, event, body)
   self:_publish({ main = true }, event, function(u) if u == user then return body end end)
+  self:_hook(user, event, body)
 end
 
 function Fake:_note_updated(note_id, event, body)
@@ -85,6 +89,7 @@ function Fake:_note_events(note)
       if type(params) == "table" and params.withRenotes == false and is_pure_renote(note) then return nil end
       return self:_pack_note(note, u, true)
     end)
+  self:_hook(author, "note", self:_pack_note(note, author, true)) -- the author's `note` webhooks
   local done = {}
   local parent = note.replyId and self._notes[note.replyId]
   if parent then

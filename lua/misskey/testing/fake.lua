@@ -102,6 +102,8 @@ function Fake:_init()
   self._notifications, self._registry = {}, {}
   self._files, self._file_order = {}, {}
   self._limits = {} -- endpoint -> { n = calls still refused, seconds = Retry-After }
+  self._webhooks, self._webhook_by_id, self._delivery_count = {}, {}, 0 -- endpoints/webhooks.lua
+  for i = #self.deliveries, 1, -1 do self.deliveries[i] = nil end
   self:_close_sockets()
   local specs = {
     { username = "me", name = "Me", token = opts.token or "fake-token-me", following = { "alice" } },

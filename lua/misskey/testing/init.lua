@@ -34,6 +34,10 @@
 --   fake:run_until_idle()            run the scheduler until no task is ready (from the test)
 --   fake:notes(filter), fake:files(filter), fake:sockets(), fake:drop_streams(),
 --   fake:publish(channel, event, body)   a raw channel event to every socket's channels of that name
+--   fake:route(url, fn)              webhook deliveries to url go to fn(method, headers, body) -> status
+--                                    (a webhook handler, bot:webhook_handler()); i/webhooks/* endpoints
+--   fake.deliveries                  every webhook delivery, oldest first: { url, hookId, eventId, type,
+--                                    headers, body, status, error, tries }; fake:redeliver(d) again
 --   testing.validate(schema, value)  nil, or ajv's schemaPath and reason (misskey.validate's check
 --                                    of decoded JSON; the handlers' `params` format)
 --
@@ -120,6 +124,8 @@ function testing.fake(opts)
     base_url = base,
     host = base:match("://(.*)$"),
     requests = {},
+    deliveries = {},
+    _routes = {},
     endpoints = setmetatable({}, { __index = testing.endpoints }),
     _opts = common.copy(opts),
   }, Fake)
@@ -133,8 +139,9 @@ function testing.fake(opts)
 end
 
 --- Back to the state right after testing.fake(opts): users, notes (only
--- the `notes` option's), clock; fake.requests is emptied (the same table).
--- Handlers added to fake.endpoints stay.
+-- the `notes` option's), clock, no webhooks; fake.requests and
+-- fake.deliveries are emptied (the same tables). Handlers added to
+-- fake.endpoints and routes (fake:route) stay.
 ---@return misskey.testing.Fake
 function Fake:reset()
   for i = #self.requests, 1, -1 do self.requests[i] = nil end

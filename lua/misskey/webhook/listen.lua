@@ -20,6 +20,7 @@ local argcheck = require "misskey.argcheck"
 local core = require "misskey.core"
 local errors = require "misskey.errors"
 local handler = require "misskey.webhook.handler"
+local httpserver = require "misskey.httpserver"
 local loop = require "misskey.loop"
 
 local listen = {}
@@ -39,16 +40,7 @@ listen.MAX_CONNECTIONS = 64
 ---@field max_connections? integer connections at once; one more drops the oldest (64)
 local BACKLOG = 128
 local MAX_CAP = 64 * 1024 * 1024 -- the largest body src/server.c accepts to read
-local ACCEPT_BATCH = 64 -- connections taken per wake of the accepting task
-local LINGER = 1        -- seconds at most spent reading what a peer still sends after the answer
-local ACCEPT_PAUSE = 0.1 -- after a failed accept (out of descriptors): the socket stays readable
 
-local REASONS = {
-  [204] = "No Content", [400] = "Bad Request", [401] = "Unauthorized", [404] = "Not Found",
-  [405] = "Method Not Allowed", [408] = "Request Timeout", [411] = "Length Required",
-  [413] = "Content Too Large", [415] = "Unsupported Media Type", [417] = "Expectation Failed",
-  [431] = "Request Header Fields Too Large", [505] = "HTTP Version Not Supported",
-}
 local TEXT = { ["Content-Type"] = "text/plain; charset=utf-8" }
 
 --- The built-in listener (webhook.listen{...}).
@@ -73,138 +65,34 @@ local function check_integer(opts, name, default, min, max)
   return v
 end
 
-local function response(status, headers, body)
-  local out = { ("HTTP/1.1 %d %s\r\n"):format(status, REASONS[status] or "Unknown") }
-  for name, value in pairs(headers) do out[#out + 1] = name .. ": " .. value .. "\r\n" end
-  -- A 204 has no body and must not announce one.
-  if status ~= 204 then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
-  out[#out + 1] = "Connection: close\r\n\r\n"
-  out[#out + 1] = body
-  return table.concat(out)
-end
-
--- Waits until the connection's fd is ready for `interest`, at most until `stop`
--- (monotonic seconds); false once that has passed.
-local function wait(entry, interest, stop)
-  local left = stop - core.now()
-  if left <= 0 then return false end
-  return loop.await_socket(entry.fd, interest, left) ~= "timeout"
-end
-
--- conn:read() until it has something: "head"/"body", or false, status, message.
-local function read(self, entry)
-  while true do
-    local kind, a, b = entry.conn:read()
-    if kind ~= nil then return kind, a, b end
-    if not wait(entry, "r", entry.deadline) then
-      self.counts.timed_out = self.counts.timed_out + 1
-      return false, 408, "request timeout"
-    end
-  end
-end
-
--- Sends the answer, then reads (and drops) what the peer still sends until it
--- closes, briefly: closing with unread bytes makes the kernel send a reset,
--- which can destroy the answer before the peer reads it (a 413 while it sends).
-local function answer(entry, status, headers, body)
-  local conn = entry.conn
-  local ok = conn:send(response(status, headers, body))
-  while ok == false do
-    if not wait(entry, "w", entry.deadline) then return end
-    ok = conn:send()
-  end
-  if not ok then return end
-  conn:shutdown()
-  local stop = math.min(entry.deadline, core.now() + LINGER)
-  while not conn:discard() do
-    if not wait(entry, "r", stop) then return end
-  end
-end
-
 local function path_of(target)
   return (target:match("^[^?#]*"))
 end
 
+-- A request that could not be read: counted, and answered unless the peer left.
+local function unreadable(self, conn, status, message)
+  if status == 0 then return end -- the peer left: nobody to answer
+  if status ~= 408 then self.refused = self.refused + 1 end
+  if conn:answer(status, TEXT, message .. "\n") then conn:finish() end
+end
+
 -- One connection: read the head, check it, read the body, answer.
-local function serve(self, entry)
-  local kind, req, msg = read(self, entry)
-  if kind == false then
-    if req == 0 then return end -- the peer left: nobody to answer
-    if req ~= 408 then self.counts.refused = self.counts.refused + 1 end
-    return answer(entry, req, TEXT, msg .. "\n")
-  end
+local function serve(self, conn)
+  local kind, req, msg = conn:read()
+  if kind == false then return unreadable(self, conn, req, msg) end
   local status, headers, body
   if self.path and path_of(req.target) ~= self.path then
-    self.counts.refused = self.counts.refused + 1
+    self.refused = self.refused + 1
     status, headers, body = 404, TEXT, "not a webhook path\n"
   else
     status, headers, body = self.receiver:head(req.method, req.headers)
   end
   if not status then
-    kind, body, msg = read(self, entry)
-    if kind == false then
-      if body == 0 then return end
-      if body ~= 408 then self.counts.refused = self.counts.refused + 1 end
-      status, headers, body = body, TEXT, msg .. "\n"
-    else
-      status, headers, body = self.receiver:handle(req.method, req.headers, body)
-    end
+    kind, body, msg = conn:read()
+    if kind == false then return unreadable(self, conn, body, msg) end
+    status, headers, body = self.receiver:handle(req.method, req.headers, body)
   end
-  return answer(entry, status, headers, body)
-end
-
--- Takes a connection out of the listener's set and closes it (once).
-local function forget(self, entry)
-  if not self.conns[entry] then return end
-  self.conns[entry] = nil
-  self.nconns = self.nconns - 1
-  entry.conn:close()
-end
-
-local function run_connection(self, entry)
-  serve(self, entry)
-  forget(self, entry)
-end
-
--- Drops the connection accepted first (at the cap: see the bounds above).
-local function drop_oldest(self)
-  local oldest
-  for entry in pairs(self.conns) do
-    if not oldest or entry.order < oldest.order then oldest = entry end
-  end
-  if not oldest then return end
-  self.counts.dropped = self.counts.dropped + 1
-  oldest.task:cancel() -- first: its wait on the fd goes before the fd is closed (and reused)
-  forget(self, oldest)
-end
-
-local function admit(self, conn)
-  if self.nconns >= self.max_connections then drop_oldest(self) end
-  self.accepted = self.accepted + 1
-  self.counts.accepted = self.counts.accepted + 1
-  local entry = { conn = conn, fd = conn:fd(), order = self.accepted, deadline = core.now() + self.timeout }
-  self.conns[entry] = true
-  self.nconns = self.nconns + 1
-  entry.task = loop.spawn(run_connection, self, entry)
-end
-
-local function accept_loop(self)
-  local server = self.server
-  local fd = server:fd()
-  while not self.closed do
-    loop.await_socket(fd, "r")
-    for _ = 1, ACCEPT_BATCH do
-      local conn, err = server:accept(self.max_head, self.receiver.max_size)
-      if not conn then
-        if err then
-          self.counts.accept_errors = self.counts.accept_errors + 1
-          loop.sleep(ACCEPT_PAUSE)
-        end
-        break
-      end
-      admit(self, conn)
-    end
-  end
+  if conn:answer(status, headers, body) then conn:finish() end
 end
 
 local function numeric_host(host)
@@ -249,8 +137,9 @@ function listen.new(opts)
   if opts.allow_remote ~= nil and type(opts.allow_remote) ~= "boolean" then
     opterror("allow_remote", "a boolean expected, got " .. type(opts.allow_remote))
   end
-  local server, msg, reason = core.http_server(numeric_host(host), port,
-    { loopback_only = not opts.allow_remote, backlog = BACKLOG })
+  local server, msg, reason = httpserver.new{ host = numeric_host(host), port = port,
+    loopback_only = not opts.allow_remote, backlog = BACKLOG, max_head = max_head, max_body = receiver.max_size,
+    max_connections = max_connections }
   if not server then
     if reason == "remote" then
       opterror("host", host .. " is not a loopback address: deliveries carry the webhook's secret in clear,"
@@ -260,15 +149,13 @@ function listen.new(opts)
     end
     return errors.fail("network", "webhook listener: " .. msg, { reason = reason })
   end
-  local ip, bound = server:address()
+  local ip, bound = server.host, server.port
   local self = setmetatable({
-    receiver = receiver, server = server, path = path, timeout = timeout, max_head = max_head,
-    max_connections = max_connections, conns = {}, nconns = 0, accepted = 0, closed = false,
+    receiver = receiver, server = server, path = path, timeout = timeout, closed = false, refused = 0,
     host = ip, port = bound,
     url = ("http://%s:%d%s"):format(ip:find(":", 1, true) and ("[" .. ip .. "]") or ip, bound, path or "/"),
-    counts = { accepted = 0, dropped = 0, timed_out = 0, accept_errors = 0, refused = 0 },
   }, Listener)
-  self.task = loop.spawn(accept_loop, self)
+  server:start(function(conn) serve(self, conn) end, function() return core.now() + timeout end)
   return self
 end
 
@@ -278,11 +165,21 @@ end
 ---@return table
 function Listener:stats()
   local r = self.receiver.stats
-  local s = self.counts
+  local s = self.server.counts
   return {
-    connections = self.nconns, accepted = s.accepted, dropped = s.dropped, timed_out = s.timed_out,
-    accept_errors = s.accept_errors, handled = r.handled, replayed = r.replayed, refused = r.refused + s.refused,
+    connections = self.server:connections(), accepted = s.accepted, dropped = s.dropped, timed_out = s.timed_out,
+    accept_errors = s.accept_errors, handled = r.handled, replayed = r.replayed, refused = r.refused + self.refused,
   }
+end
+
+--- listener:rekey(secret): deliveries must carry `secret` from now on (a
+-- rotated secret; a bot that learns its secret once its listener is bound).
+---@param secret string
+function Listener:rekey(secret)
+  if type(secret) ~= "string" or secret == "" then
+    argcheck.argerror(1, "rekey", "the webhook's secret, a non-empty string, expected")
+  end
+  self.receiver.secret = secret
 end
 
 --- listener:close() -> true (false when closed already): stops accepting and
@@ -291,12 +188,8 @@ end
 function Listener:close()
   if self.closed then return false end
   self.closed = true
-  if self.task ~= loop.current() then self.task:cancel() end
-  for entry in pairs(self.conns) do
-    if entry.task ~= loop.current() then entry.task:cancel() end
-    forget(self, entry)
-  end
   self.server:close()
+  loop.signal(self)
   return true
 end
 
@@ -304,7 +197,7 @@ end
 -- task) until the listener is closed, e.g. by a handler calling listener:close().
 ---@return boolean
 function Listener:run()
-  self.task:join()
+  while not self.closed do loop.wait_event(self) end
   return true
 end
 

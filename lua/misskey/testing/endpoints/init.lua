@@ -15,7 +15,8 @@
 -- fake.endpoints[name] to add or replace a handler for one fake (false removes one).
 local pairs, ipairs = pairs, ipairs
 
-local AREAS = { "meta", "users", "notes", "timeline", "drive", "following", "reactions", "notifications", "registry" }
+local AREAS = { "meta", "users", "notes", "timeline", "drive", "following", "reactions", "notifications", "registry",
+                "webhooks" }
 
 local endpoints = {}
 for _, area in ipairs(AREAS) do
