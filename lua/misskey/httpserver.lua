@@ -38,6 +38,7 @@ local REASONS = {
 ---@field max_head integer the cap on a request head, in bytes
 ---@field max_body integer the cap on a request body, in bytes
 ---@field max_connections integer connections at once; one more drops the oldest
+
 local Server = { __name = "misskey.httpserver.Server" }
 Server.__index = Server
 

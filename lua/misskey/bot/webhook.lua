@@ -35,7 +35,7 @@ local LISTEN_OPTIONS = { host = true, port = true, path = true, allow_remote = t
 
 local NOT_READY = { ["Content-Type"] = "text/plain; charset=utf-8", ["Retry-After"] = "60" }
 
----@param Bot table the bot class
+---@param Bot misskey.Bot the bot class
 ---@param bot table misskey.bot (its WEBHOOK_NAME)
 return function(Bot, bot)
   -- Where to listen when `listen` is not given: the URL's own address, when it
