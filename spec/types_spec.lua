@@ -51,6 +51,8 @@ local function runtime()
     ["misskey.Task"] = loop.Task,
     ["misskey.Bot"] = bot.Bot, ["misskey.bot.Context"] = bot.Context, ["misskey.bot.Store"] = bot.Store,
     ["misskey.auth"] = auth, ["misskey.auth.Session"] = getmetatable(auth.miauth{ host = "misskey.example" }),
+    ["misskey.auth.OAuthSession"] = getmetatable(auth.oauth_start{ host = "misskey.example",
+      client_id = "https://app.example/", redirect_uri = "https://app.example/cb" }),
     ["misskey.credentials"] = require "misskey.credentials",
     ["misskey.testing"] = testing, ["misskey.testing.Fake"] = getmetatable(testing.fake()),
     ["misskey.testing.Actor"] = testing.Actor, ["misskey.testing.WebSocket"] = testing.WebSocket,
