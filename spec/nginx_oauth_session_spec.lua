@@ -89,6 +89,11 @@ describe("auth.oauth_session", function()
     assert.equal("auth", err.kind)
     assert.equal("access_denied", err.error)
     assert.matches("refused (access_denied: The user?denied it)", msg, 1, true)
+    -- An error under another state is a forged redirect, not this sign-in's refusal.
+    token, msg, err = rebuilt:finish{ state = "forged", error = "access_denied" }
+    assert.is_nil(token)
+    assert.is_nil(err.error)
+    assert.matches("state in the redirect does not match", msg, 1, true)
     -- None of that spent the code: the real redirect still finishes.
     assert.is_string((rebuilt:finish(redirect)))
   end)

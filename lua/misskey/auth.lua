@@ -615,9 +615,9 @@ end
 
 --- session:finish(redirect) -> token, reply | nil, message, err
 -- `redirect` is the address the browser came back to (or its path and query), or its query as a
--- table (ngx.req.get_uri_args(), a framework's parsed query). A redirect that carries an error
--- (the user said no), no code, or another state is refused before anything is sent (err.kind
--- "auth", never raised: the redirect comes from the browser); then the code is exchanged as
+-- table (ngx.req.get_uri_args(), a framework's parsed query). A redirect with another state, an
+-- error (the user said no) or no code is refused before anything is sent (err.kind "auth",
+-- never raised: the redirect comes from the browser); then the code is exchanged as
 -- auth.oauth_exchange does. The code and the verifier appear in no failure.
 ---@param redirect string|table
 ---@return string|nil token
@@ -632,15 +632,16 @@ function OAuthSession:finish(redirect)
     argerror(1, "finish", "redirect address or query table expected, got " .. type(redirect))
   end
   local path = self.token_path or "/oauth/token"
+  -- The state first, even on an error: a forged redirect says nothing about this sign-in.
+  if not same_state(q.state, self.state) then
+    return refused("the state in the redirect does not match the one sent (a stale or forged redirect); start again",
+      { endpoint = path })
+  end
   if q.error ~= nil then
     local what = shown(q.error) or "error"
     local desc = shown(q.error_description)
     return refused(("the sign-in was refused (%s%s)"):format(what, desc and ": " .. desc or ""),
       { endpoint = path, error = shown(q.error) })
-  end
-  if not same_state(q.state, self.state) then
-    return refused("the state in the redirect does not match the one sent (a stale or forged redirect); start again",
-      { endpoint = path })
   end
   local code = q.code
   if type(code) ~= "string" or code == "" or #code > 4096 then
