@@ -51,6 +51,8 @@ local function runtime()
     ["misskey.Task"] = loop.Task,
     ["misskey.Bot"] = bot.Bot, ["misskey.bot.Context"] = bot.Context, ["misskey.bot.Store"] = bot.Store,
     ["misskey.auth"] = auth, ["misskey.auth.Session"] = getmetatable(auth.miauth{ host = "misskey.example" }),
+    ["misskey.auth.OAuthSession"] = getmetatable(auth.oauth_start{ host = "misskey.example",
+      client_id = "https://app.example/", redirect_uri = "https://app.example/cb" }),
     ["misskey.credentials"] = require "misskey.credentials",
     ["misskey.testing"] = testing, ["misskey.testing.Fake"] = getmetatable(testing.fake()),
     ["misskey.testing.Actor"] = testing.Actor, ["misskey.testing.WebSocket"] = testing.WebSocket,
@@ -183,7 +185,8 @@ describe("types/", function()
 
     before_each(function()
       dir = tmpdir()
-      assert(os.execute("env -u LD_PRELOAD mkdir -p '" .. dir .. "/types' '" .. dir .. "/lua' && env -u LD_PRELOAD cp types/*.lua '"
+      assert(os.execute("env -u LD_PRELOAD mkdir -p '" .. dir .. "/types' '" .. dir .. "/lua' "
+        .. "&& env -u LD_PRELOAD cp types/*.lua '"
         .. dir .. "/types/' && env -u LD_PRELOAD cp -r lua/misskey '" .. dir .. "/lua/'"))
     end)
     after_each(function() rmdir(dir) end)

@@ -1,5 +1,5 @@
 -- The example app (examples/openresty/nginx.conf): Sign in with Misskey through
--- MiAuth, then the home timeline and a form to post a note. Every request is a
+-- MiAuth or OAuth, then the home timeline and a form to post a note. Every request is a
 -- content handler; the library waits on nginx's cosockets, so one worker process
 -- serves many browsers at once. The token stays on the server (a lua_shared_dict,
 -- keyed by a random session id in an HttpOnly cookie); forms carry a CSRF token.
@@ -37,6 +37,13 @@ local function cookie(name, value, max_age)
   return ("%s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d"):format(name, value, max_age)
 end
 
+-- A browser signed in: a new session id (the cookie), the token kept here.
+local function sign_in(token, username)
+  local sid = core.uuid()
+  sessions:set("sid:" .. sid, json.encode{ token = token, username = username, csrf = core.uuid() }, SESSION_TTL)
+  return sid
+end
+
 -- The signed-in session of this browser: { token, username, csrf } and its id, or nil.
 local function current()
   local sid = ngx.var.cookie_sid
@@ -53,7 +60,9 @@ routes["GET /"] = function()
   local s = current()
   if not s then
     return page(200, "Misskey on nginx", ("<p>Not signed in.</p><p><a href=\"/login\">Sign in with Misskey</a>"
-      .. " (%s)</p>"):format(html_escape(HOST)))
+      .. " (%s)</p><p><a href=\"/login/oauth\">Sign in with Misskey through OAuth</a> (Misskey 2023.9.0 or"
+      .. " later; it fetches %s, so this app must be reachable from the server, over https)</p>")
+      :format(html_escape(HOST), html_escape(APP_URL .. "/client")))
   end
   local notes, msg = client(s.token):request("notes/timeline", { limit = 20 })
   local out = {
@@ -96,9 +105,46 @@ routes["GET /callback"] = function()
     local why = err and err.kind == "pending" and "The server did not approve the sign-in." or user
     return page(403, "Sign-in failed", "<p>" .. html_escape(why) .. " <a href=\"/\">Start again</a>.</p>")
   end
-  local sid = core.uuid()
-  sessions:set("sid:" .. sid, json.encode{ token = token, username = user.username, csrf = core.uuid() }, SESSION_TTL)
-  return redirect("/", { cookie("sid", sid, SESSION_TTL), cookie("miauth", "", 0) })
+  return redirect("/", { cookie("sid", sign_in(token, user.username), SESSION_TTL), cookie("miauth", "", 0) })
+end
+
+-- OAuth 2.0 with PKCE. The client id is a page of this app that Misskey fetches: it names the
+-- app and the one redirect URI Misskey may send the browser back to.
+local CLIENT_ID, REDIRECT_URI = APP_URL .. "/client", APP_URL .. "/oauth/callback"
+
+routes["GET /client"] = function()
+  ngx.header["Link"] = ("<%s>; rel=\"redirect_uri\""):format(REDIRECT_URI)
+  return page(200, "misskey-lua on nginx", ("<link rel=\"redirect_uri\" href=\"%s\"><div class=\"h-app\">"
+    .. "<a class=\"u-url p-name\" href=\"%s\">misskey-lua on nginx</a></div>")
+    :format(html_escape(REDIRECT_URI), html_escape(CLIENT_ID)))
+end
+
+-- The sign-in starts here; its saved half (with the PKCE verifier) stays in the shared dict,
+-- under a random id in this browser's cookie, for whichever worker process gets the callback.
+routes["GET /login/oauth"] = function()
+  local s = auth.oauth_start{ host = HOST, client_id = CLIENT_ID, redirect_uri = REDIRECT_URI,
+    permission = { "read:account", "write:notes" } }
+  local key = core.uuid()
+  sessions:set("oauth:" .. key, json.encode(s:save()), 600)
+  return redirect(s.url, cookie("oauth", key, 600))
+end
+
+routes["GET /oauth/callback"] = function()
+  local key = ngx.var.cookie_oauth
+  local saved = key and sessions:get("oauth:" .. key)
+  -- Claimed once across the worker processes (incr is atomic): a replayed redirect finds nothing.
+  if not saved or sessions:incr("oauth-used:" .. key, 1, 0, 600) ~= 1 then
+    return page(400, "Sign-in failed",
+      "<p>No sign-in was started in this browser (or it is finished). <a href=\"/\">Start again</a>.</p>")
+  end
+  sessions:delete("oauth:" .. key)
+  local token, msg = auth.oauth_session(json.decode(saved)):finish(ngx.req.get_uri_args())
+  local me
+  if token then me, msg = client(token):request("i") end
+  if not me then
+    return page(403, "Sign-in failed", "<p>" .. html_escape(msg) .. " <a href=\"/\">Start again</a>.</p>")
+  end
+  return redirect("/", { cookie("sid", sign_in(token, me.username), SESSION_TTL), cookie("oauth", "", 0) })
 end
 
 -- The signed-in session when the form's CSRF token is its own, else nil.

@@ -404,28 +404,44 @@ end
 ---@field strict? boolean
 ---@field authorization_endpoint? string from auth.oauth_discover (default host/oauth/authorize)
 ---@field allow_plaintext_token? boolean
---- What auth.oauth_start gives: send the user to `url`; keep `state` and `verifier`.
----@class misskey.auth.OAuthStart
----@field url string
+---@field token_path? string the token endpoint's path, kept for session:finish (default "/oauth/token")
+--- An OAuth sign-in under way (auth.oauth_start, auth.oauth_session): send the user to `url`;
+--- keep `session:save()` until the redirect comes back, then `session:finish(redirect)`.
+---@class misskey.auth.OAuthSession
+---@field url? string the page to send the user to (nil on a session rebuilt by auth.oauth_session)
 ---@field state string
----@field verifier string
+---@field verifier string the PKCE secret: keep it on the server
 ---@field challenge string
+---@field client_id string
+---@field redirect_uri string
+---@field token_path? string
+---@field base_url string
+local OAuthSession = { __name = "misskey.auth.OAuthSession" }
+OAuthSession.__index = OAuthSession
+
+-- Names the server only: the verifier and state stay out of logs and error messages.
+function OAuthSession:__tostring()
+  return ("misskey.auth.OAuthSession (%s)"):format(self.base_url)
+end
 
 local START_OPTIONS = {
   host = true, client_id = true, redirect_uri = true, permission = true, strict = true,
-  authorization_endpoint = true, allow_plaintext_token = true,
+  authorization_endpoint = true, token_path = true, allow_plaintext_token = true,
 }
 
 --- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint,
---                    allow_plaintext_token }
--- -> { url, state, verifier, challenge }. Keep `state` and `verifier` for oauth_exchange.
+--                    token_path, allow_plaintext_token }
+-- -> session { url, state, verifier, challenge }. Finish it with session:finish(redirect), or keep
+-- session:save() (another request, another process) and rebuild it with auth.oauth_session; or pass
+-- `state` and `verifier` to oauth_exchange yourself.
 ---@param opts misskey.auth.OAuthStartOptions
----@return misskey.auth.OAuthStart
+---@return misskey.auth.OAuthSession
 function auth.oauth_start(opts)
   check_keys("oauth_start", opts, START_OPTIONS)
   check_string("oauth_start", opts, "client_id", true)
   check_string("oauth_start", opts, "redirect_uri", true)
   check_string("oauth_start", opts, "authorization_endpoint")
+  check_string("oauth_start", opts, "token_path")
   local client = client_for("oauth_start", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("oauth_start", opts.permission, opts.strict)
   local verifier = core.base64url(core.random(32)) -- 43 characters (RFC 7636 4.1)
@@ -437,7 +453,10 @@ function auth.oauth_start(opts)
     "scope", table.concat(permission, " "), "state", state,
     "code_challenge", challenge, "code_challenge_method", "S256",
   }
-  return { url = url, state = state, verifier = verifier, challenge = challenge }
+  return setmetatable({
+    url = url, state = state, verifier = verifier, challenge = challenge, client_id = opts.client_id,
+    redirect_uri = opts.redirect_uri, token_path = opts.token_path, base_url = client.base_url, _client = client,
+  }, OAuthSession)
 end
 
 --- A redirect URL's query (auth.oauth_parse_redirect).
@@ -529,6 +548,121 @@ function auth.oauth_exchange(opts)
       :format(path, res.status, what), { status = res.status, endpoint = path, error = e.error }))
   end
   return value.access_token, value
+end
+
+-- ---- OAuth across requests: a session saved in one, finished in another ----
+
+--- What session:save() gives and auth.oauth_session takes: plain strings (JSON, a
+--- lua_shared_dict, a server-side store). Holds the verifier: keep it on the server.
+---@class misskey.auth.OAuthSaved
+---@field host string|misskey.Client the server's base URL (or a client to go through)
+---@field client_id string
+---@field redirect_uri string
+---@field state string
+---@field verifier string
+---@field token_path? string
+---@field allow_plaintext_token? boolean
+
+local SAVED_OPTIONS = {
+  host = true, client_id = true, redirect_uri = true, state = true, verifier = true, token_path = true,
+  allow_plaintext_token = true,
+}
+
+--- session:save() -> { host, client_id, redirect_uri, state, verifier, token_path, allow_plaintext_token }
+-- What auth.oauth_session needs to finish the sign-in later, maybe in another process.
+---@return misskey.auth.OAuthSaved
+function OAuthSession:save()
+  argcheck.self(self, OAuthSession, "session", "save")
+  local c = self._client
+  return {
+    host = self.base_url, client_id = self.client_id, redirect_uri = self.redirect_uri, state = self.state,
+    verifier = self.verifier, token_path = self.token_path,
+    allow_plaintext_token = (c:cleartext() and c.allow_plaintext_token) and true or nil,
+  }
+end
+
+--- auth.oauth_session{ host, client_id, redirect_uri, state, verifier, token_path, allow_plaintext_token }
+-- -> session. The OAuth sign-in that auth.oauth_start began, rebuilt from session:save(): for a web
+-- application, whose redirect comes in another request. Only `finish` is meaningful on it (`url` is nil).
+-- Misuse raises naming the option, never showing its value.
+---@param opts misskey.auth.OAuthSaved
+---@return misskey.auth.OAuthSession
+function auth.oauth_session(opts)
+  check_keys("oauth_session", opts, SAVED_OPTIONS)
+  for _, k in ipairs{ "client_id", "redirect_uri", "state" } do check_string("oauth_session", opts, k, true) end
+  check_string("oauth_session", opts, "token_path")
+  local v = opts.verifier
+  -- RFC 7636 4.1: 43 to 128 unreserved characters.
+  if type(v) ~= "string" or #v < 43 or #v > 128 or v:find("[^%w%-%._~]") then
+    argerror(1, "oauth_session", "option 'verifier' must be a PKCE code verifier (43 to 128 letters, digits, '-._~')")
+  end
+  local client = client_for("oauth_session", opts.host, opts.allow_plaintext_token)
+  return setmetatable({
+    state = opts.state, verifier = v, challenge = core.base64url(core.sha256(v)), client_id = opts.client_id,
+    redirect_uri = opts.redirect_uri, token_path = opts.token_path, base_url = client.base_url, _client = client,
+  }, OAuthSession)
+end
+
+-- Compares every byte whatever the first difference, so the time taken tells nothing of the state.
+local function same_state(given, kept)
+  if type(given) ~= "string" or #given ~= #kept then return false end
+  local diff = 0
+  for i = 1, #kept do
+    if given:byte(i) ~= kept:byte(i) then diff = diff + 1 end
+  end
+  return diff == 0
+end
+
+-- A redirect's text in a message: one line of printable characters, cut short.
+local function shown(v)
+  if type(v) ~= "string" then return nil end
+  v = v:gsub("%c", "?")
+  if #v > 200 then v = v:sub(1, 200) .. "..." end
+  return v
+end
+
+local function refused(message, fields)
+  return errors.fail("auth", "OAuth: " .. message, fields)
+end
+
+--- session:finish(redirect) -> token, reply | nil, message, err
+-- `redirect` is the address the browser came back to (or its path and query), or its query as a
+-- table (ngx.req.get_uri_args(), a framework's parsed query). A redirect with another state, an
+-- error (the user said no) or no code is refused before anything is sent (err.kind "auth",
+-- never raised: the redirect comes from the browser); then the code is exchanged as
+-- auth.oauth_exchange does. The code and the verifier appear in no failure.
+---@param redirect string|table
+---@return string|nil token
+---@return table|string|nil reply_or_message the token endpoint's whole reply
+---@return misskey.Error|nil err
+function OAuthSession:finish(redirect)
+  argcheck.self(self, OAuthSession, "session", "finish")
+  local q = redirect
+  if type(redirect) == "string" then
+    q = auth.oauth_parse_redirect(redirect)
+  elseif type(redirect) ~= "table" then
+    argerror(1, "finish", "redirect address or query table expected, got " .. type(redirect))
+  end
+  local path = self.token_path or "/oauth/token"
+  -- The state first, even on an error: a forged redirect says nothing about this sign-in.
+  if not same_state(q.state, self.state) then
+    return refused("the state in the redirect does not match the one sent (a stale or forged redirect); start again",
+      { endpoint = path })
+  end
+  if q.error ~= nil then
+    local what = shown(q.error) or "error"
+    local desc = shown(q.error_description)
+    return refused(("the sign-in was refused (%s%s)"):format(what, desc and ": " .. desc or ""),
+      { endpoint = path, error = shown(q.error) })
+  end
+  local code = q.code
+  if type(code) ~= "string" or code == "" or #code > 4096 then
+    return refused("the redirect carries no usable code; start again", { endpoint = path })
+  end
+  return auth.oauth_exchange{
+    host = self._client, code = code, state = self.state, expected_state = self.state, verifier = self.verifier,
+    client_id = self.client_id, redirect_uri = self.redirect_uri, token_path = self.token_path,
+  }
 end
 
 return auth

@@ -152,6 +152,42 @@ function routes.miauth_callback()
   return { token = token, user = user, me = me.username }
 end
 
+-- OAuth: the sign-in starts here. What the callback needs (session:save(), with the verifier)
+-- stays on the server, in the shared dict under a random id the browser holds (?sid= here, a
+-- cookie in a real app); the browser gets only the consent page's address ...
+local OAUTH = { client_id = "https://app.example/", redirect_uri = "https://app.example/callback" }
+function routes.oauth_start()
+  local auth = require "misskey.auth"
+  local s = auth.oauth_start{ host = config.upstream, client_id = OAUTH.client_id, redirect_uri = OAUTH.redirect_uri,
+    permission = { "read:account" }, allow_plaintext_token = true }
+  local sid = require("misskey.core").uuid()
+  dict:set("oauth:" .. sid, json.encode(s:save()), 600)
+  return { url = s.url, sid = sid, pid = ngx.worker.pid() }
+end
+
+-- ... and ends in another request, maybe in another worker process: ?sid= and the redirect's
+-- query (code, state or error). The saved sign-in is claimed once (incr is atomic across the
+-- worker processes), so a replayed redirect finds nothing to finish.
+function routes.oauth_callback()
+  local auth = require "misskey.auth"
+  local key = "oauth:" .. (arg("sid") or "")
+  local saved = dict:get(key)
+  if not saved or dict:incr(key .. ":claimed", 1, 0, 600) ~= 1 then
+    return { refused = "no sign-in under way for this browser", pid = ngx.worker.pid() }
+  end
+  dict:delete(key)
+  local token, reply_, err = auth.oauth_session(json.decode(saved)):finish(ngx.req.get_uri_args())
+  if not token then return { message = reply_, err = plain(err), pid = ngx.worker.pid() } end
+  local me, msg = misskey.new{ host = config.upstream, token = token, auth = "header", allow_plaintext_token = true }
+    :request("i")
+  return { token = token, me = me and me.username, message = msg, pid = ngx.worker.pid() }
+end
+
+-- Which worker process answers.
+function routes.pid()
+  return { pid = ngx.worker.pid() }
+end
+
 -- Misuse raises as it does with libcurl: ?case=
 local MISUSE = {
   endpoint = function() client():request(42) end,

@@ -937,6 +937,29 @@ async def test_oauth_authorize(request):
     return reply({"code": code})
 
 
+async def oauth_authorize(request):
+    """The browser's visit to /oauth/authorize, decided at once as Misskey's oauth/decision does: a 302
+    to redirect_uri with code, state and iss (RFC 9207). Test-only fields: test_user (default alice),
+    test_deny (the user says no: error=access_denied)."""
+    from urllib.parse import urlencode
+    q = request.query
+    redirect = q.get("redirect_uri")
+    if not redirect:
+        return reply({"error": "invalid_request"}, status=400)
+    port = request.transport.get_extra_info("sockname")[1]
+    params = {"state": q.get("state", ""), "iss": "http://%s:%d" % (HOST, port)}
+    if q.get("test_deny"):
+        params["error"] = "access_denied"
+        params["error_description"] = "The user denied the request."
+    elif q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
+        params["error"] = "invalid_request"
+    else:
+        params["code"] = random_token(24)
+        AUTH["codes"][params["code"]] = dict(q, username=q.get("test_user") or "alice")
+    sep = "&" if "?" in redirect else "?"
+    return web.Response(status=302, headers={"Location": redirect + sep + urlencode(params)})
+
+
 async def oauth_token(request):
     import hashlib
     form = await request.post()
@@ -1372,6 +1395,7 @@ def make_app():
     app.router.add_post("/api/miauth/{session}/check", miauth_check)
     app.router.add_get("/.well-known/oauth-authorization-server", oauth_metadata)
     app.router.add_post("/oauth/token", oauth_token)
+    app.router.add_get("/oauth/authorize", oauth_authorize)
     app.router.add_get("/api.json", api_json)
     app.router.add_get("/nodeinfo/2.1", nodeinfo)
     app.router.add_get("/streaming", streaming)  # Misskey upgrades any path; the client uses this one
