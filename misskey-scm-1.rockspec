@@ -43,6 +43,7 @@ build = {
     ["misskey.ngx.http"] = "lua/misskey/ngx/http.lua",
     ["misskey.ngx.runtime"] = "lua/misskey/ngx/runtime.lua",
     ["misskey.ngx.transport"] = "lua/misskey/ngx/transport.lua",
+    ["misskey.ngx.webhook"] = "lua/misskey/ngx/webhook.lua",
     ["misskey.ngx.websocket"] = "lua/misskey/ngx/websocket.lua",
     ["misskey.cli"] = "lua/misskey/cli.lua",
     ["misskey.cli.account"] = "lua/misskey/cli/account.lua",

@@ -19,6 +19,7 @@ local argcheck = require "misskey.argcheck"
 local core = require "misskey.core"
 local handler = require "misskey.webhook.handler"
 local listen = require "misskey.webhook.listen"
+local loop = require "misskey.loop"
 local seen = require "misskey.webhook.seen"
 
 local opterror, argerror = argcheck.opterror, argcheck.argerror
@@ -112,6 +113,10 @@ return function(Bot, bot)
     end
     if opts.register ~= nil and type(opts.register) ~= "boolean" then opterror("register", "boolean expected") end
     local l = check_listen(opts.listen, opts.url)
+    if l and loop.runtime then -- the listener runs on the C engine, which only the default runtime has
+      opterror("listen", "this runtime has no built-in listener (inside nginx: listen = false, and nginx"
+        .. " answers the deliveries: README \"Webhooks\", a bot behind nginx)")
+    end
     if opts.url == nil and not l then
       opterror("url", "where Misskey delivers: needed without a listener whose URL it could be")
     end

@@ -151,13 +151,22 @@ end
 -- answer, in a host that sends it before its next scheduler round.
 ---@param method string
 ---@param headers table
----@param body string|nil
+---@param body string|nil|fun(max_size: integer): string|nil, integer|nil, string|nil
 ---@return integer status
 ---@return table headers
 ---@return string body
 function Receiver:handle(method, headers, body)
   local status, h, b = self:head(method, headers)
   if status then return status, h, b end
+  if type(body) == "function" then
+    -- A host that reads the body on demand (misskey.ngx.webhook): only now that
+    -- the method and the secret passed, and with the cap, so it can refuse early.
+    local got, why, msg = body(self.max_size)
+    if type(got) ~= "string" then
+      return refuse(self, why == 413 and 413 or 400, msg or "webhook: the body could not be read")
+    end
+    body = got
+  end
   body = body or ""
   if type(body) ~= "string" then error("bad argument #3 to webhook handler (string body expected)", 3) end
   local e, msg, err = event.parse(body, self.parse_opts)
@@ -175,7 +184,8 @@ end
 --- webhook.handler{ secret = …, on = { mention = fn, ["*"] = fn, … } }
 -- -> function(method, headers, body) -> status, headers, body.
 -- For any Lua HTTP host that gives a request's method, headers (names in any
--- case) and body: it answers 204 (handled, or a replay), 400 (malformed), 401
+-- case) and body (or a function(max_size) -> body | nil, 413 or 400, message,
+-- called only once the method and the secret passed): it answers 204 (handled, or a replay), 400 (malformed), 401
 -- (secret), 405 (not a POST), 413 (over max_size) or 415 (not JSON), and never
 -- a 5xx. A handler `on[type]` is called as fn(payload, event), payload being
 -- event.note, event.user or event.body; `on["*"]` as fn(type, payload, event)
@@ -184,7 +194,7 @@ end
 -- misskey.on_error. Options: `store` (see misskey.webhook.seen), `remember`
 -- (the default store's size), `max_size` (1 MiB), `null = "nil"`, `spawn`.
 ---@param opts misskey.webhook.HandlerOptions
----@return fun(method: string, headers: table, body: string|nil): integer, table, string
+---@return fun(method: string, headers: table, body: string|function|nil): integer, table, string
 function handler.new(opts)
   local r = handler.receiver(opts, "handler", 2)
   return function(method, headers, body)

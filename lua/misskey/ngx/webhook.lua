@@ -1,0 +1,263 @@
+--- misskey.ngx.webhook: Misskey's webhook deliveries answered inside nginx
+-- (content_by_lua), for plain handlers and for a bot:
+--
+--   lua_shared_dict webhook_events 1m;        # the handled event ids, shared by the worker processes
+--   location = /hook { content_by_lua_block { require("hook").serve() } }
+--
+--   -- hook.lua (one receiver per worker process, made when the module loads)
+--   local receive = require("misskey.ngx.webhook").handler{ secret = ..., seen = "webhook_events",
+--     on = { mention = function(note, event) ... end } }
+--   return { serve = receive }
+--
+-- The order is misskey.webhook.handler's (method, secret, size, type, JSON,
+-- replay, answer, handlers): the body is read only once the method and the
+-- secret passed, within max_size (from memory, or from the temporary file
+-- nginx buffers a large body to; over it: 413). The answer is sent and
+-- finished (ngx.eof) before any handler runs, so a slow handler never makes
+-- Misskey time out and retry; each handler then runs as a task of the
+-- request, and one that raises is logged, never a 5xx.
+--
+-- Replays are recognised through a lua_shared_dict (`seen`): the id goes in
+-- with dict:add, which checks and records in one step across the worker
+-- processes, so a retry that another worker process takes is still a replay.
+local argcheck = require "misskey.argcheck"
+local handler = require "misskey.webhook.handler"
+local loop = require "misskey.loop"
+local host = rawget(_G, "ngx")
+if type(host) ~= "table" or type(host.req) ~= "table" or type(host.shared) ~= "table" then
+  error("misskey.ngx.webhook: only inside nginx (ngx_lua); elsewhere use misskey.webhook", 2)
+end
+local rt = require "misskey.ngx.runtime"
+
+local M = {}
+
+--- Seconds an event id is remembered by default: Misskey's last retry comes
+-- about 11 minutes after the first try (1, 3, 7 minutes, plus up to 20 %).
+M.TTL = 3600
+
+-- Keys in the dict are prefixed, so the dict can hold other things too.
+local PREFIX = "misskey.webhook:"
+
+local Store = { __name = "misskey.ngx.webhook.Store" }
+Store.__index = Store
+
+-- store:add(id) -> true (new, now remembered) | false (known) | nil, message (the
+-- dict failed: the event is handled, twice being better than never).
+function Store:add(id)
+  local ok, err = self.dict:add(PREFIX .. id, true, self.ttl)
+  if ok then return true end
+  if err == "exists" then return false end
+  return nil, "misskey.ngx.webhook: the shared dict " .. self.name .. " failed: " .. tostring(err)
+end
+
+local function check_dict(name, option, level)
+  if type(name) ~= "string" or type(host.shared[name]) ~= "table" then
+    argcheck.opterror(option, "the name of a lua_shared_dict expected (declare one in nginx.conf's http block),"
+      .. " got " .. tostring(name), level + 1)
+  end
+  return host.shared[name]
+end
+
+--- misskey.ngx.webhook.store(dict[, ttl]) -> a store of handled event ids (the
+-- `store` of misskey.webhook.handler and bot:webhook) in the lua_shared_dict
+-- `dict`, each id kept `ttl` seconds (M.TTL). When the dict is full, nginx
+-- drops its least recently used keys, so its size bounds the memory.
+---@param dict string the name of a lua_shared_dict
+---@param ttl? number seconds
+---@return table store
+function M.store(dict, ttl)
+  local d = check_dict(dict, "dict", 2)
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
+    argcheck.opterror("ttl", "a number of seconds > 0 expected, got " .. tostring(ttl), 2)
+  end
+  return setmetatable({ dict = d, name = dict, ttl = ttl or M.TTL }, Store)
+end
+
+-- The request's body, up to `max` bytes: from memory or from nginx's temporary
+-- file. -> body | nil, 413 or 400, message
+local function read_body(max)
+  local length = tonumber(host.var.http_content_length)
+  if length and length > max then return nil, 413, "webhook: the body is over max_size" end
+  host.req.read_body() -- over client_max_body_size nginx answers 413 itself
+  local data = host.req.get_body_data()
+  if data then
+    if #data > max then return nil, 413, "webhook: the body is over max_size" end
+    return data
+  end
+  local path = host.req.get_body_file()
+  if not path then return "" end
+  local f = io.open(path, "rb")
+  if not f then return nil, 400, "webhook: the body could not be read" end
+  local size = f:seek("end")
+  if not size or size > max then
+    f:close()
+    return nil, 413, "webhook: the body is over max_size"
+  end
+  f:seek("set")
+  data = f:read(size) or ""
+  f:close()
+  return data
+end
+
+-- Sends the answer and finishes it: the peer has it before anything else runs.
+local function answer(status, headers, body)
+  host.status = status
+  for k, v in pairs(headers) do host.header[k] = v end
+  if body ~= "" and status ~= 204 then host.print(body) end
+  host.eof()
+end
+
+--- misskey.ngx.webhook.serve(receive): answers this request (content_by_lua)
+-- with `receive`, a function(method, headers, body) -> status, headers, body
+-- such as bot:webhook_handler() or misskey.webhook.handler's; its body
+-- argument is a reader, called once the method and the secret passed.
+---@param receive fun(method: string, headers: table, body: function): integer, table, string
+function M.serve(receive)
+  if type(receive) ~= "function" then
+    argcheck.argerror(1, "serve", "function(method, headers, body) expected, got " .. type(receive))
+  end
+  local headers = host.req.get_headers(200)
+  answer(receive(host.req.get_method(), headers, read_body))
+end
+
+-- Handlers to start after the answer, by the coroutine of the request that
+-- dispatched them (requests interleave when one waits for its body).
+local pending = setmetatable({}, { __mode = "k" })
+
+local function defer(fn, ...)
+  local co = coroutine.running()
+  local list = pending[co]
+  if not list then
+    list = {}
+    pending[co] = list
+  end
+  list[#list + 1] = { fn = fn, n = select("#", ...), ... }
+end
+
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
+
+-- Runs the handlers this request dispatched, each as a task; a failure is logged.
+local function run_pending()
+  local list = pending[coroutine.running()]
+  if not list then return end
+  pending[coroutine.running()] = nil
+  local tasks = {}
+  for i, job in ipairs(list) do tasks[i] = loop.spawn(job.fn, unpack(job, 1, job.n)) end
+  for _, task in ipairs(tasks) do
+    local _, msg = task:join()
+    if task.status == "failed" then
+      host.log(host.ERR, "misskey.ngx.webhook: a handler failed (the delivery was answered 204): ", tostring(msg))
+    end
+  end
+end
+
+local HANDLER_OPTIONS = { secret = true, on = true, seen = true, ttl = true, store = true, max_size = true,
+                          null = true }
+
+--- misskey.ngx.webhook.handler{ secret, on, seen = "dict", ttl, max_size, null }
+-- -> function() to call in content_by_lua: reads the delivery from ngx.req,
+-- answers 204 (handled, or a replay), 400, 401, 405, 413 or 415 (see
+-- misskey.webhook.handler), then runs `on[type](payload, event)` and
+-- `on["*"](type, payload, event)`, each as a task. `seen` names the
+-- lua_shared_dict that remembers handled event ids for `ttl` seconds (M.TTL);
+-- or pass a `store` of your own. Make it once per worker process (at the top of
+-- a module), not per request.
+---@param opts { secret: string, on?: table<string, function>, seen?: string, ttl?: number, store?: table, max_size?: integer, null?: "nil"|"null" }
+---@return fun()
+function M.handler(opts)
+  if type(opts) ~= "table" then argcheck.argerror(1, "handler", "options table expected, got " .. type(opts)) end
+  argcheck.known_options(opts, HANDLER_OPTIONS)
+  local store = opts.store
+  if store == nil then
+    if opts.seen == nil then
+      argcheck.opterror("seen", "the name of a lua_shared_dict for the handled event ids expected (a retry"
+        .. " may reach another worker process), or a store of your own")
+    end
+    check_dict(opts.seen, "seen", 1)
+    store = M.store(opts.seen, opts.ttl)
+  elseif opts.seen ~= nil then
+    argcheck.opterror("seen", "seen or store, not both")
+  end
+  local r = handler.receiver({ secret = opts.secret, on = opts.on, store = store, max_size = opts.max_size,
+    null = opts.null, spawn = defer }, "handler", 2)
+  return function()
+    local status, headers, body = r:handle(host.req.get_method(), host.req.get_headers(200), read_body)
+    answer(status, headers, body)
+    run_pending()
+  end
+end
+
+-- Waits (in a task) until this worker process exits.
+local function wait_exit(key)
+  rt.on_exit(key, function() loop.signal(key) end)
+  while not rt.exiting do loop.wait_event(key) end
+end
+
+local BOT_OPTIONS = { grace = true, retry = true }
+
+--- misskey.ngx.webhook.bot(make[, { grace = 10, retry = 10 }]) -> function() to
+-- call in content_by_lua. Call it from init_worker_by_lua: each worker process
+-- runs its own bot, made by `make()` in a timer (a bot with bot:webhook{ url,
+-- listen = false, store = misskey.ngx.webhook.store(dict), ... }), until the
+-- worker process exits (then bot:stop{ grace = grace }). The returned function
+-- answers a delivery with that bot's bot:webhook_handler(): 503 (Misskey tries
+-- again later) until the bot has started. A bot that fails (its start refused,
+-- the server unreachable) is logged and made anew after `retry` seconds.
+---@param make fun(): misskey.Bot
+---@param opts? { grace?: number, retry?: number }
+---@return fun()
+function M.bot(make, opts)
+  if type(make) ~= "function" then
+    argcheck.argerror(1, "bot", "a function that makes the bot expected, got " .. type(make))
+  end
+  if opts ~= nil and type(opts) ~= "table" then argcheck.argerror(2, "bot", "options table expected") end
+  opts = opts or {}
+  argcheck.known_options(opts, BOT_OPTIONS)
+  local grace = argcheck.seconds_option(opts, "grace", 3600) or 10
+  local retry = argcheck.seconds_option(opts, "retry", 3600) or 10
+  local current -- the bot's receiver, once made
+  local function not_ready()
+    return 503, { ["Content-Type"] = "text/plain; charset=utf-8", ["Retry-After"] = "60" }, "the bot is not running\n"
+  end
+  local function main(premature)
+    if premature then return end
+    loop.run(function()
+      local exit = {}
+      local watcher = loop.spawn(wait_exit, exit)
+      while not rt.exiting do
+        local ok, b = pcall(make)
+        if ok and (type(b) ~= "table" or type(b.webhook_handler) ~= "function") then
+          ok, b = false, "make() returned no bot"
+        end
+        local receive
+        if ok then ok, receive = pcall(b.webhook_handler, b) end
+        if ok then
+          current = receive
+          local stopper = loop.spawn(function()
+            loop.await_task(watcher)
+            b:stop{ grace = grace }
+          end)
+          local _, msg = b:run()
+          current = nil
+          if stopper.status ~= "done" then stopper:cancel() end
+          if msg and not rt.exiting then host.log(host.ERR, "misskey.ngx.webhook: the bot ended: ", tostring(msg)) end
+        else
+          host.log(host.ERR, "misskey.ngx.webhook: cannot make the bot: ", tostring(b))
+        end
+        if rt.exiting then break end
+        loop.wait_event(exit, retry)
+      end
+      rt.on_exit(exit, nil)
+    end)
+  end
+  local ok, err = host.timer.at(0, main)
+  if not ok then error("misskey.ngx.webhook.bot: cannot start its timer: " .. tostring(err), 2) end
+  return function()
+    M.serve(function(...)
+      if not current then return not_ready() end
+      return current(...)
+    end)
+  end
+end
+
+return M

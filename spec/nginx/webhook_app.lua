@@ -1,0 +1,58 @@
+-- The application of spec/nginx/webhook.conf: a webhook handler (/hook) whose
+-- handlers write what they saw into a lua_shared_dict (read back at /calls), and
+-- a bot behind nginx (/bot) made in every worker process, taking mentions from
+-- the test server's deliveries and replying through its API. Settings (the
+-- test server's URL, the bot's token and secret) come from spec_config.lua.
+local json = require "misskey.json"
+local misskey = require "misskey"
+local webhook = require "misskey.ngx.webhook"
+local config = require "spec_config"
+
+local app = {}
+local calls = ngx.shared.webhook_calls
+
+local function record(what)
+  what.pid = ngx.worker.pid()
+  calls:set("call:" .. assert(calls:incr("n", 1, 0)), json.encode(what))
+end
+
+local receive = webhook.handler{
+  secret = config.secret, seen = "webhook_events", max_size = 64 * 1024,
+  on = {
+    mention = function(note, event)
+      record{ type = "mention", note = note.id, event = event.eventId }
+      if note.text == "boom" then error("the handler raised on purpose") end
+    end,
+    ["*"] = function(type, _, event)
+      if type ~= "mention" then record{ type = type, event = event.eventId } end
+    end,
+  },
+}
+
+local bot_hook
+
+function app.init_worker()
+  bot_hook = webhook.bot(function()
+    local client = misskey.new{ host = config.upstream, token = config.bot_token, allow_plaintext_token = true }
+    local b = misskey.bot(client, { stream = false })
+    b:command("ping", function(ctx) assert(ctx:reply("pong from " .. ngx.worker.pid())) end)
+    b:on("mention", function(_, note) record{ type = "bot mention", note = note.id } end)
+    b:webhook{ url = config.bot_url, listen = false, register = false, secret = config.bot_secret,
+      store = webhook.store("webhook_events") }
+    return b
+  end, { retry = 1 })
+end
+
+function app.hook() receive() end
+
+function app.bot() bot_hook() end
+
+-- GET /calls: what the handlers saw, in order.
+function app.calls()
+  local out = {}
+  for i = 1, calls:get("n") or 0 do out[i] = json.decode(calls:get("call:" .. i)) end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(json.encode(json.array(out)))
+end
+
+return app
