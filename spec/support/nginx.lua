@@ -111,7 +111,8 @@ end
 --- nginx.start{ upstream = url, ws = url, workers = 1, follow = false, trust = cert path, settings = {},
 -- template = path, prefix = path, env = {} } -> a running nginx. `settings` go to spec_config.lua (with
 -- upstream, ws, follow and dir); `template` replaces spec/nginx/nginx.conf (the same ${...} fields),
--- `prefix` the temporary folder as nginx's -p, and `env` is nginx's environment on top of this one's.
+-- `prefix` the temporary folder as nginx's -p, and `env` is nginx's environment on top of this one's
+-- (${PORT} in a value: nginx's port).
 function M.start(opts)
   opts = opts or {}
   local why = M.missing()
@@ -134,7 +135,7 @@ function M.start(opts)
     local guard_py = server.shell_quote(here .. "nginx_guard.py")
     local q = server.shell_quote
     local env = ""
-    for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. q(v) .. " " end
+    for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. q((v:gsub("%${PORT}", tostring(port)))) .. " " end
     handle = assert(io.popen(env .. "exec " .. PYTHON .. " " .. guard_py .. " " .. port .. " " .. M.BINARY
       .. " -p " .. q(opts.prefix or (dir .. "/")) .. " -e " .. q(dir .. "/error.log")
       .. " -c " .. q(dir .. "/nginx.conf"), "r"))

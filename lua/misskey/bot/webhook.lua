@@ -133,8 +133,14 @@ return function(Bot, bot)
     for _, e in ipairs(events) do
       on[e] = function(payload) self:_event(e, payload, "webhook") end
     end
+    -- The bot's part of an event starts its own tasks, at once; a host that runs
+    -- work after its answer gives its way (bot:webhook_handler(spawn)).
     local receiver_opts = { secret = opts.secret or "checked-at-start", on = on, store = store,
-      max_size = opts.max_size, spawn = function(fn, ...) fn(...) end }
+      max_size = opts.max_size, spawn = function(fn, ...)
+        local later = self._webhook_spawn
+        if later then return later(fn, ...) end
+        fn(...)
+      end }
     handler.receiver(receiver_opts, "webhook", 2)
     self._webhook = { url = opts.url, name = name, events = events, listen = l, secret = opts.secret,
       register = opts.register ~= false, allow_plaintext_secret = opts.allow_plaintext_secret == true,
@@ -142,14 +148,21 @@ return function(Bot, bot)
     return self
   end
 
-  --- bot:webhook_handler() -> function(method, headers, body) -> status, headers, body: the
-  -- bot's receiver for an HTTP host of your own (bot:webhook{ listen = false, … }), as
+  --- bot:webhook_handler([spawn]) -> function(method, headers, body) -> status, headers, body:
+  -- the bot's receiver for an HTTP host of your own (bot:webhook{ listen = false, … }), as
   -- webhook.handler's. Until the bot has started (its secret known) and once it stops, it
   -- answers 503, which Misskey retries later: a delivery the bot cannot take is not lost.
-  ---@return fun(method: string, headers: table, body: string|nil): integer, table, string
-  function Bot:webhook_handler()
+  -- `spawn(fn, ...)`: how the bot's part of an accepted event is started, for a host that
+  -- runs work after its answer (misskey.ngx.webhook.spawn); by default, at once.
+  ---@param spawn? fun(fn: function, ...)
+  ---@return fun(method: string, headers: table, body: string|function|nil): integer, table, string
+  function Bot:webhook_handler(spawn)
     argcheck.self(self, Bot, "bot", "webhook_handler")
     if not self._webhook then error("bot:webhook_handler: call bot:webhook{ … } first", 2) end
+    if spawn ~= nil and type(spawn) ~= "function" then
+      argerror(1, "webhook_handler", "function expected, got " .. type(spawn))
+    end
+    if spawn then self._webhook_spawn = spawn end
     return function(method, headers, body)
       local handle = self._webhook_handle
       if not handle or self._stopping or self._stopped then

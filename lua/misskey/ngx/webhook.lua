@@ -107,23 +107,14 @@ local function answer(status, headers, body)
   host.eof()
 end
 
---- misskey.ngx.webhook.serve(receive): answers this request (content_by_lua)
--- with `receive`, a function(method, headers, body) -> status, headers, body
--- such as bot:webhook_handler() or misskey.webhook.handler's; its body
--- argument is a reader, called once the method and the secret passed.
----@param receive fun(method: string, headers: table, body: function): integer, table, string
-function M.serve(receive)
-  if type(receive) ~= "function" then
-    argcheck.argerror(1, "serve", "function(method, headers, body) expected, got " .. type(receive))
-  end
-  local headers = host.req.get_headers(200)
-  answer(receive(host.req.get_method(), headers, read_body))
-end
-
 -- Handlers to start after the answer, by the coroutine of the request that
 -- dispatched them (requests interleave when one waits for its body).
 local pending = setmetatable({}, { __mode = "k" })
 
+--- misskey.ngx.webhook.spawn(fn, ...): the `spawn` of misskey.webhook.handler
+-- and bot:webhook_handler(spawn) inside nginx: fn(...) runs once the request's
+-- answer went out (misskey.ngx.webhook.serve), in the dispatcher below.
+---@param fn function
 local function defer(fn, ...)
   local co = coroutine.running()
   local list = pending[co]
@@ -134,21 +125,86 @@ local function defer(fn, ...)
   list[#list + 1] = { fn = fn, n = select("#", ...), ... }
 end
 
+M.spawn = defer
+
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 
--- Runs the handlers this request dispatched, each as a task; a failure is logged.
-local function run_pending()
-  local list = pending[coroutine.running()]
-  if not list then return end
-  pending[coroutine.running()] = nil
-  local tasks = {}
-  for i, job in ipairs(list) do tasks[i] = loop.spawn(job.fn, unpack(job, 1, job.n)) end
-  for _, task in ipairs(tasks) do
-    local _, msg = task:join()
-    if task.status == "failed" then
-      host.log(host.ERR, "misskey.ngx.webhook: a handler failed (the delivery was answered 204): ", tostring(msg))
-    end
+-- The handlers run in one timer per worker process, the dispatcher, not in
+-- the request: nginx may end a request whose answer is finished (ngx.eof) and
+-- its light threads with it, and a timer per delivery would meet
+-- lua_max_running_timers. The dispatcher's tasks reuse their light threads
+-- (misskey.ngx.runtime), so it does not grow however long it runs.
+local queue = {}        -- jobs not yet started, in order
+local dispatching = false
+local WAKE = {}
+
+-- One job: a handler, or the bot's part of an event. Its error is logged; it
+-- never reaches the delivery, which was answered already.
+local function run_job(job)
+  local ok, err = pcall(job.fn, unpack(job, 1, job.n))
+  if not ok then
+    if err == rt.CANCELLED then error(err, 0) end
+    host.log(host.ERR, "misskey.ngx.webhook: a handler failed (the delivery was answered 204): ", tostring(err))
   end
+end
+
+-- The worker process is exiting (nginx -s reload, quit). Asked once a second
+-- as well: nginx fires the timers that tell (rt.on_exit) only once no other
+-- timer is pending, and a task's wait is one.
+local function exiting() return rt.exiting or host.worker.exiting() end
+
+local function dispatcher(premature)
+  loop.run(function()
+    rt.on_exit(WAKE, function() loop.signal(WAKE) end)
+    while true do
+      local jobs = queue
+      queue = {}
+      for i = 1, #jobs do loop.spawn(run_job, jobs[i]) end
+      if premature or exiting() then break end
+      if #queue == 0 then loop.wait_event(WAKE, 1) end
+    end
+    dispatching = false -- a delivery from now on starts a new one (it ends at once when exiting)
+    rt.on_exit(WAKE, nil)
+  end)
+end
+
+-- Hands the jobs this request dispatched to the dispatcher.
+local function run_pending()
+  local co = coroutine.running()
+  local list = pending[co]
+  if not list then return end
+  pending[co] = nil
+  for i = 1, #list do queue[#queue + 1] = list[i] end
+  if dispatching then
+    loop.signal(WAKE)
+    return
+  end
+  local ok, err = host.timer.at(0, dispatcher)
+  if ok then
+    dispatching = true
+  else
+    host.log(host.ERR, "misskey.ngx.webhook: cannot start the handlers' timer (", tostring(err),
+      "): they run in the request")
+    local jobs = queue
+    queue = {}
+    for i = 1, #jobs do run_job(jobs[i]) end
+  end
+end
+
+--- misskey.ngx.webhook.serve(receive): answers this request (content_by_lua)
+-- with `receive`, a function(method, headers, body) -> status, headers, body
+-- such as misskey.webhook.handler's; its body argument is a reader, called
+-- once the method and the secret passed. What `receive` hands to
+-- misskey.ngx.webhook.spawn runs after the answer (a bot's handler: see
+-- misskey.ngx.webhook.bot).
+---@param receive fun(method: string, headers: table, body: function): integer, table, string
+function M.serve(receive)
+  if type(receive) ~= "function" then
+    argcheck.argerror(1, "serve", "function(method, headers, body) expected, got " .. type(receive))
+  end
+  local headers = host.req.get_headers(200)
+  answer(receive(host.req.get_method(), headers, read_body))
+  run_pending()
 end
 
 local HANDLER_OPTIONS = { secret = true, on = true, seen = true, ttl = true, store = true, max_size = true,
@@ -190,7 +246,7 @@ end
 -- Waits (in a task) until this worker process exits.
 local function wait_exit(key)
   rt.on_exit(key, function() loop.signal(key) end)
-  while not rt.exiting do loop.wait_event(key) end
+  while not exiting() do loop.wait_event(key, 1) end
 end
 
 local BOT_OPTIONS = { grace = true, retry = true }
@@ -224,13 +280,13 @@ function M.bot(make, opts)
     loop.run(function()
       local exit = {}
       local watcher = loop.spawn(wait_exit, exit)
-      while not rt.exiting do
+      while not exiting() do
         local ok, b = pcall(make)
         if ok and (type(b) ~= "table" or type(b.webhook_handler) ~= "function") then
           ok, b = false, "make() returned no bot"
         end
         local receive
-        if ok then ok, receive = pcall(b.webhook_handler, b) end
+        if ok then ok, receive = pcall(b.webhook_handler, b, defer) end
         if ok then
           current = receive
           local stopper = loop.spawn(function()
@@ -240,11 +296,11 @@ function M.bot(make, opts)
           local _, msg = b:run()
           current = nil
           if stopper.status ~= "done" then stopper:cancel() end
-          if msg and not rt.exiting then host.log(host.ERR, "misskey.ngx.webhook: the bot ended: ", tostring(msg)) end
+          if msg and not exiting() then host.log(host.ERR, "misskey.ngx.webhook: the bot ended: ", tostring(msg)) end
         else
           host.log(host.ERR, "misskey.ngx.webhook: cannot make the bot: ", tostring(b))
         end
-        if rt.exiting then break end
+        if exiting() then break end
         loop.wait_event(exit, retry)
       end
       rt.on_exit(exit, nil)
