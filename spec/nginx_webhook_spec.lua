@@ -111,6 +111,30 @@ describe("misskey.ngx.webhook behind nginx", function()
     assert.equal(1, #list, json.encode(list))
   end)
 
+  it("raises on misuse, naming the argument or option", function()
+    local got = ngx_:get("/misuse")
+    local want = {
+      "bad option 'seen'.*lua_shared_dict",
+      "bad option 'seen'.*lua_shared_dict.*no_such_dict",
+      "bad option 'seen'.*seen or store, not both",
+      "bad option 'secret'",
+      "bad option 'max_size'",
+      "bad option 'colour'.*unknown option",
+      "bad argument #2 to 'store'",
+      "bad argument #1 to 'store'.*no_such_dict",
+      "bad option 'ttl'",
+      "bad argument #1 to 'bot'",
+      "bad option 'grace'",
+      "bad argument #1 to 'serve'",
+      "bad option 'listen'.*no built%-in listener",
+    }
+    assert.equal(#want, #got)
+    for i, pattern in ipairs(want) do
+      assert.matches(pattern, got[i])
+      assert.matches("^[^:]*webhook_app%.lua:%d+: ", got[i]) -- the caller's line: the level is right
+    end
+  end)
+
   it("recognises a replay in the other worker process too (the shared dict is all they share)", function()
     local status, first = post("/hook", delivery("replayed-1"))
     assert.equal(204, status)

@@ -47,6 +47,33 @@ function app.hook() receive() end
 
 function app.bot() bot_hook() end
 
+-- GET /misuse: what misuse raises inside nginx (each message, in order).
+function app.misuse()
+  local out = {}
+  local function try(fn)
+    local ok, msg = pcall(fn)
+    out[#out + 1] = ok and "no error" or tostring(msg)
+  end
+  try(function() webhook.handler{ secret = "s" } end)
+  try(function() webhook.handler{ secret = "s", seen = "no_such_dict" } end)
+  try(function() webhook.handler{ secret = "s", seen = "webhook_events", store = webhook.store("webhook_events") } end)
+  try(function() webhook.handler{ seen = "webhook_events" } end)
+  try(function() webhook.handler{ secret = "s", seen = "webhook_events", max_size = 0 } end)
+  try(function() webhook.handler{ secret = "s", seen = "webhook_events", colour = 1 } end)
+  try(function() webhook.store("webhook_events", -1) end)
+  try(function() webhook.store("no_such_dict") end)
+  try(function() webhook.handler{ secret = "s", seen = "webhook_events", ttl = 0 } end)
+  try(function() webhook.bot(42) end)
+  try(function() webhook.bot(function() end, { grace = "long" }) end)
+  try(function() webhook.serve("not a function") end)
+  try(function()
+    local b = misskey.bot(misskey.new{ host = config.upstream, token = false }, { stream = false })
+    b:webhook{ url = "http://127.0.0.1:9/hook", secret = "s", listen = { port = 0 } }
+  end)
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(json.encode(out))
+end
+
 -- GET /calls: what the handlers saw, in order.
 function app.calls()
   local out = {}

@@ -50,12 +50,23 @@ function Store:add(id)
   return nil, "misskey.ngx.webhook: the shared dict " .. self.name .. " failed: " .. tostring(err)
 end
 
-local function check_dict(name, option, level)
-  if type(name) ~= "string" or type(host.shared[name]) ~= "table" then
-    argcheck.opterror(option, "the name of a lua_shared_dict expected (declare one in nginx.conf's http block),"
-      .. " got " .. tostring(name), level + 1)
+-- The lua_shared_dict `name`; raises naming `what` (an option, or an argument
+-- of `fname` when `n` is given) at `level` (1: the caller of the public function).
+local function find_dict(name, what, level, n, fname)
+  local dict = type(name) == "string" and host.shared[name]
+  if type(dict) ~= "table" then
+    local why = "the name of a lua_shared_dict expected (declare one in nginx.conf's http block), got "
+      .. tostring(name)
+    if n then argcheck.argerror(n, fname, why, level + 1) end
+    argcheck.opterror(what, why, level + 1)
   end
-  return host.shared[name]
+  return dict
+end
+
+local function ttl_problem(ttl)
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
+    return "a number of seconds > 0 expected, got " .. tostring(ttl)
+  end
 end
 
 --- misskey.ngx.webhook.store(dict[, ttl]) -> a store of handled event ids (the
@@ -66,10 +77,9 @@ end
 ---@param ttl? number seconds
 ---@return table store
 function M.store(dict, ttl)
-  local d = check_dict(dict, "dict", 2)
-  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
-    argcheck.opterror("ttl", "a number of seconds > 0 expected, got " .. tostring(ttl), 2)
-  end
+  local d = find_dict(dict, nil, 1, 1, "store")
+  local why = ttl_problem(ttl)
+  if why then argcheck.argerror(2, "store", why) end
   return setmetatable({ dict = d, name = dict, ttl = ttl or M.TTL }, Store)
 end
 
@@ -229,8 +239,10 @@ function M.handler(opts)
       argcheck.opterror("seen", "the name of a lua_shared_dict for the handled event ids expected (a retry"
         .. " may reach another worker process), or a store of your own")
     end
-    check_dict(opts.seen, "seen", 1)
-    store = M.store(opts.seen, opts.ttl)
+    local dict = find_dict(opts.seen, "seen", 1)
+    local why = ttl_problem(opts.ttl)
+    if why then argcheck.opterror("ttl", why) end
+    store = setmetatable({ dict = dict, name = opts.seen, ttl = opts.ttl or M.TTL }, Store)
   elseif opts.seen ~= nil then
     argcheck.opterror("seen", "seen or store, not both")
   end

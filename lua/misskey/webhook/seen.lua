@@ -9,15 +9,8 @@
 -- racing each other (a retry while the first is still being answered) run the
 -- handlers once. A store that fails returns nil (and a message): the event is
 -- then handled, since running a handler twice is better than losing an event.
--- Under nginx, a `lua_shared_dict` does all of this across workers:
---
---   local dict = ngx.shared.webhook_events
---   store = { add = function(_, id)
---     local ok, err = dict:add(id, true, 3600)  -- "exists" when known
---     if ok then return true end
---     if err == "exists" then return false end
---     return nil, err
---   end }
+-- Under nginx, a `lua_shared_dict` does all of this across worker processes:
+-- misskey.ngx.webhook.store(dict_name[, ttl]) is a store on its `add`.
 --
 -- The default store is a set in two generations: ids go into the young one;
 -- when it holds `size` ids the old one is dropped whole and the young one
