@@ -7,6 +7,8 @@ local loop = require "misskey.loop"
 local testing = require "misskey.testing"
 local webhook = require "misskey.webhook"
 
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
+
 local SECRET = "a-secret-for-the-seams"
 local HEAD = { ["Content-Type"] = "application/json", ["X-Misskey-Hook-Secret"] = SECRET }
 local BODY = '{"type":"mention","eventId":"e-1","body":{"note":{"id":"n-1","text":"hi"}}}'
@@ -24,7 +26,7 @@ describe("webhook.handler with a body reader", function()
     local result = { ... }
     return function(max)
       reads[#reads + 1] = max
-      return (table.unpack or unpack)(result)
+      return unpack(result)
     end
   end
 
@@ -66,7 +68,9 @@ describe("bot:webhook_handler(spawn)", function()
     b:webhook{ url = "https://bot.example/hook", listen = false, register = false, secret = SECRET }
     assert.has_error(function() b:webhook_handler(42) end,
       "bad argument #1 to 'webhook_handler' (function expected, got number)")
-    local handle = b:webhook_handler(function(fn, ...) deferred[#deferred + 1] = { fn = fn, n = select("#", ...), ... } end)
+    local handle = b:webhook_handler(function(fn, ...)
+      deferred[#deferred + 1] = { fn = fn, n = select("#", ...), ... }
+    end)
     b:start()
     fake:run_until_idle()
     assert.equal(401, (handle("POST", { ["X-Misskey-Hook-Secret"] = "wrong" }, BODY)))
@@ -77,7 +81,7 @@ describe("bot:webhook_handler(spawn)", function()
     assert.equal(1, #deferred)
     assert.same({}, mentions) -- not yet: the host runs it after its answer
     local job = deferred[1]
-    job.fn((table.unpack or unpack)(job, 1, job.n))
+    job.fn(unpack(job, 1, job.n))
     fake:run_until_idle()
     assert.same({ "n-1" }, mentions)
     b:stop()
