@@ -65,6 +65,46 @@ local function post(path, body, headers)
   return res.status, tonumber(res.headers["x-worker"]), res.body
 end
 
+-- POSTs `body` chunked (no Content-Length), from a Python child (10 s at most); -> status.
+local function chunked(path, body)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "wb"))
+  f:write(body)
+  f:close()
+  local script = ([[
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", %d, timeout=10)
+data = open(sys.argv[1], "rb").read()
+c.request("POST", "%s", body=iter([data[i:i + 4096] for i in range(0, len(data), 4096)]), encode_chunked=True,
+          headers={"Content-Type": "application/json", "X-Misskey-Hook-Secret": "%s"})
+print(c.getresponse().status)
+]]):format(ngx_.port, path, SECRET)
+  local h = assert(io.popen("env -u LD_PRELOAD python3 -c " .. server.shell_quote(script) .. " " .. file))
+  local out = h:read("*a")
+  h:close()
+  os.remove(file)
+  return tonumber(out:match("%d+"))
+end
+
+-- Sends only a request head announcing `length` body bytes, none of them; -> the status
+-- nginx answers within 5 s (nil if none: it waits for the body).
+local function head_only(path, length, secret)
+  local script = ([[
+import socket
+s = socket.create_connection(("127.0.0.1", %d), timeout=5)
+s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"X-Misskey-Hook-Secret: %s\r\nContent-Length: %d\r\n\r\n")
+try:
+    print(s.recv(64).split()[1].decode())
+except Exception:
+    print("none")
+]]):format(ngx_.port, path, secret, length)
+  local h = assert(io.popen("env -u LD_PRELOAD python3 -c " .. server.shell_quote(script)))
+  local out = h:read("*a")
+  h:close()
+  return tonumber(out:match("%d+"))
+end
+
 local function calls()
   return (ngx_:get("/calls"))
 end
@@ -96,8 +136,8 @@ describe("misskey.ngx.webhook behind nginx", function()
       { 400, '{"type":"mention","eventId":"bad-1","body":[]}' },       -- the wrong shape
       { 400, '["a delivery is an object"]' },
       { 415, ok, { ["Content-Type"] = "text/plain" } },                -- not JSON by its type
-      { 413, delivery("bad-2", nil, 70 * 1024) },                      -- over max_size (64 KiB), from a file
-      { 413, delivery("bad-3", nil, 2 * 1024 * 1024) },                -- over it by Content-Length
+      { 413, delivery("bad-2", nil, 70 * 1024) },                      -- over max_size (64 KiB) by Content-Length
+      { 413, delivery("bad-3", nil, 2 * 1024 * 1024) },
     }
     for i, c in ipairs(cases) do
       local status, _, body = post("/hook", c[2], c[3])
@@ -105,6 +145,12 @@ describe("misskey.ngx.webhook behind nginx", function()
     end
     local res = assert(ngx_.client:http{ method = "GET", path = "/hook", timeout = 30 })
     assert.equal(405, res.status)
+    -- Refused from the head alone: the body is never waited for.
+    assert.equal(413, head_only("/hook", 2 * 1024 * 1024, SECRET))
+    assert.equal(401, head_only("/hook", 1000, "wrong"))
+    -- Chunked, so no Content-Length: nginx buffers it to a file, which is over the cap.
+    assert.equal(413, chunked("/hook", delivery("bad-4", nil, 70 * 1024)))
+    assert.equal(413, chunked("/hook", delivery("bad-5", nil, 65 * 1024)))
     -- The handlers of a good delivery run after its answer: once it is seen, nothing else came.
     assert.equal(204, (post("/hook", delivery("good-0"))))
     local list = wait_calls(function(l) return seen(l, "good-0") == 1 end)
