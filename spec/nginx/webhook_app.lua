@@ -77,7 +77,10 @@ end
 -- GET /calls: what the handlers saw, in order.
 function app.calls()
   local out = {}
-  for i = 1, calls:get("n") or 0 do out[i] = json.decode(calls:get("call:" .. i)) end
+  for i = 1, calls:get("n") or 0 do
+    local entry = calls:get("call:" .. i) -- nil for a moment: counted, not yet written (another worker)
+    if entry then out[#out + 1] = json.decode(entry) end
+  end
   ngx.header["Content-Type"] = "application/json"
   ngx.say(json.encode(json.array(out)))
 end
