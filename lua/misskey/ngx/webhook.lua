@@ -212,6 +212,7 @@ function M.serve(receive)
   if type(receive) ~= "function" then
     argcheck.argerror(1, "serve", "function(method, headers, body) expected, got " .. type(receive))
   end
+  pending[coroutine.running()] = nil -- nginx reuses coroutines: nothing of an earlier request's
   local headers = host.req.get_headers(200)
   answer(receive(host.req.get_method(), headers, read_body))
   run_pending()
@@ -249,6 +250,7 @@ function M.handler(opts)
   local r = handler.receiver({ secret = opts.secret, on = opts.on, store = store, max_size = opts.max_size,
     null = opts.null, spawn = defer }, "handler", 2)
   return function()
+    pending[coroutine.running()] = nil
     local status, headers, body = r:handle(host.req.get_method(), host.req.get_headers(200), read_body)
     answer(status, headers, body)
     run_pending()
