@@ -38,7 +38,8 @@ describe("misskey types", function()
     -- Beside the library's own annotations (the sources), every name in it resolves (the
     -- sources name entities this trimmed document lacks: only the file's own problems count).
     local tdir = dir .. "/types"
-    assert(os.execute("env -u LD_PRELOAD mkdir -p " .. q(tdir) .. " && env -u LD_PRELOAD cp " .. q(path) .. " " .. q(tdir) .. "/"))
+    assert(os.execute("env -u LD_PRELOAD mkdir -p " .. q(tdir)
+      .. " && env -u LD_PRELOAD cp " .. q(path) .. " " .. q(tdir) .. "/"))
     local problems = {}
     for _, p in ipairs(A.check{ types_dir = tdir, source_dir = "lua/misskey" }) do
       if p:find(tdir, 1, true) == 1 then problems[#problems + 1] = p end

@@ -183,7 +183,8 @@ describe("types/", function()
 
     before_each(function()
       dir = tmpdir()
-      assert(os.execute("env -u LD_PRELOAD mkdir -p '" .. dir .. "/types' '" .. dir .. "/lua' && env -u LD_PRELOAD cp types/*.lua '"
+      assert(os.execute("env -u LD_PRELOAD mkdir -p '" .. dir .. "/types' '" .. dir .. "/lua'"
+        .. " && env -u LD_PRELOAD cp types/*.lua '"
         .. dir .. "/types/' && env -u LD_PRELOAD cp -r lua/misskey '" .. dir .. "/lua/'"))
     end)
     after_each(function() rmdir(dir) end)

@@ -449,6 +449,7 @@ json.decode = core.json_decoder(ARRAY_MT)
 
 -- Internal: json._decode_body(transfer, if_empty) decodes a finished transfer's body where
 -- libcurl left it (no Lua string of the body), as json.decode would; if_empty for no body.
-json._decode_body = core.json_decoder(ARRAY_MT, "body") -- (transfer, if_empty, drop_nulls)
+-- It shares json.decode's cache of object keys.
+json._decode_body = core.json_decoder(ARRAY_MT, "body", json.decode) -- (transfer, if_empty, drop_nulls)
 
 return json
