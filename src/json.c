@@ -18,15 +18,18 @@
  *     out, as if absent; nulls in arrays and a null root stay the null light userdata.
  * Bad input never raises: decode returns nil and "invalid JSON at character N: why".
  *
- * Speed: strings without escapes are pushed straight from the text; a container's
- * items wait on the Lua stack and go into a table created at its final size (in
- * chunks for big ones, as Lua 5.1 gives a C function 8000 stack slots at most).
- * Floats: Clinger's exact fast path, else strtod on a NUL-terminated copy with '.'
- * turned into the locale's decimal point (as Lua's lobject.c does).
+ * Speed: strings without escapes are pushed straight from the text, object keys from the
+ * decoder's key cache when they were seen before (see key_cache); an object's table is
+ * made at a hinted size and filled as its members are read; an array's items wait on the
+ * Lua stack and go into a table created at its final size (in chunks for big ones, as Lua
+ * 5.1 gives a C function 8000 stack slots at most), as do an object's members when the
+ * decoder has no key cache. Floats: Clinger's exact fast path, else strtod on a
+ * NUL-terminated copy with '.' turned into the locale's decimal point (as Lua's lobject.c
+ * does).
  *
- * No global mutable state: the only tables here are const; the scratch buffer for
- * unescaping (and the encoder's output buffer) is a userdata made on first need in the
- * call's stack slot 2. */
+ * No global mutable state: the only tables here are const; a decoder's key cache is its
+ * upvalues; the scratch buffer for unescaping a long string (and the encoder's output
+ * buffer) is a userdata made on first need in the call's stack slot 2. */
 #include "json.h"
 
 #include "engine.h"
