@@ -9,17 +9,18 @@
 
 #include "json.h"
 
-/* decode(text, len) -> value | nil, message (upvalue 1: the array marker metatable). */
+/* decode(text, len) -> value | nil, message (upvalue 1: the array marker metatable, 2 and 3 the key cache). */
 static int decode_in_place(lua_State *L) {
   const char *text = lua_touserdata(L, 1);
   size_t len = (size_t)lua_tointeger(L, 2);
   return mk_json_decode_text(L, text, len);
 }
 
-/* Pushes the decoder. */
+/* Pushes the decoder, with a key cache as the client's has. */
 static void push_decoder(lua_State *L) {
   lua_newtable(L); /* the array marker metatable */
-  lua_pushcclosure(L, decode_in_place, 1);
+  mk_json_push_key_cache(L);
+  lua_pushcclosure(L, decode_in_place, 3);
 }
 
 /* Decodes len bytes at data (a NUL after them) with the decoder at stack index

@@ -6,7 +6,8 @@
 #                                 then json_bench.lua; a summary table per placement; then the
 #                                 streaming stages: stream_bench.lua against misskey-js, and
 #                                 streams_bench.lua (10, 100 and 1,000 streams in one process)
-#                                 (STREAM=0 skips them)
+#                                 (STREAM=0 skips them; STREAM=vs runs only the stream against
+#                                 misskey-js; REQUESTS=0 skips all before the streaming stages)
 #   bash bench/run.sh --profile   callgrind: instructions per meta call, part by part (Lua 5.4)
 #
 # Builds the C baselines (build/bench/curl_loop, curl_multi), writes the fixtures and
@@ -30,6 +31,7 @@ MODE=${1:-all}
 # Pinned, figures repeat; left to the scheduler they jump 2-5x. BENCH_CPU=none (or no taskset)
 # measures once, unpinned.
 BENCH_PLACEMENTS=${BENCH_PLACEMENTS:-"split one"}
+STREAM_ROUNDS=${STREAM_ROUNDS:-5} # interleaved rounds of the stream against misskey-js, per placement
 if [ "${BENCH_CPU:-}" = none ] || ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; then
   BENCH_PLACEMENTS=none
 fi
@@ -170,45 +172,47 @@ fi
 
 echo "bench: nginx $NGINX_VERSION on $URL ($(cat "$TMP/fixtures.out")); $(nproc) cores;" \
   "placements: $BENCH_PLACEMENTS"
-SUMMARY="$TMP/summary.tsv"
-for pl in $BENCH_PLACEMENTS; do
-  place "$pl"
-  echo
-  echo "==== placement $pl: clients ${PIN[*]:-unpinned}, nginx ${SERVER_CPU:+on CPU $SERVER_CPU}"
+if [ "${REQUESTS:-1}" != 0 ]; then # REQUESTS=0: the streaming stages only
+  SUMMARY="$TMP/summary.tsv"
+  for pl in $BENCH_PLACEMENTS; do
+    place "$pl"
+    echo
+    echo "==== placement $pl: clients ${PIN[*]:-unpinned}, nginx ${SERVER_CPU:+on CPU $SERVER_CPU}"
+    for v in $LUAS; do
+      echo
+      stage 200 "${PIN[@]}" "$(lua_bin "$v")" bench/request_bench.lua "$URL" --summary "$SUMMARY" --placement "$pl"
+    done
+    if [ -f bench/batch_bench.lua ] && [ -x "$OUT/curl_multi" ]; then
+      echo
+      for v in $LUAS; do
+        stage 150 "${PIN[@]}" "$(lua_bin "$v")" bench/batch_bench.lua "$URL" >"$TMP/batch.out"
+        sed "s/^/$pl /" "$TMP/batch.out" | tee -a "$TMP/batch.txt"
+      done
+    fi
+  done
+  place "${BENCH_PLACEMENTS%% *}"
   for v in $LUAS; do
     echo
-    stage 200 "${PIN[@]}" "$(lua_bin "$v")" bench/request_bench.lua "$URL" --summary "$SUMMARY" --placement "$pl"
+    stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/json_bench.lua
   done
-  if [ -f bench/batch_bench.lua ] && [ -x "$OUT/curl_multi" ]; then
-    echo
-    for v in $LUAS; do
-      stage 150 "${PIN[@]}" "$(lua_bin "$v")" bench/batch_bench.lua "$URL" >"$TMP/batch.out"
-      sed "s/^/$pl /" "$TMP/batch.out" | tee -a "$TMP/batch.txt"
-    done
-  fi
-done
-place "${BENCH_PLACEMENTS%% *}"
-for v in $LUAS; do
-  echo
-  stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/json_bench.lua
-done
 
-echo
-echo "summary (req/s: more is better; CPU us per meta call of the client process, ms, MiB: less is better;"
-echo "         peer = Debian's lua-curl + lua-cjson loop on LuaJIT, bench/luacurl_loop.lua; medians)"
-awk -F '\t' '
-  BEGIN {
-    printf "%-6s %-7s %9s %9s %9s | %6s %9s %7s %6s | %6s %6s %6s | %6s %7s %6s | %7s %8s\n", "place", "lua",
-      "meta C", "peer", "ours", "ours/C", "ours/peer", "fetch/C", "ceil/C", "CPU C", "peer", "ours",
-      "tl ours", "tl peer", "tl C", "require", "RSS 20k"
-  }
-  {
-    printf "%-6s %-7s %7s/s %7s/s %7s/s | %6s %9s %7s %6s | %6s %6s %6s | %4s/s %5s/s %4s/s | %4s ms %5s MiB\n",
-      $19, $1, $2, $16, $3, $4, $17, $5, $15, $20, $21, $22, $10, $18, $12, $13, $14
-  }' "$SUMMARY"
-echo "(ceil/C: the C loop that also decodes each reply with misskey's C decoder, against the plain C loop:"
-echo " a client that returns decoded replies with no Lua, engine or scheduler at all)"
-if [ -s "$TMP/batch.txt" ]; then echo; echo "batch: client:batch against curl_multi (one multi handle)"; cat "$TMP/batch.txt"; fi
+  echo
+  echo "summary (req/s: more is better; CPU us per meta call of the client process, ms, MiB: less is better;"
+  echo "         peer = Debian's lua-curl + lua-cjson loop on LuaJIT, bench/luacurl_loop.lua; medians)"
+  awk -F '\t' '
+    BEGIN {
+      printf "%-6s %-7s %9s %9s %9s | %6s %9s %7s %6s | %6s %6s %6s | %6s %7s %6s | %7s %8s\n", "place", "lua",
+        "meta C", "peer", "ours", "ours/C", "ours/peer", "fetch/C", "ceil/C", "CPU C", "peer", "ours",
+        "tl ours", "tl peer", "tl C", "require", "RSS 20k"
+    }
+    {
+      printf "%-6s %-7s %7s/s %7s/s %7s/s | %6s %9s %7s %6s | %6s %6s %6s | %4s/s %5s/s %4s/s | %4s ms %5s MiB\n",
+        $19, $1, $2, $16, $3, $4, $17, $5, $15, $20, $21, $22, $10, $18, $12, $13, $14
+    }' "$SUMMARY"
+  echo "(ceil/C: the C loop that also decodes each reply with misskey's C decoder, against the plain C loop:"
+  echo " a client that returns decoded replies with no Lua, engine or scheduler at all)"
+  if [ -s "$TMP/batch.txt" ]; then echo; echo "batch: client:batch against curl_multi (one multi handle)"; cat "$TMP/batch.txt"; fi
+fi
 
 # ---- streaming: bench/stream_server.py floods homeTimeline notes (~2.4 KB each) to
 # stream_bench.lua on 5.4 and LuaJIT and to misskey-js's Stream (installed from npm into the
@@ -242,48 +246,68 @@ if [ "${STREAM:-1}" != 0 ]; then
     start_stream_server 100000
     SURL="http://127.0.0.1:$SPORT"
     SSUM="$TMP/stream.$pl.tsv"
-    for v in 5.4 luajit; do
-      stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" --summary "$SSUM" ||
-        echo "stream_bench.lua failed on $v"
+    for v in 5.4 luajit; do # the parts of an event, once
+      stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" || echo "stream_bench.lua failed on $v"
     done
-    if [ -d bench/node_modules/misskey-js ]; then
-      stage 60 "${PIN[@]}" node bench/stream_misskeyjs.mjs "$SURL" --summary "$SSUM" || echo "stream_misskeyjs.mjs failed"
-    fi
+    # Then STREAM_ROUNDS interleaved rounds (5.4, LuaJIT, misskey-js), so that a slow spell hits all.
+    for r in $(seq "$STREAM_ROUNDS"); do
+      for v in 5.4 luajit; do
+        stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" --quick 1 --summary "$SSUM" >/dev/null ||
+          echo "stream_bench.lua --quick failed on $v"
+      done
+      if [ -d bench/node_modules/misskey-js ]; then
+        stage 60 "${PIN[@]}" node bench/stream_misskeyjs.mjs "$SURL" --summary "$SSUM" >/dev/null ||
+          echo "stream_misskeyjs.mjs failed"
+      fi
+    done
     stop_stream_servers
   done
   echo
-  echo "stream: note events/s (more is better)"
+  echo "stream: note events/s (more is better) and client CPU per event (less is better), medians of $STREAM_ROUNDS rounds"
   for pl in $BENCH_PLACEMENTS; do
     [ -s "$TMP/stream.$pl.tsv" ] || continue
-    awk -F '\t' -v pl="$pl" '$1 == "misskey-js" { js = $2 } $1 != "misskey-js" { n++; lua[n] = $1; rate[n] = $2; cj[n] = $4 }
-      END { for (i = 1; i <= n; i++)
-        printf "  %-6s %-7s %8d/s   cjson.decode alone %8d/s   ours/misskey-js %s\n", pl, lua[i], rate[i], cj[i],
-          js ? sprintf("%.2f", rate[i] / js) : "-"
-        if (js) printf "  %-6s %-7s %8d/s\n", pl, "misskey-js", js }' "$TMP/stream.$pl.tsv"
+    awk -F '\t' -v pl="$pl" '
+      function median(list,   a, n, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+      }
+      { if (!($1 in rates)) order[++k] = $1; rates[$1] = rates[$1] " " $2; cpus[$1] = cpus[$1] " " $3 }
+      END {
+        if ("misskey-js" in rates) { js = median(rates["misskey-js"]); jscpu = median(cpus["misskey-js"]) }
+        for (i = 1; i <= k; i++) {
+          e = order[i]; r = median(rates[e]); c = median(cpus[e])
+          printf "  %-6s %-10s %8d/s %7.2f us CPU/event", pl, e, r, c
+          if (js && e != "misskey-js") printf "   ours/misskey-js: %.2f by events/s, %.2f by CPU", r / js, jscpu / c
+          printf "\n"
+        }
+      }' "$TMP/stream.$pl.tsv"
   done
-  place "${BENCH_PLACEMENTS%% *}"
-  echo
-  start_stream_server 1000000
-  stage 90 "${PIN[@]}" lua5.4 bench/stream_bench.lua "http://127.0.0.1:$SPORT" --memory 1000000 || echo "memory run stopped"
-  stop_stream_servers
-
-  # 1,000 sockets in one process need more descriptors than the usual soft limit of 1,024.
-  if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt 4096 ]; then
-    ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || echo "bench: ulimit -n is $(ulimit -Sn): 1,000 streams may fail"
-  fi
-  STSUM="$TMP/streams.tsv"
-  for pl in $BENCH_PLACEMENTS; do
-    place "$pl"
+  if [ "${STREAM:-1}" != vs ]; then # STREAM=vs: the stream against misskey-js only
+    place "${BENCH_PLACEMENTS%% *}"
     echo
-    start_stream_server 5
-    for v in 5.4 luajit; do
-      stage 300 "${PIN[@]}" "$(lua_bin "$v")" bench/streams_bench.lua "http://127.0.0.1:$SPORT" --summary "$STSUM" \
-        --placement "$pl" || echo "streams_bench.lua failed on $v"
-    done
+    start_stream_server 1000000
+    stage 90 "${PIN[@]}" lua5.4 bench/stream_bench.lua "http://127.0.0.1:$SPORT" --memory 1000000 || echo "memory run stopped"
     stop_stream_servers
-  done
-  echo
-  echo "many streams in one process: RSS per idle stream (after connecting; after a burst) and events/s in total"
-  awk -F '\t' '{ printf "  %-6s %-7s %5d streams  %6.1f KiB/stream idle  %6.1f KiB/stream after the burst  %8d events/s  (Lua heap %.1f KiB/stream)\n",
-    $1, $2, $3, $4, $5, $6, $7 }' "$STSUM"
+
+    # 1,000 sockets in one process need more descriptors than the usual soft limit of 1,024.
+    if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt 4096 ]; then
+      ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || echo "bench: ulimit -n is $(ulimit -Sn): 1,000 streams may fail"
+    fi
+    STSUM="$TMP/streams.tsv"
+    for pl in $BENCH_PLACEMENTS; do
+      place "$pl"
+      echo
+      start_stream_server 5
+      for v in 5.4 luajit; do
+        stage 300 "${PIN[@]}" "$(lua_bin "$v")" bench/streams_bench.lua "http://127.0.0.1:$SPORT" --summary "$STSUM" \
+          --placement "$pl" || echo "streams_bench.lua failed on $v"
+      done
+      stop_stream_servers
+    done
+    echo
+    echo "many streams in one process: RSS per idle stream (after connecting; after a burst) and events/s in total"
+    awk -F '\t' '{ printf "  %-6s %-7s %5d streams  %6.1f KiB/stream idle  %6.1f KiB/stream after the burst  %8d events/s  (Lua heap %.1f KiB/stream)\n",
+      $1, $2, $3, $4, $5, $6, $7 }' "$STSUM"
+  fi
 fi

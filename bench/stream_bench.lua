@@ -1,8 +1,8 @@
 -- Streaming throughput: note events decoded and dispatched per second.
 --
---   lua5.4 bench/stream_bench.lua URL [--n N] [--summary FILE]
+--   lua5.4 bench/stream_bench.lua URL [--n N]
 --   lua5.4 bench/stream_bench.lua URL --memory N
---   lua5.4 bench/stream_bench.lua URL --quick K
+--   lua5.4 bench/stream_bench.lua URL --quick K [--summary FILE]
 --
 -- URL is bench/stream_server.py (http://127.0.0.1:PORT), which sends every client that
 -- joins homeTimeline its N note events (~2.4 KB each; N is the server's --n) and a last
@@ -28,10 +28,13 @@
 --            (collectgarbage "count") and VmRSS every 100,000 frames read, and once the
 --            handlers ran; stops once the heap passes --max-heap-mb (2048).
 --
---   --quick K  the stream alone, K times (after a warm-up on LuaJIT): one line of events/s per
---            run, then the median; for interleaved comparisons of two trees.
+--   --quick K  the stream alone, K times (after a warm-up on LuaJIT): one line of events/s and
+--            CPU time per event (os.clock: the process's user + system time, which a busy
+--            machine disturbs far less than wall time) per run, then the medians; for
+--            interleaved rounds (bench/run.sh) and comparisons of two trees.
 --
--- --summary FILE appends "lua events/s MB/s cjson/s" (tab-separated) for bench/run.sh.
+-- --summary FILE (with --quick) appends "lua events/s cpu-us/event" (tab-separated) per run
+-- for bench/run.sh.
 
 local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
 local root = script_dir .. "/.."
@@ -47,7 +50,7 @@ local loop = require "misskey.loop"
 local cjson = require "cjson"
 
 local common = dofile(script_dir .. "/common.lua")
-local opts = common.args(arg, {}, "stream_bench.lua URL [--n N] [--summary FILE] | URL --memory N")
+local opts = common.args(arg, {}, "stream_bench.lua URL [--n N] | URL --memory N | URL --quick K [--summary FILE]")
 opts.memory = opts.memory and assert(tonumber(opts.memory), "--memory")
 opts.quick = opts.quick and assert(tonumber(opts.quick), "--quick")
 
@@ -81,11 +84,12 @@ local function run_stream(every, report)
     count = count + 1
     if every and count % every == 0 then report(count) end
   end)
-  local t0 = core.now()
+  local t0, c0 = core.now(), os.clock()
   local ok, msg = stream:run()
+  local cpu = os.clock() - c0
   if not ok then fail("stream", msg) end
   if not t_end then fail("stream", "closed before END after " .. count .. " notes") end
-  return count, t_end - t0
+  return count, t_end - t0, cpu
 end
 
 -- The WebSocket alone: receive every frame, keep a sample and the byte count; `decoded`:
@@ -202,14 +206,20 @@ end
 
 if opts.quick then
   if LUA == "luajit" then run_stream() end
-  local rates = {}
+  local rates, cpus = {}, {}
   for i = 1, opts.quick do
-    local count, secs = run_stream()
-    rates[i] = count / secs
-    print(("stream, %s: %9.0f events/s"):format(engine, rates[i]))
+    local count, secs, cpu = run_stream()
+    rates[i], cpus[i] = count / secs, cpu / count * 1e6
+    print(("stream, %s: %9.0f events/s  %6.2f us CPU/event"):format(engine, rates[i], cpus[i]))
+    if opts.summary then
+      local f = assert(io.open(opts.summary, "a"))
+      f:write(("%s\t%.0f\t%.2f\n"):format(LUA, rates[i], cpus[i]))
+      f:close()
+    end
     collectgarbage("collect")
   end
-  print(("stream, %s: median %9.0f events/s over %d runs"):format(engine, common.median(rates), #rates))
+  print(("stream, %s: median %9.0f events/s, %.2f us CPU/event over %d runs"):format(engine,
+    common.median(rates), common.median(cpus), #rates))
   os.exit(0)
 end
 
@@ -240,8 +250,4 @@ print(("  inline      %9.0f events/s  (ws:receive_value: each frame decoded by t
   icount / isecs))
 print(("  per event   %6.2f us: inline %.2f (receive %.2f, json.decode %.2f alone; cjson %.2f), dispatch %.2f"
   .. " (spawn_now alone %.2f)"):format(per, inl, r, d, c, per - inl, s))
-if opts.summary then
-  local f = assert(io.open(opts.summary, "a"))
-  f:write(("%s\t%.0f\t%.1f\t%.0f\n"):format(LUA, rate, mb, n / t_cjson))
-  f:close()
-end
+

@@ -5,7 +5,8 @@
 //
 // new Stream(URL, { token: 't' }, { WebSocket }) with the `ws` package, a homeTimeline
 // channel (useChannel) whose 'note' handler counts notes (reading note.id) until the
-// note {"id":"END"}. Events/s from the Stream's creation to END, after one warm-up run.
+// note {"id":"END"}. Events/s from the Stream's creation to END, after one warm-up run, and
+// the process's CPU time (user + system, all threads) per event over the same run.
 // Prints figures only.
 import { appendFileSync, readFileSync } from 'node:fs';
 import { Stream } from 'misskey-js';
@@ -40,12 +41,16 @@ function run() {
 }
 
 await run(); // warm-up (JIT)
+const cpu0 = process.cpuUsage();
 const { count, secs } = await run();
+const cpu = process.cpuUsage(cpu0); // every thread of the process (its GC's too), in us
 const rate = count / secs;
+const cpuPerEvent = (cpu.user + cpu.system) / count;
 const mem = process.memoryUsage();
 console.log(`stream, misskey-js ${version} (node ${process.version}, ws):` +
   ` ${count} note events`);
 console.log(`  stream      ${rate.toFixed(0).padStart(9)} events/s  (${secs.toFixed(2)} s;` +
-  ` heap ${(mem.heapUsed / 1048576).toFixed(0)} MB, rss ${(mem.rss / 1048576).toFixed(0)} MB after the run)`);
-if (summary) appendFileSync(summary, `misskey-js\t${rate.toFixed(0)}\n`);
+  ` heap ${(mem.heapUsed / 1048576).toFixed(0)} MB, rss ${(mem.rss / 1048576).toFixed(0)} MB after the run;` +
+  ` ${cpuPerEvent.toFixed(2)} us CPU/event)`);
+if (summary) appendFileSync(summary, `misskey-js\t${rate.toFixed(0)}\t${cpuPerEvent.toFixed(2)}\n`);
 process.exit(0);

@@ -35,6 +35,15 @@ static int core_curl_version(lua_State *L) {
   return 2;
 }
 
+/* core.curl_built_version() -> "7.88.1": the libcurl misskey.core was compiled against, for
+ * the default User-Agent. Not curl_version_info: that asks every library libcurl links for
+ * its version (zlib, brotli, zstd, libidn2, libssh2, nghttp2, the TLS library), and their
+ * first calls and symbol lookups make ~240 KiB of their files resident, in every process. */
+static int core_curl_built_version(lua_State *L) {
+  lua_pushliteral(L, LIBCURL_VERSION);
+  return 1;
+}
+
 /* core.now() -> monotonic seconds (the engine's clock; for timing, not dates). */
 static int core_now(lua_State *L) {
   lua_pushnumber(L, mk_now());
@@ -43,7 +52,8 @@ static int core_now(lua_State *L) {
 
 MK_EXPORT int luaopen_misskey_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"engine", mk_engine_new}, {"prepare", mk_l_prepare}, {"curl_version", core_curl_version}, {"now", core_now},
+      {"engine", mk_engine_new}, {"prepare", mk_l_prepare}, {"curl_version", core_curl_version},
+      {"curl_built_version", core_curl_built_version}, {"now", core_now},
       /* the WebSocket codec, for unit vectors (ws.c, wsframe.c) */
       {"_ws_parse", mk_l_ws_parse}, {"_ws_encode", mk_l_ws_encode}, {"_utf8_valid", mk_l_utf8_valid},
       {"_ws_reply", mk_l_ws_reply},

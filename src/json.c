@@ -18,15 +18,18 @@
  *     out, as if absent; nulls in arrays and a null root stay the null light userdata.
  * Bad input never raises: decode returns nil and "invalid JSON at character N: why".
  *
- * Speed: strings without escapes are pushed straight from the text; a container's
- * items wait on the Lua stack and go into a table created at its final size (in
- * chunks for big ones, as Lua 5.1 gives a C function 8000 stack slots at most).
- * Floats: Clinger's exact fast path, else strtod on a NUL-terminated copy with '.'
- * turned into the locale's decimal point (as Lua's lobject.c does).
+ * Speed: strings without escapes are pushed straight from the text, object keys from the
+ * decoder's key cache when they were seen before (see key_cache); an object's table is
+ * made at a hinted size and filled as its members are read; an array's items wait on the
+ * Lua stack and go into a table created at its final size (in chunks for big ones, as Lua
+ * 5.1 gives a C function 8000 stack slots at most), as do an object's members when the
+ * decoder has no key cache. Floats: Clinger's exact fast path, else strtod on a
+ * NUL-terminated copy with '.' turned into the locale's decimal point (as Lua's lobject.c
+ * does).
  *
- * No global mutable state: the only tables here are const; the scratch buffer for
- * unescaping (and the encoder's output buffer) is a userdata made on first need in the
- * call's stack slot 2. */
+ * No global mutable state: the only tables here are const; a decoder's key cache is its
+ * upvalues; the scratch buffer for unescaping a long string (and the encoder's output
+ * buffer) is a userdata made on first need in the call's stack slot 2. */
 #include "json.h"
 
 #include "engine.h"
@@ -42,6 +45,10 @@
 #include <string.h>
 
 #include <lauxlib.h>
+
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 1000 /* nested arrays and objects, as lua-cjson's default */
 #define CHUNK 64       /* container items kept on the Lua stack before they are moved into the table */
@@ -72,6 +79,38 @@ static const unsigned char cls[256] = {
 static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* The key cache: a decoder remembers the last KEY_SLOTS object keys it made, by their
+ * bytes, and pushes a remembered key again instead of making it anew. Misskey's objects
+ * repeat the same few dozen keys in every note, and a short string made anew costs Lua a
+ * hash over all its bytes and a search of its string table; the cache costs a hash of two
+ * words and a table read. A slot's string is kept alive by the anchor table (slot + 1),
+ * which is what keeps `s` valid: both are replaced together. Fixed size, so keys a peer
+ * makes up only replace one another.
+ *
+ * Size hints: an object's table is made before its members are read, at the size of the
+ * last object read under the same key (the member name holding it, or for an array's
+ * items the array's) at the same depth, and each member goes in as soon as it is read.
+ * Objects under one key mostly have one shape (a note's "user", "files"), so the size is
+ * mostly right; when it is not, Lua grows the table, or some slots go unused. A hint is
+ * taken when read (set to 0), so each object's size is used for at most one table: the
+ * unused slots never outnumber the members some earlier object had in the text. */
+#define KEY_SLOTS 256
+#define KEY_MAX 40     /* longer keys are not cached (Lua 5.4 interns strings up to 40 bytes) */
+#define NO_KEY KEY_SLOTS /* the "key" of the top-level value, and of a key not cached */
+#define HINT_SLOTS 1024
+#define HINT_MAX 255
+
+typedef struct key_slot {
+  uint64_t head, tail; /* the key's first and last 8 bytes (all of them, zero-padded, below 8) */
+  const char *s;       /* the anchored string's bytes */
+  size_t len;          /* 0: an empty slot */
+} key_slot;
+
+typedef struct key_cache {
+  key_slot slot[KEY_SLOTS];
+  unsigned char hint[HINT_SLOTS]; /* member counts, by (key slot, depth) */
+} key_cache;
+
 typedef struct parser {
   lua_State *L;
   const char *start, *end; /* the text; *end == '\0' */
@@ -81,6 +120,9 @@ typedef struct parser {
   int depth;
   int drop_nulls; /* object members that are null are left out */
   int check_utf8; /* the text is not all well-formed UTF-8: check each string */
+  key_cache *cache; /* the decoder's key cache, or NULL */
+  int anchors;       /* the pseudo-index of the table holding the cached keys' strings */
+  int parent;        /* the key slot of the value being read (NO_KEY: none or not cached) */
 } parser;
 
 static const char *parse_value(parser *ps, const char *p);
@@ -154,6 +196,18 @@ static uint64_t has_stop(uint64_t w) {
 }
 
 static const char *scan_plain(const char *q, const char *end) {
+#if defined(__SSE2__) && defined(__GNUC__)
+  /* Sixteen bytes at a time where SSE2 is there (every x86-64): a byte is a stop if it
+   * equals '"' or '\\', or if max(byte, 0x1F) is 0x1F (below 0x20, unsigned). */
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+  for (; end - q >= 16; q += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+    __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+    unsigned bits = (unsigned)_mm_movemask_epi8(stop);
+    if (bits != 0) return q + __builtin_ctz(bits);
+  }
+#endif
   for (; end - q >= 8; q += 8) {
     uint64_t w, t;
     memcpy(&w, q, 8);
@@ -247,16 +301,33 @@ static const char *bad_string_byte(parser *ps, const char *open, const char *q) 
   return fail(ps, q, "control character in a string (must be escaped)");
 }
 
-/* The string from open (its '"') on, q at its first backslash: unescaped into the
- * scratch buffer (the result is never longer than the JSON text of the string). */
+/* Makes room for k more bytes at o in parse_escaped: past the end of the stack buffer,
+ * what is done moves to the scratch buffer, which holds the whole text (so once there,
+ * there is always room). */
+#define ROOM(k)                                                                      \
+  do {                                                                               \
+    if (out == small && (size_t)(lim - o) < (size_t)(k)) {                           \
+      char *big = scratch(ps);                                                       \
+      memcpy(big, out, (size_t)(o - out));                                           \
+      o = big + (o - out), out = big, lim = big + (ps->end - ps->start) + 1;         \
+    }                                                                                \
+  } while (0)
+
+/* The string from open (its '"') on, q at its first backslash: unescaped into a buffer
+ * on the C stack, or the scratch buffer once it outgrows that (the result is never
+ * longer than the JSON text of the string). Most escaped strings are short: a scratch
+ * buffer the size of the text, made for each of them, cost more than the rest. */
 static const char *parse_escaped(parser *ps, const char *open, const char *q) {
-  char *out = scratch(ps), *o = out;
+  char small[512];
+  char *out = ps->scratch ? ps->scratch : small, *o = out;
+  char *lim = out == small ? small + sizeof small : out + (ps->end - ps->start) + 1;
   size_t n = (size_t)(q - (open + 1));
+  ROOM(n + 4);
   memcpy(o, open + 1, n);
   o += n;
   for (;;) {
     const char *run;
-    /* *q is '\\' here */
+    /* *q is '\\' here; there is room for 4 bytes */
     switch (q[1]) {
     case '"': *o++ = '"'; break;
     case '\\': *o++ = '\\'; break;
@@ -293,6 +364,7 @@ static const char *parse_escaped(parser *ps, const char *open, const char *q) {
     run = q;
     q = scan_plain(q, ps->end);
     n = (size_t)(q - run);
+    ROOM(n + 4);
     memcpy(o, run, n);
     o += n;
     if (*q == '"') break;
@@ -301,6 +373,7 @@ static const char *parse_escaped(parser *ps, const char *open, const char *q) {
   PUSH_TEXT(ps, out, (size_t)(o - out)); /* \u escapes give well-formed UTF-8; raw runs may not */
   return q + 1;
 }
+#undef ROOM
 
 /* p at the opening '"': pushes the string. */
 static const char *parse_string(parser *ps, const char *p) {
@@ -311,6 +384,42 @@ static const char *parse_string(parser *ps, const char *p) {
   }
   if (*q == '\\') return parse_escaped(ps, p, q);
   return bad_string_byte(ps, p, q);
+}
+
+/* p at the opening '"' of an object key: pushes it, from the key cache when it is there,
+ * and sets ps->parent to its slot (NO_KEY if it is not cached). */
+static const char *parse_key(parser *ps, const char *p) {
+  const char *s = p + 1, *q = scan_plain(s, ps->end);
+  size_t n = (size_t)(q - s), i;
+  uint64_t head = 0, tail = 0;
+  unsigned at;
+  key_slot *k;
+  if (*q != '"' || n == 0 || n > KEY_MAX || ps->check_utf8) {
+    ps->parent = NO_KEY;
+    return parse_string(ps, p);
+  }
+  if (n >= 8) {
+    memcpy(&head, s, 8);
+    memcpy(&tail, q - 8, 8);
+  } else {
+    for (i = 0; i < n; i++) head |= (uint64_t)(unsigned char)s[i] << (8 * i);
+  }
+  at = (unsigned)(((head ^ (tail * UINT64_C(0x9E3779B97F4A7C15)) ^ n) * UINT64_C(0xFF51AFD7ED558CCD)) >> 56);
+  k = &ps->cache->slot[at]; /* KEY_SLOTS == 256 */
+  ps->parent = (int)at;
+  /* head and tail cover every byte of a key up to 16 bytes long */
+  if (k->len == n && k->head == head && k->tail == tail && (n <= 16 || memcmp(k->s + 8, s + 8, n - 16) == 0)) {
+    lua_rawgeti(ps->L, ps->anchors, (int)at + 1);
+    return q + 1;
+  }
+  lua_pushlstring(ps->L, s, n);
+  lua_pushvalue(ps->L, -1);
+  lua_rawseti(ps->L, ps->anchors, (int)at + 1); /* replaces (and frees to the collector) the old key */
+  k->s = lua_tostring(ps->L, -1);
+  k->len = n;
+  k->head = head;
+  k->tail = tail;
+  return q + 1;
 }
 
 /* ---- numbers ---- */
@@ -453,7 +562,7 @@ static void flush_array(lua_State *L, int base, int n, int done) {
 
 static const char *parse_array(parser *ps, const char *p) {
   lua_State *L = ps->L;
-  int base = lua_gettop(L), n = 0, done = 0, limit;
+  int base = lua_gettop(L), n = 0, done = 0, limit, parent = ps->parent;
   if (!enter(ps, p)) return NULL;
   limit = chunk_for(ps->depth);
   p = skip_ws(p + 1);
@@ -462,6 +571,7 @@ static const char *parse_array(parser *ps, const char *p) {
   } else {
     lua_pushnil(L); /* the table's slot */
     for (;;) {
+      ps->parent = parent; /* the items' objects are hinted by the array's key */
       if (!(p = parse_value(ps, p))) return NULL;
       n++;
       p = skip_ws(p);
@@ -502,6 +612,41 @@ static void flush_object(lua_State *L, int base, int n, int first) {
   lua_settop(L, base + 1);
 }
 
+/* parse_object with a key cache: the table made first, at the hinted size (see
+ * key_cache), each member set as soon as it is read; p after the '{' and whitespace. */
+static const char *parse_object_hinted(parser *ps, const char *p) {
+  lua_State *L = ps->L;
+  unsigned at = ((unsigned)ps->parent * 31u + (unsigned)ps->depth) % HINT_SLOTS;
+  int n = 0;
+  lua_createtable(L, 0, ps->cache->hint[at]);
+  ps->cache->hint[at] = 0;
+  for (;;) {
+    if (*p != '"') return fail(ps, p, n == 0 ? "expected a string key or '}'" : "expected a string key");
+    if (!(p = parse_key(ps, p))) return NULL;
+    p = skip_ws(p);
+    if (*p != ':') return fail(ps, p, "expected ':'");
+    if (!(p = parse_value(ps, skip_ws(p + 1)))) return NULL;
+    if (ps->drop_nulls && lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
+      /* nil, not nothing: of two equal keys the last still wins, removing the first */
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+    lua_rawset(L, -3);
+    n++;
+    p = skip_ws(p);
+    if (*p == ',') {
+      p = skip_ws(p + 1);
+    } else if (*p == '}') {
+      break;
+    } else {
+      return fail(ps, p, "expected ',' or '}'");
+    }
+  }
+  ps->cache->hint[at] = (unsigned char)(n < HINT_MAX ? n : HINT_MAX);
+  ps->depth--;
+  return p + 1;
+}
+
 static const char *parse_object(parser *ps, const char *p) {
   lua_State *L = ps->L;
   int base = lua_gettop(L), n = 0, first = 1, limit;
@@ -510,6 +655,8 @@ static const char *parse_object(parser *ps, const char *p) {
   p = skip_ws(p + 1);
   if (*p == '}') {
     lua_createtable(L, 0, 0);
+  } else if (ps->cache) {
+    return parse_object_hinted(ps, p);
   } else {
     lua_pushnil(L); /* the table's slot */
     for (;;) {
@@ -590,6 +737,11 @@ static int decode_text(lua_State *L, const char *text, size_t len, int drop_null
   ps.err = "";
   ps.depth = 0;
   ps.drop_nulls = drop_nulls;
+  ps.cache = NULL;
+  ps.anchors = lua_upvalueindex(3);
+  ps.parent = NO_KEY;
+  if (lua_type(L, lua_upvalueindex(2)) == LUA_TUSERDATA && lua_type(L, ps.anchors) == LUA_TTABLE)
+    ps.cache = (key_cache *)lua_touserdata(L, lua_upvalueindex(2));
   /* One pass over the whole text: a text that is well-formed UTF-8 has only well-formed
    * strings (their raw bytes are cut from it at ASCII quotes and backslashes, and \u
    * escapes give well-formed UTF-8), so no string need be checked on its own. */
@@ -682,13 +834,44 @@ static int json_decode_body(lua_State *L) {
   return n;
 }
 
-/* core.json_decoder(array_mt [, "body"]): decode(text), or with "body" decode_body(transfer). */
+void mk_json_push_key_cache(lua_State *L) {
+  key_cache *cache = new_buffer(L, sizeof(key_cache));
+  memset(cache, 0, sizeof *cache);
+  lua_createtable(L, KEY_SLOTS, 0);
+}
+
+static int is_decoder(lua_State *L, int idx) {
+  lua_CFunction f = lua_tocfunction(L, idx);
+  return f == json_decode || f == json_decode_body;
+}
+
+int mk_json_push_view_decoder(lua_State *L, int idx) {
+  int i;
+  if (!is_decoder(L, idx)) return 0;
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  for (i = 1; i <= 3; i++) lua_getupvalue(L, idx, i);
+  lua_pushcclosure(L, mk_json_view_decode, 3);
+  return 1;
+}
+
+/* core.json_decoder(array_mt [, "body" [, decoder]]): decode(text), or with "body"
+ * decode_body(transfer). Given another decoder made here, the new one shares its array
+ * marker and key cache (array_mt is then that decoder's). */
 int mk_l_json_decoder(lua_State *L) {
   int body = lua_isstring(L, 2) && strcmp(lua_tostring(L, 2), "body") == 0;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2) && !body) return luaL_argerror(L, 2, "\"body\" or nothing expected");
-  lua_settop(L, 1);
-  lua_pushcclosure(L, body ? json_decode_body : json_decode, 1);
+  if (!lua_isnoneornil(L, 3) && !is_decoder(L, 3)) return luaL_argerror(L, 3, "a decoder from core.json_decoder expected");
+  lua_settop(L, 3);
+  if (lua_isnil(L, 3)) {
+    lua_pushvalue(L, 1);
+    mk_json_push_key_cache(L);
+  } else {
+    lua_getupvalue(L, 3, 1);
+    lua_getupvalue(L, 3, 2);
+    lua_getupvalue(L, 3, 3);
+  }
+  lua_pushcclosure(L, body ? json_decode_body : json_decode, 3);
   return 1;
 }
 

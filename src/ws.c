@@ -771,12 +771,13 @@ static CURLcode drain(poll_out *o, mk_ws *w, int *eof, int *more) {
 }
 
 
-/* ws:poll(queue, tail [, array_mt]) -> tail, want, events, more
+/* ws:poll(queue, tail [, array_mt | decoder]) -> tail, want, events, more
  * Moves every byte it can without blocking (reading at most READ_BATCH bytes).
  * Every whole message, text or binary, becomes a string at queue[tail + 1],
  * queue[tail + 2], ...; the new tail is returned. With array_mt (decode mode) each
  * becomes its JSON value instead, decoded as json.decode does with arrays marked by
- * array_mt (false for a message that is not JSON), without a Lua string of it. `events` is nil, or what else
+ * array_mt (false for a message that is not JSON), without a Lua string of it; given a
+ * decoder made by core.json_decoder instead, as that decoder does, with its key cache. `events` is nil, or what else
  * happened, in order: { "open" }, { "close", reason, code },
  * { "refused", reply_head, status }, { "error", message, close_code }, { "eof" };
  * then { "ping", data } and { "pong", data } once each, with the newest payload,
@@ -795,13 +796,15 @@ static int ws_poll(lua_State *L) {
   o.L = L;
   o.queue = 2;
   o.tail = luaL_checkinteger(L, 3);
-  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
   lua_settop(L, 4);
-  if (lua_istable(L, 4)) { /* 5: the decoder, its upvalue the array metatable */
+  if (mk_json_push_view_decoder(L, 4)) { /* 5: the decoder, sharing json.decode's key cache */
+    o.decoder = 5;
+  } else if (lua_istable(L, 4)) { /* 5: the decoder, its upvalue the array metatable */
     lua_pushvalue(L, 4);
     lua_pushcclosure(L, mk_json_view_decode, 1);
     o.decoder = 5;
   } else {
+    if (!lua_isnil(L, 4)) luaL_argerror(L, 4, "array metatable or decoder from core.json_decoder expected");
     lua_pushnil(L);
   }
   lua_pushnil(L);

@@ -12,8 +12,9 @@ WebSocket.__index = WebSocket
 
 local websocket = {}
 
--- json.decode's array marker, for the messages the C side decodes (ws:receive_value).
-local ARRAY_MT = getmetatable(json.array())
+-- The decoder of the messages the C side decodes (ws:receive_value): json.decode
+-- itself, so they share its marker and its cache of object keys.
+local DECODER = json.decode
 
 -- Records what C reported besides messages; a failure becomes self.closed.
 function WebSocket:_absorb(events)
@@ -128,7 +129,7 @@ end
 ---@return table|nil err
 function WebSocket:receive_value(timeout)
   if not self._decode then
-    self._decode = ARRAY_MT
+    self._decode = DECODER
     -- What an earlier poll queued as strings, decoded here.
     for i = self._qhead, self._qtail do self._queue[i] = json.decode(self._queue[i]) or false end
   end
