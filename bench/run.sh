@@ -32,6 +32,9 @@ MODE=${1:-all}
 # measures once, unpinned.
 BENCH_PLACEMENTS=${BENCH_PLACEMENTS:-"split one"}
 STREAM_ROUNDS=${STREAM_ROUNDS:-5} # interleaved rounds of the stream against misskey-js, per placement
+# How bench/stream_server.py paces its frames: full (default: the socket kept full, so the
+# figures are the client's) or drain (sessions 5-6: the client waits on the server; comparison).
+STREAM_PACE=${STREAM_PACE:-full}
 if [ "${BENCH_CPU:-}" = none ] || ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; then
   BENCH_PLACEMENTS=none
 fi
@@ -221,7 +224,7 @@ fi
 # process against a server that feeds each 5 events as it joins, then 200 at once.
 start_stream_server() { # n -> sets SPORT
   # shellcheck disable=SC2046
-  $(server_pin) /usr/bin/python3 bench/stream_server.py --n "$1" >"$TMP/stream.$1.out" 2>&1 &
+  $(server_pin) /usr/bin/python3 bench/stream_server.py --n "$1" --pace "$STREAM_PACE" >"$TMP/stream.$1.out" 2>&1 &
   STREAM_PIDS="$STREAM_PIDS $!"
   SPORT=
   for _ in $(seq 1 50); do
@@ -231,6 +234,18 @@ start_stream_server() { # n -> sets SPORT
   done
   if [ -z "$SPORT" ]; then echo "bench: stream_server.py did not start" >&2; cat "$TMP/stream.$1.out" >&2; exit 1; fi
 }
+# server_busy ENGINE OUT FILE COUNT: once the server has logged more than COUNT floods (it
+# logs one when the client closes, which may come just after the client exits; waits up to
+# 2 s), appends "ENGINE<TAB>busy %" of the last one (the measured run) to FILE.
+server_busy() {
+  for _ in $(seq 1 40); do
+    [ "$(grep -c '^FLOOD' "$2" || true)" -gt "$4" ] && break
+    sleep 0.05
+  done
+  awk -v e="$1" '/^FLOOD/ { split($3, w, "="); split($4, c, "="); last = 100 * c[2] / w[2] }
+    END { if (last != "") printf "%s\t%.1f\n", e, last }' "$2" >>"$3"
+}
+floods() { grep -c '^FLOOD' "$1" || true; }
 stop_stream_servers() {
   for pid in $STREAM_PIDS; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   STREAM_PIDS=
@@ -250,23 +265,33 @@ if [ "${STREAM:-1}" != 0 ]; then
       stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" || echo "stream_bench.lua failed on $v"
     done
     # Then STREAM_ROUNDS interleaved rounds (5.4, LuaJIT, misskey-js), so that a slow spell hits all.
+    SOUT="$TMP/stream.100000.out"
+    SBUSY="$TMP/stream.$pl.server.tsv"
     for r in $(seq "$STREAM_ROUNDS"); do
       for v in 5.4 luajit; do
+        f=$(floods "$SOUT")
         stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" --quick 1 --summary "$SSUM" >/dev/null ||
           echo "stream_bench.lua --quick failed on $v"
+        server_busy "$v" "$SOUT" "$SBUSY" "$f"
       done
       if [ -d bench/node_modules/misskey-js ]; then
+        f=$(floods "$SOUT")
         stage 60 "${PIN[@]}" node bench/stream_misskeyjs.mjs "$SURL" --summary "$SSUM" >/dev/null ||
           echo "stream_misskeyjs.mjs failed"
+        server_busy misskey-js "$SOUT" "$SBUSY" "$f"
       fi
     done
     stop_stream_servers
   done
   echo
-  echo "stream: note events/s (more is better) and client CPU per event (less is better), medians of $STREAM_ROUNDS rounds"
+  echo "stream: note events/s (more is better) and client CPU per event (less is better), medians of $STREAM_ROUNDS rounds;"
+  echo "  busy = CPU time / wall time over the run, of the client and of the server (--pace $STREAM_PACE);"
+  echo "  waiting for a CPU = the client runnable while other jobs held its CPU (/proc/self/schedstat)"
   for pl in $BENCH_PLACEMENTS; do
     [ -s "$TMP/stream.$pl.tsv" ] || continue
-    awk -F '\t' -v pl="$pl" '
+    awk -F '\t' -v pl="$pl" -v sbusy="$TMP/stream.$pl.server.tsv" '
+      BEGIN { while ((getline line < sbusy) > 0) { split(line, f, "\t"); srv[f[1]] = srv[f[1]] " " f[2] } }
+      { busy[$1] = busy[$1] " " ($2 * $3 / 1e4); rq[$1] = rq[$1] " " ($4 == "" ? -1 : $4) }
       function median(list,   a, n, i, j, t) {
         n = split(list, a, " ")
         for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
@@ -277,7 +302,8 @@ if [ "${STREAM:-1}" != 0 ]; then
         if ("misskey-js" in rates) { js = median(rates["misskey-js"]); jscpu = median(cpus["misskey-js"]) }
         for (i = 1; i <= k; i++) {
           e = order[i]; r = median(rates[e]); c = median(cpus[e])
-          printf "  %-6s %-10s %8d/s %7.2f us CPU/event", pl, e, r, c
+          printf "  %-6s %-10s %8d/s %7.2f us CPU/event  busy: client %3.0f%% (+%2.0f%% waiting for a CPU), server %3.0f%%",
+            pl, e, r, c, median(busy[e]), median(rq[e]), (e in srv) ? median(srv[e]) : -1
           if (js && e != "misskey-js") printf "   ours/misskey-js: %.2f by events/s, %.2f by CPU", r / js, jscpu / c
           printf "\n"
         }

@@ -33,8 +33,9 @@
 --            machine disturbs far less than wall time) per run, then the medians; for
 --            interleaved rounds (bench/run.sh) and comparisons of two trees.
 --
--- --summary FILE (with --quick) appends "lua events/s cpu-us/event" (tab-separated) per run
--- for bench/run.sh.
+-- --summary FILE (with --quick) appends "lua events/s cpu-us/event runqueue-%" (tab-separated)
+-- per run for bench/run.sh; runqueue-% is the share of the run the process was runnable but
+-- waiting for a CPU (/proc/self/schedstat; -1 without it): time other jobs took.
 
 local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
 local root = script_dir .. "/.."
@@ -69,6 +70,17 @@ local function fail(what, msg)
   os.exit(1)
 end
 
+-- Nanoseconds this process (its main thread) has spent runnable but waiting for a CPU
+-- (the second field of /proc/self/schedstat), or nil where there is none: the share of a run
+-- that the machine's other jobs took, as opposed to waiting for the server.
+local function runqueue_ns()
+  local f = io.open("/proc/self/schedstat", "r")
+  if not f then return nil end
+  local s = f:read("*l")
+  f:close()
+  return tonumber(s and s:match("^%d+%s+(%d+)"))
+end
+
 -- The stream: counts notes until END; `every`/`report` for the memory mode.
 local function run_stream(every, report)
   local client = misskey.new { host = opts.url, token = "t" }
@@ -84,12 +96,14 @@ local function run_stream(every, report)
     count = count + 1
     if every and count % every == 0 then report(count) end
   end)
-  local t0, c0 = core.now(), os.clock()
+  local t0, c0, q0 = core.now(), os.clock(), runqueue_ns()
   local ok, msg = stream:run()
   local cpu = os.clock() - c0
+  local q1 = runqueue_ns()
+  local queued = q0 and q1 and (q1 - q0) / 1e9
   if not ok then fail("stream", msg) end
   if not t_end then fail("stream", "closed before END after " .. count .. " notes") end
-  return count, t_end - t0, cpu
+  return count, t_end - t0, cpu, queued
 end
 
 -- The WebSocket alone: receive every frame, keep a sample and the byte count; `decoded`:
@@ -208,12 +222,14 @@ if opts.quick then
   if LUA == "luajit" then run_stream() end
   local rates, cpus = {}, {}
   for i = 1, opts.quick do
-    local count, secs, cpu = run_stream()
+    local count, secs, cpu, queued = run_stream()
     rates[i], cpus[i] = count / secs, cpu / count * 1e6
-    print(("stream, %s: %9.0f events/s  %6.2f us CPU/event"):format(engine, rates[i], cpus[i]))
+    local waited = queued and queued / secs * 100 or -1
+    print(("stream, %s: %9.0f events/s  %6.2f us CPU/event  %3.0f%% of the time waiting for a CPU"):format(engine,
+      rates[i], cpus[i], waited))
     if opts.summary then
       local f = assert(io.open(opts.summary, "a"))
-      f:write(("%s\t%.0f\t%.2f\n"):format(LUA, rates[i], cpus[i]))
+      f:write(("%s\t%.0f\t%.2f\t%.1f\n"):format(LUA, rates[i], cpus[i], waited))
       f:close()
     end
     collectgarbage("collect")

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A streaming bench server: a raw WebSocket server that floods homeTimeline notes.
 
-    /usr/bin/python3 bench/stream_server.py [--n N]
+    /usr/bin/python3 bench/stream_server.py [--n N] [--pace full|drain]
 
 asyncio only, 127.0.0.1 only. Prints `PORT <n> PID <pid>` and serves every WebSocket
 upgrade (any path, as Misskey does). For each client it reads masked client frames
@@ -12,7 +12,19 @@ and a last one whose note is {"id":"END"}. N is `n` of the query string (`?n=100
 else --n (100000). The notes are realistic Misskey notes of ~2.4 KB (user, files,
 reactions, emojis, Japanese and ASCII text); 64 variants are pre-encoded into frames
 once, and each event gets its own ten-character id (the stream drops repeated ids),
-spliced between the pre-encoded halves. Frames go out in batches of ~1 MB with drain.
+spliced between the pre-encoded halves.
+How the frames go out (--pace):
+  full   (default) the next batches of ~1 MB are queued while the kernel still holds earlier
+         ones (the transport's buffer may hold 16 MB before the flood waits), so the socket is
+         refilled on every writable event and the client never waits for this server to wake
+         up and build the next batch; the server's CPU per event is the same as with `drain`.
+  drain  the older pacing, kept for comparison: each ~1 MB batch waits for asyncio's drain
+         (its buffer below 64 KiB) before the next is built, so the client, once it has
+         emptied the socket, waits for the server.
+Every connection that received a flood prints, when it closes,
+    FLOOD events=E wall=SECONDS cpu=SECONDS
+(the flood's start to the close; this process's CPU time over the same span: one event loop,
+so it is this connection's cost while it is the only one) for bench/run.sh's server-busy share.
 A channel message `{"type":"channel","body":{"id":ID,"type":"flood","body":{"n":K}}}` asks
 for K more events and another END on that channel (bench/streams_bench.lua: many streams
 that join, go idle, then all receive at once).
@@ -29,11 +41,14 @@ import select
 import signal
 import struct
 import sys
+import time
 
 HOST = "127.0.0.1"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VARIANTS = 64
 BATCH = 400  # frames per write (~1 MB)
+FULL_HIGH = 16 << 20  # --pace full: bytes the transport may hold before the flood waits
+PACE = "full"
 ID_MARK = "@@NOTE_ID@@"
 
 
@@ -151,7 +166,8 @@ async def flood(writer, chan_id, n):
             batch.append(head + note_id(j) + tail)
         i += len(batch)
         writer.write(b"".join(batch))
-        await writer.drain()
+        if PACE == "drain" or writer.transport.get_write_buffer_size() > FULL_HIGH:
+            await writer.drain()
     end = dumps({"type": "channel", "body": {"id": chan_id, "type": "note", "body": {"id": "END"}}})
     writer.write(server_frame(end.encode()))
     await writer.drain()
@@ -164,6 +180,11 @@ async def flood_after(previous, writer, chan_id, n):
 
 async def handle(reader, writer):
     flooder = None
+    started = None  # (events, wall, cpu) when the first flood began
+    if PACE == "full":
+        # Keep up to FULL_HIGH queued in the process: asyncio writes whatever the socket takes
+        # on each writable event, without waking the flood coroutine.
+        writer.transport.set_write_buffer_limits(high=FULL_HIGH, low=FULL_HIGH // 2)
     try:
         request = await reader.readuntil(b"\r\n\r\n")
         target = request.split(b"\r\n", 1)[0].split(b" ")[1].decode()
@@ -196,6 +217,7 @@ async def handle(reader, writer):
                     if body.get("pong"):
                         writer.write(server_frame(dumps({"type": "connected", "body": {"id": body["id"]}}).encode()))
                     flooder = asyncio.ensure_future(flood(writer, body["id"], n))
+                    started = (n, time.monotonic(), time.process_time())
                 elif msg.get("type") == "channel" and isinstance(body, dict) and body.get("type") == "flood" \
                         and isinstance(body.get("body"), dict) and flooder is not None:
                     k = body["body"].get("n")
@@ -207,6 +229,9 @@ async def handle(reader, writer):
     finally:
         if flooder:
             flooder.cancel()
+        if started:
+            print("FLOOD events=%d wall=%.4f cpu=%.4f" % (started[0], time.monotonic() - started[1],
+                                                          time.process_time() - started[2]), flush=True)
         try:
             writer.close()
         except ConnectionError:
@@ -238,8 +263,13 @@ async def main():
 
 DEFAULT_N = 100000
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--n":
-        DEFAULT_N = int(sys.argv[2])
-    elif len(sys.argv) != 1:
-        sys.exit("usage: stream_server.py [--n N]")
+    args = sys.argv[1:]
+    while args:
+        if len(args) >= 2 and args[0] == "--n":
+            DEFAULT_N = int(args[1])
+        elif len(args) >= 2 and args[0] == "--pace" and args[1] in ("full", "drain"):
+            PACE = args[1]
+        else:
+            sys.exit("usage: stream_server.py [--n N] [--pace full|drain]")
+        args = args[2:]
     asyncio.run(main())
