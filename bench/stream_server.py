@@ -16,8 +16,8 @@ spliced between the pre-encoded halves.
 How the frames go out (--pace):
   full   (default) the next batches of ~1 MB are queued while the kernel still holds earlier
          ones (the transport's buffer may hold 16 MB before the flood waits), so the socket is
-         refilled on every writable event and the client never waits for this server to wake
-         up and build the next batch; the server's CPU per event is the same as with `drain`.
+         refilled on every writable event and the client need not wait for this server to wake
+         up and build the next batch (it also wakes less often than with `drain`).
   drain  the older pacing, kept for comparison: each ~1 MB batch waits for asyncio's drain
          (its buffer below 64 KiB) before the next is built, so the client, once it has
          emptied the socket, waits for the server.
