@@ -267,7 +267,7 @@ if [ "${STREAM:-1}" != 0 ]; then
     # Then STREAM_ROUNDS interleaved rounds (5.4, LuaJIT, misskey-js), so that a slow spell hits all.
     SOUT="$TMP/stream.100000.out"
     SBUSY="$TMP/stream.$pl.server.tsv"
-    for r in $(seq "$STREAM_ROUNDS"); do
+    for _ in $(seq "$STREAM_ROUNDS"); do
       for v in 5.4 luajit; do
         f=$(floods "$SOUT")
         stage 60 "${PIN[@]}" "$(lua_bin "$v")" bench/stream_bench.lua "$SURL" --quick 1 --summary "$SSUM" >/dev/null ||
