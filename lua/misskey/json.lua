@@ -61,9 +61,7 @@ local json = {}
 --- reply is this value, or left out with the client option `null = "nil"`.
 ---@alias misskey.Null lightuserdata
 
--- The C decoder's null: the NULL light userdata, the very value cjson.null is, so
--- values from either compare equal.
-local null = core.json_decoder({})("null")
+local null = core.json_decoder({})("null") -- the NULL light userdata: equal to cjson.null
 ---@type misskey.Null
 json.null = null
 
