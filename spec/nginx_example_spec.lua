@@ -20,18 +20,7 @@ local srv, ngx_, api, template
 setup(function()
   srv = server.start()
   api = new_client{ host = srv.url, token = "tok", allow_plaintext_token = true }
-  local f = assert(io.open("examples/openresty/nginx.conf"))
-  local conf = f:read("*a")
-  f:close()
-  local n
-  conf, n = conf:gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:${PORT};")
-  assert(n == 1)
-  conf = conf:gsub("pid run/nginx%.pid;", "pid ${DIR}/nginx.pid;"):gsub(" run/", " ${DIR}/tmp/")
-    :gsub("error_log stderr notice;", "error_log ${DIR}/error.log info;"):gsub("\nworker_processes 2;", "%0\n${USER}")
-  template = server.temp_dir() .. "/nginx.conf"
-  f = assert(io.open(template, "w"))
-  f:write(conf)
-  f:close()
+  template = nginx.example_template("examples/openresty/nginx.conf")
   local root = assert(io.popen("pwd")):read("*l")
   ngx_ = nginx.start{ template = template, prefix = root .. "/examples/openresty/",
     env = { MISSKEY_HOST = srv.url, MISSKEY_APP_URL = "http://127.0.0.1:9/" } }

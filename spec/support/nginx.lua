@@ -157,4 +157,17 @@ function M.start(opts)
   }, Nginx)
 end
 
+--- nginx.example_template(conf) -> the path of a copy of an example's nginx.conf made fit for
+-- nginx.start's `template`: its port, pid, temp paths, log and user become ${...} fields. The caller
+-- removes the copy's folder (server.remove_dir of the path's folder).
+function M.example_template(conf)
+  local text, n = read(conf):gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:${PORT};")
+  assert(n == 1, conf .. ": no `listen 127.0.0.1:8080;` to replace")
+  text = text:gsub("pid run/nginx%.pid;", "pid ${DIR}/nginx.pid;"):gsub(" run/", " ${DIR}/tmp/")
+    :gsub("error_log stderr notice;", "error_log ${DIR}/error.log info;"):gsub("\nworker_processes 2;", "%0\n${USER}")
+  local template = server.temp_dir() .. "/nginx.conf"
+  write(template, text)
+  return template
+end
+
 return M
