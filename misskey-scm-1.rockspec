@@ -69,6 +69,7 @@ build = {
     ["misskey.ratelimit"] = "lua/misskey/ratelimit.lua",
     ["misskey.schema"] = "lua/misskey/schema.lua",
     ["misskey.seenset"] = "lua/misskey/seenset.lua",
+    ["misskey.waitlists"] = "lua/misskey/waitlists.lua",
     ["misskey.validate"] = "lua/misskey/validate.lua",
     ["misskey.stream"] = "lua/misskey/stream.lua",
     ["misskey.stream.backfill"] = "lua/misskey/stream/backfill.lua",

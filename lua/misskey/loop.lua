@@ -8,6 +8,7 @@
 -- script: one code path. This file is the waiting seam (docs/architecture.md,
 -- "The waiting seam"): nothing else in the library waits any other way.
 local argcheck = require "misskey.argcheck"
+local waitlists = require "misskey.waitlists"
 local core_now = require("misskey.core").now
 local engines = require "misskey.engine"
 local errors = require "misskey.errors"
@@ -385,7 +386,7 @@ function loop.sleep(seconds)
 end
 
 -- obj -> list of waiters of loop.wait_event (weak keys: a forgotten object frees them).
-local event_waits = setmetatable({}, { __mode = "k" })
+local event_waits = waitlists.new()
 
 --- loop.wait_event(obj[, timeout]) -> "signal" | "timeout": waits until
 -- loop.signal(obj) is called (any value as the key) or `timeout` seconds pass.
@@ -395,28 +396,14 @@ function loop.wait_event(obj, timeout)
   if obj == nil then argcheck.argerror(1, "wait_event", "a key expected, got nil") end
   local why = timeout ~= nil and argcheck.wait_problem(timeout)
   if why then argcheck.argerror(2, "wait_event", why) end
-  return (await(function(w)
-    local list = event_waits[obj]
-    if not list then
-      list = {}
-      event_waits[obj] = list
-    end
-    list[#list + 1] = w
-  end, function(w)
-    local list = event_waits[obj]
-    if not list then return end
-    for i = #list, 1, -1 do
-      if list[i] == w then table.remove(list, i) end
-    end
-    if #list == 0 then event_waits[obj] = nil end
-  end, timeout))
+  return (await(function(w) waitlists.add(event_waits, obj, w) end,
+    function(w) waitlists.remove(event_waits, obj, w) end, timeout))
 end
 
 --- loop.signal(obj) -> number of waiters woken: wakes everyone in loop.wait_event(obj).
 function loop.signal(obj)
-  local list = event_waits[obj]
+  local list = waitlists.take(event_waits, obj)
   if not list then return 0 end
-  event_waits[obj] = nil
   for i = 1, #list do wake(list[i], "signal") end
   return #list
 end

@@ -15,6 +15,7 @@
 -- bound; so a worker that finished its task waits for the next one, kept by
 -- the worker that started it (its parent), and ends when its parent ends.
 local argcheck = require "misskey.argcheck"
+local waitlists = require "misskey.waitlists"
 local core_now = require("misskey.core").now
 local errors = require "misskey.errors"
 
@@ -456,7 +457,7 @@ function rt.sleep(seconds)
   await(function() end, nil, seconds)
 end
 
-local event_waits = setmetatable({}, { __mode = "k" })
+local event_waits = waitlists.new()
 
 --- loop.wait_event(obj[, timeout]) -> "signal" | "timeout" (see misskey.loop).
 ---@param obj any
@@ -467,29 +468,15 @@ function rt.wait_event(obj, timeout)
   local why = timeout ~= nil and argcheck.wait_problem(timeout)
   if why then argcheck.argerror(2, "wait_event", why) end
   rt.check_phase("a wait")
-  return (await(function(w)
-    local list = event_waits[obj]
-    if not list then
-      list = {}
-      event_waits[obj] = list
-    end
-    list[#list + 1] = w
-  end, function(w)
-    local list = event_waits[obj]
-    if not list then return end
-    for i = #list, 1, -1 do
-      if list[i] == w then table.remove(list, i) end
-    end
-    if #list == 0 then event_waits[obj] = nil end
-  end, timeout))
+  return (await(function(w) waitlists.add(event_waits, obj, w) end,
+    function(w) waitlists.remove(event_waits, obj, w) end, timeout))
 end
 
 --- loop.signal(obj) -> number of waiters woken (from any request or timer).
 ---@param obj any
 function rt.signal(obj)
-  local list = event_waits[obj]
+  local list = waitlists.take(event_waits, obj)
   if not list then return 0 end
-  event_waits[obj] = nil
   for i = 1, #list do wake(list[i], "signal") end
   return #list
 end
