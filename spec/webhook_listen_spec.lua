@@ -38,15 +38,8 @@ local function run(fn)
   if results[1] == nil and err and err.kind == "task" then error(err.error or results[2], 0) end
 end
 
-local function delivery(fields)
-  local e = { server = "http://127.0.0.1:3000", hookId = "hook1", userId = "user1",
-    eventId = "ev-1", createdAt = 1796525404028, type = "mention",
-    body = { note = { id = "note1", text = "@bot hi" } } }
-  for k, v in pairs(fields or {}) do e[k] = v end
-  return json.encode(e)
-end
-
-local HEADERS = { ["Content-Type"] = "application/json", ["X-Misskey-Hook-Secret"] = SECRET }
+local delivery = require("support.webhook_delivery").body
+local HEADERS = require("support.webhook_delivery").headers(SECRET)
 
 local function post(url, body, headers, method)
   -- made here, not when the file loads: busted loads every spec file before running any,

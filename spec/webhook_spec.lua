@@ -17,15 +17,8 @@ local function fixture(name)
   return s
 end
 
-local function delivery(fields)
-  local e = { server = "http://127.0.0.1:3000", hookId = "hook1", userId = "user1",
-    eventId = "ev-1", createdAt = 1796525404028, type = "mention",
-    body = { note = { id = "note1", text = "@bot hi" } } }
-  for k, v in pairs(fields or {}) do e[k] = v end
-  return json.encode(e)
-end
-
-local HEADERS = { ["Content-Type"] = "application/json", ["X-Misskey-Hook-Secret"] = SECRET }
+local delivery = require("support.webhook_delivery").body
+local HEADERS = require("support.webhook_delivery").headers(SECRET)
 
 describe("core.equal_ct", function()
   it("compares whole strings, of any length and content", function()
