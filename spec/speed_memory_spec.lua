@@ -2,6 +2,8 @@
 -- its first call. lua-cjson is not loaded (json.null is the decoder's own null), and the
 -- default User-Agent names the libcurl the core was built against instead of asking the
 -- loaded one (curl_version_info makes every library libcurl links resident: ~240 KiB).
+-- No module folds a power such as `2 ^ 53` at load: that calls libm's pow, whose code and
+-- tables (~200 KiB) then stay resident in a process that never does floating-point maths.
 local cli = require "support.cli"
 local core = require "misskey.core"
 local json = require "misskey.json"
@@ -15,6 +17,22 @@ local function fresh(code)
   p:close()
   return out
 end
+
+-- Lua code that sets `libm_kb()`: the resident KiB of the mappings of libm (Linux), or nil.
+local LIBM_KB = [[
+  local function libm_kb()
+    local f = io.open("/proc/self/smaps", "r")
+    if not f then return nil end
+    local kb, inside = 0, false
+    for line in f:lines() do
+      local path = line:match("^%x+%-%x+ %S+ %S+ %S+ %S+%s*(.*)")
+      if path then inside = path:find("/libm[.-]") ~= nil
+      elseif inside then kb = kb + (tonumber(line:match("^Rss:%s*(%d+)")) or 0) end
+    end
+    f:close()
+    return kb
+  end
+]]
 
 describe("a process with misskey loaded", function()
   it("has not loaded lua-cjson, and json.null is still cjson's null", function()
@@ -37,5 +55,19 @@ describe("a process with misskey loaded", function()
       local client = require("misskey").new { host = "http://127.0.0.1:9", token = "t" }
       print(client._user_agent)]])
     assert.truthy(out:find("libcurl/" .. built, 1, true), out)
+  end)
+
+  it("has made no more of libm resident than the interpreter had (no pow folded at load)", function()
+    -- LuaJIT reads a literal such as 0.5 with libm's help: the baseline has read some.
+    local out = fresh(LIBM_KB .. [[
+      assert(loadstring or load)("return 0.5, 1.7976931348623157e308, 1e-300")()
+      local before = libm_kb()
+      local misskey = require "misskey"
+      misskey.new { host = "http://127.0.0.1:9", token = "t" }
+      print(before and ("libm %d KiB, then %d KiB"):format(before, libm_kb()) or "no smaps")]])
+    if out == "no smaps\n" then return pending("no /proc/self/smaps here") end
+    local before, after = out:match("^libm (%d+) KiB, then (%d+) KiB")
+    assert.truthy(before, out)
+    assert.equal(before, after, out)
   end)
 end)

@@ -66,7 +66,7 @@ local null = core.json_decoder({})("null") -- the NULL light userdata: equal to 
 json.null = null
 
 local MAX_DEPTH = 1000
-local INT_LIMIT = 2 ^ 53
+local INT_LIMIT = 9007199254740992.0 -- 2^53 (written out: see argcheck.MAX_BYTES)
 
 -- ------------------------------------------------------------------------
 -- arrays

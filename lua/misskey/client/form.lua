@@ -8,6 +8,8 @@ local form = {}
 -- out as "a.png").
 form.UNSAFE = "[\r\n%z]"
 
+local INT_LIMIT = 9007199254740992.0 -- 2^53 (written out: see argcheck.MAX_BYTES)
+
 --- A string, boolean or finite number as text (integers without ".0"); nil otherwise.
 ---@param v any
 ---@return string|nil
@@ -16,7 +18,7 @@ function form.text(v)
   if t == "string" then return v end
   if t == "boolean" then return tostring(v) end
   if t == "number" and v == v and v ~= math.huge and v ~= -math.huge then
-    if v % 1 == 0 and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
+    if v % 1 == 0 and v > -INT_LIMIT and v < INT_LIMIT then return ("%d"):format(v) end
     return ("%.17g"):format(v)
   end
   return nil
