@@ -75,7 +75,7 @@ describe("a process with misskey loaded", function()
     assert.equal(before, after, out)
   end)
 
-  it("leaves GnuTLS's implicit initialisation undone: no more of it resident than GnuTLS's own switch leaves", function()
+  it("leaves GnuTLS's set-up at load undone: no more of it resident than GnuTLS's own switch leaves", function()
     local code = RESIDENT_KB .. [[
       require "misskey.core"
       print(resident_kb("libgnutls") or "no smaps")]]
