@@ -4,22 +4,19 @@
 -- loaded one (curl_version_info makes every library libcurl links resident: ~240 KiB).
 -- No module folds a power such as `2 ^ 53` at load: that calls libm's pow, whose code and
 -- tables (~200 KiB) then stay resident in a process that never does floating-point maths.
--- GnuTLS, which libcurl's librtmp and libldap link but nothing here calls, is left
--- uninitialised at load (src/gnutls_skip.c): its constructor made ~640 KiB of it resident.
 local cli = require "support.cli"
 local core = require "misskey.core"
 local json = require "misskey.json"
 
 -- Runs Lua code in a fresh interpreter under test (the tree's modules first); its stdout.
-local function fresh_env(vars, code)
-  local cmd = ("env -u LD_PRELOAD " .. vars .. " %s -e 'package.path=\"./lua/?.lua;./lua/?/init.lua;\"..package.path; "
+local function fresh(code)
+  local cmd = ("env -u LD_PRELOAD %s -e 'package.path=\"./lua/?.lua;./lua/?/init.lua;\"..package.path; "
     .. "package.cpath=\"./build/%s/?.so;\"..package.cpath' -e %q 2>&1"):format(cli.interpreter, cli.version, code)
   local p = assert(io.popen(cmd))
   local out = p:read("*a")
   p:close()
   return out
 end
-local function fresh(code) return fresh_env("", code) end
 
 -- Lua code that sets `resident_kb(name)`: the resident KiB of the mappings of library `name`
 -- (Linux), or nil.
@@ -73,33 +70,5 @@ describe("a process with misskey loaded", function()
     local before, after = out:match("^libm (%d+) KiB, then (%d+) KiB")
     assert.truthy(before, out)
     assert.equal(before, after, out)
-  end)
-
-  it("leaves GnuTLS's set-up at load undone: no more of it resident than GnuTLS's own switch leaves", function()
-    local code = RESIDENT_KB .. [[
-      require "misskey.core"
-      print(resident_kb("libgnutls") or "no smaps")]]
-    local ours = fresh(code)
-    if ours == "no smaps\n" then return pending("no /proc/self/smaps here") end
-    local switched = fresh_env("GNUTLS_NO_IMPLICIT_INIT=1", code)
-    assert.truthy(tonumber(ours), ours)
-    assert.truthy(tonumber(switched), switched)
-    assert.is_true(tonumber(ours) <= tonumber(switched), ("GnuTLS resident: %d KiB, %d KiB with its init switched off")
-      :format(tonumber(ours), tonumber(switched)))
-  end)
-
-  it("leaves GnuTLS usable by a library that initialises it, as GnuTLS asks (librtmp, libldap do)", function()
-    if not rawget(_G, "jit") then return pending("needs LuaJIT's FFI") end
-    local out = fresh([[
-      require "misskey.core"
-      local ffi = require "ffi"
-      ffi.cdef "int gnutls_global_init(void); int gnutls_rnd(int level, void *data, size_t len);"
-      local ok, gnutls = pcall(ffi.load, "libgnutls.so.30")
-      if not ok then print("no gnutls") return end
-      local buf = ffi.new("uint8_t[16]")
-      print(gnutls.gnutls_rnd(0, buf, 16), gnutls.gnutls_global_init(), gnutls.gnutls_rnd(0, buf, 16))]])
-    if out == "no gnutls\n" then return pending("no libgnutls.so.30 here") end
-    -- before its init GnuTLS refuses (GNUTLS_E_LIB_IN_ERROR_STATE), after it works
-    assert.equal("-402\t0\t0\n", out)
   end)
 end)

@@ -1,4 +1,4 @@
-/* luaopen_misskey_core: the C core's entry point (its one other exported symbol: gnutls_skip.c). */
+/* luaopen_misskey_core: the only exported symbol of the C core. */
 #include <curl/curl.h>
 #include <lauxlib.h>
 #include <lua.h>
