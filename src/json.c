@@ -401,6 +401,11 @@ static const char *parse_key(parser *ps, const char *p) {
   if (n >= 8) {
     memcpy(&head, s, 8);
     memcpy(&tail, q - 8, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  } else if (ps->end - s >= 8) { /* 8 bytes readable: one load, the bytes past the key masked off */
+    memcpy(&head, s, 8);
+    head &= ~UINT64_C(0) >> (64 - 8 * n); /* as the loop below builds it: byte i at bit 8 * i */
+#endif
   } else {
     for (i = 0; i < n; i++) head |= (uint64_t)(unsigned char)s[i] << (8 * i);
   }
