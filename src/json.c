@@ -100,6 +100,16 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
 #define HINT_SLOTS 1024
 #define HINT_MAX 255
 
+/* The value cache: the same for string values, which repeat less than keys but often enough
+ * (a user's name, host and avatar in each of their notes, "public", "image/jpeg", emoji URLs).
+ * A value is cached only when it comes a second time while its slot remembers it (seen[]: a
+ * fingerprint of the last value that missed there), so values seen once (ids, dates, texts)
+ * cost a fingerprint and a store, and never replace a cached one. Short values only (VALUE_MAX
+ * bytes): what the cache holds stays under VALUE_SLOTS * VALUE_MAX bytes. Anchored at
+ * KEY_SLOTS + slot + 1 of the same table. */
+#define VALUE_SLOTS 512
+#define VALUE_MAX 96
+
 typedef struct key_slot {
   uint64_t head, tail; /* the key's first and last 8 bytes (all of them, zero-padded, below 8) */
   const char *s;       /* the anchored string's bytes */
@@ -109,6 +119,8 @@ typedef struct key_slot {
 typedef struct key_cache {
   key_slot slot[KEY_SLOTS];
   unsigned char hint[HINT_SLOTS]; /* member counts, by (key slot, depth) */
+  key_slot value[VALUE_SLOTS];
+  uint32_t seen[VALUE_SLOTS]; /* fingerprints of the last values that missed, by slot */
 } key_cache;
 
 typedef struct parser {
@@ -132,6 +144,12 @@ static const char *fail(parser *ps, const char *at, const char *why) {
   ps->err = why;
   return NULL;
 }
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
 
 #define CLS(c) cls[(unsigned char)(c)]
 #define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
@@ -386,44 +404,91 @@ static const char *parse_string(parser *ps, const char *p) {
   return bad_string_byte(ps, p, q);
 }
 
+/* The first and last 8 bytes of s (n bytes, a '"' after them; zero-padded below 8 bytes,
+ * byte i at bit 8 * i), and from them and n a 64-bit hash whose top bits pick a slot. */
+static ALWAYS_INLINE uint64_t fingerprint(const parser *ps, const char *s, size_t n, uint64_t *head, uint64_t *tail) {
+  size_t i;
+  *head = *tail = 0;
+  if (n >= 8) {
+    memcpy(head, s, 8);
+    memcpy(tail, s + n - 8, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  } else if (ps->end - s >= 8) { /* 8 bytes readable: one load, the bytes past the string masked off */
+    memcpy(head, s, 8);
+    *head &= ~UINT64_C(0) >> (64 - 8 * n);
+#endif
+  } else {
+    for (i = 0; i < n; i++) *head |= (uint64_t)(unsigned char)s[i] << (8 * i);
+  }
+  return ((*head ^ (*tail * UINT64_C(0x9E3779B97F4A7C15)) ^ n) * UINT64_C(0xFF51AFD7ED558CCD));
+}
+
+/* head and tail cover every byte of a string up to 16 bytes long */
+static ALWAYS_INLINE int same(const key_slot *k, const char *s, size_t n, uint64_t head, uint64_t tail) {
+  return k->len == n && k->head == head && k->tail == tail && (n <= 16 || memcmp(k->s + 8, s + 8, n - 16) == 0);
+}
+
+/* Pushes s (n bytes) and makes it slot k's string, anchored at index `anchor`. */
+static void remember(parser *ps, key_slot *k, int anchor, const char *s, size_t n, uint64_t head, uint64_t tail) {
+  lua_pushlstring(ps->L, s, n);
+  lua_pushvalue(ps->L, -1);
+  lua_rawseti(ps->L, ps->anchors, anchor); /* replaces (and frees to the collector) the old string */
+  k->s = lua_tostring(ps->L, -1);
+  k->len = n;
+  k->head = head;
+  k->tail = tail;
+}
+
 /* p at the opening '"' of an object key: pushes it, from the key cache when it is there,
  * and sets ps->parent to its slot (NO_KEY if it is not cached). */
 static const char *parse_key(parser *ps, const char *p) {
   const char *s = p + 1, *q = scan_plain(s, ps->end);
-  size_t n = (size_t)(q - s), i;
-  uint64_t head = 0, tail = 0;
+  size_t n = (size_t)(q - s);
+  uint64_t head, tail;
   unsigned at;
   key_slot *k;
   if (*q != '"' || n == 0 || n > KEY_MAX || ps->check_utf8) {
     ps->parent = NO_KEY;
     return parse_string(ps, p);
   }
-  if (n >= 8) {
-    memcpy(&head, s, 8);
-    memcpy(&tail, q - 8, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  } else if (ps->end - s >= 8) { /* 8 bytes readable: one load, the bytes past the key masked off */
-    memcpy(&head, s, 8);
-    head &= ~UINT64_C(0) >> (64 - 8 * n); /* as the loop below builds it: byte i at bit 8 * i */
-#endif
-  } else {
-    for (i = 0; i < n; i++) head |= (uint64_t)(unsigned char)s[i] << (8 * i);
-  }
-  at = (unsigned)(((head ^ (tail * UINT64_C(0x9E3779B97F4A7C15)) ^ n) * UINT64_C(0xFF51AFD7ED558CCD)) >> 56);
+  at = (unsigned)(fingerprint(ps, s, n, &head, &tail) >> 56);
   k = &ps->cache->slot[at]; /* KEY_SLOTS == 256 */
   ps->parent = (int)at;
-  /* head and tail cover every byte of a key up to 16 bytes long */
-  if (k->len == n && k->head == head && k->tail == tail && (n <= 16 || memcmp(k->s + 8, s + 8, n - 16) == 0)) {
+  if (same(k, s, n, head, tail)) {
     lua_rawgeti(ps->L, ps->anchors, (int)at + 1);
     return q + 1;
   }
-  lua_pushlstring(ps->L, s, n);
-  lua_pushvalue(ps->L, -1);
-  lua_rawseti(ps->L, ps->anchors, (int)at + 1); /* replaces (and frees to the collector) the old key */
-  k->s = lua_tostring(ps->L, -1);
-  k->len = n;
-  k->head = head;
-  k->tail = tail;
+  remember(ps, k, (int)at + 1, s, n, head, tail);
+  return q + 1;
+}
+
+/* p at the opening '"' of a string value: pushes it, from the value cache when it is there. */
+static const char *parse_string_value(parser *ps, const char *p) {
+  const char *s = p + 1, *q;
+  size_t n;
+  uint64_t head, tail, h;
+  uint32_t fp;
+  unsigned at;
+  key_slot *k;
+  if (ps->cache == NULL || ps->check_utf8) return parse_string(ps, p);
+  q = scan_plain(s, ps->end);
+  n = (size_t)(q - s);
+  if (*q != '"' || n == 0 || n > VALUE_MAX) return parse_string(ps, p);
+  h = fingerprint(ps, s, n, &head, &tail);
+  at = (unsigned)(h >> 55); /* VALUE_SLOTS == 512 */
+  k = &ps->cache->value[at];
+  if (same(k, s, n, head, tail)) {
+    lua_rawgeti(ps->L, ps->anchors, KEY_SLOTS + (int)at + 1);
+    return q + 1;
+  }
+  fp = (uint32_t)h | 1; /* never 0, an empty slot's */
+  if (ps->cache->seen[at] == fp) { /* the second time in a row here: worth keeping */
+    ps->cache->seen[at] = 0;
+    remember(ps, k, KEY_SLOTS + (int)at + 1, s, n, head, tail);
+  } else {
+    ps->cache->seen[at] = fp;
+    lua_pushlstring(ps->L, s, n);
+  }
   return q + 1;
 }
 
@@ -705,7 +770,7 @@ static const char *literal(parser *ps, const char *p, const char *word, size_t l
 /* p at the first byte of the value (whitespace skipped): pushes it. */
 static const char *parse_value(parser *ps, const char *p) {
   switch (*p) {
-  case '"': return parse_string(ps, p);
+  case '"': return parse_string_value(ps, p);
   case '{': return parse_object(ps, p);
   case '[': return parse_array(ps, p);
   case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
@@ -842,7 +907,7 @@ static int json_decode_body(lua_State *L) {
 void mk_json_push_key_cache(lua_State *L) {
   key_cache *cache = new_buffer(L, sizeof(key_cache));
   memset(cache, 0, sizeof *cache);
-  lua_createtable(L, KEY_SLOTS, 0);
+  lua_createtable(L, KEY_SLOTS + VALUE_SLOTS, 0);
 }
 
 static int is_decoder(lua_State *L, int idx) {

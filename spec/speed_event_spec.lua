@@ -1,0 +1,86 @@
+-- Per event (issue 17): the decoder (src/json.c) keeps short string values it met twice
+-- (512 slots, found by length and first and last 8 bytes, the middle compared too), as it
+-- keeps object keys. What it builds must not change, and what it holds must stay bounded.
+-- (Lua 5.1 string literals: decimal escapes only, no \x or \u{}.)
+local json = require "misskey.json"
+
+-- Each value twice in a row (the second time it is cached), then the array again (from the cache).
+local function roundtrip(values)
+  local parts = {}
+  for _, v in ipairs(values) do
+    local s = json.encode(v)
+    parts[#parts + 1] = s
+    parts[#parts + 1] = s
+  end
+  local doc = "[" .. table.concat(parts, ",") .. "]"
+  for _ = 1, 3 do
+    local got = json.decode(doc)
+    assert.equal(#parts, #got)
+    for i, v in ipairs(values) do
+      assert.equal(v, got[2 * i - 1], ("%q"):format(v))
+      assert.equal(v, got[2 * i], ("%q"):format(v))
+    end
+  end
+end
+
+describe("json.decode's value cache", function()
+  it("tells apart values that share their length and first and last eight bytes", function()
+    for len = 17, 100 do
+      local values = {}
+      for i = 1, 20 do -- alike but for one byte in the middle
+        values[i] = ("a"):rep(8) .. ("m"):rep(len - 17) .. string.char(64 + i) .. ("z"):rep(8)
+      end
+      roundtrip(values)
+    end
+  end)
+
+  it("gives back every value of every length, short, long, UTF-8 and ASCII", function()
+    local values = {}
+    for len = 1, 100 do
+      values[#values + 1] = ("v"):rep(len)
+      values[#values + 1] = ("v"):rep(len - 1) .. "w" -- differs in the last byte only
+      values[#values + 1] = "w" .. ("v"):rep(len - 1) -- in the first only
+      values[#values + 1] = ("\227\129\130"):rep(len) -- あ..., 3 bytes each
+    end
+    roundtrip(values)
+  end)
+
+  it("reads a short value at the very end of the text as inside a longer one", function()
+    for len = 1, 9 do
+      local v = ("q"):rep(len)
+      assert.equal(v, json.decode('"' .. v .. '"'))
+      assert.same({ v, v, v }, json.decode(('["%s","%s","%s"]'):format(v, v, v)))
+      assert.equal(v, json.decode('"' .. v .. '"'))
+      assert.equal(v, json.decode('"' .. v .. '"'))
+    end
+  end)
+
+  it("keeps escaped values and values of a text that is not UTF-8 as they were", function()
+    assert.same({ "a\"b", "a\"b", "ab", "ab" }, json.decode('["a\\"b","a\\"b","a\\u0062","ab"]'))
+    local bad = json.decode('["x\255","x\255","x\255"]')
+    assert.same({ "x\239\191\189", "x\239\191\189", "x\239\191\189" }, bad)
+    assert.same({ "x\239\191\189", "x\239\191\189" }, json.decode('["x\239\191\189","x\239\191\189"]'))
+  end)
+
+  it("holds no more than its slots, whatever values a peer makes up, each sent twice", function()
+    local function fresh(round)
+      local parts = {}
+      for i = 1, 500 do
+        local v = ('"r%d-%d-%s"'):format(round, i, ("p"):rep(80)) -- 90-odd bytes: still cached
+        parts[#parts + 1] = v
+        parts[#parts + 1] = v
+      end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    for round = 1, 100 do json.decode(fresh(round)) end
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local base = collectgarbage("count")
+    for round = 101, 300 do assert.equal(1000, #json.decode(fresh(round))) end -- 100,000 values, ~9 MiB
+    collectgarbage("collect")
+    collectgarbage("collect")
+    -- 512 values of at most 96 bytes are ~70 KiB
+    assert.is_true(collectgarbage("count") - base < 512, "the heap grew by "
+      .. (collectgarbage("count") - base) .. " KiB")
+  end)
+end)
