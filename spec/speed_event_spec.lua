@@ -84,3 +84,31 @@ describe("json.decode's value cache", function()
       .. (collectgarbage("count") - base) .. " KiB")
   end)
 end)
+
+describe("ws:receive_value, decoding where the message was read", function()
+  local server = require "support.server"
+  local srv, transport
+  setup(function()
+    srv = server.start{ script = "wsserver.py" }
+    transport = require("misskey.transport.curl").new()
+  end)
+  teardown(function() srv:stop() end)
+  local function connect(path)
+    return assert(transport.websocket{ url = "ws://127.0.0.1:" .. srv.port .. "/" .. path, timeout = 5 })
+  end
+
+  -- The decoder stops on a NUL: the byte after each message is made one while it decodes,
+  -- and must be given back, or the next frame's header is lost.
+  it("decodes each of 100 messages read at once, and the frames after each stay whole", function()
+    local ws = connect("burst")
+    for i = 0, 99 do assert.same({ n = i }, ws:receive_value(5)) end
+    ws:close()
+  end)
+
+  it("decodes a message that fills a whole read, and the one after it", function()
+    local ws = connect("fill-read")
+    assert.equal(("f"):rep(65530), ws:receive_value(5))
+    assert.same({ after = 1 }, ws:receive_value(5))
+    ws:close()
+  end)
+end)
