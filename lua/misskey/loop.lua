@@ -16,6 +16,8 @@ local errors = require "misskey.errors"
 local loop = {}
 
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
+-- Locals for what spawn_now runs per call (a stream's every event): no global lookups.
+local type, co_resume, co_yield = type, coroutine.resume, coroutine.yield
 local function pack(...) return { n = select("#", ...), ... } end
 
 --- A task (misskey.spawn): a function the scheduler runs as a coroutine.
@@ -214,7 +216,7 @@ local NO_RESULTS = { n = 0 }
 -- park_wait is a tail call, so a parked coroutine no longer holds fn and its arguments.
 local park
 local function park_wait(task)
-  if task.inline then return park(task, coroutine.yield(PARKED)) end
+  if task.inline then return park(task, co_yield(PARKED)) end
 end
 function park(task, fn, ...)
   fn(...)
@@ -257,7 +259,7 @@ function loop.spawn_now(fn, ...)
   if task then
     parked[n] = nil
     task.status = "running"
-    return settle_now(task, coroutine.resume(task.co, fn, ...))
+    return settle_now(task, co_resume(task.co, fn, ...))
   end
   local co = coroutine.create(park)
   task = setmetatable({ status = "running", joiners = {}, inline = true, co = co, results = NO_RESULTS }, Task)
