@@ -112,3 +112,27 @@ describe("ws:receive_value, decoding where the message was read", function()
     ws:close()
   end)
 end)
+
+describe("ws:receive_value's queue", function()
+  local server = require "support.server"
+  local srv, transport
+  setup(function()
+    srv = server.start{ script = "wsserver.py" }
+    transport = require("misskey.transport.curl").new()
+  end)
+  teardown(function() srv:stop() end)
+
+  -- A busy socket's polls each bring ~100 notes: a new queue per poll grew its array anew
+  -- each time (on glibc, a 1 KiB+ allocation that consolidated every block Lua had freed).
+  it("is kept for the next poll after a burst of up to 256 messages", function()
+    local ws = assert(transport.websocket{ url = "ws://127.0.0.1:" .. srv.port .. "/burst", timeout = 5 })
+    local queue
+    for i = 0, 99 do
+      assert.same({ n = i }, ws:receive_value(5))
+      if i == 0 then queue = ws._queue end -- this socket's own queue (a spec of the transport may look)
+    end
+    assert.equal(queue, ws._queue)
+    assert.is_nil(next(ws._queue)) -- every message handed out is gone from it
+    ws:close()
+  end)
+end)

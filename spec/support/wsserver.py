@@ -137,6 +137,11 @@ async def scenario(name, reader, writer):
         send(b"".join(frame(0x1, ('{"n":%d}' % i).encode()) for i in range(100)))
         await writer.drain()
         await client_frames(reader)
+    elif name == "long-burst":
+        # 300 short JSON texts in one write: more than a socket's queue is kept for.
+        send(b"".join(frame(0x1, ('{"n":%d}' % i).encode()) for i in range(300)))
+        await writer.drain()
+        await client_frames(reader)
     elif name == "fill-read":
         # 64 KiB exactly (a client's whole read buffer): a 65,532-byte JSON string in one frame
         # (4-byte header), then a short message, so a read can end just after the first.
