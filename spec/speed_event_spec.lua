@@ -136,3 +136,39 @@ describe("ws:receive_value's queue", function()
     ws:close()
   end)
 end)
+
+describe("the UTF-8 check's 3-byte path", function()
+  local core = require "misskey.core"
+  -- Unicode's table 3-7 for a lead byte E0..EF: E0 needs A0..BF next, ED 80..9F, others 80..BF;
+  -- then one more continuation byte.
+  local function valid3(c, b1, b2)
+    local lo, hi = 0x80, 0xBF
+    if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    return b1 >= lo and b1 <= hi and b2 >= 0x80 and b2 <= 0xBF
+  end
+
+  it("finds the first byte >= 0x80 wherever it is in a long ASCII run", function()
+    for pos = 0, 80 do
+      local a, b = ("a"):rep(pos), ("b"):rep(80 - pos)
+      assert.is_true(core._utf8_valid(a .. "\195\169" .. b), pos) -- é
+      assert.is_false(core._utf8_valid(a .. "\255" .. b), pos)
+      assert.is_false(core._utf8_valid(a .. "\195" .. b), pos) -- cut short by ASCII
+      assert.is_false(core._utf8_valid(a .. "\128" .. b), pos) -- a continuation byte alone
+    end
+  end)
+
+  it("judges every lead byte E0..EF with every next byte as Unicode does, alone, amid text and cut short", function()
+    local char = string.char
+    for c = 0xE0, 0xEF do
+      for b1 = 0, 255 do
+        for _, b2 in ipairs{ 0x00, 0x41, 0x7F, 0x80, 0x95, 0xBF, 0xC0, 0xE3, 0xFF } do
+          local seq, want = char(c, b1, b2), valid3(c, b1, b2)
+          assert.equal(want, core._utf8_valid(seq), ("%02X %02X %02X"):format(c, b1, b2))
+          assert.equal(want, core._utf8_valid("a" .. seq .. "\227\129\130z"), ("%02X %02X %02X amid"):format(c, b1, b2))
+        end
+        assert.is_false(core._utf8_valid(char(c, b1)))
+        assert.is_false(core._utf8_valid("\227\129\130" .. char(c, b1)))
+      end
+    end
+  end)
+end)
