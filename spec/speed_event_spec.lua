@@ -172,3 +172,31 @@ describe("the UTF-8 check's 3-byte path", function()
     end
   end)
 end)
+
+describe("a channel event's way to its handlers", function()
+  local misskey = require "misskey"
+  local loop = require "misskey.loop"
+
+  -- Frames as the reader hands them to the stream (Stream:_message, the reader's own step).
+  local function deliver(stream, ch, frames)
+    loop.run(function()
+      for _, body in ipairs(frames) do
+        stream:_message{ type = "channel", body = { id = ch.id, type = "note", body = body } }
+      end
+    end)
+  end
+
+  it("calls on and once handlers with exactly the body, and \"*\" with the event and the body", function()
+    local client = misskey.new { host = "http://127.0.0.1:1", token = "t" }
+    local stream = client:stream { backfill = false, reconnect = false }
+    local ch = stream:channel("homeTimeline")
+    local got = {}
+    ch:on("note", function(...) got[#got + 1] = { "on", select("#", ...), ... } end)
+    ch:once("note", function(...) got[#got + 1] = { "once", select("#", ...), ... } end)
+    ch:on("*", function(...) got[#got + 1] = { "*", select("#", ...), ... } end)
+    local a, b = { id = "a" }, { id = "b" }
+    deliver(stream, ch, { a, b })
+    assert.same({ { "on", 1, a }, { "once", 1, a }, { "*", 2, "note", a }, { "on", 1, b }, { "*", 2, "note", b } }, got)
+    stream:close()
+  end)
+end)
