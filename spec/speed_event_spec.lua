@@ -200,3 +200,20 @@ describe("a channel event's way to its handlers", function()
     stream:close()
   end)
 end)
+
+describe("json.decode's key cache, by sets of slots", function()
+  it("decodes right keys that share a set, more of them than a set holds, again and again", function()
+    -- 300 keys over 64 sets of 4: many sets get more keys than slots, in changing orders
+    local keys = {}
+    for i = 1, 300 do keys[i] = "k" .. i end
+    for round = 1, 4 do
+      local parts, want = {}, {}
+      for i = 1, #keys do
+        local k = keys[(i * round * 7) % #keys + 1]
+        parts[#parts + 1] = ('"%s":{"%s":%d}'):format(k, k, i)
+        want[k] = { [k] = i }
+      end
+      assert.same(want, json.decode("{" .. table.concat(parts, ",") .. "}"))
+    end
+  end)
+end)

@@ -83,9 +83,12 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
  * bytes, and pushes a remembered key again instead of making it anew. Misskey's objects
  * repeat the same few dozen keys in every note, and a short string made anew costs Lua a
  * hash over all its bytes and a search of its string table; the cache costs a hash of two
- * words and a table read. A slot's string is kept alive by the anchor table (slot + 1),
- * which is what keeps `s` valid: both are replaced together. Fixed size, so keys a peer
- * makes up only replace one another.
+ * words and a table read. A key's hash picks a set of KEY_WAYS slots, and it may be in
+ * any of them (a new key replaces the set's oldest): with one slot per hash, two keys of a
+ * note that shared it ("id" and "iconUrl") evicted each other several times per note. A
+ * slot's string is kept alive by the anchor table (slot + 1), which is what keeps `s`
+ * valid: both are replaced together. Fixed size, so keys a peer makes up only replace one
+ * another.
  *
  * Size hints: an object's table is made before its members are read, at the size of the
  * last object read under the same key (the member name holding it, or for an array's
@@ -95,6 +98,7 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
  * taken when read (set to 0), so each object's size is used for at most one table: the
  * unused slots never outnumber the members some earlier object had in the text. */
 #define KEY_SLOTS 256
+#define KEY_WAYS 4 /* slots per set: 64 sets */
 #define KEY_MAX 40     /* longer keys are not cached (Lua 5.4 interns strings up to 40 bytes) */
 #define NO_KEY KEY_SLOTS /* the "key" of the top-level value, and of a key not cached */
 #define HINT_SLOTS 1024
@@ -119,6 +123,7 @@ typedef struct key_slot {
 typedef struct key_cache {
   key_slot slot[KEY_SLOTS];
   unsigned char hint[HINT_SLOTS]; /* member counts, by (key slot, depth) */
+  unsigned char next[KEY_SLOTS / KEY_WAYS]; /* per set of slots: the way a new key goes to */
   key_slot value[VALUE_SLOTS];
   uint32_t seen[VALUE_SLOTS]; /* fingerprints of the last values that missed, by slot */
 } key_cache;
@@ -445,20 +450,24 @@ static const char *parse_key(parser *ps, const char *p) {
   const char *s = p + 1, *q = scan_plain(s, ps->end);
   size_t n = (size_t)(q - s);
   uint64_t head, tail;
-  unsigned at;
-  key_slot *k;
+  unsigned at, set;
   if (*q != '"' || n == 0 || n > KEY_MAX || ps->check_utf8) {
     ps->parent = NO_KEY;
     return parse_string(ps, p);
   }
-  at = (unsigned)(fingerprint(ps, s, n, &head, &tail) >> 56);
-  k = &ps->cache->slot[at]; /* KEY_SLOTS == 256 */
-  ps->parent = (int)at;
-  if (same(k, s, n, head, tail)) {
-    lua_rawgeti(ps->L, ps->anchors, (int)at + 1);
-    return q + 1;
+  set = (unsigned)(fingerprint(ps, s, n, &head, &tail) >> 58) * KEY_WAYS; /* 64 sets of KEY_WAYS */
+  for (at = set; at < set + KEY_WAYS; at++) {
+    if (same(&ps->cache->slot[at], s, n, head, tail)) {
+      ps->parent = (int)at;
+      lua_rawgeti(ps->L, ps->anchors, (int)at + 1);
+      return q + 1;
+    }
   }
-  remember(ps, k, (int)at + 1, s, n, head, tail);
+  /* not there: it replaces the set's oldest key */
+  at = set + ps->cache->next[set / KEY_WAYS];
+  ps->cache->next[set / KEY_WAYS] = (unsigned char)((at - set + 1) % KEY_WAYS);
+  ps->parent = (int)at;
+  remember(ps, &ps->cache->slot[at], (int)at + 1, s, n, head, tail);
   return q + 1;
 }
 
