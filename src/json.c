@@ -160,6 +160,7 @@ static const char *fail(parser *ps, const char *at, const char *why) {
 #define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
 
 static const char *skip_ws(const char *p) {
+  if ((unsigned char)*p > ' ') return p; /* compact JSON has none: one test (every W byte is <= ' ') */
   while (CLS(*p) & W) p++;
   return p;
 }
