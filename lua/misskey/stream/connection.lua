@@ -11,6 +11,7 @@ local loop = require "misskey.loop"
 local taskset = require "misskey.taskset"
 
 local fire = handlers.fire
+local type = type -- a local: _message tests each frame's with it
 
 ---@param Stream misskey.Stream the stream class
 ---@param stream table misskey.stream (its MAX_CHANNELS)
@@ -106,11 +107,12 @@ return function(Stream, stream)
   function Stream:_read(ws)
     local got = false
     local watchdog = self._opts.watchdog
-    local decoded = type(ws.receive_value) == "function"
+    local receive_value = ws.receive_value
+    local decoded = type(receive_value) == "function"
     while not self._closed do
       local value, msg, err
       if decoded then
-        value, msg, err = ws:receive_value(watchdog)
+        value, msg, err = receive_value(ws, watchdog)
       else
         value, msg, err = ws:receive(watchdog)
         if value then value = json.decode(value) or false end
