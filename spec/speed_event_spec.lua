@@ -217,3 +217,20 @@ describe("json.decode's key cache, by sets of slots", function()
     end
   end)
 end)
+
+describe("json.decode's words", function()
+  it("reads true, false and null, and refuses each with any one byte changed, cut short or run on", function()
+    for word, value in pairs{ ["true"] = true, ["false"] = false, null = json.null } do
+      assert.equal(value, json.decode(word))
+      assert.same({ value, value }, json.decode("[" .. word .. "," .. word .. "]"))
+      for i = 1, #word do
+        local bad = word:sub(1, i - 1) .. "x" .. word:sub(i + 1)
+        assert.is_nil(json.decode(bad), bad)
+        assert.is_nil(json.decode("[" .. bad .. "]"), bad)
+        assert.is_nil(json.decode(word:sub(1, i - 1)), word:sub(1, i - 1))
+      end
+      assert.is_nil(json.decode(word .. "x"))
+      assert.is_nil(json.decode("[" .. word .. "e]"))
+    end
+  end)
+end)
