@@ -234,3 +234,47 @@ describe("json.decode's words", function()
     end
   end)
 end)
+
+describe("loop.spawn_now1", function()
+  local loop = require "misskey.loop"
+
+  it("runs fn(a) at once with exactly that argument, its parked tasks apart from spawn_now's", function()
+    local got = {}
+    local function one(...) got[#got + 1] = { "one", select("#", ...), ... } end
+    local function many(...) got[#got + 1] = { "many", select("#", ...), ... } end
+    loop.run(function()
+      for i = 1, 40 do
+        assert.equal("done", loop.spawn_now1(one, i).status)
+        loop.spawn_now(many, i, nil, "x")
+        loop.spawn_now(many)
+      end
+    end)
+    assert.equal(120, #got)
+    for i = 1, 40 do
+      assert.same({ "one", 1, i }, got[3 * i - 2])
+      assert.same({ "many", 3, i, nil, "x" }, got[3 * i - 1])
+      assert.same({ "many", 0 }, got[3 * i])
+    end
+  end)
+
+  it("goes on as a task when fn waits, and reports fn's error instead of raising it", function()
+    local order, errs = {}, {}
+    local old = loop.on_error(function(err) errs[#errs + 1] = tostring(err) end)
+    loop.run(function()
+      local task = loop.spawn_now1(function(a)
+        order[#order + 1] = "start " .. a
+        loop.sleep(0)
+        order[#order + 1] = "end " .. a
+      end, "w")
+      order[#order + 1] = "caller"
+      assert.is_not.equal("done", task.status)
+      loop.await_task(task)
+      loop.spawn_now1(function(a) error("boom " .. a, 0) end, "e")
+      loop.spawn_now1(function(a) order[#order + 1] = "after " .. a end, "z") -- a new coroutine, or a parked one
+    end)
+    loop.on_error(old)
+    assert.same({ "start w", "caller", "end w", "after z" }, order)
+    assert.equal(1, #errs)
+    assert.matches("boom e", errs[1])
+  end)
+end)

@@ -10,7 +10,7 @@ local loop = require "misskey.loop"
 local handlers = {}
 
 local argerror = argcheck.argerror
-local spawn_now = loop.spawn_now
+local spawn_now, spawn_now1 = loop.spawn_now, loop.spawn_now1
 
 --- handlers.add(lists, fname, event, fn, once[, level]): `level`: see misskey.argcheck.
 function handlers.add(lists, fname, event, fn, once, level)
@@ -64,7 +64,7 @@ function handlers.fire1(running, lists, event, body)
     local h = list[i]
     -- (a once handler that is no longer listed already ran, by an event its own handler fired)
     if not h.once or remove_entry(lists, event, function(e) return e == h end) then
-      local task = spawn_now(h.fn, body)
+      local task = loop.runtime and spawn_now(h.fn, body) or spawn_now1(h.fn, body)
       local st = task.status
       if st == "waiting" or st == "ready" then running:add(task) end
     end
