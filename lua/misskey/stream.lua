@@ -192,6 +192,7 @@ function stream.new(client, opts)
     -- go on to the class (a missing field costs a second table lookup per read on 5.4).
     _paused = false,
     _positions = false,
+    _closed = false,
   }, Stream)
   if o.positions ~= nil and o.positions ~= false then
     local path, why = positions.path(o.positions, client)
