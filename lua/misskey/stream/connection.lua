@@ -107,7 +107,7 @@ return function(Stream, stream)
   function Stream:_read(ws)
     local got = false
     local watchdog = self._opts.watchdog
-    local receive_value = ws.receive_value
+    local receive_value, message = ws.receive_value, self._message -- looked up once, not per frame
     local decoded = type(receive_value) == "function"
     while not self._closed do
       local value, msg, err
@@ -119,7 +119,7 @@ return function(Stream, stream)
       end
       if value ~= nil then
         got = true
-        self:_message(value)
+        message(self, value)
       elseif err and err.kind == "timeout" then
         return got, ("no frame for %g s (watchdog)"):format(watchdog), err
       else
