@@ -237,7 +237,7 @@ end
 local function settle_now(task, ok, r)
   if ok and r == PARKED and task.inline then -- returned without waiting
     if task.status ~= "running" then return task end -- cancelled meanwhile (finished already)
-    task.cancelling = nil -- asked while it ran, but it returned: nothing left to cancel
+    task.cancelling = false -- asked while it ran, but it returned: nothing left to cancel
     alive = alive - 1
     task.status = "done"
     if #task.joiners > 0 then
@@ -274,7 +274,9 @@ function loop.spawn_now(fn, ...)
     return settle_now(task, co_resume(task.co, fn, ...))
   end
   local co = coroutine.create(park)
-  task = setmetatable({ status = "running", joiners = {}, inline = true, co = co, results = NO_RESULTS }, Task)
+  -- (one and cancelling false, not nil: read or set on every call, found here, not in Task)
+  task = setmetatable({ status = "running", joiners = {}, inline = true, co = co, results = NO_RESULTS, one = false,
+    cancelling = false }, Task)
   by_co[co] = task
   return settle_now(task, coroutine.resume(co, task, fn, ...))
 end
@@ -296,8 +298,8 @@ function loop.spawn_now1(fn, a)
     return settle_now(task, co_resume(task.co, fn, a))
   end
   local co = coroutine.create(park1)
-  task = setmetatable({ status = "running", joiners = {}, inline = true, one = true, co = co, results = NO_RESULTS },
-    Task)
+  task = setmetatable({ status = "running", joiners = {}, inline = true, one = true, co = co, results = NO_RESULTS,
+    cancelling = false }, Task)
   by_co[co] = task
   return settle_now(task, co_resume(co, task, fn, a))
 end
