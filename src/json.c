@@ -53,6 +53,7 @@
 #define MAX_DEPTH 1000 /* nested arrays and objects, as lua-cjson's default */
 #define CHUNK 64       /* container items kept on the Lua stack before they are moved into the table */
 #define SCRATCH_SLOT 2 /* the stack slot of the scratch userdata (nil until needed) */
+#define ANCHOR_SLOT 3  /* the stack slot of the caches' anchor table, when the decoder has caches */
 
 #if LUA_VERSION_NUM >= 504
 #define new_buffer(L, n) lua_newuserdatauv(L, (n), 0)
@@ -138,7 +139,7 @@ typedef struct parser {
   int drop_nulls; /* object members that are null are left out */
   int check_utf8; /* the text is not all well-formed UTF-8: check each string */
   key_cache *cache; /* the decoder's key cache, or NULL */
-  int anchors;       /* the pseudo-index of the table holding the cached keys' strings */
+  int anchors;       /* the stack slot of the table holding the cached strings (ANCHOR_SLOT) */
   int parent;        /* the key slot of the value being read (NO_KEY: none or not cached) */
 } parser;
 
@@ -824,10 +825,13 @@ static int decode_text(lua_State *L, const char *text, size_t len, int drop_null
   ps.depth = 0;
   ps.drop_nulls = drop_nulls;
   ps.cache = NULL;
-  ps.anchors = lua_upvalueindex(3);
+  ps.anchors = 0;
   ps.parent = NO_KEY;
-  if (lua_type(L, lua_upvalueindex(2)) == LUA_TUSERDATA && lua_type(L, ps.anchors) == LUA_TTABLE)
+  if (lua_type(L, lua_upvalueindex(2)) == LUA_TUSERDATA && lua_type(L, lua_upvalueindex(3)) == LUA_TTABLE) {
     ps.cache = (key_cache *)lua_touserdata(L, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(3)); /* ANCHOR_SLOT: a stack slot is read faster than an upvalue */
+    ps.anchors = ANCHOR_SLOT;
+  }
   /* One pass over the whole text: a text that is well-formed UTF-8 has only well-formed
    * strings (their raw bytes are cut from it at ASCII quotes and backslashes, and \u
    * escapes give well-formed UTF-8), so no string need be checked on its own. */
