@@ -53,6 +53,7 @@
 #define MAX_DEPTH 1000 /* nested arrays and objects, as lua-cjson's default */
 #define CHUNK 64       /* container items kept on the Lua stack before they are moved into the table */
 #define SCRATCH_SLOT 2 /* the stack slot of the scratch userdata (nil until needed) */
+#define ANCHOR_SLOT 3  /* the stack slot of the caches' anchor table, when the decoder has caches */
 
 #if LUA_VERSION_NUM >= 504
 #define new_buffer(L, n) lua_newuserdatauv(L, (n), 0)
@@ -83,9 +84,12 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
  * bytes, and pushes a remembered key again instead of making it anew. Misskey's objects
  * repeat the same few dozen keys in every note, and a short string made anew costs Lua a
  * hash over all its bytes and a search of its string table; the cache costs a hash of two
- * words and a table read. A slot's string is kept alive by the anchor table (slot + 1),
- * which is what keeps `s` valid: both are replaced together. Fixed size, so keys a peer
- * makes up only replace one another.
+ * words and a table read. A key's hash picks a set of KEY_WAYS slots, and it may be in
+ * any of them (a new key replaces the set's oldest): with one slot per hash, two keys of a
+ * note that shared it ("id" and "iconUrl") evicted each other several times per note. A
+ * slot's string is kept alive by the anchor table (slot + 1), which is what keeps `s`
+ * valid: both are replaced together. Fixed size, so keys a peer makes up only replace one
+ * another.
  *
  * Size hints: an object's table is made before its members are read, at the size of the
  * last object read under the same key (the member name holding it, or for an array's
@@ -95,10 +99,21 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
  * taken when read (set to 0), so each object's size is used for at most one table: the
  * unused slots never outnumber the members some earlier object had in the text. */
 #define KEY_SLOTS 256
+#define KEY_WAYS 4 /* slots per set: 64 sets */
 #define KEY_MAX 40     /* longer keys are not cached (Lua 5.4 interns strings up to 40 bytes) */
 #define NO_KEY KEY_SLOTS /* the "key" of the top-level value, and of a key not cached */
 #define HINT_SLOTS 1024
 #define HINT_MAX 255
+
+/* The value cache: the same for string values, which repeat less than keys but often enough
+ * (a user's name, host and avatar in each of their notes, "public", "image/jpeg", emoji URLs).
+ * A value is cached only when it comes a second time while its slot remembers it (seen[]: a
+ * fingerprint of the last value that missed there), so values seen once (ids, dates, texts)
+ * cost a fingerprint and a store, and never replace a cached one. Short values only (VALUE_MAX
+ * bytes): what the cache holds stays under VALUE_SLOTS * VALUE_MAX bytes. Anchored at
+ * KEY_SLOTS + slot + 1 of the same table. */
+#define VALUE_SLOTS 512
+#define VALUE_MAX 96
 
 typedef struct key_slot {
   uint64_t head, tail; /* the key's first and last 8 bytes (all of them, zero-padded, below 8) */
@@ -109,6 +124,9 @@ typedef struct key_slot {
 typedef struct key_cache {
   key_slot slot[KEY_SLOTS];
   unsigned char hint[HINT_SLOTS]; /* member counts, by (key slot, depth) */
+  unsigned char next[KEY_SLOTS / KEY_WAYS]; /* per set of slots: the way a new key goes to */
+  key_slot value[VALUE_SLOTS];
+  uint32_t seen[VALUE_SLOTS]; /* fingerprints of the last values that missed, by slot */
 } key_cache;
 
 typedef struct parser {
@@ -121,7 +139,7 @@ typedef struct parser {
   int drop_nulls; /* object members that are null are left out */
   int check_utf8; /* the text is not all well-formed UTF-8: check each string */
   key_cache *cache; /* the decoder's key cache, or NULL */
-  int anchors;       /* the pseudo-index of the table holding the cached keys' strings */
+  int anchors;       /* the stack slot of the table holding the cached strings (ANCHOR_SLOT) */
   int parent;        /* the key slot of the value being read (NO_KEY: none or not cached) */
 } parser;
 
@@ -133,10 +151,17 @@ static const char *fail(parser *ps, const char *at, const char *why) {
   return NULL;
 }
 
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 #define CLS(c) cls[(unsigned char)(c)]
 #define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
 
 static const char *skip_ws(const char *p) {
+  if ((unsigned char)*p > ' ') return p; /* compact JSON has none: one test (every W byte is <= ' ') */
   while (CLS(*p) & W) p++;
   return p;
 }
@@ -386,39 +411,95 @@ static const char *parse_string(parser *ps, const char *p) {
   return bad_string_byte(ps, p, q);
 }
 
-/* p at the opening '"' of an object key: pushes it, from the key cache when it is there,
- * and sets ps->parent to its slot (NO_KEY if it is not cached). */
-static const char *parse_key(parser *ps, const char *p) {
-  const char *s = p + 1, *q = scan_plain(s, ps->end);
-  size_t n = (size_t)(q - s), i;
-  uint64_t head = 0, tail = 0;
-  unsigned at;
-  key_slot *k;
-  if (*q != '"' || n == 0 || n > KEY_MAX || ps->check_utf8) {
-    ps->parent = NO_KEY;
-    return parse_string(ps, p);
-  }
+/* The first and last 8 bytes of s (n bytes, a '"' after them; zero-padded below 8 bytes,
+ * byte i at bit 8 * i), and from them and n a 64-bit hash whose top bits pick a slot. */
+static ALWAYS_INLINE uint64_t fingerprint(const parser *ps, const char *s, size_t n, uint64_t *head, uint64_t *tail) {
+  size_t i;
+  *head = *tail = 0;
   if (n >= 8) {
-    memcpy(&head, s, 8);
-    memcpy(&tail, q - 8, 8);
+    memcpy(head, s, 8);
+    memcpy(tail, s + n - 8, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  } else if (ps->end - s >= 8) { /* 8 bytes readable: one load, the bytes past the string masked off */
+    memcpy(head, s, 8);
+    *head &= ~UINT64_C(0) >> (64 - 8 * n);
+#endif
   } else {
-    for (i = 0; i < n; i++) head |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    for (i = 0; i < n; i++) *head |= (uint64_t)(unsigned char)s[i] << (8 * i);
   }
-  at = (unsigned)(((head ^ (tail * UINT64_C(0x9E3779B97F4A7C15)) ^ n) * UINT64_C(0xFF51AFD7ED558CCD)) >> 56);
-  k = &ps->cache->slot[at]; /* KEY_SLOTS == 256 */
-  ps->parent = (int)at;
-  /* head and tail cover every byte of a key up to 16 bytes long */
-  if (k->len == n && k->head == head && k->tail == tail && (n <= 16 || memcmp(k->s + 8, s + 8, n - 16) == 0)) {
-    lua_rawgeti(ps->L, ps->anchors, (int)at + 1);
-    return q + 1;
-  }
+  return ((*head ^ (*tail * UINT64_C(0x9E3779B97F4A7C15)) ^ n) * UINT64_C(0xFF51AFD7ED558CCD));
+}
+
+/* head and tail cover every byte of a string up to 16 bytes long */
+static ALWAYS_INLINE int same(const key_slot *k, const char *s, size_t n, uint64_t head, uint64_t tail) {
+  return k->len == n && k->head == head && k->tail == tail && (n <= 16 || memcmp(k->s + 8, s + 8, n - 16) == 0);
+}
+
+/* Pushes s (n bytes) and makes it slot k's string, anchored at index `anchor`. */
+static void remember(parser *ps, key_slot *k, int anchor, const char *s, size_t n, uint64_t head, uint64_t tail) {
   lua_pushlstring(ps->L, s, n);
   lua_pushvalue(ps->L, -1);
-  lua_rawseti(ps->L, ps->anchors, (int)at + 1); /* replaces (and frees to the collector) the old key */
+  lua_rawseti(ps->L, ps->anchors, anchor); /* replaces (and frees to the collector) the old string */
   k->s = lua_tostring(ps->L, -1);
   k->len = n;
   k->head = head;
   k->tail = tail;
+}
+
+/* p at the opening '"' of an object key: pushes it, from the key cache when it is there,
+ * and sets ps->parent to its slot (NO_KEY if it is not cached). */
+static const char *parse_key(parser *ps, const char *p) {
+  const char *s = p + 1, *q = scan_plain(s, ps->end);
+  size_t n = (size_t)(q - s);
+  uint64_t head, tail;
+  unsigned at, set;
+  if (*q != '"' || n == 0 || n > KEY_MAX || ps->check_utf8) {
+    ps->parent = NO_KEY;
+    return parse_string(ps, p);
+  }
+  set = (unsigned)(fingerprint(ps, s, n, &head, &tail) >> 58) * KEY_WAYS; /* 64 sets of KEY_WAYS */
+  for (at = set; at < set + KEY_WAYS; at++) {
+    if (same(&ps->cache->slot[at], s, n, head, tail)) {
+      ps->parent = (int)at;
+      lua_rawgeti(ps->L, ps->anchors, (int)at + 1);
+      return q + 1;
+    }
+  }
+  /* not there: it replaces the set's oldest key */
+  at = set + ps->cache->next[set / KEY_WAYS];
+  ps->cache->next[set / KEY_WAYS] = (unsigned char)((at - set + 1) % KEY_WAYS);
+  ps->parent = (int)at;
+  remember(ps, &ps->cache->slot[at], (int)at + 1, s, n, head, tail);
+  return q + 1;
+}
+
+/* p at the opening '"' of a string value: pushes it, from the value cache when it is there. */
+static const char *parse_string_value(parser *ps, const char *p) {
+  const char *s = p + 1, *q;
+  size_t n;
+  uint64_t head, tail, h;
+  uint32_t fp;
+  unsigned at;
+  key_slot *k;
+  if (ps->cache == NULL || ps->check_utf8) return parse_string(ps, p);
+  q = scan_plain(s, ps->end);
+  n = (size_t)(q - s);
+  if (*q != '"' || n == 0 || n > VALUE_MAX) return parse_string(ps, p);
+  h = fingerprint(ps, s, n, &head, &tail);
+  at = (unsigned)(h >> 55); /* VALUE_SLOTS == 512 */
+  k = &ps->cache->value[at];
+  if (same(k, s, n, head, tail)) {
+    lua_rawgeti(ps->L, ps->anchors, KEY_SLOTS + (int)at + 1);
+    return q + 1;
+  }
+  fp = (uint32_t)h | 1; /* never 0, an empty slot's */
+  if (ps->cache->seen[at] == fp) { /* the second time in a row here: worth keeping */
+    ps->cache->seen[at] = 0;
+    remember(ps, k, KEY_SLOTS + (int)at + 1, s, n, head, tail);
+  } else {
+    ps->cache->seen[at] = fp;
+    lua_pushlstring(ps->L, s, n);
+  }
   return q + 1;
 }
 
@@ -692,15 +773,21 @@ static const char *parse_object(parser *ps, const char *p) {
 
 /* ---- values ---- */
 
+/* word: len bytes, its last 4 compared as one word (a call to memcmp cost more than the test) */
 static const char *literal(parser *ps, const char *p, const char *word, size_t len) {
-  if ((size_t)(ps->end - p) >= len && memcmp(p, word, len) == 0 && !(CLS(p[len]) & T)) return p + len;
+  uint32_t a, b;
+  if ((size_t)(ps->end - p) >= len) {
+    memcpy(&a, p + len - 4, 4);
+    memcpy(&b, word + len - 4, 4);
+    if (a == b && p[0] == word[0] && !(CLS(p[len]) & T)) return p + len;
+  }
   return fail(ps, p, "expected a value (true, false and null are the only words)");
 }
 
 /* p at the first byte of the value (whitespace skipped): pushes it. */
 static const char *parse_value(parser *ps, const char *p) {
   switch (*p) {
-  case '"': return parse_string(ps, p);
+  case '"': return parse_string_value(ps, p);
   case '{': return parse_object(ps, p);
   case '[': return parse_array(ps, p);
   case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
@@ -738,10 +825,13 @@ static int decode_text(lua_State *L, const char *text, size_t len, int drop_null
   ps.depth = 0;
   ps.drop_nulls = drop_nulls;
   ps.cache = NULL;
-  ps.anchors = lua_upvalueindex(3);
+  ps.anchors = 0;
   ps.parent = NO_KEY;
-  if (lua_type(L, lua_upvalueindex(2)) == LUA_TUSERDATA && lua_type(L, ps.anchors) == LUA_TTABLE)
+  if (lua_type(L, lua_upvalueindex(2)) == LUA_TUSERDATA && lua_type(L, lua_upvalueindex(3)) == LUA_TTABLE) {
     ps.cache = (key_cache *)lua_touserdata(L, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(3)); /* ANCHOR_SLOT: a stack slot is read faster than an upvalue */
+    ps.anchors = ANCHOR_SLOT;
+  }
   /* One pass over the whole text: a text that is well-formed UTF-8 has only well-formed
    * strings (their raw bytes are cut from it at ASCII quotes and backslashes, and \u
    * escapes give well-formed UTF-8), so no string need be checked on its own. */
@@ -837,7 +927,7 @@ static int json_decode_body(lua_State *L) {
 void mk_json_push_key_cache(lua_State *L) {
   key_cache *cache = new_buffer(L, sizeof(key_cache));
   memset(cache, 0, sizeof *cache);
-  lua_createtable(L, KEY_SLOTS, 0);
+  lua_createtable(L, KEY_SLOTS + VALUE_SLOTS, 0);
 }
 
 static int is_decoder(lua_State *L, int idx) {

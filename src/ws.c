@@ -82,8 +82,6 @@ struct mk_ws {
   int cut_short;            /* a poll was unwound (a memory error) while frames were parsed
                                from the scratch buffer: the rest of that read is lost */
   mk_ws_message msg;
-  mk_buf text;              /* decode mode: a message copied out of a read, for its NUL; freed
-                               when the poll ends (trim) */
   size_t max_message;
   size_t reported;          /* buffer bytes Lua's collector was last told about */
   char key[32];             /* Sec-WebSocket-Key sent */
@@ -163,7 +161,6 @@ static void release(lua_State *L, mk_ws *w) {
   mk_buf_free(&w->in);
   w->in_off = 0;
   mk_buf_free(&w->msg.data);
-  mk_buf_free(&w->text);
   w->msg.opcode = 0;
   w->reported = 0;
 }
@@ -495,7 +492,6 @@ static void shrink(mk_buf *b) {
 }
 
 static void trim(mk_ws *w) {
-  mk_buf_free(&w->text);
   shrink(&w->in);
   if (w->msg.opcode == 0) shrink(&w->msg.data);
   if (pending(w) == 0) {
@@ -586,30 +582,31 @@ static int reading(const mk_ws *w) { return w->state == WS_OPEN || w->state == W
 
 /* Parses every complete frame in p[*off..n): messages go to the queue, control frames
  * become events; pings are answered. *off moves past each frame before Lua sees it. */
-/* A message decoded as JSON where it lies (decode mode): no Lua string of it. false when it
- * is not JSON, or its decoding failed (Misskey ignores such frames too). The decoder stops on
- * a NUL after the text: a reassembled message has one (w->msg.data); one in the middle of a
- * read is copied to w->text first. A text message is valid UTF-8 already (mk_ws_feed_view). */
-static void push_decoded(poll_out *o, mk_ws *w, int opcode, const uint8_t *data, size_t len) {
+/* A message decoded as JSON where it lies (decode mode): no Lua string of it, and no copy.
+ * false when it is not JSON, or its decoding failed (Misskey ignores such frames too). The
+ * decoder stops on a NUL after the text: the byte after the message is made one while it
+ * decodes, then put back. That byte is ours to write: the message lies in w->msg.data
+ * (reassembled; its NUL), in w->in (a mk_buf: room for its NUL past every byte it holds), or
+ * in the read buffer, which has a spare byte after the most a read puts there (READ_CHUNK + 1).
+ * No Lua code runs while the decoder runs (a C function over raw table accesses). A text
+ * message is valid UTF-8 already (mk_ws_feed_view). */
+static void push_decoded(poll_out *o, int opcode, const uint8_t *data, size_t len) {
   lua_State *L = o->L;
-  const char *text = (const char *)data;
+  char *after = (char *)(uintptr_t)(data + len), saved;
+  int failed;
   if (len == 0) {
     lua_pushboolean(L, 0);
     return;
   }
-  if (text != w->msg.data.data) {
-    mk_buf_reset(&w->text);
-    if (mk_buf_append(&w->text, data, len) != 0) {
-      lua_pushboolean(L, 0);
-      return;
-    }
-    text = w->text.data;
-  }
   lua_pushvalue(L, o->decoder);
-  lua_pushlightuserdata(L, (void *)(uintptr_t)text);
+  lua_pushlightuserdata(L, (void *)(uintptr_t)data);
   lua_pushinteger(L, (lua_Integer)len);
   lua_pushboolean(L, opcode == MK_WS_TEXT);
-  if (lua_pcall(L, 3, 1, 0) != 0 || lua_isnil(L, -1)) {
+  saved = *after;
+  *after = '\0';
+  failed = lua_pcall(L, 3, 1, 0) != 0;
+  *after = saved;
+  if (failed || lua_isnil(L, -1)) {
     lua_pop(L, 1);
     lua_pushboolean(L, 0);
   }
@@ -668,7 +665,7 @@ static void frames(poll_out *o, mk_ws *w, const uint8_t *p, size_t n, size_t *of
         return;
       }
       if (r == 1) { /* a whole message (text or binary): a string in the queue, or its value */
-        if (o->decoder) push_decoded(o, w, opcode, data, len);
+        if (o->decoder) push_decoded(o, opcode, data, len);
         else lua_pushlstring(L, (const char *)data, len);
         lua_rawseti(L, o->queue, (int)++o->tail);
         mk_buf_reset(&w->msg.data);
@@ -731,11 +728,12 @@ static CURLcode drain(poll_out *o, mk_ws *w, int *eof, int *more) {
   char *scratch;
   CURLcode rc = CURLE_OK;
   if (!e->ws_busy) {
-    if (e->ws_scratch == NULL && (e->ws_scratch = malloc(READ_CHUNK)) == NULL) return CURLE_OUT_OF_MEMORY;
+    /* + 1: the byte push_decoded may make a NUL after a message that ends a full read */
+    if (e->ws_scratch == NULL && (e->ws_scratch = malloc(READ_CHUNK + 1)) == NULL) return CURLE_OUT_OF_MEMORY;
     scratch = e->ws_scratch;
     e->ws_busy = 1;
     w->scratch_held = 1;
-  } else if ((scratch = malloc(READ_CHUNK)) == NULL) {
+  } else if ((scratch = malloc(READ_CHUNK + 1)) == NULL) {
     return CURLE_OUT_OF_MEMORY;
   }
   while ((w->state == WS_HANDSHAKE || reading(w)) && !*eof) {

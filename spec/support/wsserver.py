@@ -137,6 +137,18 @@ async def scenario(name, reader, writer):
         send(b"".join(frame(0x1, ('{"n":%d}' % i).encode()) for i in range(100)))
         await writer.drain()
         await client_frames(reader)
+    elif name == "long-burst":
+        # 300 short JSON texts in one write: more than a socket's queue is kept for.
+        send(b"".join(frame(0x1, ('{"n":%d}' % i).encode()) for i in range(300)))
+        await writer.drain()
+        await client_frames(reader)
+    elif name == "fill-read":
+        # 64 KiB exactly (a client's whole read buffer): a 65,532-byte JSON string in one frame
+        # (4-byte header), then a short message, so a read can end just after the first.
+        send(frame(0x1, b'"' + b"f" * 65530 + b'"'))
+        send(frame(0x1, b'{"after":1}'))
+        await writer.drain()
+        await client_frames(reader)
     elif name == "big":
         # A 70,000-byte message needs the 64-bit length form; then a 300-byte one (16-bit form).
         send(frame(0x1, b"x" * 70000, length_form=127))

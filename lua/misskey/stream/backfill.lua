@@ -236,7 +236,7 @@ return function(Stream, stream)
       -- failed page): they may be missing; say so.
       local unfetched = ch._again and ch._unheld > 0 and not self._closed and not self._paused and ch._unheld
       local buffer, dropped = ch._buffer, ch._dropped
-      ch._buffer, ch._dropped, ch._held_bytes, ch._unheld = nil, nil, nil, nil
+      ch._buffer, ch._dropped, ch._held_bytes, ch._unheld = false, nil, nil, nil
       self:_emit{ type = "backfill", channel = ch.name, channel_id = ch.id, endpoint = ch._bf_endpoint,
         reason = reason, since_id = first, last_id = ch._last, count = count, pages = pages,
         truncated = (truncated or unfetched) and true or nil, held = #buffer,

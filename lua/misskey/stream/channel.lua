@@ -10,7 +10,7 @@ local json = require "misskey.json"
 local seenset = require "misskey.seenset"
 
 local argerror = argcheck.argerror
-local fire = handlers.fire
+local fire, fire1 = handlers.fire, handlers.fire1
 local seen_has, seen_add = seenset.has, seenset.add
 
 ---@param stream table misskey.stream (its MAX_HELD and SEEN)
@@ -98,15 +98,6 @@ return function(stream)
     return ("misskey.stream.Channel (%s, %s%s)"):format(self.name, self.id, self._closed and ", closed" or "")
   end
 
-  -- Listeners of this channel: its own, or the stream's for the main channel.
-  -- Then the "*" listeners, as fn(event, body): every event of the channel (`misskey stream` uses them).
-  function Channel:_fire(event, ...)
-    local st = self._stream
-    local lists = self._main and st._handlers or self._handlers
-    fire(st._running, lists, event, ...)
-    if lists["*"] then fire(st._running, lists, "*", event, ...) end
-  end
-
   -- A channel event. `source`: "live" (from the socket; held back while a
   -- backfill runs), "backfill" (an item a backfill fetched) or "held" (a live
   -- event held back, delivered after the backfill). Only backfilled ids are
@@ -133,7 +124,11 @@ return function(stream)
         end
       end
     end
-    self:_fire(event, body)
+    -- Listeners of this channel: its own, or the stream's for the main channel. Then the
+    -- "*" listeners, as fn(event, body): every event of the channel (`misskey stream` uses them).
+    local lists = self._main and st._handlers or self._handlers
+    fire1(st._running, lists, event, body)
+    if lists["*"] then fire(st._running, lists, "*", event, body) end
   end
 
   -- Error events of a channel itself (`channel:on("error")`), besides the stream's.

@@ -11,6 +11,7 @@ local loop = require "misskey.loop"
 local taskset = require "misskey.taskset"
 
 local fire = handlers.fire
+local type = type -- a local: _message tests each frame's with it
 
 ---@param Stream misskey.Stream the stream class
 ---@param stream table misskey.stream (its MAX_CHANNELS)
@@ -106,18 +107,19 @@ return function(Stream, stream)
   function Stream:_read(ws)
     local got = false
     local watchdog = self._opts.watchdog
-    local decoded = type(ws.receive_value) == "function"
+    local receive_value, message = ws.receive_value, self._message -- looked up once, not per frame
+    local decoded = type(receive_value) == "function"
     while not self._closed do
       local value, msg, err
       if decoded then
-        value, msg, err = ws:receive_value(watchdog)
+        value, msg, err = receive_value(ws, watchdog)
       else
         value, msg, err = ws:receive(watchdog)
         if value then value = json.decode(value) or false end
       end
       if value ~= nil then
         got = true
-        self:_message(value)
+        message(self, value)
       elseif err and err.kind == "timeout" then
         return got, ("no frame for %g s (watchdog)"):format(watchdog), err
       else

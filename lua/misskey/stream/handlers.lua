@@ -10,7 +10,7 @@ local loop = require "misskey.loop"
 local handlers = {}
 
 local argerror = argcheck.argerror
-local spawn_now = loop.spawn_now
+local spawn_now, spawn_now1 = loop.spawn_now, loop.spawn_now1
 
 --- handlers.add(lists, fname, event, fn, once[, level]): `level`: see misskey.argcheck.
 function handlers.add(lists, fname, event, fn, once, level)
@@ -52,6 +52,23 @@ function handlers.remove(lists, event, fn)
     return #list > 0
   end
   return remove_entry(lists, event, function(h) return h.fn == fn end)
+end
+
+--- handlers.fire1(running, lists, event, body): fire with exactly one argument, the
+-- stream's per-event path, without a vararg function between the event and the handler
+-- (each cost ~350 instructions per event on Lua 5.4).
+function handlers.fire1(running, lists, event, body)
+  local list = lists[event]
+  if not list then return end
+  for i = 1, #list do
+    local h = list[i]
+    -- (a once handler that is no longer listed already ran, by an event its own handler fired)
+    if not h.once or remove_entry(lists, event, function(e) return e == h end) then
+      local task = loop.runtime and spawn_now(h.fn, body) or spawn_now1(h.fn, body)
+      local st = task.status
+      if st == "waiting" or st == "ready" then running:add(task) end
+    end
+  end
 end
 
 --- handlers.fire(running, lists, event, ...): runs every handler of `event`
