@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "buf.h"
+#include "urlcache.h"
 
 #define MK_ENGINE_MT "misskey.Engine"
 #define MK_TRANSFER_MT "misskey.Transfer"
@@ -52,6 +53,7 @@ typedef struct mk_prepared {
   double connect_timeout, low_speed_time, low_speed_limit, max_size;
   int insecure;
   struct curl_slist *headers;  /* "Expect:" included */
+  mk_url_cache urls;           /* the URLs its calls went to, parsed (urlcache.h) */
 } mk_prepared;
 
 /* A timer of the engine's min-heap, ordered by `at` (monotonic seconds). */
@@ -113,6 +115,7 @@ struct mk_transfer {
   mk_state state;
   struct curl_slist *headers;  /* its own header list, or NULL with `prepared` */
   mk_prepared *prepared;       /* what it was made from (a reference), or NULL */
+  mk_url *url;                 /* its URL parsed, set as CURLOPT_CURLU (a reference), or NULL */
   curl_mime *mime;
   mk_buf body;                 /* response body, until it is read or decoded (see "Memory" in http.c) */
   mk_buf head;                 /* raw response header block of the last response */

@@ -132,6 +132,8 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
     if (keep_errbuf) curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
     p->errbuf = keep_errbuf ? NULL : t->errbuf;
     if (!keep_errbuf) t->errbuf = NULL;
+    /* A pooled handle must not point at a parsed URL that may be freed before its next use. */
+    if (t->url) curl_easy_setopt(t->easy, CURLOPT_CURLU, (CURLU *)NULL);
   } else if (t->easy) {
     curl_easy_cleanup(t->easy);
   }
@@ -145,6 +147,8 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
   t->headers = NULL;
   mk_prepared_unref(t->prepared);
   t->prepared = NULL;
+  mk_url_unref(t->url);
+  t->url = NULL;
   if (t->mime) curl_mime_free(t->mime);
   t->mime = NULL;
 }
@@ -432,7 +436,10 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
   if (t->errbuf == NULL && (t->errbuf = malloc(CURL_ERROR_SIZE)) == NULL) luaL_error(L, "out of memory");
   t->errbuf[0] = '\0';
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
-  curl_easy_setopt(c, CURLOPT_URL, r->url);
+  /* Set either way: a pooled handle may carry the other from its last request. libcurl takes
+   * the URL from the parsed handle when it has one (and never writes to it). */
+  curl_easy_setopt(c, CURLOPT_CURLU, t->url ? t->url->handle : NULL);
+  if (t->url == NULL) curl_easy_setopt(c, CURLOPT_URL, r->url);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
   if (!keep) {
@@ -530,6 +537,7 @@ void mk_prepared_unref(mk_prepared *p) {
   free(p->user_agent);
   free(p->ca_file);
   curl_slist_free_all(p->headers);
+  mk_url_cache_free(&p->urls);
   free(p);
 }
 
@@ -597,6 +605,7 @@ int mk_http_post(lua_State *L) {
   t = new_transfer(L, e); /* 6 */
   t->prepared = p;
   p->refs++;
+  t->url = mk_url_get(&p->urls, r.url, url_len); /* NULL: configure sets CURLOPT_URL instead */
   configure(L, t, &r, 0);
   mk_engine_add(L, e, 1, 6, t);
   return 1;
@@ -775,6 +784,8 @@ static int transfer_gc(lua_State *L) {
   t->headers = NULL;
   mk_prepared_unref(t->prepared);
   t->prepared = NULL;
+  mk_url_unref(t->url); /* after its easy handle, which may point at it */
+  t->url = NULL;
   if (t->mime) curl_mime_free(t->mime);
   t->mime = NULL;
   mk_buf_free(&t->body);
