@@ -1,8 +1,14 @@
 -- Per call (issue 17): what engine:post does to cost libcurl less on every API call, and that
 -- each of these sends exactly what engine:request sends for the same request. A prepared
--- request keeps its URLs parsed (src/urlcache.c, CURLOPT_CURLU). Nothing here measures time.
+-- request keeps its URLs parsed (src/urlcache.c, CURLOPT_CURLU), and sends its User-Agent
+-- among its headers unless a proxy variable is set (a CONNECT gets only CURLOPT_USERAGENT's).
+-- Nothing here measures time.
 local core = require "misskey.core"
+local json = require "misskey.json"
+local new_client = require "support.client"
 local server = require "support.server"
+
+local LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 
 local srv
 
@@ -105,5 +111,72 @@ describe("engine:post's parsed URLs", function()
       assert.equal(cb, ca)
     end
     e:close()
+  end)
+end)
+
+-- Runs `code` in a child interpreter with `env` (and no other proxy variables); its output.
+local function child(code, env)
+  local prelude = ("package.path = %q; package.cpath = %q\n"):format(package.path, package.cpath)
+  local cmd = "env -u no_proxy -u NO_PROXY -u all_proxy -u ALL_PROXY -u http_proxy -u https_proxy "
+    .. env .. " " .. LUA .. " -e " .. server.shell_quote(prelude .. code) .. " 2>&1"
+  local h = assert(io.popen(cmd, "r"))
+  local out = h:read("*a")
+  h:close()
+  return out
+end
+
+describe("engine:post's User-Agent", function()
+  it("is sent once, as engine:request sends it, with none of the empty or overridden ones", function()
+    local e = core.engine()
+    local cases = {
+      { prepared = PREPARED, ua = UA },
+      { prepared = { headers = { ["User-Agent"] = "own/1" }, user_agent = UA }, ua = "own/1" },
+      { prepared = { headers = {}, user_agent = "" }, ua = nil },
+      { prepared = { headers = {} }, ua = nil },
+    }
+    for i, case in ipairs(cases) do
+      local p = core.prepare(case.prepared)
+      local req = { method = "POST", url = srv.url .. "/api/test/echo", body = "{}" }
+      for k, v in pairs(case.prepared) do req[k] = v end
+      for _ = 1, 2 do -- a new handle, then a pooled one
+        local a, b = e:post(p, req.url, "{}"), e:request(req)
+        drive(e, { a, b })
+        local ra, rb = echoed(a), echoed(b)
+        assert.equal(rb.headers["user-agent"], ra.headers["user-agent"], i)
+        assert.equal(case.ua, ra.headers["user-agent"], i)
+        -- a header sent twice would arrive joined with ", "
+        assert.is_nil((ra.headers["user-agent"] or ""):find(",", 1, true), i)
+      end
+    end
+    e:close()
+  end)
+
+  it("with a proxy variable set, reaches a proxy's CONNECT as engine:request's does", function()
+    local proxy = server.start{ script = "connect_proxy.py" }
+    -- https through the proxy: a CONNECT, to a port where nothing listens (the proxy answers 502).
+    local out = child(([[
+      local core = require "misskey.core"
+      local e = core.engine()
+      local req = { method = "POST", url = %q, body = "{}", user_agent = %q,
+        headers = { ["Content-Type"] = "application/json", Authorization = "Bearer secret" } }
+      local a = e:post(core.prepare(req), req.url, "{}")
+      local b = e:request(req)
+      for _ = 1, 500 do
+        if a:done() and b:done() then break end
+        e:step(0.05)
+      end
+      io.write(a:done() and b:done() and "done" or "running")
+    ]]):format("https://proxied.example:1/api/x", UA), "https_proxy=" .. proxy.url)
+    local res = assert(new_client{ host = proxy.url, token = false }:http{ path = "/log" })
+    proxy:stop()
+    assert.equal("done", out)
+    local heads = json.decode(res.body)
+    assert.equal(2, #heads)
+    for _, head in ipairs(heads) do
+      assert.matches("^CONNECT proxied%.example:1 HTTP/1%.1\r\n", head)
+      assert.matches("\r\nUser%-Agent: spec%-agent/3\r\n", head)
+      assert.is_nil(head:find("secret", 1, true))
+      assert.is_nil(head:find("application/json", 1, true))
+    end
   end)
 end)

@@ -250,6 +250,31 @@ static struct curl_slist *append_header(lua_State *L, struct curl_slist *list, c
   }
 }
 
+/* Whether a proxy variable that libcurl reads for a transfer is set. libcurl sends
+ * CURLOPT_USERAGENT to a proxy's CONNECT, which the request's headers do not reach (and a
+ * CURLOPT_PROXYHEADER copy would go twice to a proxy that forwards plain http): with a proxy,
+ * prepared requests keep CURLOPT_USERAGENT. */
+static int proxy_in_env(void) {
+  static const char *const names[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                                      "all_proxy", "ALL_PROXY"};
+  size_t i;
+  for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const char *v = getenv(names[i]);
+    if (v && *v) return 1;
+  }
+  return 0;
+}
+
+/* Whether `list` has a header named `lower` (lowercase), in any case. */
+static int has_header(const struct curl_slist *list, const char *lower) {
+  size_t n = strlen(lower), i;
+  for (; list; list = list->next) {
+    for (i = 0; i < n && list->data[i] && tolower((unsigned char)list->data[i]) == lower[i]; i++) {}
+    if (i == n && (list->data[n] == ':' || list->data[n] == ';')) return 1;
+  }
+  return 0;
+}
+
 /* headers = { ["Name"] = "value" } of the table at `opts`, then "Expect:" (no
  * "Expect: 100-continue" round trip for large bodies), appended to *list (kept there as it
  * grows, so that a raise leaves nothing unowned); names and values may not smuggle line breaks. */
@@ -574,6 +599,13 @@ int mk_l_prepare(lua_State *L) {
   if ((ua && (p->user_agent = copy_string(ua)) == NULL) || (ca_file && (p->ca_file = copy_string(ca_file)) == NULL))
     return luaL_error(L, "out of memory");
   set_headers(L, 1, &p->headers);
+  /* An empty one keeps libcurl's own handling; a User-Agent among the headers wins, as before. */
+  if (ua && *ua && !has_header(p->headers, "user-agent") && !proxy_in_env()) {
+    struct curl_slist *l = append_header(L, p->headers, "User-Agent", 10, ua, strlen(ua));
+    if (l == NULL) return luaL_error(L, "out of memory");
+    p->headers = l;
+    p->ua_in_headers = 1;
+  }
   return 1;
 }
 
@@ -592,7 +624,7 @@ int mk_http_post(lua_State *L) {
   r.timeout = luaL_optnumber(L, 5, 0);
   if (!(r.timeout >= 0)) luaL_argerror(L, 5, "must be a number >= 0");
   r.method = "POST";
-  r.user_agent = p->user_agent;
+  r.user_agent = p->ua_in_headers ? NULL : p->user_agent; /* NULL: it is among the headers */
   r.ca_file = p->ca_file;
   r.connect_timeout = p->connect_timeout;
   r.low_speed_time = p->low_speed_time;
