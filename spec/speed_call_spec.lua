@@ -180,3 +180,42 @@ describe("engine:post's User-Agent", function()
     end
   end)
 end)
+
+describe("the engine's and the transfers' methods", function()
+  -- They check their arguments' types against metatables they carry, not by name: each must
+  -- still take only its own type, and raise as luaL_checkudata does for anything else.
+  it("take only their own userdata, and raise naming the type expected", function()
+    local e = core.engine()
+    local p = core.prepare(PREPARED)
+    local t = e:post(p, srv.url .. "/api/test/echo", "{}")
+    drive(e, { t })
+    local file = io.tmpfile()
+    for _, wrong in ipairs{ t, p, file, "x", 1, false } do
+      assert.has_error(function() e.finish(wrong, t) end)
+      assert.has_error(function() e.post(wrong, p, srv.url, "{}") end)
+      local ok, msg = pcall(e.step, wrong, 0)
+      assert.is_false(ok)
+      assert.matches("misskey.Engine expected", msg)
+    end
+    for _, wrong in ipairs{ e, p, file, "x", 1, false } do
+      local ok, msg = pcall(t.done, wrong)
+      assert.is_false(ok)
+      assert.matches("misskey.Transfer expected", msg)
+      ok, msg = pcall(t.result, wrong)
+      assert.is_false(ok)
+      assert.matches("misskey.Transfer expected", msg)
+    end
+    for _, wrong in ipairs{ t, e, file, "x" } do
+      local ok, msg = pcall(e.post, e, wrong, srv.url, "{}")
+      assert.is_false(ok)
+      assert.matches("misskey.Prepared expected", msg)
+    end
+    -- engine:finish on something that is not a transfer of it: nil at once (its caller steps)
+    assert.is_nil(e:finish(p))
+    assert.equal("done", e:finish(t))
+    file:close()
+    e:close()
+    assert.has_error(function() e:step(0) end, "attempt to use a closed engine")
+    assert.has_error(function() e:post(p, srv.url, "{}") end, "attempt to use a closed engine")
+  end)
+end)

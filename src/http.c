@@ -73,6 +73,12 @@ static mk_transfer *to_transfer(lua_State *L, int i) {
   return (mk_transfer *)luaL_checkudata(L, i, MK_TRANSFER_MT);
 }
 
+/* to_transfer(L, 1) in a transfer's method, which carries the metatable as upvalue 1. */
+static mk_transfer *method_transfer(lua_State *L) {
+  mk_transfer *t = (mk_transfer *)mk_method_udata(L, 1, 1);
+  return t ? t : to_transfer(L, 1);
+}
+
 int mk_transfer_finish(mk_transfer *t, CURLcode code) {
   double total = 0;
   long connects = 0;
@@ -616,8 +622,9 @@ int mk_http_post(lua_State *L) {
   mk_request r;
   mk_transfer *t;
   size_t url_len;
-  mk_engine *e = mk_check_engine(L, 1);
-  mk_prepared *p = to_prepared(L, 2);
+  mk_engine *e = mk_method_engine(L);
+  mk_prepared **box = (mk_prepared **)mk_method_udata(L, 2, MK_UP_PREPARED_MT);
+  mk_prepared *p = box && *box ? *box : to_prepared(L, 2);
   r.url = luaL_checklstring(L, 3, &url_len);
   if (strlen(r.url) != url_len) luaL_argerror(L, 3, "must not contain a NUL byte");
   r.body = luaL_checklstring(L, 4, &r.body_len);
@@ -654,7 +661,7 @@ static int prepared_gc(lua_State *L) {
 
 /* transfer:done() -> true once finished or cancelled. */
 static int transfer_done(lua_State *L) {
-  mk_transfer *t = to_transfer(L, 1);
+  mk_transfer *t = method_transfer(L);
   lua_pushboolean(L, t->state == MK_DONE || t->state == MK_CANCELLED);
   return 1;
 }
@@ -735,7 +742,7 @@ static int transfer_body(lua_State *L) {
  * A curl failure's message ends with "(curl error N)". The body is handed over once (see
  * transfer:body()): ask for it again, or after a decode in place, and result() raises. */
 static int transfer_result(lua_State *L) {
-  mk_transfer *t = to_transfer(L, 1);
+  mk_transfer *t = method_transfer(L);
   const char *reason = "network";
   int skip_headers = lua_toboolean(L, 2), skip_body = lua_toboolean(L, 3);
   if (t->state == MK_RUNNING || t->state == MK_IDLE) return luaL_error(L, "transfer is still running");
@@ -847,7 +854,8 @@ void mk_http_open(lua_State *L) {
   lua_pushliteral(L, MK_TRANSFER_MT);
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
-  mk_setfuncs(L, methods);
+  lua_pushvalue(L, -2); /* upvalue 1 of every method: the metatable (method_transfer) */
+  mk_setfuncs_up(L, methods, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, MK_PREPARED_MT);
