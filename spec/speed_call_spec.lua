@@ -219,3 +219,52 @@ describe("the engine's and the transfers' methods", function()
     assert.has_error(function() e:post(p, srv.url, "{}") end, "attempt to use a closed engine")
   end)
 end)
+
+-- setenv/unsetenv for this process, where the interpreter offers them (LuaJIT's ffi, luaposix).
+local function env_setter()
+  if rawget(_G, "jit") then
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int setenv(const char *, const char *, int); int unsetenv(const char *);")
+    return function(name, value)
+      if value then ffi.C.setenv(name, value, 1) else ffi.C.unsetenv(name) end
+    end
+  end
+  local ok, stdlib = pcall(require, "posix.stdlib")
+  if ok then return function(name, value) stdlib.setenv(name, value) end end
+  return nil
+end
+
+describe("a prepared request made with no proxy variable set", function()
+  local setenv = env_setter()
+  local NAMES = { "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY" }
+
+  it("goes straight to the server, also once a proxy variable appears; engine:request still reads it", function()
+    if not setenv then
+      pending("needs setenv (LuaJIT's ffi or luaposix)")
+      return
+    end
+    local saved = {}
+    for _, name in ipairs(NAMES) do saved[name] = os.getenv(name) end
+    local e = core.engine()
+    finally(function()
+      for _, name in ipairs(NAMES) do setenv(name, saved[name]) end
+      e:close()
+    end)
+    for _, name in ipairs(NAMES) do setenv(name, nil) end
+    local url = srv.url .. "/api/test/echo"
+    local direct = core.prepare(PREPARED)
+    setenv("http_proxy", "http://127.0.0.1:" .. server.free_port()) -- nothing listens there
+    for _ = 1, 2 do -- a new handle, then a pooled one
+      local a = e:post(direct, url, '{"direct":true}')
+      local b = e:request{ method = "POST", url = url, body = "{}", user_agent = UA, headers = PREPARED.headers }
+      local c = e:post(core.prepare(PREPARED), url, "{}") -- made with the variable set: libcurl's proxies
+      drive(e, { a, b, c })
+      assert.is_true(echoed(a).json.direct)
+      for _, t in ipairs{ b, c } do
+        local status, msg, _, code = t:result()
+        assert.is_nil(status)
+        assert.equal(7, code, msg) -- CURLE_COULDNT_CONNECT: to the proxy
+      end
+    end
+  end)
+end)

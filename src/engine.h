@@ -33,6 +33,7 @@ typedef struct mk_easy_setup {
   int valid;               /* it was set up for a common request that finished well, with: */
   double connect_timeout;
   char *user_agent;        /* a copy (malloc), or NULL for none */
+  int direct;              /* CURLOPT_NOPROXY "*" (a prepared request's: see mk_prepared) */
 } mk_easy_setup;
 
 /* A finished easy handle kept by the engine, with its setup and its error buffer (set as its
@@ -53,10 +54,12 @@ typedef struct mk_prepared {
   double connect_timeout, low_speed_time, low_speed_limit, max_size;
   int insecure;
   struct curl_slist *headers;  /* "Expect:" included, and the User-Agent when ua_in_headers */
-  /* The User-Agent goes in `headers` rather than CURLOPT_USERAGENT, which libcurl prints into
-   * a header of its own and then again into the request (about 5,000 instructions a call).
-   * Not when a proxy variable is set (http.c, proxy_in_env). */
-  int ua_in_headers;
+  /* No proxy variable was set when it was made (http.c, proxy_in_env): its calls go straight
+   * to the server (CURLOPT_NOPROXY "*"), so libcurl does not look for proxy variables in the
+   * environment on every call (about 2,000 instructions), and the User-Agent goes in `headers`
+   * rather than CURLOPT_USERAGENT, which libcurl prints into a header of its own and then again
+   * into the request (about 5,000); only a proxy's CONNECT needs CURLOPT_USERAGENT. */
+  int direct, ua_in_headers;
   mk_url_cache urls;           /* the URLs its calls went to, parsed (urlcache.h) */
 } mk_prepared;
 

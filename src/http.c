@@ -256,10 +256,11 @@ static struct curl_slist *append_header(lua_State *L, struct curl_slist *list, c
   }
 }
 
-/* Whether a proxy variable that libcurl reads for a transfer is set. libcurl sends
- * CURLOPT_USERAGENT to a proxy's CONNECT, which the request's headers do not reach (and a
- * CURLOPT_PROXYHEADER copy would go twice to a proxy that forwards plain http): with a proxy,
- * prepared requests keep CURLOPT_USERAGENT. */
+/* Whether a proxy variable that libcurl reads for a transfer is set (core.prepare: see
+ * mk_prepared's `direct`). With one, a prepared request leaves proxies to libcurl, as
+ * engine:request does, and keeps CURLOPT_USERAGENT: libcurl sends that to a proxy's CONNECT,
+ * which the request's headers do not reach (and a CURLOPT_PROXYHEADER copy would go twice to a
+ * proxy that forwards plain http). */
 static int proxy_in_env(void) {
   static const char *const names[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
                                       "all_proxy", "ALL_PROXY"};
@@ -400,6 +401,7 @@ typedef struct mk_request {
   size_t body_len;
   double timeout, connect_timeout, low_speed_time, low_speed_limit, max_size;
   int progress, insecure;
+  int direct;                  /* no proxy at all (a prepared request's, see mk_prepared) */
   int parts;                   /* stack index of the parts table, 0 for none */
 } mk_request;
 
@@ -427,6 +429,7 @@ static void read_request(lua_State *L, int opts, mk_request *r) {
   lua_pop(L, 1); /* the string stays alive in opts */
   r->progress = opt_bool(L, opts, "progress");
   r->insecure = opt_bool(L, opts, "insecure");
+  r->direct = 0;
   lua_getfield(L, opts, "parts");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -449,7 +452,7 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
    * same keeps the handle's options; anything else starts from curl_easy_reset. Everything a
    * request sets is covered: the options below are the same or set again for each request. */
   common = r->parts == 0 && strcmp(method, "POST") == 0 && !r->progress && !r->insecure && r->ca_file == NULL;
-  keep = common && t->setup.valid && t->setup.connect_timeout == connect_timeout &&
+  keep = common && t->setup.valid && t->setup.connect_timeout == connect_timeout && t->setup.direct == r->direct &&
          (ua ? t->setup.user_agent && strcmp(ua, t->setup.user_agent) == 0 : t->setup.user_agent == NULL);
   if (!keep) {
     if (t->setup.used) curl_easy_reset(c);
@@ -458,6 +461,7 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
     if (common && (ua == NULL || (t->setup.user_agent = copy_string(ua)) != NULL)) {
       t->setup.valid = 1; /* (not yet: mk_transfer_release keeps it only once the request went well) */
       t->setup.connect_timeout = connect_timeout;
+      t->setup.direct = r->direct;
     }
   }
 
@@ -487,6 +491,7 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
     }
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");   /* every encoding this libcurl decodes */
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (r->direct) curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     if (ua) curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
     if (r->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file);
     if (r->insecure) {
@@ -605,8 +610,9 @@ int mk_l_prepare(lua_State *L) {
   if ((ua && (p->user_agent = copy_string(ua)) == NULL) || (ca_file && (p->ca_file = copy_string(ca_file)) == NULL))
     return luaL_error(L, "out of memory");
   set_headers(L, 1, &p->headers);
+  p->direct = !proxy_in_env();
   /* An empty one keeps libcurl's own handling; a User-Agent among the headers wins, as before. */
-  if (ua && *ua && !has_header(p->headers, "user-agent") && !proxy_in_env()) {
+  if (ua && *ua && !has_header(p->headers, "user-agent") && p->direct) {
     struct curl_slist *l = append_header(L, p->headers, "User-Agent", 10, ua, strlen(ua));
     if (l == NULL) return luaL_error(L, "out of memory");
     p->headers = l;
@@ -639,6 +645,7 @@ int mk_http_post(lua_State *L) {
   r.max_size = p->max_size;
   r.progress = 0;
   r.insecure = p->insecure;
+  r.direct = p->direct;
   r.parts = 0;
   lua_settop(L, 5);
   t = new_transfer(L, e); /* 6 */
