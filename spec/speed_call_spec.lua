@@ -125,6 +125,76 @@ local function child(code, env)
   return out
 end
 
+describe("engine:post's Accept-Encoding", function()
+  -- Learnt from the head libcurl sent for the prepared request's first call, then among its
+  -- headers: the same header as libcurl's own, once, and replies are still decompressed.
+  it("is libcurl's own, on the first call and on every later one, new handles and pooled ones", function()
+    local e = core.engine()
+    local p = core.prepare(PREPARED)
+    local url = srv.url .. "/api/test/echo"
+    local mine = e:request{ method = "GET", url = url }
+    drive(e, { mine })
+    local libcurls = echoed(mine).headers["accept-encoding"]
+    assert.is_string(libcurls)
+    for round = 1, 4 do
+      local list = {}
+      for i = 1, round do list[i] = e:post(p, url, "{}") end -- several in flight from the 2nd round
+      collectgarbage() -- the probing transfer is gone before its handle serves again
+      drive(e, list)
+      for _, t in ipairs(list) do
+        assert.equal(libcurls, echoed(t).headers["accept-encoding"], round)
+      end
+    end
+    e:close()
+  end)
+
+  it("still has replies decompressed", function()
+    local e = core.engine()
+    local p = core.prepare(PREPARED)
+    for _ = 1, 3 do
+      local t = e:post(p, srv.url .. "/api/test/gzip", '{"size":5000}')
+      drive(e, { t })
+      local r = echoed(t)
+      assert.equal(5000, r.size)
+      assert.is_string(r.acceptEncoding)
+      assert.matches("gzip", r.acceptEncoding)
+    end
+    e:close()
+  end)
+
+  it("is the request's own when its headers have one", function()
+    local e = core.engine()
+    local p = core.prepare{ headers = { ["accept-encoding"] = "identity" }, user_agent = UA }
+    for _ = 1, 3 do
+      local t = e:post(p, srv.url .. "/api/test/echo", "{}")
+      drive(e, { t })
+      assert.equal("identity", echoed(t).headers["accept-encoding"])
+    end
+    e:close()
+  end)
+
+  it("leaves nothing of the reading on the handle: no output, nothing of it in later requests", function()
+    local out = child(([[
+      local core = require "misskey.core"
+      local e = core.engine()
+      local p = core.prepare{ headers = { ["Content-Type"] = "application/json" }, user_agent = "x/1" }
+      local ok = 0
+      for i = 1, 6 do
+        local t = i %% 3 == 0 and e:request{ method = "POST", url = %q, body = "{}", user_agent = "x/1" }
+          or e:post(p, %q, "{}") -- the handle the first post read on serves the next as it is
+        for _ = 1, 500 do
+          if t:done() then break end
+          e:step(0.05)
+        end
+        if t:result() == 200 then ok = ok + 1 end
+        collectgarbage()
+      end
+      io.write("ok " .. ok)
+    ]]):format(srv.url .. "/api/test/echo", srv.url .. "/api/test/echo"), "")
+    assert.equal("ok 6", out) -- CURLOPT_VERBOSE left on would have written to stderr
+  end)
+end)
+
 describe("engine:post's User-Agent", function()
   it("is sent once, as engine:request sends it, with none of the empty or overridden ones", function()
     local e = core.engine()

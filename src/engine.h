@@ -60,8 +60,20 @@ typedef struct mk_prepared {
    * rather than CURLOPT_USERAGENT, which libcurl prints into a header of its own and then again
    * into the request (about 5,000); only a proxy's CONNECT needs CURLOPT_USERAGENT. */
   int direct, ua_in_headers;
+  /* libcurl's Accept-Encoding (every encoding it decodes), learnt from the head of the first
+   * request it sent for this one (http.c, on_debug) and then added to `headers`: given that
+   * header, libcurl does not print its own into a header and again into the request on every
+   * call (about 3,300 instructions). MK_AE_*; `accept_encoding` is malloc'd. */
+  int ae_state;
+  char *accept_encoding;
   mk_url_cache urls;           /* the URLs its calls went to, parsed (urlcache.h) */
 } mk_prepared;
+
+/* What a prepared request knows of libcurl's Accept-Encoding header (mk_prepared.ae_state). */
+#define MK_AE_UNKNOWN 0  /* not learnt yet: the next call reads it */
+#define MK_AE_PROBING 1  /* a call in flight reads it */
+#define MK_AE_ADDED 2    /* among `headers` */
+#define MK_AE_NONE 3     /* nothing to learn (the headers have one, or libcurl sent none) */
 
 /* A timer of the engine's min-heap, ordered by `at` (monotonic seconds). */
 typedef struct mk_timer {
@@ -123,6 +135,7 @@ struct mk_transfer {
   struct curl_slist *headers;  /* its own header list, or NULL with `prepared` */
   mk_prepared *prepared;       /* what it was made from (a reference), or NULL */
   mk_url *url;                 /* its URL parsed, set as CURLOPT_CURLU (a reference), or NULL */
+  int probe;                   /* it reads libcurl's Accept-Encoding for `prepared` (on_debug) */
   curl_mime *mime;
   mk_buf body;                 /* response body, until it is read or decoded (see "Memory" in http.c) */
   mk_buf head;                 /* raw response header block of the last response */

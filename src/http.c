@@ -67,6 +67,30 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
   return 0;
 }
 
+/* The head of the request a probing transfer sent (CURLINFO_HEADER_OUT): its Accept-Encoding
+ * line, which libcurl made of every encoding it decodes, is kept for the prepared request's
+ * later calls (mk_http_post adds it to their headers). Only that line is read. */
+static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *ud) {
+  static const char name[] = "\r\nAccept-Encoding: ";
+  mk_transfer *t = ud;
+  mk_prepared *p = t->prepared;
+  size_t n = sizeof name - 1, i, j;
+  (void)easy;
+  if (type != CURLINFO_HEADER_OUT || p == NULL || p->ae_state != MK_AE_PROBING) return 0;
+  p->ae_state = MK_AE_NONE; /* unless the line is found */
+  for (i = 0; i + n <= size; i++) {
+    if (memcmp(data + i, name, n) != 0) continue;
+    for (j = i + n; j < size && data[j] != '\r' && data[j] != '\n'; j++) {}
+    if (j < size && j > i + n && j - (i + n) < 256 && (p->accept_encoding = malloc(j - (i + n) + 1)) != NULL) {
+      memcpy(p->accept_encoding, data + i + n, j - (i + n));
+      p->accept_encoding[j - (i + n)] = '\0';
+      p->ae_state = MK_AE_UNKNOWN; /* learnt: the next mk_http_post adds it */
+    }
+    break;
+  }
+  return 0;
+}
+
 /* ---- accessors ---- */
 
 static mk_transfer *to_transfer(lua_State *L, int i) {
@@ -128,6 +152,15 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
   /* Only a handle whose request finished well keeps its options for the next: a cancelled
    * or failed transfer may have left curl mid-way. */
   if (!(t->state == MK_DONE && t->code == CURLE_OK)) t->setup.valid = 0;
+  if (t->probe) { /* the handle goes back as it was: quiet, and pointing at no transfer */
+    if (t->easy) {
+      curl_easy_setopt(t->easy, CURLOPT_VERBOSE, 0L);
+      curl_easy_setopt(t->easy, CURLOPT_DEBUGFUNCTION, (curl_debug_callback)NULL);
+      curl_easy_setopt(t->easy, CURLOPT_DEBUGDATA, (void *)NULL);
+    }
+    if (t->prepared && t->prepared->ae_state == MK_AE_PROBING) t->prepared->ae_state = MK_AE_UNKNOWN; /* sent nothing */
+    t->probe = 0;
+  }
   if (t->easy && e && e->multi && e->npool < e->cappool) {
     mk_pooled *p = &e->pool[e->npool++];
     p->easy = t->easy;
@@ -534,6 +567,11 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
   }
   if (t->prepared == NULL) set_headers(L, opts, &t->headers);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->prepared ? t->prepared->headers : t->headers);
+  if (t->probe) { /* the head it sends goes to on_debug (libcurl prints nothing itself then) */
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(c, CURLOPT_DEBUGDATA, t);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
+  }
 }
 
 /* Pushes a new transfer (idle, empty) with an easy handle of engine e. */
@@ -572,6 +610,7 @@ void mk_prepared_unref(mk_prepared *p) {
   if (p == NULL || --p->refs > 0) return;
   free(p->user_agent);
   free(p->ca_file);
+  free(p->accept_encoding);
   curl_slist_free_all(p->headers);
   mk_url_cache_free(&p->urls);
   free(p);
@@ -610,6 +649,7 @@ int mk_l_prepare(lua_State *L) {
   if ((ua && (p->user_agent = copy_string(ua)) == NULL) || (ca_file && (p->ca_file = copy_string(ca_file)) == NULL))
     return luaL_error(L, "out of memory");
   set_headers(L, 1, &p->headers);
+  p->ae_state = has_header(p->headers, "accept-encoding") ? MK_AE_NONE : MK_AE_UNKNOWN;
   p->direct = !proxy_in_env();
   /* An empty one keeps libcurl's own handling; a User-Agent among the headers wins, as before. */
   if (ua && *ua && !has_header(p->headers, "user-agent") && p->direct) {
@@ -651,6 +691,17 @@ int mk_http_post(lua_State *L) {
   t = new_transfer(L, e); /* 6 */
   t->prepared = p;
   p->refs++;
+  if (p->ae_state == MK_AE_UNKNOWN) {
+    if (p->accept_encoding) { /* learnt by an earlier call: from now on in the headers */
+      struct curl_slist *l = append_header(L, p->headers, "Accept-Encoding", 15, p->accept_encoding,
+                                           strlen(p->accept_encoding));
+      if (l != NULL) p->headers = l; /* (out of memory: libcurl keeps printing its own) */
+      p->ae_state = l != NULL ? MK_AE_ADDED : MK_AE_NONE;
+    } else {
+      p->ae_state = MK_AE_PROBING;
+      t->probe = 1;
+    }
+  }
   t->url = mk_url_get(&p->urls, r.url, url_len); /* NULL: configure sets CURLOPT_URL instead */
   configure(L, t, &r, 0);
   mk_engine_add(L, e, 1, 6, t);
