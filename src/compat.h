@@ -14,6 +14,16 @@ static inline void mk_setfuncs(lua_State *L, const luaL_Reg *l) {
   }
 }
 #define mk_rawlen(L, i) lua_objlen(L, (i))
+/* luaL_setfuncs with `nup` upvalues (on the stack above the table; popped). */
+static inline void mk_setfuncs_up(lua_State *L, const luaL_Reg *l, int nup) {
+  for (; l->name; l++) {
+    int i;
+    for (i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
 static inline void *mk_testudata(lua_State *L, int i, const char *tname) {
   void *p = lua_touserdata(L, i);
   if (p == NULL || !lua_getmetatable(L, i)) return NULL;
@@ -24,6 +34,7 @@ static inline void *mk_testudata(lua_State *L, int i, const char *tname) {
 }
 #else
 #define mk_setfuncs(L, l) luaL_setfuncs(L, (l), 0)
+#define mk_setfuncs_up(L, l, nup) luaL_setfuncs(L, (l), (nup))
 #define mk_rawlen(L, i) lua_rawlen(L, (i))
 #define mk_testudata(L, i, t) luaL_testudata(L, (i), (t))
 #endif

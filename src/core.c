@@ -74,8 +74,8 @@ MK_EXPORT int luaopen_misskey_core(lua_State *L) {
       {"json_decoder", mk_l_json_decoder}, {"json_encoder", mk_l_json_encoder}, {NULL, NULL}};
   /* Reference-counted in libcurl: safe to call once per state that loads us. */
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
+  mk_http_open(L); /* before the engine's: its methods carry these metatables */
   mk_engine_open(L);
-  mk_http_open(L);
   mk_ws_open(L);
   mk_wscodec_open(L);
   mk_server_open(L);

@@ -133,6 +133,11 @@ mk_engine *mk_check_engine(lua_State *L, int i) {
   return e;
 }
 
+mk_engine *mk_method_engine(lua_State *L) {
+  mk_engine *e = (mk_engine *)mk_method_udata(L, 1, MK_UP_ENGINE_MT);
+  return e != NULL && e->multi != NULL ? e : mk_check_engine(L, 1); /* (raises) */
+}
+
 int mk_engine_new(lua_State *L) {
   mk_engine *e = lua_newuserdata(L, sizeof *e);
   memset(e, 0, sizeof *e); /* closed state first, so a failure below leaves it consistent */
@@ -469,7 +474,7 @@ static int step_once(lua_State *L, mk_engine *e, double wait) {
  * watched sockets that are ready ({ [fd] = "r" | "w" | "rw" | "e" }) and
  * whether a signal cut the wait short (so Ctrl-C reaches Lua at once). */
 static int engine_step(lua_State *L) {
-  mk_engine *e = mk_check_engine(L, 1);
+  mk_engine *e = mk_method_engine(L);
   double wait = luaL_optnumber(L, 2, 0);
   int interrupted;
   if (wait != wait || wait < 0) return luaL_argerror(L, 2, "timeout must be a number >= 0");
@@ -486,8 +491,8 @@ static int engine_step(lua_State *L) {
  * returning the lists. nil, at once when the engine serves more, or when a signal cut a wait
  * short (so that Ctrl-C reaches Lua): the caller then steps the engine itself. */
 static int engine_finish(lua_State *L) {
-  mk_engine *e = mk_check_engine(L, 1);
-  mk_transfer *t = (mk_transfer *)mk_testudata(L, 2, MK_TRANSFER_MT);
+  mk_engine *e = mk_method_engine(L);
+  mk_transfer *t = (mk_transfer *)mk_method_udata(L, 2, MK_UP_TRANSFER_MT);
   double timeout = luaL_optnumber(L, 3, -1), deadline = 0;
   int top;
   if (!lua_isnoneornil(L, 3) && !(timeout >= 0)) return luaL_argerror(L, 3, "timeout must be a number >= 0");
@@ -720,13 +725,15 @@ static int empty_newindex(lua_State *L) {
   return luaL_error(L, "engine:step's empty lists are shared and read-only");
 }
 
+/* After mk_http_open: the methods carry the metatables of transfers and prepared requests. */
 void mk_engine_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"request", mk_http_request}, {"post", mk_http_post}, {"fds", engine_fds},
       {"timeout", engine_timeout},  {"pending", engine_pending}, {"close", engine_close},
       {"timer", engine_timer},      {"cancel_timer", engine_cancel_timer},
       {"watch", engine_watch},      {"unwatch", engine_unwatch}, {"limit", engine_limit},
-      {"pollfd", engine_pollfd},    {"websocket", mk_ws_new},    {NULL, NULL}};
+      {"pollfd", engine_pollfd},    {"websocket", mk_ws_new},    {"step", engine_step},
+      {"finish", engine_finish},    {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", engine_close}, {"__close", engine_close}, {"__tostring", engine_tostring}, {NULL, NULL}};
   luaL_newmetatable(L, MK_ENGINE_MT);
@@ -734,8 +741,7 @@ void mk_engine_open(lua_State *L) {
   lua_pushliteral(L, MK_ENGINE_MT);
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
-  mk_setfuncs(L, methods);
-  /* step's shared empty list: any write to it raises */
+  /* the upvalues, in MK_UP_* order; first step's shared empty list: any write to it raises */
   lua_newtable(L);
   lua_createtable(L, 0, 2);
   lua_pushcfunction(L, empty_newindex);
@@ -743,11 +749,10 @@ void mk_engine_open(lua_State *L) {
   lua_pushliteral(L, "misskey.empty");
   lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, engine_step, 1);
-  lua_setfield(L, -3, "step");
-  lua_pushcclosure(L, engine_finish, 1);
-  lua_setfield(L, -2, "finish");
+  lua_pushvalue(L, -3);
+  luaL_getmetatable(L, MK_TRANSFER_MT);
+  luaL_getmetatable(L, MK_PREPARED_MT);
+  mk_setfuncs_up(L, methods, 4);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

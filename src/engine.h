@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "buf.h"
+#include "urlcache.h"
 
 #define MK_ENGINE_MT "misskey.Engine"
 #define MK_TRANSFER_MT "misskey.Transfer"
@@ -32,6 +33,7 @@ typedef struct mk_easy_setup {
   int valid;               /* it was set up for a common request that finished well, with: */
   double connect_timeout;
   char *user_agent;        /* a copy (malloc), or NULL for none */
+  int direct;              /* CURLOPT_NOPROXY "*" (a prepared request's: see mk_prepared) */
 } mk_easy_setup;
 
 /* A finished easy handle kept by the engine, with its setup and its error buffer (set as its
@@ -51,8 +53,27 @@ typedef struct mk_prepared {
   char *ca_file;
   double connect_timeout, low_speed_time, low_speed_limit, max_size;
   int insecure;
-  struct curl_slist *headers;  /* "Expect:" included */
+  struct curl_slist *headers;  /* "Expect:" included, and the User-Agent when ua_in_headers */
+  /* No proxy variable was set when it was made (http.c, proxy_in_env): its calls go straight
+   * to the server (CURLOPT_NOPROXY "*"), so libcurl does not look for proxy variables in the
+   * environment on every call (about 2,000 instructions), and the User-Agent goes in `headers`
+   * rather than CURLOPT_USERAGENT, which libcurl prints into a header of its own and then again
+   * into the request (about 5,000); only a proxy's CONNECT needs CURLOPT_USERAGENT. */
+  int direct, ua_in_headers;
+  /* libcurl's Accept-Encoding (every encoding it decodes), learnt from the head of the first
+   * request it sent for this one (http.c, on_debug) and then added to `headers`: given that
+   * header, libcurl does not print its own into a header and again into the request on every
+   * call (about 3,300 instructions). MK_AE_*; `accept_encoding` is malloc'd. */
+  int ae_state;
+  char *accept_encoding;
+  mk_url_cache urls;           /* the URLs its calls went to, parsed (urlcache.h) */
 } mk_prepared;
+
+/* What a prepared request knows of libcurl's Accept-Encoding header (mk_prepared.ae_state). */
+#define MK_AE_UNKNOWN 0  /* not learnt yet: the next call reads it */
+#define MK_AE_PROBING 1  /* a call in flight reads it */
+#define MK_AE_ADDED 2    /* among `headers` */
+#define MK_AE_NONE 3     /* nothing to learn (the headers have one, or libcurl sent none) */
 
 /* A timer of the engine's min-heap, ordered by `at` (monotonic seconds). */
 typedef struct mk_timer {
@@ -113,6 +134,8 @@ struct mk_transfer {
   mk_state state;
   struct curl_slist *headers;  /* its own header list, or NULL with `prepared` */
   mk_prepared *prepared;       /* what it was made from (a reference), or NULL */
+  mk_url *url;                 /* its URL parsed, set as CURLOPT_CURLU (a reference), or NULL */
+  int probe;                   /* it reads libcurl's Accept-Encoding for `prepared` (on_debug) */
   curl_mime *mime;
   mk_buf body;                 /* response body, until it is read or decoded (see "Memory" in http.c) */
   mk_buf head;                 /* raw response header block of the last response */
@@ -128,8 +151,31 @@ struct mk_transfer {
                                   failure for its message, freed after a success */
 };
 
+/* The upvalues every method of the engine carries (mk_engine_open): step's shared empty list,
+ * and the metatables of the engine, of transfers and of prepared requests, so that a method
+ * checks its arguments' types by comparing metatables (mk_method_udata) rather than by
+ * looking the expected one up by name, as luaL_checkudata does (~400 instructions a check on
+ * Lua 5.4, six checks a call). A transfer's methods carry its metatable as upvalue 1. */
+#define MK_UP_EMPTY 1
+#define MK_UP_ENGINE_MT 2
+#define MK_UP_TRANSFER_MT 3
+#define MK_UP_PREPARED_MT 4
+
+/* The userdata at index i when its metatable is the one at upvalue `up` of the running
+ * method, else NULL (the caller then raises through luaL_checkudata, for its message). */
+static inline void *mk_method_udata(lua_State *L, int i, int up) {
+  void *p = lua_touserdata(L, i);
+  if (p != NULL && lua_getmetatable(L, i)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(up));
+    lua_pop(L, 1);
+    if (same) return p;
+  }
+  return NULL;
+}
+
 double mk_now(void);                              /* monotonic seconds */
 mk_engine *mk_check_engine(lua_State *L, int i);   /* open engine or raise */
+mk_engine *mk_method_engine(lua_State *L);         /* the same for argument 1 of an engine method */
 void mk_engine_open(lua_State *L);                  /* metatable; pushes nothing */
 void mk_http_open(lua_State *L);                    /* metatable; pushes nothing */
 int mk_engine_new(lua_State *L);                    /* core.engine() */

@@ -67,10 +67,40 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
   return 0;
 }
 
+/* The head of the request a probing transfer sent (CURLINFO_HEADER_OUT): its Accept-Encoding
+ * line, which libcurl made of every encoding it decodes, is kept for the prepared request's
+ * later calls (mk_http_post adds it to their headers). Only that line is read. */
+static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *ud) {
+  static const char name[] = "\r\nAccept-Encoding: ";
+  mk_transfer *t = ud;
+  mk_prepared *p = t->prepared;
+  size_t n = sizeof name - 1, i, j;
+  (void)easy;
+  if (type != CURLINFO_HEADER_OUT || p == NULL || p->ae_state != MK_AE_PROBING) return 0;
+  p->ae_state = MK_AE_NONE; /* unless the line is found */
+  for (i = 0; i + n <= size; i++) {
+    if (memcmp(data + i, name, n) != 0) continue;
+    for (j = i + n; j < size && data[j] != '\r' && data[j] != '\n'; j++) {}
+    if (j < size && j > i + n && j - (i + n) < 256 && (p->accept_encoding = malloc(j - (i + n) + 1)) != NULL) {
+      memcpy(p->accept_encoding, data + i + n, j - (i + n));
+      p->accept_encoding[j - (i + n)] = '\0';
+      p->ae_state = MK_AE_UNKNOWN; /* learnt: the next mk_http_post adds it */
+    }
+    break;
+  }
+  return 0;
+}
+
 /* ---- accessors ---- */
 
 static mk_transfer *to_transfer(lua_State *L, int i) {
   return (mk_transfer *)luaL_checkudata(L, i, MK_TRANSFER_MT);
+}
+
+/* to_transfer(L, 1) in a transfer's method, which carries the metatable as upvalue 1. */
+static mk_transfer *method_transfer(lua_State *L) {
+  mk_transfer *t = (mk_transfer *)mk_method_udata(L, 1, 1);
+  return t ? t : to_transfer(L, 1);
 }
 
 int mk_transfer_finish(mk_transfer *t, CURLcode code) {
@@ -122,6 +152,15 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
   /* Only a handle whose request finished well keeps its options for the next: a cancelled
    * or failed transfer may have left curl mid-way. */
   if (!(t->state == MK_DONE && t->code == CURLE_OK)) t->setup.valid = 0;
+  if (t->probe) { /* the handle goes back as it was: quiet, and pointing at no transfer */
+    if (t->easy) {
+      curl_easy_setopt(t->easy, CURLOPT_VERBOSE, 0L);
+      curl_easy_setopt(t->easy, CURLOPT_DEBUGFUNCTION, (curl_debug_callback)NULL);
+      curl_easy_setopt(t->easy, CURLOPT_DEBUGDATA, (void *)NULL);
+    }
+    if (t->prepared && t->prepared->ae_state == MK_AE_PROBING) t->prepared->ae_state = MK_AE_UNKNOWN; /* sent nothing */
+    t->probe = 0;
+  }
   if (t->easy && e && e->multi && e->npool < e->cappool) {
     mk_pooled *p = &e->pool[e->npool++];
     p->easy = t->easy;
@@ -132,6 +171,8 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
     if (keep_errbuf) curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
     p->errbuf = keep_errbuf ? NULL : t->errbuf;
     if (!keep_errbuf) t->errbuf = NULL;
+    /* A pooled handle must not point at a parsed URL that may be freed before its next use. */
+    if (t->url) curl_easy_setopt(t->easy, CURLOPT_CURLU, (CURLU *)NULL);
   } else if (t->easy) {
     curl_easy_cleanup(t->easy);
   }
@@ -145,6 +186,8 @@ void mk_transfer_release(mk_transfer *t, mk_engine *e) {
   t->headers = NULL;
   mk_prepared_unref(t->prepared);
   t->prepared = NULL;
+  mk_url_unref(t->url);
+  t->url = NULL;
   if (t->mime) curl_mime_free(t->mime);
   t->mime = NULL;
 }
@@ -244,6 +287,32 @@ static struct curl_slist *append_header(lua_State *L, struct curl_slist *list, c
     lua_pop(L, 1);
     return l;
   }
+}
+
+/* Whether a proxy variable that libcurl reads for a transfer is set (core.prepare: see
+ * mk_prepared's `direct`). With one, a prepared request leaves proxies to libcurl, as
+ * engine:request does, and keeps CURLOPT_USERAGENT: libcurl sends that to a proxy's CONNECT,
+ * which the request's headers do not reach (and a CURLOPT_PROXYHEADER copy would go twice to a
+ * proxy that forwards plain http). */
+static int proxy_in_env(void) {
+  static const char *const names[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                                      "all_proxy", "ALL_PROXY"};
+  size_t i;
+  for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const char *v = getenv(names[i]);
+    if (v && *v) return 1;
+  }
+  return 0;
+}
+
+/* Whether `list` has a header named `lower` (lowercase), in any case. */
+static int has_header(const struct curl_slist *list, const char *lower) {
+  size_t n = strlen(lower), i;
+  for (; list; list = list->next) {
+    for (i = 0; i < n && list->data[i] && tolower((unsigned char)list->data[i]) == lower[i]; i++) {}
+    if (i == n && (list->data[n] == ':' || list->data[n] == ';')) return 1;
+  }
+  return 0;
 }
 
 /* headers = { ["Name"] = "value" } of the table at `opts`, then "Expect:" (no
@@ -365,6 +434,7 @@ typedef struct mk_request {
   size_t body_len;
   double timeout, connect_timeout, low_speed_time, low_speed_limit, max_size;
   int progress, insecure;
+  int direct;                  /* no proxy at all (a prepared request's, see mk_prepared) */
   int parts;                   /* stack index of the parts table, 0 for none */
 } mk_request;
 
@@ -392,6 +462,7 @@ static void read_request(lua_State *L, int opts, mk_request *r) {
   lua_pop(L, 1); /* the string stays alive in opts */
   r->progress = opt_bool(L, opts, "progress");
   r->insecure = opt_bool(L, opts, "insecure");
+  r->direct = 0;
   lua_getfield(L, opts, "parts");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -414,7 +485,7 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
    * same keeps the handle's options; anything else starts from curl_easy_reset. Everything a
    * request sets is covered: the options below are the same or set again for each request. */
   common = r->parts == 0 && strcmp(method, "POST") == 0 && !r->progress && !r->insecure && r->ca_file == NULL;
-  keep = common && t->setup.valid && t->setup.connect_timeout == connect_timeout &&
+  keep = common && t->setup.valid && t->setup.connect_timeout == connect_timeout && t->setup.direct == r->direct &&
          (ua ? t->setup.user_agent && strcmp(ua, t->setup.user_agent) == 0 : t->setup.user_agent == NULL);
   if (!keep) {
     if (t->setup.used) curl_easy_reset(c);
@@ -423,6 +494,7 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
     if (common && (ua == NULL || (t->setup.user_agent = copy_string(ua)) != NULL)) {
       t->setup.valid = 1; /* (not yet: mk_transfer_release keeps it only once the request went well) */
       t->setup.connect_timeout = connect_timeout;
+      t->setup.direct = r->direct;
     }
   }
 
@@ -432,7 +504,10 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
   if (t->errbuf == NULL && (t->errbuf = malloc(CURL_ERROR_SIZE)) == NULL) luaL_error(L, "out of memory");
   t->errbuf[0] = '\0';
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
-  curl_easy_setopt(c, CURLOPT_URL, r->url);
+  /* Set either way: a pooled handle may carry the other from its last request. libcurl takes
+   * the URL from the parsed handle when it has one (and never writes to it). */
+  curl_easy_setopt(c, CURLOPT_CURLU, t->url ? t->url->handle : NULL);
+  if (t->url == NULL) curl_easy_setopt(c, CURLOPT_URL, r->url);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
   if (!keep) {
@@ -449,6 +524,7 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
     }
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");   /* every encoding this libcurl decodes */
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (r->direct) curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     if (ua) curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
     if (r->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file);
     if (r->insecure) {
@@ -491,6 +567,11 @@ static void configure(lua_State *L, mk_transfer *t, const mk_request *r, int opt
   }
   if (t->prepared == NULL) set_headers(L, opts, &t->headers);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->prepared ? t->prepared->headers : t->headers);
+  if (t->probe) { /* the head it sends goes to on_debug (libcurl prints nothing itself then) */
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(c, CURLOPT_DEBUGDATA, t);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
+  }
 }
 
 /* Pushes a new transfer (idle, empty) with an easy handle of engine e. */
@@ -529,7 +610,9 @@ void mk_prepared_unref(mk_prepared *p) {
   if (p == NULL || --p->refs > 0) return;
   free(p->user_agent);
   free(p->ca_file);
+  free(p->accept_encoding);
   curl_slist_free_all(p->headers);
+  mk_url_cache_free(&p->urls);
   free(p);
 }
 
@@ -566,6 +649,15 @@ int mk_l_prepare(lua_State *L) {
   if ((ua && (p->user_agent = copy_string(ua)) == NULL) || (ca_file && (p->ca_file = copy_string(ca_file)) == NULL))
     return luaL_error(L, "out of memory");
   set_headers(L, 1, &p->headers);
+  p->ae_state = has_header(p->headers, "accept-encoding") ? MK_AE_NONE : MK_AE_UNKNOWN;
+  p->direct = !proxy_in_env();
+  /* An empty one keeps libcurl's own handling; a User-Agent among the headers wins, as before. */
+  if (ua && *ua && !has_header(p->headers, "user-agent") && p->direct) {
+    struct curl_slist *l = append_header(L, p->headers, "User-Agent", 10, ua, strlen(ua));
+    if (l == NULL) return luaL_error(L, "out of memory");
+    p->headers = l;
+    p->ua_in_headers = 1;
+  }
   return 1;
 }
 
@@ -576,15 +668,16 @@ int mk_http_post(lua_State *L) {
   mk_request r;
   mk_transfer *t;
   size_t url_len;
-  mk_engine *e = mk_check_engine(L, 1);
-  mk_prepared *p = to_prepared(L, 2);
+  mk_engine *e = mk_method_engine(L);
+  mk_prepared **box = (mk_prepared **)mk_method_udata(L, 2, MK_UP_PREPARED_MT);
+  mk_prepared *p = box && *box ? *box : to_prepared(L, 2);
   r.url = luaL_checklstring(L, 3, &url_len);
   if (strlen(r.url) != url_len) luaL_argerror(L, 3, "must not contain a NUL byte");
   r.body = luaL_checklstring(L, 4, &r.body_len);
   r.timeout = luaL_optnumber(L, 5, 0);
   if (!(r.timeout >= 0)) luaL_argerror(L, 5, "must be a number >= 0");
   r.method = "POST";
-  r.user_agent = p->user_agent;
+  r.user_agent = p->ua_in_headers ? NULL : p->user_agent; /* NULL: it is among the headers */
   r.ca_file = p->ca_file;
   r.connect_timeout = p->connect_timeout;
   r.low_speed_time = p->low_speed_time;
@@ -592,11 +685,24 @@ int mk_http_post(lua_State *L) {
   r.max_size = p->max_size;
   r.progress = 0;
   r.insecure = p->insecure;
+  r.direct = p->direct;
   r.parts = 0;
   lua_settop(L, 5);
   t = new_transfer(L, e); /* 6 */
   t->prepared = p;
   p->refs++;
+  if (p->ae_state == MK_AE_UNKNOWN) {
+    if (p->accept_encoding) { /* learnt by an earlier call: from now on in the headers */
+      struct curl_slist *l = append_header(L, p->headers, "Accept-Encoding", 15, p->accept_encoding,
+                                           strlen(p->accept_encoding));
+      if (l != NULL) p->headers = l; /* (out of memory: libcurl keeps printing its own) */
+      p->ae_state = l != NULL ? MK_AE_ADDED : MK_AE_NONE;
+    } else {
+      p->ae_state = MK_AE_PROBING;
+      t->probe = 1;
+    }
+  }
+  t->url = mk_url_get(&p->urls, r.url, url_len); /* NULL: configure sets CURLOPT_URL instead */
   configure(L, t, &r, 0);
   mk_engine_add(L, e, 1, 6, t);
   return 1;
@@ -613,7 +719,7 @@ static int prepared_gc(lua_State *L) {
 
 /* transfer:done() -> true once finished or cancelled. */
 static int transfer_done(lua_State *L) {
-  mk_transfer *t = to_transfer(L, 1);
+  mk_transfer *t = method_transfer(L);
   lua_pushboolean(L, t->state == MK_DONE || t->state == MK_CANCELLED);
   return 1;
 }
@@ -694,7 +800,7 @@ static int transfer_body(lua_State *L) {
  * A curl failure's message ends with "(curl error N)". The body is handed over once (see
  * transfer:body()): ask for it again, or after a decode in place, and result() raises. */
 static int transfer_result(lua_State *L) {
-  mk_transfer *t = to_transfer(L, 1);
+  mk_transfer *t = method_transfer(L);
   const char *reason = "network";
   int skip_headers = lua_toboolean(L, 2), skip_body = lua_toboolean(L, 3);
   if (t->state == MK_RUNNING || t->state == MK_IDLE) return luaL_error(L, "transfer is still running");
@@ -775,6 +881,8 @@ static int transfer_gc(lua_State *L) {
   t->headers = NULL;
   mk_prepared_unref(t->prepared);
   t->prepared = NULL;
+  mk_url_unref(t->url); /* after its easy handle, which may point at it */
+  t->url = NULL;
   if (t->mime) curl_mime_free(t->mime);
   t->mime = NULL;
   mk_buf_free(&t->body);
@@ -804,7 +912,8 @@ void mk_http_open(lua_State *L) {
   lua_pushliteral(L, MK_TRANSFER_MT);
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
-  mk_setfuncs(L, methods);
+  lua_pushvalue(L, -2); /* upvalue 1 of every method: the metatable (method_transfer) */
+  mk_setfuncs_up(L, methods, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, MK_PREPARED_MT);

@@ -419,15 +419,17 @@ function Client:request(endpoint, params, opts)
     local msg, err = self:_check(endpoint, params)
     if msg then return nil, msg, err end
   end
-  local encoded = encode_params(self, params)
+  local encoded = params == nil and self._bare_body or encode_params(self, params)
   local url = self._urls[endpoint] or api_url(self, endpoint)
   -- misskey.ratelimit repeats the attempt for 429s and retries. Its own fields, not
   -- self:observed(): a method call is a measurable part of a call nobody observes.
   -- A failure leaves with the token redacted from every field, wherever a server echoed it.
   local attempt = self._attempt
   if not attempt or opts ~= NO_OPTIONS and opts.null ~= nil then attempt = choose_attempt(self, opts) end
-  return errors.scrubbed(self._token, ratelimit.run(self._policy, self, endpoint, opts,
-    endpoint_entry, attempt, url, encoded, opts.timeout or self._timeout))
+  local value, msg, err = ratelimit.run(self._policy, self, endpoint, opts, endpoint_entry, attempt, url, encoded,
+    opts.timeout or self._timeout)
+  if value ~= nil then return value end
+  return errors.scrubbed(self._token, value, msg, err)
 end
 
 -- client:upload, client:http and client:software, each in a file of its own.

@@ -116,7 +116,7 @@ function curl.new(engine)
   ---@return table|nil err
   function transport.post(prepared, url, body, timeout)
     local transfer = engine:post(prepared, url, body, timeout)
-    if not transfer:done() then loop.await_transfer(transfer, nil, own) end
+    loop.await_transfer(transfer, nil, own) -- returns at once when it is done already
     return to_response(transfer, timeout)
   end
   --- transport.websocket(req) -> ws | nil, msg, err (see misskey.transport.websocket)
