@@ -70,8 +70,6 @@ struct mk_ws {
   int plain;                /* ws:// with no proxy in the environment: see plain_connection() */
   int direct;               /* ... and connected: send/recv on fd, not through curl */
   int scratch_held;         /* this socket holds its engine's scratch buffer (engine->ws_busy) */
-  int cut_short;            /* a poll was unwound (a memory error) while frames were parsed
-                               from the scratch buffer: the rest of that read is lost */
   char key[32];             /* Sec-WebSocket-Key sent */
   char accept[32];          /* the Sec-WebSocket-Accept it calls for */
   int close_sent;
@@ -633,9 +631,9 @@ static CURLcode drain(poll_out *o, mk_ws *w, int *eof, int *more) {
       *eof = 1;
     } else {
       /* Until the read is handled: a memory error raised in Lua would lose its rest. */
-      w->cut_short = 1;
+      w->rd.cut_short = 1;
       if (consume(o, w, (const uint8_t *)scratch, n) != 0) rc = CURLE_OUT_OF_MEMORY;
-      w->cut_short = 0;
+      w->rd.cut_short = 0;
     }
     got += n;
     if (rc != CURLE_OK) break;
@@ -705,10 +703,10 @@ static int ws_poll(lua_State *L) {
     mk_wsout_event(&o.out, "error", m, strlen(m), 0);
     release(L, w);
   }
-  if (w->cut_short && w->state != WS_CLOSED) { /* see consume(): the stream lost bytes */
+  if (w->rd.cut_short && w->state != WS_CLOSED) { /* see drain(): the stream lost bytes */
     if (w->scratch_held) w->engine->ws_busy = 0;
-    w->scratch_held = w->cut_short = 0;
-    fail(&o, w, 1011, "a read was cut short by a memory error");
+    w->scratch_held = 0;
+    mk_wsread_lost(&w->rd, &HOOKS, &o);
   }
   if (w->state == WS_HANDSHAKE || w->state == WS_OPEN || w->state == WS_CLOSING) {
     rc = flush(w);

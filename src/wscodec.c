@@ -157,8 +157,10 @@ static const mk_wsread_hooks HOOKS = {on_reading, on_message, on_ping, on_pong, 
  * queue[tail + 1], ...; the new tail is returned. `events` is nil or, in order:
  * { "ping", payload }, { "pong", payload }, { "close", reason, code } (the server's close:
  * echo it), { "error", why, close_code } (the server broke the protocol: close with that code).
- * After a close or an error the codec is closed and takes no more bytes. A frame cut off at
- * the end waits for the next feed; it never holds more than max_message and a header. */
+ * After a close or an error the codec is closed and takes no more bytes. A feed that raised
+ * (no memory) lost the rest of its bytes: the next one fails with 1011 and reads nothing. A
+ * frame cut off at the end waits for the next feed; it never holds more than max_message and
+ * a header. */
 static int codec_feed(lua_State *L) {
   mk_codec *c = to_codec(L, 1);
   size_t n;
@@ -174,8 +176,13 @@ static int codec_feed(lua_State *L) {
   lua_settop(L, 4);
   lua_pushnil(L); /* 5: the event list, made on the first event */
   if (c->state == CODEC_HANDSHAKE) return luaL_error(L, "codec:feed before the upgrade");
+  if (c->state == CODEC_OPEN) mk_wsread_lost(&c->rd, &HOOKS, &o);
+  /* Until the bytes are handled: an error raised in Lua (or no memory) would lose their rest,
+   * and the next feed says so instead of reading on as if nothing was missing. */
+  c->rd.cut_short = 1;
   if (mk_wsread_feed(&c->rd, &HOOKS, &o, p, n) != 0) /* (nothing once closed) */
     return luaL_error(L, "out of memory");
+  c->rd.cut_short = 0;
   if (c->state == CODEC_CLOSED) release(c);
   else mk_wsread_trim(&c->rd);
   mk_wsread_account(L, &c->rd, 0);

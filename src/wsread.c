@@ -107,6 +107,13 @@ int mk_wsread_feed(mk_wsread *r, const mk_wsread_hooks *h, void *ctx, const uint
   return 0;
 }
 
+int mk_wsread_lost(mk_wsread *r, const mk_wsread_hooks *h, void *ctx) {
+  if (!r->cut_short) return 0;
+  r->cut_short = 0;
+  h->fail(ctx, 1011, "a read was cut short by a memory error");
+  return 1;
+}
+
 void mk_wsread_shrink(mk_buf *b) {
   char *d;
   if (b->len == 0 && b->cap > KEEP) {

@@ -25,6 +25,8 @@ typedef struct mk_wsread {
   size_t in_off;     /* parsed prefix of `in` */
   mk_ws_message msg; /* a fragmented message being assembled; msg.max_size is max_message */
   size_t reported;   /* buffer bytes Lua's collector was last told about */
+  int cut_short;     /* set by the owner while it hands a read to the hooks: still set after,
+                        an error raised in Lua unwound it and the rest of those bytes is lost */
 } mk_wsread;
 
 /* What the owner does with each thing read; ctx is the owner's, passed back untouched.
@@ -54,6 +56,10 @@ int mk_wsread_feed(mk_wsread *r, const mk_wsread_hooks *h, void *ctx, const uint
 /* The frames in `in` from in_off (bytes that came with the upgrade reply), then its rest
  * moved to the front. */
 void mk_wsread_buffered(mk_wsread *r, const mk_wsread_hooks *h, void *ctx);
+
+/* When a read was cut short (cut_short above): the stream lost bytes, so the hooks hear of a
+ * failure (1011); returns 1 then, else 0. */
+int mk_wsread_lost(mk_wsread *r, const mk_wsread_hooks *h, void *ctx);
 
 /* A drained buffer goes back, a big one holding a small tail shrinks: a burst or one big
  * message must not pin its size for the connection's life. */
