@@ -112,6 +112,13 @@ int mk_ws_make_key(char key[32], char accept[32]) {
   return 0;
 }
 
+void mk_ws_check_close(lua_State *L, int arg, lua_Integer code, const char *reason, size_t rn) {
+  if (code < 1000 || code > 4999 || !mk_ws_close_code_ok((long)code))
+    luaL_argerror(L, arg, "a close code is 1000-1003, 1007-1014 or 3000-4999");
+  if (reason && (rn > 123 || !mk_utf8_valid((const uint8_t *)reason, rn) || memchr(reason, '\0', rn)))
+    luaL_argerror(L, arg + 1, "a close reason is UTF-8 text of at most 123 bytes");
+}
+
 /* ---- object plumbing ---- */
 
 static mk_ws *to_ws(lua_State *L, int i) { return (mk_ws *)luaL_checkudata(L, i, MK_WS_MT); }
@@ -789,10 +796,7 @@ static int ws_close(lua_State *L) {
   lua_Integer code = luaL_optinteger(L, 2, 1000);
   size_t rn = 0;
   const char *reason = luaL_optlstring(L, 3, NULL, &rn);
-  if (code < 1000 || code > 4999 || !mk_ws_close_code_ok((long)code))
-    return luaL_argerror(L, 2, "a close code is 1000-1003, 1007-1014 or 3000-4999");
-  if (reason && (rn > 123 || !mk_utf8_valid((const uint8_t *)reason, rn) || memchr(reason, '\0', rn)))
-    return luaL_argerror(L, 3, "a close reason is UTF-8 text of at most 123 bytes");
+  mk_ws_check_close(L, 2, code, reason, rn);
   if (w->state == WS_OPEN) {
     queue_close(w, (int)code, reason);
     flush(w);

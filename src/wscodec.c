@@ -231,10 +231,7 @@ static int codec_close_frame(lua_State *L) {
   to_codec(L, 1);
   if (lua_isnoneornil(L, 2)) return push_frame(L, MK_WS_CLOSE, body, 0);
   code = luaL_checkinteger(L, 2);
-  if (code < 1000 || code > 4999 || !mk_ws_close_code_ok((long)code))
-    return luaL_argerror(L, 1, "a close code is 1000-1003, 1007-1014 or 3000-4999");
-  if (reason && (rn > 123 || !mk_utf8_valid((const uint8_t *)reason, rn) || memchr(reason, '\0', rn)))
-    return luaL_argerror(L, 2, "a close reason is UTF-8 text of at most 123 bytes");
+  mk_ws_check_close(L, 2, code, reason, rn);
   body[0] = (char)(code >> 8);
   body[1] = (char)code;
   if (rn) memcpy(body + 2, reason, rn);

@@ -1,8 +1,10 @@
--- src/wsread.c: the read side both WebSocket clients share (ws:poll, core.ws_codec). What it
--- does for each is in the specs of each (websocket_spec, ws_buffers_spec, hostile_ws_spec,
--- nginx_codec_spec); this file holds what the merge changed: a feed unwound by an error
--- raised while its messages were pushed lost the rest of its bytes, and ws:poll has always
--- failed the stream for it (1011) while core.ws_codec carried on as if nothing was missing.
+-- What both WebSocket clients (ws:poll over libcurl, core.ws_codec for nginx) share: the read
+-- side (src/wsread.c) and the close arguments. What they do is in the specs of each
+-- (websocket_spec, ws_buffers_spec, hostile_ws_spec, nginx_codec_spec); this file holds where
+-- the two copies disagreed before they were merged: a feed unwound by an error raised while
+-- its messages were pushed lost the rest of its bytes (ws:poll failed the stream with 1011,
+-- core.ws_codec read on as if nothing was missing), and codec:close_frame named the wrong
+-- argument when one was bad.
 local core = require "misskey.core"
 
 local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -31,7 +33,7 @@ end
 -- such an error into a warning.)
 local newproxy = rawget(_G, "newproxy")
 
-describe("the shared WebSocket read side", function()
+describe("what both WebSocket clients share", function()
   local collector = {}
   before_each(function()
     collector.pause = collectgarbage("setpause", 100)
@@ -79,6 +81,25 @@ describe("the shared WebSocket read side", function()
     assert.same({ { "error", "a read was cut short by a memory error", 1011 } }, events)
     assert.equal("closed", c:state())
     assert.equal(0, c:memory())
+  end)
+
+  it("names the bad argument of ws:close and codec:close_frame alike", function()
+    local c = open_codec()
+    local e = core.engine()
+    local w = e:websocket { url = "ws://127.0.0.1:1/" } -- never polled: no connection is made
+    for _, close in ipairs {
+      function(code, reason) local frame = c:close_frame(code, reason); return frame end, -- (a tail call
+      function(code, reason) w:close(code, reason) end,                                   -- loses the name)
+    } do
+      local ok, err = pcall(close, 1005)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to '[%w_]+' %(a close code is 1000%-1003", err)
+      ok, err = pcall(close, 1000, "\255")
+      assert.is_false(ok)
+      assert.matches("bad argument #2 to '[%w_]+' %(a close reason is UTF%-8 text", err)
+    end
+    w:cancel()
+    e:close()
   end)
 
   it("core.ws_codec goes on after feeds that were not unwound", function()
