@@ -40,12 +40,6 @@ static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 #define SEND_MAX (4 * 1024 * 1024)
 #define POLICY_VIOLATION 1008
 
-/* What an idle socket keeps. Bytes are read into the engine's scratch buffer
- * (engine.h) and parsed there; a socket keeps only the frame it has not got
- * whole yet (its reader's `in`), and gives its buffers back once they are drained
- * (wsread.c): with many streams, most of them idle, per-socket buffers sized for
- * the largest message were most of the memory (~128 KiB each). */
-
 #define CONNECT_TIMEOUT_MS_MAX 2147483647.0 /* a long on every platform (24.8 days) */
 
 typedef enum { WS_CONNECTING, WS_HANDSHAKE, WS_OPEN, WS_CLOSING, WS_CLOSED } ws_state;
@@ -463,6 +457,11 @@ static void queue_close(mk_ws *w, int code, const char *reason) {
 #define READ_CHUNK (64 * 1024)
 #define READ_BATCH (256 * 1024)
 
+/* What an idle socket keeps. Bytes are read into the engine's scratch buffer
+ * (engine.h) and parsed there; a socket keeps only the frame it has not got
+ * whole yet (its reader's `in`), and gives its buffers back once they are drained
+ * (wsread.c): with many streams, most of them idle, per-socket buffers sized for
+ * the largest message were most of the memory (~128 KiB each). */
 static void trim(mk_ws *w) {
   mk_wsread_trim(&w->rd);
   if (pending(w) == 0) {
