@@ -127,7 +127,8 @@ valgrind: $(DEPS_STAMP) $(MODULE) $(TESTPOLL)
 
 # libFuzzer on the WebSocket codec and on the upgrade reply check (the whole handshake:
 # status line, headers, accept key, frames after the head), time-bounded (CI runs it
-# briefly), then on the JSON decoder and encoder and on the webhook listener's request head
+# briefly), then on the read side both WebSocket clients share (bytes fed whole and in
+# pieces must read the same), on the JSON decoder and encoder and on the webhook listener's request head
 # parser (which need a lua_State: linked against liblua5.4 for the fuzzer only).
 FUZZ_SECONDS ?= 20
 fuzz: | $(DEPS_STAMP)
@@ -146,6 +147,11 @@ fuzz: | $(DEPS_STAMP)
 	printf 'HTTP/1.1 302 Found\r\nLocation: https://h/streaming?i=x\r\n\r\n<a>' > build/fuzz/handshake_corpus/refused
 	printf 'HTTP/1.1 101 x\r\nX-A: a\000b\r\n folded\r\nno colon\r\n\r\n' > build/fuzz/handshake_corpus/broken
 	build/fuzz/wshandshake -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/handshake_corpus
+	@mkdir -p build/fuzz/wsread_corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $$(pkg-config --cflags lua5.4) -o build/fuzz/wsread \
+	  tools/fuzz_wsread.c src/wsread.c src/wsframe.c src/buf.c $$(pkg-config --libs lua5.4)
+	printf '\006\001\003Hel\211\002hi\200\002lo\202\000\212\001x\210\002\003\350' > build/fuzz/wsread_corpus/mixed
+	build/fuzz/wsread -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/wsread_corpus
 	@mkdir -p build/fuzz/json_corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $$(pkg-config --cflags lua5.4) -o build/fuzz/json \
 	  tools/fuzz_json.c src/json.c src/wsframe.c src/buf.c $$(pkg-config --libs lua5.4)

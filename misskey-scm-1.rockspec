@@ -121,8 +121,8 @@ build = {
     ["misskey.core"] = {
       sources = { "src/buf.c", "src/core.c", "src/engine.c", "src/http.c",
                   "src/file.c", "src/hash.c", "src/json.c", "src/lock.c", "src/miauth.c", "src/random.c",
-                  "src/uuid.c", "src/ws.c", "src/wscodec.c", "src/wsframe.c", "src/signals.c", "src/wshandshake.c",
-                  "src/server.c", "src/equal.c", "src/urlcache.c" },
+                  "src/uuid.c", "src/ws.c", "src/wscodec.c", "src/wsframe.c", "src/wsread.c", "src/signals.c",
+                  "src/wshandshake.c", "src/server.c", "src/equal.c", "src/urlcache.c" },
       libraries = { "curl", "uuid" },
       incdirs = { "$(CURL_INCDIR)", "$(UUID_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(UUID_LIBDIR)" },

@@ -27,6 +27,7 @@
 #include "random.h"
 #include "wsframe.h"
 #include "wshandshake.h"
+#include "wsread.h"
 
 #define MK_WS_MT "misskey.WebSocket"
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -39,21 +40,6 @@ static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 #define SEND_MAX (4 * 1024 * 1024)
 #define POLICY_VIOLATION 1008
 
-/* What an idle socket keeps. Bytes are read into the engine's scratch buffer
- * (engine.h) and parsed there; a socket keeps only the frame it has not got
- * whole yet (`in`), and gives its buffers back once they are drained: with many
- * streams, most of them idle, per-socket buffers sized for the largest message
- * were most of the memory (~128 KiB each). Buffers up to KEEP bytes stay
- * allocated (the next frame would allocate them again at once). */
-#define KEEP 1024
-
-/* Each time this socket's buffers grew by this much, Lua's collector is told
- * (a step of that size): it sees only the small userdata otherwise. */
-#define ACCOUNT_STEP (1024 * 1024)
-
-/* max_message when none is given, and the most it is clamped to. */
-#define MAX_MESSAGE_DEFAULT (16u * 1024 * 1024)
-#define MAX_MESSAGE_CAP ((size_t)-1 / 2)
 #define CONNECT_TIMEOUT_MS_MAX 2147483647.0 /* a long on every platform (24.8 days) */
 
 typedef enum { WS_CONNECTING, WS_HANDSHAKE, WS_OPEN, WS_CLOSING, WS_CLOSED } ws_state;
@@ -73,17 +59,11 @@ struct mk_ws {
   uint8_t pong[125];        /* the newest ping's payload, answered once `out` is empty */
   size_t pong_len;
   int pong_due;
-  mk_buf in;                /* bytes received and not parsed yet: the upgrade reply, or the
-                               frame a read ended in the middle of */
-  size_t in_off;            /* parsed prefix of `in` */
+  mk_wsread rd;             /* bytes received and not parsed yet (the upgrade reply, then the
+                               frame a read ended in the middle of), the message being assembled */
   int plain;                /* ws:// with no proxy in the environment: see plain_connection() */
   int direct;               /* ... and connected: send/recv on fd, not through curl */
   int scratch_held;         /* this socket holds its engine's scratch buffer (engine->ws_busy) */
-  int cut_short;            /* a poll was unwound (a memory error) while frames were parsed
-                               from the scratch buffer: the rest of that read is lost */
-  mk_ws_message msg;
-  size_t max_message;
-  size_t reported;          /* buffer bytes Lua's collector was last told about */
   char key[32];             /* Sec-WebSocket-Key sent */
   char accept[32];          /* the Sec-WebSocket-Accept it calls for */
   int close_sent;
@@ -126,6 +106,13 @@ int mk_ws_make_key(char key[32], char accept[32]) {
   return 0;
 }
 
+void mk_ws_check_close(lua_State *L, int arg, lua_Integer code, const char *reason, size_t rn) {
+  if (code < 1000 || code > 4999 || !mk_ws_close_code_ok((long)code))
+    luaL_argerror(L, arg, "a close code is 1000-1003, 1007-1014 or 3000-4999");
+  if (reason && (rn > 123 || !mk_utf8_valid((const uint8_t *)reason, rn) || memchr(reason, '\0', rn)))
+    luaL_argerror(L, arg + 1, "a close reason is UTF-8 text of at most 123 bytes");
+}
+
 /* ---- object plumbing ---- */
 
 static mk_ws *to_ws(lua_State *L, int i) { return (mk_ws *)luaL_checkudata(L, i, MK_WS_MT); }
@@ -158,11 +145,7 @@ static void release(lua_State *L, mk_ws *w) {
   mk_buf_free(&w->out);
   w->out_off = 0;
   w->pong_due = 0;
-  mk_buf_free(&w->in);
-  w->in_off = 0;
-  mk_buf_free(&w->msg.data);
-  w->msg.opcode = 0;
-  w->reported = 0;
+  mk_wsread_free(&w->rd);
 }
 
 static int ws_gc(lua_State *L) {
@@ -262,13 +245,13 @@ static int header_ok(const char *s) { return strchr(s, '\r') == NULL && strchr(s
 
 /* opts.max_message: bytes >= 1; huge values (math.huge) are clamped, never cast out of range. */
 static size_t max_message_option(lua_State *L) {
-  size_t v = MAX_MESSAGE_DEFAULT;
+  size_t v = MK_WSREAD_MAX_MESSAGE_DEFAULT;
   lua_getfield(L, 2, "max_message");
   if (!lua_isnil(L, -1)) {
     lua_Number m = lua_tonumber(L, -1);
     if (lua_type(L, -1) != LUA_TNUMBER || !(m >= 1))
       luaL_error(L, "websocket option 'max_message' must be a number of bytes >= 1");
-    v = m >= (lua_Number)MAX_MESSAGE_CAP ? MAX_MESSAGE_CAP : (size_t)m;
+    v = m >= (lua_Number)MK_WSREAD_MAX_MESSAGE_CAP ? MK_WSREAD_MAX_MESSAGE_CAP : (size_t)m;
   }
   lua_pop(L, 1);
   return v;
@@ -324,8 +307,7 @@ int mk_ws_new(lua_State *L) {
   w->easy = curl_easy_init();
   if (w->easy == NULL) return luaL_error(L, "curl_easy_init failed");
 
-  w->max_message = max_message_option(L);
-  w->msg.max_size = w->max_message;
+  mk_wsread_init(&w->rd, max_message_option(L));
 
   /* The upgrade request, sent once connected: GET <path?query> HTTP/1.1. */
   slash = strchr(rest, '/');
@@ -475,93 +457,43 @@ static void queue_close(mk_ws *w, int code, const char *reason) {
 #define READ_CHUNK (64 * 1024)
 #define READ_BATCH (256 * 1024)
 
-/* Gives a drained buffer back, and a big one holding a small tail shrinks to KEEP:
- * a burst or one big message must not pin its size for the socket's life. */
-static void shrink(mk_buf *b) {
-  char *d;
-  if (b->len == 0 && b->cap > KEEP) {
-    mk_buf_free(b);
-    return;
-  }
-  if (b->cap <= KEEP || b->len >= KEEP) return;
-  d = realloc(b->data, KEEP);
-  if (d == NULL) return; /* keeping the bigger block is fine */
-  b->data = d;
-  b->cap = KEEP;
-  b->data[b->len] = '\0';
-}
-
+/* What an idle socket keeps. Bytes are read into the engine's scratch buffer
+ * (engine.h) and parsed there; a socket keeps only the frame it has not got
+ * whole yet (its reader's `in`), and gives its buffers back once they are drained
+ * (wsread.c): with many streams, most of them idle, per-socket buffers sized for
+ * the largest message were most of the memory (~128 KiB each). */
 static void trim(mk_ws *w) {
-  shrink(&w->in);
-  if (w->msg.opcode == 0) shrink(&w->msg.data);
+  mk_wsread_trim(&w->rd);
   if (pending(w) == 0) {
     w->out.len = w->out_off = 0;
-    shrink(&w->out);
+    mk_wsread_shrink(&w->out);
   }
 }
 
-/* Lua's collector sees this socket as a small userdata: when its C buffers grew
- * by another ACCOUNT_STEP, a collection step of that size lets an unreachable
- * socket (and its buffers) go as soon as its size deserves. */
-static void account(lua_State *L, mk_ws *w) {
-  size_t held = w->in.cap + w->out.cap + w->msg.data.cap;
-  if (held >= w->reported + ACCOUNT_STEP) {
-    lua_gc(L, LUA_GCSTEP, (int)((held - w->reported) / 1024));
-    w->reported = held;
-  } else if (held < w->reported) {
-    w->reported = held;
-  }
-}
-
-/* What one poll hands to Lua: messages go into queue[tail + 1 ...]; everything else
- * becomes an event table, in a list made on the first event (most polls have none).
- * Pings and pongs are one event each per poll, with the newest payload. */
+/* What one poll hands to Lua (wsread.h's mk_wsout), and what it needs for that. Pings
+ * and pongs are one event each per poll, with the newest payload. */
 typedef struct {
-  lua_State *L;
-  int queue;   /* stack index of the message queue */
+  mk_wsout out;
+  mk_ws *w;
   int decoder; /* stack index of the JSON decoder (decode mode), 0 when messages stay strings */
-  int events;  /* stack index of the event list, 0 until one is made */
-  lua_Integer tail;
   int pinged, ponged;
   size_t ping_len, pong_len;
   char ping[125], pong[125];
 } poll_out;
-
-/* events[#events+1] = { name, a, b } */
-static void push_event(poll_out *o, const char *name, const char *a, size_t alen, lua_Integer num) {
-  lua_State *L = o->L;
-  if (o->events == 0) {
-    lua_newtable(L);
-    lua_replace(L, 4); /* the slot ws_poll keeps for it */
-    o->events = 4;
-  }
-  lua_createtable(L, 3, 0);
-  lua_pushstring(L, name);
-  lua_rawseti(L, -2, 1);
-  if (a) {
-    lua_pushlstring(L, a, alen);
-    lua_rawseti(L, -2, 2);
-  }
-  if (num) {
-    lua_pushinteger(L, num);
-    lua_rawseti(L, -2, 3);
-  }
-  lua_rawseti(L, o->events, (int)mk_rawlen(L, o->events) + 1);
-}
 
 static void fail(poll_out *o, mk_ws *w, int code, const char *why) {
   if (code > 0 && w->state == WS_OPEN) {
     queue_close(w, code, why);
     flush(w);
   }
-  push_event(o, "error", why, strlen(why), code);
+  mk_wsout_event(&o->out, "error", why, strlen(why), code);
   w->state = WS_CLOSED;
 }
 
 /* Checks the upgrade reply once its head is complete (wshandshake.c). */
 static void handshake(poll_out *o, mk_ws *w) {
   mk_ws_reply r;
-  int rc = mk_ws_reply_parse(w->in.data, w->in.len, w->accept, &r);
+  int rc = mk_ws_reply_parse(w->rd.in.data, w->rd.in.len, w->accept, &r);
   if (rc == MK_WSH_MORE) return;
   if (rc == MK_WSH_INVALID) {
     fail(o, w, 0, r.why);
@@ -569,29 +501,27 @@ static void handshake(poll_out *o, mk_ws *w) {
   }
   w->status = r.status;
   if (rc == MK_WSH_REFUSED) {
-    push_event(o, "refused", w->in.data, r.head_len, r.status);
+    mk_wsout_event(&o->out, "refused", w->rd.in.data, r.head_len, r.status);
     w->state = WS_CLOSED;
     return;
   }
-  w->in_off = r.head_len; /* bytes after the head are frames already */
+  w->rd.in_off = r.head_len; /* bytes after the head are frames already */
   w->state = WS_OPEN;
-  push_event(o, "open", NULL, 0, 0);
+  mk_wsout_event(&o->out, "open", NULL, 0, 0);
 }
 
 static int reading(const mk_ws *w) { return w->state == WS_OPEN || w->state == WS_CLOSING; }
 
-/* Parses every complete frame in p[*off..n): messages go to the queue, control frames
- * become events; pings are answered. *off moves past each frame before Lua sees it. */
 /* A message decoded as JSON where it lies (decode mode): no Lua string of it, and no copy.
  * false when it is not JSON, or its decoding failed (Misskey ignores such frames too). The
  * decoder stops on a NUL after the text: the byte after the message is made one while it
- * decodes, then put back. That byte is ours to write: the message lies in w->msg.data
- * (reassembled; its NUL), in w->in (a mk_buf: room for its NUL past every byte it holds), or
- * in the read buffer, which has a spare byte after the most a read puts there (READ_CHUNK + 1).
- * No Lua code runs while the decoder runs (a C function over raw table accesses). A text
- * message is valid UTF-8 already (mk_ws_feed_view). */
+ * decodes, then put back. That byte is ours to write: the message lies in the reader's
+ * msg.data (reassembled; its NUL), in its `in` (a mk_buf: room for its NUL past every byte it
+ * holds), or in the read buffer, which has a spare byte after the most a read puts there
+ * (READ_CHUNK + 1). No Lua code runs while the decoder runs (a C function over raw table
+ * accesses). A text message is valid UTF-8 already (mk_ws_feed_view). */
 static void push_decoded(poll_out *o, int opcode, const uint8_t *data, size_t len) {
-  lua_State *L = o->L;
+  lua_State *L = o->out.L;
   char *after = (char *)(uintptr_t)(data + len), saved;
   int failed;
   if (len == 0) {
@@ -612,109 +542,64 @@ static void push_decoded(poll_out *o, int opcode, const uint8_t *data, size_t le
   }
 }
 
-static void frames(poll_out *o, mk_ws *w, const uint8_t *p, size_t n, size_t *off) {
-  lua_State *L = o->L;
-  while (reading(w)) {
-    mk_frame f;
-    int opcode = 0, r;
-    const uint8_t *data = NULL;
-    size_t len = 0;
-    long used = mk_ws_parse(p + *off, n - *off, w->max_message, &f);
-    if (used == 0) break;
-    if (used < 0) {
-      fail(o, w, (int)-used, -used == MK_WS_TOO_BIG ? "message too big" : "protocol error");
-      return;
-    }
-    *off += (size_t)used;
-    switch (f.opcode) {
-    case MK_WS_PING: /* control payloads are at most 125 bytes (mk_ws_parse) */
-      memcpy(w->pong, f.payload, f.len);
-      w->pong_len = f.len;
-      w->pong_due = w->state == WS_OPEN;
-      memcpy(o->ping, f.payload, f.len);
-      o->ping_len = f.len;
-      o->pinged = 1;
-      break;
-    case MK_WS_PONG:
-      memcpy(o->pong, f.payload, f.len);
-      o->pong_len = f.len;
-      o->ponged = 1;
-      break;
-    case MK_WS_CLOSE: {
-      int code = f.len >= 2 ? (f.payload[0] << 8) | f.payload[1] : 1005;
-      if (f.len == 1 || (f.len >= 2 && !mk_ws_close_code_ok(code))) {
-        fail(o, w, MK_WS_PROTOCOL_ERROR, "invalid close code");
-        return;
-      }
-      if (f.len > 2 && !mk_utf8_valid(f.payload + 2, f.len - 2)) {
-        fail(o, w, MK_WS_PROTOCOL_ERROR, "invalid close frame");
-        return;
-      }
-      queue_close(w, f.len >= 2 ? code : 0, NULL); /* echo it, as the closing handshake asks */
-      push_event(o, "close", f.len > 2 ? (const char *)f.payload + 2 : "", f.len > 2 ? f.len - 2 : 0, code);
-      w->state = WS_CLOSED;
-      return;
-    }
-    default:
-      r = mk_ws_feed_view(&w->msg, &f, &opcode, &data, &len);
-      if (r < 0) {
-        fail(o, w, r == -1 ? 1011 : -r,
-             r == -MK_WS_INVALID_DATA ? "invalid UTF-8 in a text message"
-             : r == -MK_WS_TOO_BIG    ? "message too big"
-                                      : "protocol error");
-        return;
-      }
-      if (r == 1) { /* a whole message (text or binary): a string in the queue, or its value */
-        if (o->decoder) push_decoded(o, opcode, data, len);
-        else lua_pushlstring(L, (const char *)data, len);
-        lua_rawseti(L, o->queue, (int)++o->tail);
-        mk_buf_reset(&w->msg.data);
-      }
-    }
+/* ---- the reader's hooks (wsread.h); ctx is the poll_out ---- */
+
+static int on_reading(void *ctx) { return reading(((poll_out *)ctx)->w); }
+
+/* A whole message (text or binary): a string in the queue, or its value. */
+static void on_message(void *ctx, int opcode, const uint8_t *data, size_t len) {
+  poll_out *o = ctx;
+  if (o->decoder) {
+    push_decoded(o, opcode, data, len);
+    lua_rawseti(o->out.L, o->out.queue, (int)++o->out.tail);
+  } else {
+    mk_wsout_string(&o->out, data, len);
   }
 }
 
-/* Keeps only the unparsed tail of `in`. */
-static void compact(mk_ws *w) {
-  if (w->in_off > 0) {
-    memmove(w->in.data, w->in.data + w->in_off, w->in.len - w->in_off);
-    w->in.len -= w->in_off;
-    w->in_off = 0;
-    if (w->in.data) w->in.data[w->in.len] = '\0';
-  }
+/* Answered with a pong once what is queued before it has gone (flush). */
+static void on_ping(void *ctx, const uint8_t *payload, size_t len) {
+  poll_out *o = ctx;
+  mk_ws *w = o->w;
+  memcpy(w->pong, payload, len);
+  w->pong_len = len;
+  w->pong_due = w->state == WS_OPEN;
+  memcpy(o->ping, payload, len);
+  o->ping_len = len;
+  o->pinged = 1;
 }
 
-/* The frames in `in`, then what is left of it moved to the front. */
-static void frames_in(poll_out *o, mk_ws *w) {
-  frames(o, w, (const uint8_t *)w->in.data, w->in.len, &w->in_off);
-  compact(w);
+static void on_pong(void *ctx, const uint8_t *payload, size_t len) {
+  poll_out *o = ctx;
+  memcpy(o->pong, payload, len);
+  o->pong_len = len;
+  o->ponged = 1;
 }
 
-/* Handles bytes just read (p[0..n), in the scratch buffer): the frame waiting in `in`
- * is completed first with just the bytes it lacks; the frames after it are parsed where
- * they are, without a copy; a frame cut off at the end goes to `in`. Returns 0, or -1
- * out of memory. */
+static void on_close(void *ctx, int code, const uint8_t *reason, size_t len) {
+  poll_out *o = ctx;
+  queue_close(o->w, code == 1005 ? 0 : code, NULL); /* echo it, as the closing handshake asks */
+  mk_wsout_event(&o->out, "close", (const char *)reason, len, code);
+  o->w->state = WS_CLOSED;
+}
+
+static void on_fail(void *ctx, int code, const char *why) {
+  poll_out *o = ctx;
+  fail(o, o->w, code, why);
+}
+
+static const mk_wsread_hooks HOOKS = {on_reading, on_message, on_ping, on_pong, on_close, on_fail};
+
+/* Handles bytes just read (p[0..n), in the scratch buffer): the upgrade reply, or frames
+ * (mk_wsread_feed: parsed where they lie, without a copy). Returns 0, or -1 out of memory. */
 static int consume(poll_out *o, mk_ws *w, const uint8_t *p, size_t n) {
-  size_t off = 0;
   if (w->state == WS_HANDSHAKE) { /* the upgrade reply: once, in `in`, as it may come in pieces */
-    if (mk_buf_append(&w->in, p, n) != 0) return -1;
+    if (mk_buf_append(&w->rd.in, p, n) != 0) return -1;
     handshake(o, w);
-    if (reading(w)) frames_in(o, w);
+    if (reading(w)) mk_wsread_buffered(&w->rd, &HOOKS, o);
     return 0;
   }
-  while (n - off > 0 && w->in.len > 0 && reading(w)) {
-    size_t have = w->in.len, size = mk_ws_frame_size((const uint8_t *)w->in.data, have);
-    size_t take = size > have ? size - have : n - off; /* (size <= have: frames() has judged it) */
-    if (take > n - off) take = n - off;
-    if (mk_buf_append(&w->in, p + off, take) != 0) return -1;
-    off += take;
-    frames_in(o, w);
-  }
-  if (n - off > 0 && reading(w)) {
-    frames(o, w, p, n, &off);
-    if (n - off > 0 && reading(w) && mk_buf_append(&w->in, p + off, n - off) != 0) return -1;
-  }
-  return 0;
+  return mk_wsread_feed(&w->rd, &HOOKS, o, p, n);
 }
 
 /* Reads what is available now, a scratch buffer at a time, and handles each read
@@ -752,9 +637,9 @@ static CURLcode drain(poll_out *o, mk_ws *w, int *eof, int *more) {
       *eof = 1;
     } else {
       /* Until the read is handled: a memory error raised in Lua would lose its rest. */
-      w->cut_short = 1;
+      w->rd.cut_short = 1;
       if (consume(o, w, (const uint8_t *)scratch, n) != 0) rc = CURLE_OUT_OF_MEMORY;
-      w->cut_short = 0;
+      w->rd.cut_short = 0;
     }
     got += n;
     if (rc != CURLE_OK) break;
@@ -791,9 +676,11 @@ static int ws_poll(lua_State *L) {
   poll_out o;
   luaL_checktype(L, 2, LUA_TTABLE);
   memset(&o, 0, offsetof(poll_out, ping)); /* the payload copies are written before use */
-  o.L = L;
-  o.queue = 2;
-  o.tail = luaL_checkinteger(L, 3);
+  o.w = w;
+  o.out.L = L;
+  o.out.queue = 2;
+  o.out.slot = 4; /* the event list's */
+  o.out.tail = luaL_checkinteger(L, 3);
   lua_settop(L, 4);
   if (mk_json_push_view_decoder(L, 4)) { /* 5: the decoder, sharing json.decode's key cache */
     o.decoder = 5;
@@ -808,24 +695,24 @@ static int ws_poll(lua_State *L) {
   lua_pushnil(L);
   lua_replace(L, 4); /* 4: the event list, made on the first event */
   if (w->state == WS_CONNECTING) {
-    lua_pushinteger(L, o.tail);
+    lua_pushinteger(L, o.out.tail);
     lua_pushliteral(L, "connecting");
     return 2;
   }
   if (w->engine_closed) {
     w->engine_closed = 0;
     static const char why[] = "its engine was closed";
-    push_event(&o, "error", why, sizeof why - 1, 0);
+    mk_wsout_event(&o.out, "error", why, sizeof why - 1, 0);
   }
   if (w->state == WS_CLOSED && w->easy && w->connect_code != CURLE_OK) {
     const char *m = w->errbuf[0] ? w->errbuf : curl_easy_strerror(w->connect_code);
-    push_event(&o, "error", m, strlen(m), 0);
+    mk_wsout_event(&o.out, "error", m, strlen(m), 0);
     release(L, w);
   }
-  if (w->cut_short && w->state != WS_CLOSED) { /* see consume(): the stream lost bytes */
+  if (w->rd.cut_short && w->state != WS_CLOSED) { /* see drain(): the stream lost bytes */
     if (w->scratch_held) w->engine->ws_busy = 0;
-    w->scratch_held = w->cut_short = 0;
-    fail(&o, w, 1011, "a read was cut short by a memory error");
+    w->scratch_held = 0;
+    mk_wsread_lost(&w->rd, &HOOKS, &o);
   }
   if (w->state == WS_HANDSHAKE || w->state == WS_OPEN || w->state == WS_CLOSING) {
     rc = flush(w);
@@ -834,21 +721,21 @@ static int ws_poll(lua_State *L) {
     if (rc == CURLE_OK && pending(w) <= SEND_HIGH_WATER) rc = drain(&o, w, &eof, &more);
     if (rc != CURLE_OK) {
       const char *m = curl_easy_strerror(rc);
-      push_event(&o, "error", m, strlen(m), 0);
+      mk_wsout_event(&o.out, "error", m, strlen(m), 0);
       w->state = WS_CLOSED;
     } else {
       if (w->state != WS_CLOSED) trim(w);
-      if (o.pinged) push_event(&o, "ping", o.ping, o.ping_len, 0);
-      if (o.ponged) push_event(&o, "pong", o.pong, o.pong_len, 0);
+      if (o.pinged) mk_wsout_event(&o.out, "ping", o.ping, o.ping_len, 0);
+      if (o.ponged) mk_wsout_event(&o.out, "pong", o.pong, o.pong_len, 0);
       if (flush(w) != CURLE_OK) w->state = WS_CLOSED;
       if (eof && w->state != WS_CLOSED) {
-        push_event(&o, "eof", NULL, 0, 0);
+        mk_wsout_event(&o.out, "eof", NULL, 0, 0);
         w->state = WS_CLOSED;
       }
-      account(L, w);
+      mk_wsread_account(L, &w->rd, w->out.cap);
     }
   }
-  lua_pushinteger(L, o.tail);
+  lua_pushinteger(L, o.out.tail);
   if (w->state == WS_CLOSED) {
     release(L, w);
     lua_pushnil(L);
@@ -896,7 +783,7 @@ static int ws_send(lua_State *L) {
     lua_pushliteral(L, "websocket send failed");
     return 2;
   }
-  account(L, w);
+  mk_wsread_account(L, &w->rd, w->out.cap);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -908,10 +795,7 @@ static int ws_close(lua_State *L) {
   lua_Integer code = luaL_optinteger(L, 2, 1000);
   size_t rn = 0;
   const char *reason = luaL_optlstring(L, 3, NULL, &rn);
-  if (code < 1000 || code > 4999 || !mk_ws_close_code_ok((long)code))
-    return luaL_argerror(L, 2, "a close code is 1000-1003, 1007-1014 or 3000-4999");
-  if (reason && (rn > 123 || !mk_utf8_valid((const uint8_t *)reason, rn) || memchr(reason, '\0', rn)))
-    return luaL_argerror(L, 3, "a close reason is UTF-8 text of at most 123 bytes");
+  mk_ws_check_close(L, 2, code, reason, rn);
   if (w->state == WS_OPEN) {
     queue_close(w, (int)code, reason);
     flush(w);
@@ -932,7 +816,7 @@ static int ws_buffered(lua_State *L) {
 /* ws:_memory() -> bytes of C buffers this socket holds (for specs). */
 static int ws_memory(lua_State *L) {
   mk_ws *w = to_ws(L, 1);
-  lua_pushinteger(L, (lua_Integer)(w->in.cap + w->out.cap + w->msg.data.cap));
+  lua_pushinteger(L, (lua_Integer)(mk_wsread_memory(&w->rd) + w->out.cap));
   return 1;
 }
 

@@ -1,6 +1,6 @@
 /* core.ws_codec: the WebSocket client's protocol without the I/O, for a host that moves
- * the bytes itself (nginx's cosockets: misskey.ngx.websocket). The same pure parts as
- * ws.c (wsframe.c, wshandshake.c): the upgrade reply check, frames parsed and messages
+ * the bytes itself (nginx's cosockets: misskey.ngx.websocket). The same parts as ws.c
+ * (wshandshake.c, wsread.c, wsframe.c): the upgrade reply check, frames parsed and messages
  * assembled under max_message, masked client frames. No socket, no engine, no Lua
  * called back: the caller feeds what it read and sends what it is told to. */
 #include "wscodec.h"
@@ -16,16 +16,9 @@
 #include "ws.h"
 #include "wsframe.h"
 #include "wshandshake.h"
+#include "wsread.h"
 
 #define MK_CODEC_MT "misskey.WsCodec"
-
-/* As in ws.c: 16 MiB by default, clamped so sizes never overflow. */
-#define MAX_MESSAGE_DEFAULT (16u * 1024 * 1024)
-#define MAX_MESSAGE_CAP ((size_t)-1 / 2)
-/* Buffers up to this size stay allocated between messages; bigger ones go back. */
-#define KEEP 1024
-/* The collector hears of C buffers in steps of this size (see ws.c's account()). */
-#define ACCOUNT_STEP (1024 * 1024)
 
 enum { CODEC_HANDSHAKE, CODEC_OPEN, CODEC_CLOSED };
 
@@ -33,65 +26,33 @@ typedef struct mk_codec {
   int state;
   char key[32], accept[32]; /* the Sec-WebSocket-Key sent and the accept value it calls for */
   int keyed;                /* key() was called: upgrade() has something to check against */
-  mk_buf in;                /* the upgrade reply so far, then the frame a feed ended inside */
-  mk_ws_message msg;        /* a fragmented message being assembled */
-  size_t max_message;
-  size_t reported;          /* buffer bytes the collector was last told about */
+  mk_wsread rd;             /* the upgrade reply so far (in `in`), then the frame a feed ended
+                               inside and the message being assembled */
 } mk_codec;
 
 static mk_codec *to_codec(lua_State *L, int i) { return (mk_codec *)luaL_checkudata(L, i, MK_CODEC_MT); }
 
-static void release(mk_codec *c) {
-  mk_buf_free(&c->in);
-  mk_buf_free(&c->msg.data);
-  c->msg.opcode = 0;
-}
+static void release(mk_codec *c) { mk_wsread_free(&c->rd); }
 
 static int codec_gc(lua_State *L) {
   release(to_codec(L, 1));
   return 0;
 }
 
-/* A drained buffer goes back; a big one holding a small tail shrinks to KEEP. */
-static void shrink(mk_buf *b) {
-  char *d;
-  if (b->len == 0 && b->cap > KEEP) {
-    mk_buf_free(b);
-    return;
-  }
-  if (b->cap <= KEEP || b->len >= KEEP) return;
-  d = realloc(b->data, KEEP);
-  if (d == NULL) return;
-  b->data = d;
-  b->cap = KEEP;
-  b->data[b->len] = '\0';
-}
-
-static void account(lua_State *L, mk_codec *c) {
-  size_t held = c->in.cap + c->msg.data.cap;
-  if (held >= c->reported + ACCOUNT_STEP) {
-    lua_gc(L, LUA_GCSTEP, (int)((held - c->reported) / 1024));
-    c->reported = held;
-  } else if (held < c->reported) {
-    c->reported = held;
-  }
-}
-
 /* core.ws_codec([max_message]) -> codec. max_message: the largest message in bytes
  * (default 16 MiB; anything larger is clamped). */
 int mk_l_ws_codec(lua_State *L) {
   mk_codec *c;
-  size_t max = MAX_MESSAGE_DEFAULT;
+  size_t max = MK_WSREAD_MAX_MESSAGE_DEFAULT;
   if (!lua_isnoneornil(L, 1)) {
     lua_Number n = luaL_checknumber(L, 1);
     if (!(n >= 1)) return luaL_argerror(L, 1, "max_message must be a number of bytes >= 1");
-    max = n >= (lua_Number)MAX_MESSAGE_CAP ? MAX_MESSAGE_CAP : (size_t)n;
+    max = n >= (lua_Number)MK_WSREAD_MAX_MESSAGE_CAP ? MK_WSREAD_MAX_MESSAGE_CAP : (size_t)n;
   }
   c = lua_newuserdata(L, sizeof *c);
   memset(c, 0, sizeof *c);
   c->state = CODEC_HANDSHAKE;
-  c->max_message = max;
-  c->msg.max_size = max;
+  mk_wsread_init(&c->rd, max);
   luaL_getmetatable(L, MK_CODEC_MT);
   lua_setmetatable(L, -2);
   return 1;
@@ -123,8 +84,8 @@ static int codec_upgrade(lua_State *L) {
   int rc;
   if (!c->keyed) return luaL_error(L, "codec:upgrade before codec:key");
   if (c->state != CODEC_HANDSHAKE) return luaL_error(L, "codec:upgrade after the upgrade");
-  if (mk_buf_append(&c->in, s, n) != 0) return luaL_error(L, "out of memory");
-  rc = mk_ws_reply_parse(c->in.data, c->in.len, c->accept, &r);
+  if (mk_buf_append(&c->rd.in, s, n) != 0) return luaL_error(L, "out of memory");
+  rc = mk_ws_reply_parse(c->rd.in.data, c->rd.in.len, c->accept, &r);
   switch (rc) {
   case MK_WSH_MORE:
     lua_pushliteral(L, "more");
@@ -139,161 +100,93 @@ static int codec_upgrade(lua_State *L) {
     c->state = CODEC_CLOSED;
     lua_pushliteral(L, "refused");
     lua_pushinteger(L, (lua_Integer)r.status);
-    lua_pushlstring(L, c->in.data, r.head_len);
+    lua_pushlstring(L, c->rd.in.data, r.head_len);
     release(c);
     return 3;
   default:
     c->state = CODEC_OPEN;
     lua_pushliteral(L, "open");
-    lua_pushlstring(L, c->in.data + r.head_len, c->in.len - r.head_len);
-    mk_buf_reset(&c->in);
-    shrink(&c->in);
+    lua_pushlstring(L, c->rd.in.data + r.head_len, c->rd.in.len - r.head_len);
+    mk_buf_reset(&c->rd.in);
+    mk_wsread_shrink(&c->rd.in);
     return 2;
   }
 }
 
-/* What one feed hands back: messages into queue[tail + 1 ...], everything else as events. */
+/* What one feed hands back (wsread.h's mk_wsout), and the codec it reads for. */
 typedef struct {
-  lua_State *L;
-  int queue, events; /* stack indexes; events is 0 until the first event */
-  lua_Integer tail;
+  mk_wsout out;
+  mk_codec *c;
 } feed_out;
 
-/* events[#events + 1] = { name, text, num } */
-static void push_event(feed_out *o, const char *name, const char *s, size_t len, lua_Integer num) {
-  lua_State *L = o->L;
-  if (o->events == 0) {
-    lua_newtable(L);
-    lua_replace(L, 5); /* the slot codec_feed keeps for it */
-    o->events = 5;
-  }
-  lua_createtable(L, 3, 0);
-  lua_pushstring(L, name);
-  lua_rawseti(L, -2, 1);
-  if (s) {
-    lua_pushlstring(L, s, len);
-    lua_rawseti(L, -2, 2);
-  }
-  if (num) {
-    lua_pushinteger(L, num);
-    lua_rawseti(L, -2, 3);
-  }
-  lua_rawseti(L, o->events, (int)mk_rawlen(L, o->events) + 1);
+/* ---- the reader's hooks (wsread.h); ctx is the feed_out. Everything is the caller's to
+ * do: answer pings, echo a close, close after an error (codec:encode, codec:close_frame). */
+
+static int on_reading(void *ctx) { return ((feed_out *)ctx)->c->state == CODEC_OPEN; }
+
+static void on_message(void *ctx, int opcode, const uint8_t *data, size_t len) {
+  (void)opcode;
+  mk_wsout_string(&((feed_out *)ctx)->out, data, len);
+}
+
+static void on_ping(void *ctx, const uint8_t *payload, size_t len) {
+  mk_wsout_event(&((feed_out *)ctx)->out, "ping", (const char *)payload, len, 0);
+}
+
+static void on_pong(void *ctx, const uint8_t *payload, size_t len) {
+  mk_wsout_event(&((feed_out *)ctx)->out, "pong", (const char *)payload, len, 0);
+}
+
+static void on_close(void *ctx, int code, const uint8_t *reason, size_t len) {
+  feed_out *o = ctx;
+  mk_wsout_event(&o->out, "close", (const char *)reason, len, code);
+  o->c->state = CODEC_CLOSED;
 }
 
 /* The server broke the protocol: one "error" event with the close code to answer with. */
-static void fail(feed_out *o, mk_codec *c, int code, const char *why) {
-  push_event(o, "error", why, strlen(why), code);
-  c->state = CODEC_CLOSED;
+static void on_fail(void *ctx, int code, const char *why) {
+  feed_out *o = ctx;
+  mk_wsout_event(&o->out, "error", why, strlen(why), code);
+  o->c->state = CODEC_CLOSED;
 }
 
-/* Parses every whole frame in p[*off..n): messages to the queue, control frames to events. */
-static void frames(feed_out *o, mk_codec *c, const uint8_t *p, size_t n, size_t *off) {
-  lua_State *L = o->L;
-  while (c->state == CODEC_OPEN) {
-    mk_frame f;
-    int opcode = 0, r;
-    const uint8_t *data = NULL;
-    size_t len = 0;
-    long used = mk_ws_parse(p + *off, n - *off, c->max_message, &f);
-    if (used == 0) return;
-    if (used < 0) {
-      fail(o, c, (int)-used, -used == MK_WS_TOO_BIG ? "message too big" : "protocol error");
-      return;
-    }
-    *off += (size_t)used;
-    switch (f.opcode) {
-    case MK_WS_PING:
-      push_event(o, "ping", (const char *)f.payload, f.len, 0);
-      break;
-    case MK_WS_PONG:
-      push_event(o, "pong", (const char *)f.payload, f.len, 0);
-      break;
-    case MK_WS_CLOSE: {
-      int code = f.len >= 2 ? (f.payload[0] << 8) | f.payload[1] : 1005;
-      if (f.len == 1 || (f.len >= 2 && !mk_ws_close_code_ok(code))) {
-        fail(o, c, MK_WS_PROTOCOL_ERROR, "invalid close code");
-        return;
-      }
-      if (f.len > 2 && !mk_utf8_valid(f.payload + 2, f.len - 2)) {
-        fail(o, c, MK_WS_PROTOCOL_ERROR, "invalid close frame");
-        return;
-      }
-      push_event(o, "close", f.len > 2 ? (const char *)f.payload + 2 : "", f.len > 2 ? f.len - 2 : 0, code);
-      c->state = CODEC_CLOSED;
-      return;
-    }
-    default:
-      r = mk_ws_feed_view(&c->msg, &f, &opcode, &data, &len);
-      if (r < 0) {
-        fail(o, c, r == -1 ? 1011 : -r,
-             r == -MK_WS_INVALID_DATA ? "invalid UTF-8 in a text message"
-             : r == -MK_WS_TOO_BIG    ? "message too big"
-                                      : "protocol error");
-        return;
-      }
-      if (r == 1) {
-        lua_pushlstring(L, (const char *)data, len);
-        lua_rawseti(L, o->queue, (int)++o->tail);
-        mk_buf_reset(&c->msg.data);
-      }
-    }
-  }
-}
-
-/* The frames in `in`, then its unparsed rest moved to the front. */
-static void frames_in(feed_out *o, mk_codec *c) {
-  size_t off = 0;
-  frames(o, c, (const uint8_t *)c->in.data, c->in.len, &off);
-  if (off > 0) {
-    memmove(c->in.data, c->in.data + off, c->in.len - off);
-    c->in.len -= off;
-    c->in.data[c->in.len] = '\0';
-  }
-}
+static const mk_wsread_hooks HOOKS = {on_reading, on_message, on_ping, on_pong, on_close, on_fail};
 
 /* codec:feed(bytes, queue, tail) -> tail, events
  * Every whole message in what was read (with what earlier feeds left) becomes a string at
  * queue[tail + 1], ...; the new tail is returned. `events` is nil or, in order:
  * { "ping", payload }, { "pong", payload }, { "close", reason, code } (the server's close:
  * echo it), { "error", why, close_code } (the server broke the protocol: close with that code).
- * After a close or an error the codec is closed and takes no more bytes. A frame cut off at
- * the end waits for the next feed; it never holds more than max_message and a header. */
+ * After a close or an error the codec is closed and takes no more bytes. A feed that raised
+ * (no memory) lost the rest of its bytes: the next one fails with 1011 and reads nothing. A
+ * frame cut off at the end waits for the next feed; it never holds more than max_message and
+ * a header. */
 static int codec_feed(lua_State *L) {
   mk_codec *c = to_codec(L, 1);
-  size_t n, off = 0;
+  size_t n;
   const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 2, &n);
   feed_out o;
   luaL_checktype(L, 3, LUA_TTABLE);
-  o.L = L;
-  o.queue = 3;
-  o.events = 0;
-  o.tail = luaL_checkinteger(L, 4);
+  o.c = c;
+  o.out.L = L;
+  o.out.queue = 3;
+  o.out.slot = 5;
+  o.out.events = 0;
+  o.out.tail = luaL_checkinteger(L, 4);
   lua_settop(L, 4);
   lua_pushnil(L); /* 5: the event list, made on the first event */
   if (c->state == CODEC_HANDSHAKE) return luaL_error(L, "codec:feed before the upgrade");
-  /* The frame waiting in `in` first, completed with just the bytes it lacks. */
-  while (n - off > 0 && c->in.len > 0 && c->state == CODEC_OPEN) {
-    size_t have = c->in.len, size = mk_ws_frame_size((const uint8_t *)c->in.data, have);
-    size_t take = size > have ? size - have : n - off;
-    if (take > n - off) take = n - off;
-    if (mk_buf_append(&c->in, p + off, take) != 0) return luaL_error(L, "out of memory");
-    off += take;
-    frames_in(&o, c);
-  }
-  if (n - off > 0 && c->state == CODEC_OPEN) {
-    frames(&o, c, p, n, &off);
-    if (n - off > 0 && c->state == CODEC_OPEN && mk_buf_append(&c->in, p + off, n - off) != 0)
-      return luaL_error(L, "out of memory");
-  }
-  if (c->state == CODEC_CLOSED) {
-    release(c);
-  } else {
-    shrink(&c->in);
-    if (c->msg.opcode == 0) shrink(&c->msg.data);
-  }
-  account(L, c);
-  lua_pushinteger(L, o.tail);
+  if (c->state == CODEC_OPEN) mk_wsread_lost(&c->rd, &HOOKS, &o);
+  /* Until the bytes are handled: an error raised in Lua (or no memory) would lose their rest,
+   * and the next feed says so instead of reading on as if nothing was missing. */
+  c->rd.cut_short = 1;
+  if (mk_wsread_feed(&c->rd, &HOOKS, &o, p, n) != 0) /* (nothing once closed) */
+    return luaL_error(L, "out of memory");
+  c->rd.cut_short = 0;
+  if (c->state == CODEC_CLOSED) release(c);
+  else mk_wsread_trim(&c->rd);
+  mk_wsread_account(L, &c->rd, 0);
+  lua_pushinteger(L, o.out.tail);
   lua_pushvalue(L, 5);
   return 2;
 }
@@ -338,10 +231,7 @@ static int codec_close_frame(lua_State *L) {
   to_codec(L, 1);
   if (lua_isnoneornil(L, 2)) return push_frame(L, MK_WS_CLOSE, body, 0);
   code = luaL_checkinteger(L, 2);
-  if (code < 1000 || code > 4999 || !mk_ws_close_code_ok((long)code))
-    return luaL_argerror(L, 1, "a close code is 1000-1003, 1007-1014 or 3000-4999");
-  if (reason && (rn > 123 || !mk_utf8_valid((const uint8_t *)reason, rn) || memchr(reason, '\0', rn)))
-    return luaL_argerror(L, 2, "a close reason is UTF-8 text of at most 123 bytes");
+  mk_ws_check_close(L, 2, code, reason, rn);
   body[0] = (char)(code >> 8);
   body[1] = (char)code;
   if (rn) memcpy(body + 2, reason, rn);
@@ -358,7 +248,7 @@ static int codec_state(lua_State *L) {
 /* codec:memory() -> bytes of C buffers the codec holds (for specs). */
 static int codec_memory(lua_State *L) {
   mk_codec *c = to_codec(L, 1);
-  lua_pushinteger(L, (lua_Integer)(c->in.cap + c->msg.data.cap));
+  lua_pushinteger(L, (lua_Integer)mk_wsread_memory(&c->rd));
   return 1;
 }
 
