@@ -125,6 +125,8 @@ typedef struct key_cache {
   key_slot slot[KEY_SLOTS];
   unsigned char hint[HINT_SLOTS]; /* member counts, by (key slot, depth) */
   unsigned char next[KEY_SLOTS / KEY_WAYS]; /* per set of slots: the way a new key goes to */
+  unsigned char after[KEY_SLOTS + 1]; /* per key slot (and NO_KEY): the slot of the key that came next */
+  unsigned char first[KEY_SLOTS + 1]; /* per parent's key slot: the slot of its object's first key */
   key_slot value[VALUE_SLOTS];
   uint32_t seen[VALUE_SLOTS]; /* fingerprints of the last values that missed, by slot */
 } key_cache;
@@ -446,13 +448,42 @@ static void remember(parser *ps, key_slot *k, int anchor, const char *s, size_t 
   k->tail = tail;
 }
 
+/* Whether the text at s is slot k's key followed by its closing '"': the bytes are the
+ * cached key's, which has no quote, backslash or control byte, so the key is plain. */
+static ALWAYS_INLINE int key_at(const parser *ps, const key_slot *k, const char *s) {
+  size_t n = k->len;
+  uint64_t head = 0, tail = 0;
+  if (n == 0 || (size_t)(ps->end - s) <= n || s[n] != '"') return 0; /* empty slot, or not that long */
+  if (n >= 8) {
+    memcpy(&head, s, 8);
+    memcpy(&tail, s + n - 8, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  } else if (ps->end - s >= 8) {
+    memcpy(&head, s, 8);
+    head &= ~UINT64_C(0) >> (64 - 8 * n);
+#endif
+  } else {
+    return 0; /* near the end of the text: the full lookup reads it */
+  }
+  return same(k, s, n, head, tail);
+}
+
 /* p at the opening '"' of an object key: pushes it, from the key cache when it is there,
- * and sets ps->parent to its slot (NO_KEY if it is not cached). */
-static const char *parse_key(parser *ps, const char *p) {
-  const char *s = p + 1, *q = scan_plain(s, ps->end);
-  size_t n = (size_t)(q - s);
+ * and sets ps->parent to its slot (NO_KEY if it is not cached). guess: the slot of the key
+ * that followed the previous one last time (objects of one kind list their keys in one
+ * order), tried first: a hit needs no scan for the closing quote and no hash. */
+static const char *parse_key(parser *ps, const char *p, unsigned guess) {
+  const char *s = p + 1, *q;
+  size_t n;
   uint64_t head, tail;
   unsigned at, set;
+  if (guess < KEY_SLOTS && !ps->check_utf8 && key_at(ps, &ps->cache->slot[guess], s)) {
+    ps->parent = (int)guess;
+    lua_rawgeti(ps->L, ps->anchors, (int)guess + 1);
+    return s + ps->cache->slot[guess].len + 1;
+  }
+  q = scan_plain(s, ps->end);
+  n = (size_t)(q - s);
   if (*q != '"' || n == 0 || n > KEY_MAX || ps->check_utf8) {
     ps->parent = NO_KEY;
     return parse_string(ps, p);
@@ -619,6 +650,14 @@ static const char *parse_number(parser *ps, const char *p0) {
 
 /* ---- containers ---- */
 
+/* A container's item or member value: a string, the most common value, is read here
+ * rather than through a recursive call of parse_value, whose entry and exit (it has the
+ * containers inlined, so it saves many registers) cost more than the string's read. */
+static ALWAYS_INLINE const char *parse_item(parser *ps, const char *p) {
+  if (*p == '"') return parse_string_value(ps, p);
+  return parse_value(ps, p);
+}
+
 /* Items kept on the stack per container before they move into its table. Deep
  * levels keep fewer, so that 1000 levels fit Lua 5.1's 8000 slots whatever the
  * shape: 16 * (2*64 + 2) + 48 * (2*8 + 2) + 936 * 3 < 6000. */
@@ -653,7 +692,7 @@ static const char *parse_array(parser *ps, const char *p) {
     lua_pushnil(L); /* the table's slot */
     for (;;) {
       ps->parent = parent; /* the items' objects are hinted by the array's key */
-      if (!(p = parse_value(ps, p))) return NULL;
+      if (!(p = parse_item(ps, p))) return NULL;
       n++;
       p = skip_ws(p);
       if (*p == ',') {
@@ -698,15 +737,20 @@ static void flush_object(lua_State *L, int base, int n, int first) {
 static const char *parse_object_hinted(parser *ps, const char *p) {
   lua_State *L = ps->L;
   unsigned at = ((unsigned)ps->parent * 31u + (unsigned)ps->depth) % HINT_SLOTS;
+  unsigned char *last = &ps->cache->first[ps->parent]; /* where this key's slot is noted for next time */
   int n = 0;
   lua_createtable(L, 0, ps->cache->hint[at]);
   ps->cache->hint[at] = 0;
   for (;;) {
+    unsigned key;
     if (*p != '"') return fail(ps, p, n == 0 ? "expected a string key or '}'" : "expected a string key");
-    if (!(p = parse_key(ps, p))) return NULL;
+    if (!(p = parse_key(ps, p, *last))) return NULL;
+    key = (unsigned)ps->parent;
+    *last = (unsigned char)key; /* NO_KEY (256) becomes slot 0: only a guess, checked when used */
+    last = &ps->cache->after[key];
     p = skip_ws(p);
     if (*p != ':') return fail(ps, p, "expected ':'");
-    if (!(p = parse_value(ps, skip_ws(p + 1)))) return NULL;
+    if (!(p = parse_item(ps, skip_ws(p + 1)))) return NULL;
     if (ps->drop_nulls && lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
       /* nil, not nothing: of two equal keys the last still wins, removing the first */
       lua_pop(L, 1);
