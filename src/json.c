@@ -505,7 +505,7 @@ static const char *parse_key(parser *ps, const char *p, unsigned guess) {
 }
 
 /* p at the opening '"' of a string value: pushes it, from the value cache when it is there. */
-static const char *parse_string_value(parser *ps, const char *p) {
+static ALWAYS_INLINE const char *parse_string_value(parser *ps, const char *p) {
   const char *s = p + 1, *q;
   size_t n;
   uint64_t head, tail, h;
