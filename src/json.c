@@ -146,6 +146,7 @@ typedef struct parser {
 } parser;
 
 static const char *parse_value(parser *ps, const char *p);
+static const char *parse_scalar(parser *ps, const char *p);
 
 static const char *fail(parser *ps, const char *at, const char *why) {
   ps->err_at = at;
@@ -655,7 +656,8 @@ static const char *parse_number(parser *ps, const char *p0) {
  * containers inlined, so it saves many registers) cost more than the string's read. */
 static ALWAYS_INLINE const char *parse_item(parser *ps, const char *p) {
   if (*p == '"') return parse_string_value(ps, p);
-  return parse_value(ps, p);
+  if (*p == '{' || *p == '[') return parse_value(ps, p);
+  return parse_scalar(ps, p); /* a number or a word: a function that saves fewer registers */
 }
 
 /* Items kept on the stack per container before they move into its table. Deep
@@ -834,6 +836,17 @@ static const char *parse_value(parser *ps, const char *p) {
   case '"': return parse_string_value(ps, p);
   case '{': return parse_object(ps, p);
   case '[': return parse_array(ps, p);
+  default: return parse_scalar(ps, p);
+  }
+}
+
+/* p at the first byte of a value that is no string, object or array: pushes it. Not
+ * inlined into parse_value, whose register saves it would then pay for each number. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static const char *parse_scalar(parser *ps, const char *p) {
+  switch (*p) {
   case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
     return parse_number(ps, p);
   case 't':
