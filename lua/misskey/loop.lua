@@ -255,6 +255,15 @@ local function settle_now(task, ok, r)
   return task
 end
 
+-- A running spawn_now task for coroutine co (one: a spawn_now1 task, parked apart).
+-- one and cancelling start false, not nil: read or set on every call, found here, not in Task.
+local function new_inline_task(co, one)
+  local task = setmetatable({ status = "running", joiners = {}, inline = true, one = one, co = co,
+    results = NO_RESULTS, cancelling = false }, Task)
+  by_co[co] = task
+  return task
+end
+
 --- loop.spawn_now(fn, ...) -> task: like spawn, but fn(...) starts at once, inside the
 -- caller, and spawn_now returns when it returns or first waits (it then goes on as a task,
 -- resumed by the scheduler). An error in fn ends its task as in spawn (reported to
@@ -274,10 +283,7 @@ function loop.spawn_now(fn, ...)
     return settle_now(task, co_resume(task.co, fn, ...))
   end
   local co = coroutine.create(park)
-  -- (one and cancelling false, not nil: read or set on every call, found here, not in Task)
-  task = setmetatable({ status = "running", joiners = {}, inline = true, co = co, results = NO_RESULTS, one = false,
-    cancelling = false }, Task)
-  by_co[co] = task
+  task = new_inline_task(co, false)
   return settle_now(task, coroutine.resume(co, task, fn, ...))
 end
 
@@ -298,9 +304,7 @@ function loop.spawn_now1(fn, a)
     return settle_now(task, co_resume(task.co, fn, a))
   end
   local co = coroutine.create(park1)
-  task = setmetatable({ status = "running", joiners = {}, inline = true, one = true, co = co, results = NO_RESULTS,
-    cancelling = false }, Task)
-  by_co[co] = task
+  task = new_inline_task(co, true)
   return settle_now(task, co_resume(co, task, fn, a))
 end
 
