@@ -121,4 +121,36 @@ describe("WebSocket read buffers", function()
     end
     e:close()
   end)
+
+  -- A poll decodes every message it reads before any handler sees the first, so all of
+  -- them are alive at once: at 256 KiB per poll a garbage collection in a burst met ~100
+  -- decoded notes (~16% more CPU per note event on Lua 5.4 than at 64 KiB).
+  it("a poll reads at most 64 KiB, so a burst is decoded a little at a time", function()
+    local e = core.engine()
+    local ws, q, tail = open(e, "big-burst")
+    local array_mt = {}
+    local most, stopped, more = 0, false, false
+    for _ = 1, 2000 do
+      if tail >= 200 then break end
+      if not more then
+        e:watch(ws:fd(), "r")
+        e:step(1)
+        e:unwatch(ws:fd())
+      end
+      local new, want
+      new, want, _, more = ws:poll(q, tail, array_mt)
+      assert(want, "closed in the burst")
+      most = math.max(most, new - tail)
+      stopped = stopped or more
+      tail = new
+    end
+    assert.equal(200, tail)
+    assert.equal(199, q[200].n)
+    -- A read of 64 KiB holds at most 28 of these 2,407-byte frames (27 whole and the end
+    -- of one cut off by the previous read).
+    assert.is_true(most <= 28, most .. " messages in one poll")
+    assert.is_true(stopped, "no poll stopped at its limit") -- a read of the whole limit happened
+    ws:close()
+    e:close()
+  end)
 end)

@@ -142,6 +142,12 @@ async def scenario(name, reader, writer):
         send(b"".join(frame(0x1, ('{"n":%d}' % i).encode()) for i in range(300)))
         await writer.drain()
         await client_frames(reader)
+    elif name == "big-burst":
+        # 200 JSON texts of 2,400 bytes (~480 KB) in one write: many reads' worth.
+        pad = b"x" * (2400 - len(b'{"n":000,"pad":""}'))
+        send(b"".join(frame(0x1, b'{"n":%03d,"pad":"%s"}' % (i, pad)) for i in range(200)))
+        await writer.drain()
+        await client_frames(reader)
     elif name == "fill-read":
         # 64 KiB exactly (a client's whole read buffer): a 65,532-byte JSON string in one frame
         # (4-byte header), then a short message, so a read can end just after the first.
