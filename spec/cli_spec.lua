@@ -127,7 +127,7 @@ describe("misskey login", function()
       if url then
         local query = require("misskey.auth").oauth_parse_redirect(url)
         local code = assert(admin:request("test/oauth/authorize", query)).code
-        w:write(redirect .. "?code=" .. code .. "&state=" .. query.state .. "\n")
+        w:write(redirect .. "?code=" .. code .. "&state=" .. query.state .. "&iss=" .. srv.url .. "\n")
         w:close()
         break
       end
@@ -138,6 +138,46 @@ describe("misskey login", function()
     assert.matches("exit=0", out)
     assert.matches("logged in as @alice@", out)
   end)
+
+  -- RFC 9207: the server's metadata says every redirect names it; one naming another server,
+  -- or none, is a mix-up, and its code is sent nowhere.
+  for _, case in ipairs{ { "another server's", "&iss=https://evil.example", "names another issuer" },
+                         { "no", "", "names no issuer" } } do
+    it("refuses a pasted redirect that names " .. case[1] .. " issuer", function()
+      local fifo = dir .. "/stdin-iss"
+      os.remove(fifo)
+      os.execute("mkfifo " .. q(fifo))
+      local redirect = "https://app.example/cb"
+      local p = assert(io.popen(command("login --method oauth --host " .. srv.url .. " --client-id https://app.example/"
+        .. " --redirect-uri " .. redirect .. " --permission read:account") .. " <" .. q(fifo)
+        .. " 2>&1; echo \"exit=$?\""))
+      local w = assert(io.open(fifo, "w"))
+      local lines, code = {}, nil
+      for line in p:lines() do
+        lines[#lines + 1] = line
+        local url = line:match("^%s+(http%S+)$")
+        if url then
+          local query = require("misskey.auth").oauth_parse_redirect(url)
+          code = assert(admin:request("test/oauth/authorize", query)).code
+          w:write(redirect .. "?code=" .. code .. "&state=" .. query.state .. case[2] .. "\n")
+          w:close()
+          break
+        end
+      end
+      lines[#lines + 1] = p:read("*a")
+      p:close()
+      local out = table.concat(lines, "\n")
+      assert.matches("exit=1", out)
+      assert.matches(case[3], out)
+      assert.not_matches("logged in", out)
+      -- The code was not spent: the token endpoint still takes it.
+      local res, body = admin:http{ method = "POST", path = "/oauth/token", json = true,
+        headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+        body = "grant_type=authorization_code&code=" .. code .. "&redirect_uri=x&client_id=y&code_verifier=z" }
+      assert.equal(400, res.status)
+      assert.equal("client_id or redirect_uri mismatch", body.error_description) -- not "unknown or used code"
+    end)
+  end
 end)
 
 describe("misskey login --method oauth with a loopback redirect", function()
@@ -155,7 +195,7 @@ describe("misskey login --method oauth with a loopback redirect", function()
         local query = require("misskey.auth").oauth_parse_redirect(url)
         local code = assert(admin:request("test/oauth/authorize", query)).code
         -- The browser follows the redirect to the listening command (retry while it starts listening).
-        local target = ("%s?code=%s&state=%s"):format(redirect, code, query.state)
+        local target = ("%s?code=%s&state=%s&iss=%s"):format(redirect, code, query.state, srv.url)
         local b = assert(io.popen("env -u LD_PRELOAD curl -s --retry 20 --retry-connrefused --retry-delay 0 "
           .. "--max-time 20 '" .. target .. "'"))
         browser = b:read("*a")

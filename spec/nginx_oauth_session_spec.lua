@@ -117,6 +117,86 @@ describe("auth.oauth_session", function()
     leak.assert_none(s2.verifier, msg, err)
   end)
 
+  -- RFC 9207: a server that sends the user on to another server's consent page would
+  -- otherwise have that server's code sent to its own token endpoint (a mix-up).
+  it("checks the redirect's iss against the issuer it was given, through save, before an error", function()
+    local md = assert(auth.oauth_discover(srv.url))
+    assert.equal(srv.url, md.issuer)
+    local s = start{ issuer = md.issuer, require_iss = md.authorization_response_iss_parameter_supported }
+    local saved = s:save()
+    assert.equal(srv.url, saved.issuer)
+    assert.is_true(saved.require_iss)
+    local redirect = approve(s.url)
+    local q = auth.oauth_parse_redirect(redirect)
+    assert.equal(srv.url, q.iss)
+    local rebuilt = through_store(s)
+    local function copy(extra)
+      local t = { code = q.code, state = q.state, iss = q.iss }
+      for k, v in pairs(extra) do t[k] = v end
+      return t
+    end
+    for _, case in ipairs{
+      { copy{ iss = "https://evil.example" }, "names another issuer (iss https://evil.example, expected " .. srv.url },
+      { copy{ iss = srv.url .. "/" }, "names another issuer" },
+      { copy{ iss = { srv.url } }, "names another issuer (iss table" },
+      { copy{ iss = false }, "names another issuer" },
+      { { code = q.code, state = q.state }, "names no issuer (iss)" },
+      { { state = q.state, iss = "https://evil.example", error = "access_denied" }, "names another issuer" },
+    } do
+      local token, msg, err = rebuilt:finish(case[1])
+      assert.is_nil(token)
+      assert.equal("auth", err.kind, msg)
+      assert.matches(case[2], msg, 1, true)
+      leak.assert_none(q.code, msg, err)
+      leak.assert_none(s.verifier, msg, err)
+    end
+    -- None of that spent the code: the redirect as the server sent it finishes.
+    assert.is_string((rebuilt:finish(redirect)))
+  end)
+
+  it("without an issuer, takes any iss; with one but not require_iss, a redirect without iss", function()
+    local s = start()
+    assert.is_nil(s:save().issuer)
+    local q = auth.oauth_parse_redirect(approve(s.url))
+    q.iss = "https://elsewhere.example"
+    assert.is_string((s:finish(q)))
+    local s2 = start{ issuer = srv.url }
+    assert.is_nil(s2:save().require_iss)
+    local q2 = auth.oauth_parse_redirect(approve(s2.url))
+    q2.iss = nil
+    assert.is_string((through_store(s2):finish(q2)))
+  end)
+
+  it("oauth_exchange refuses an iss other than its issuer before sending the code", function()
+    local s = start()
+    local q = auth.oauth_parse_redirect(approve(s.url))
+    local opts = { host = srv.url, code = q.code, state = q.state, expected_state = s.state, verifier = s.verifier,
+      client_id = CLIENT_ID, redirect_uri = REDIRECT, iss = "https://evil.example", issuer = srv.url }
+    local token, msg, err = auth.oauth_exchange(opts)
+    assert.is_nil(token)
+    assert.equal("auth", err.kind)
+    assert.matches("names another issuer", msg, 1, true)
+    opts.iss, opts.require_iss = nil, true
+    token, msg = auth.oauth_exchange(opts)
+    assert.is_nil(token)
+    assert.matches("names no issuer", msg, 1, true)
+    opts.iss = srv.url
+    assert.is_string((auth.oauth_exchange(opts)))
+  end)
+
+  it("raises naming the option for a bad issuer or require_iss", function()
+    assert.has_error(function() start{ issuer = 42 } end,
+      "bad argument #1 to 'oauth_start' (option 'issuer' must be a string)")
+    assert.has_error(function() start{ issuer = srv.url, require_iss = "yes" } end,
+      "bad argument #1 to 'oauth_start' (option 'require_iss' must be a boolean)")
+    assert.has_error(function() start{ require_iss = true } end,
+      "bad argument #1 to 'oauth_start' (option 'require_iss' needs option 'issuer' (the metadata's issuer))")
+    local saved = start():save()
+    saved.require_iss = true
+    assert.has_error(function() auth.oauth_session(saved) end,
+      "bad argument #1 to 'oauth_session' (option 'require_iss' needs option 'issuer' (the metadata's issuer))")
+  end)
+
   it("keeps the token path through save", function()
     local s = start{ token_path = "/oauth/nowhere" }
     assert.equal("/oauth/nowhere", s:save().token_path)

@@ -119,11 +119,20 @@ routes["GET /client"] = function()
     :format(html_escape(REDIRECT_URI), html_escape(CLIENT_ID)))
 end
 
+-- The server's OAuth metadata, fetched once per worker process: the issuer every redirect must
+-- name (RFC 9207: a redirect naming another server is a mix-up, refused by session:finish).
+local oauth_issuer
+
 -- The sign-in starts here; its saved half (with the PKCE verifier) stays in the shared dict,
 -- under a random id in this browser's cookie, for whichever worker process gets the callback.
 routes["GET /login/oauth"] = function()
+  if oauth_issuer == nil then
+    local md, msg = auth.oauth_discover(HOST)
+    if not md then return page(502, "Sign-in failed", "<p>" .. html_escape(msg) .. "</p>") end
+    oauth_issuer = type(md.issuer) == "string" and md.issuer ~= "" and md.issuer or false
+  end
   local s = auth.oauth_start{ host = HOST, client_id = CLIENT_ID, redirect_uri = REDIRECT_URI,
-    permission = { "read:account", "write:notes" } }
+    permission = { "read:account", "write:notes" }, issuer = oauth_issuer or nil, require_iss = oauth_issuer and true }
   local key = core.uuid()
   sessions:set("oauth:" .. key, json.encode(s:save()), 600)
   return redirect(s.url, cookie("oauth", key, 600))

@@ -53,6 +53,18 @@ local function check_string(fname, opts, key, required)
   end
 end
 
+-- RFC 9207's options (auth.oauth_start, auth.oauth_session, auth.oauth_exchange): the issuer
+-- the redirect must name, and whether a redirect naming none is refused.
+local function check_issuer(fname, opts)
+  check_string(fname, opts, "issuer", false)
+  if opts.require_iss ~= nil and type(opts.require_iss) ~= "boolean" then
+    argerror(1, fname, "option 'require_iss' must be a boolean", 2)
+  end
+  if opts.require_iss and opts.issuer == nil then
+    argerror(1, fname, "option 'require_iss' needs option 'issuer' (the metadata's issuer)", 2)
+  end
+end
+
 -- A client to go through: the given one, or an anonymous one for `host`. A flow
 -- whose token (or app secret, or code) would cross a network unencrypted is
 -- refused before it starts, unless the client allows it (`public`: nothing secret
@@ -405,6 +417,8 @@ end
 ---@field authorization_endpoint? string from auth.oauth_discover (default host/oauth/authorize)
 ---@field allow_plaintext_token? boolean
 ---@field token_path? string the token endpoint's path, kept for session:finish (default "/oauth/token")
+---@field issuer? string the metadata's `issuer`: a redirect naming another in `iss` is refused (RFC 9207)
+---@field require_iss? boolean refuse a redirect without `iss` (the metadata's `authorization_response_iss_parameter_supported`)
 --- An OAuth sign-in under way (auth.oauth_start, auth.oauth_session): send the user to `url`;
 --- keep `session:save()` until the redirect comes back, then `session:finish(redirect)`.
 ---@class misskey.auth.OAuthSession
@@ -415,6 +429,8 @@ end
 ---@field client_id string
 ---@field redirect_uri string
 ---@field token_path? string
+---@field issuer? string
+---@field require_iss? boolean
 ---@field base_url string
 local OAuthSession = { __name = "misskey.auth.OAuthSession" }
 OAuthSession.__index = OAuthSession
@@ -426,11 +442,11 @@ end
 
 local START_OPTIONS = {
   host = true, client_id = true, redirect_uri = true, permission = true, strict = true,
-  authorization_endpoint = true, token_path = true, allow_plaintext_token = true,
+  authorization_endpoint = true, token_path = true, allow_plaintext_token = true, issuer = true, require_iss = true,
 }
 
 --- auth.oauth_start{ host, client_id, redirect_uri, permission, strict, authorization_endpoint,
---                    token_path, allow_plaintext_token }
+--                    token_path, issuer, require_iss, allow_plaintext_token }
 -- -> session { url, state, verifier, challenge }. Finish it with session:finish(redirect), or keep
 -- session:save() (another request, another process) and rebuild it with auth.oauth_session; or pass
 -- `state` and `verifier` to oauth_exchange yourself.
@@ -442,6 +458,7 @@ function auth.oauth_start(opts)
   check_string("oauth_start", opts, "redirect_uri", true)
   check_string("oauth_start", opts, "authorization_endpoint")
   check_string("oauth_start", opts, "token_path")
+  check_issuer("oauth_start", opts)
   local client = client_for("oauth_start", opts.host, opts.allow_plaintext_token)
   local permission = check_permissions("oauth_start", opts.permission, opts.strict)
   local verifier = core.base64url(core.random(32)) -- 43 characters (RFC 7636 4.1)
@@ -455,7 +472,8 @@ function auth.oauth_start(opts)
   }
   return setmetatable({
     url = url, state = state, verifier = verifier, challenge = challenge, client_id = opts.client_id,
-    redirect_uri = opts.redirect_uri, token_path = opts.token_path, base_url = client.base_url, _client = client,
+    redirect_uri = opts.redirect_uri, token_path = opts.token_path, issuer = opts.issuer,
+    require_iss = opts.require_iss or nil, base_url = client.base_url, _client = client,
   }, OAuthSession)
 end
 
@@ -463,6 +481,7 @@ end
 ---@class misskey.auth.OAuthRedirect
 ---@field code? string
 ---@field state? string
+---@field iss? string the issuer that sent the redirect (RFC 9207)
 ---@field error? string
 ---@field error_description? string
 
@@ -482,7 +501,7 @@ function auth.oauth_listen(port)
   return listener, msg
 end
 
---- auth.oauth_parse_redirect(url) -> { code, state, error, error_description } from a redirect URL's query.
+--- auth.oauth_parse_redirect(url) -> { code, state, iss, error, error_description } from a redirect URL's query.
 ---@param url string
 ---@return misskey.auth.OAuthRedirect
 function auth.oauth_parse_redirect(url)
@@ -503,17 +522,44 @@ end
 ---@field client_id string
 ---@field redirect_uri string
 ---@field token_path? string default "/oauth/token"
+---@field iss? string from the redirect
+---@field issuer? string the metadata's `issuer`: checked against `iss` (RFC 9207)
+---@field require_iss? boolean refuse a redirect without `iss`
 ---@field allow_plaintext_token? boolean
 
 local EXCHANGE_OPTIONS = {
   host = true, code = true, state = true, expected_state = true, verifier = true, client_id = true,
-  redirect_uri = true, token_path = true, allow_plaintext_token = true,
+  redirect_uri = true, token_path = true, allow_plaintext_token = true, iss = true, issuer = true, require_iss = true,
 }
 
+-- A redirect's text in a message: one line of printable characters, cut short.
+local function shown(v)
+  if type(v) ~= "string" then return nil end
+  v = v:gsub("%c", "?")
+  if #v > 200 then v = v:sub(1, 200) .. "..." end
+  return v
+end
+
+-- RFC 9207: why a redirect's `iss` is refused, or nil. Without it, a server that redirects the
+-- user to another server's consent page could have that server's code sent to its own token
+-- endpoint (a mix-up). Misskey names itself in every redirect and says so in its metadata.
+local function wrong_issuer(iss, issuer, require_iss)
+  if issuer == nil then return nil end
+  if iss == nil then
+    return require_iss and "the redirect names no issuer (iss), which this server always sends; start again" or nil
+  end
+  if iss ~= issuer then
+    return ("the redirect names another issuer (iss %s, expected %s): a mix-up of servers; start again")
+      :format(shown(iss) or type(iss), shown(issuer))
+  end
+  return nil
+end
+
 --- auth.oauth_exchange{ host, code, state, expected_state, verifier, client_id, redirect_uri,
---                       allow_plaintext_token }
--- -> token, reply | nil, message, err. A state that differs from expected_state is refused
--- before anything is sent (err.kind "auth"); so is a refusal by the server.
+--                       token_path, iss, issuer, require_iss, allow_plaintext_token }
+-- -> token, reply | nil, message, err. A state that differs from expected_state, or (given
+-- `issuer`) an `iss` other than it, is refused before anything is sent (err.kind "auth"); so is
+-- a refusal by the server.
 ---@param opts misskey.auth.OAuthExchangeOptions
 ---@return string|nil token
 ---@return table|string|nil reply_or_message the token endpoint's whole reply
@@ -523,12 +569,15 @@ function auth.oauth_exchange(opts)
   for _, k in ipairs{ "code", "verifier", "client_id", "redirect_uri", "expected_state" } do
     check_string("oauth_exchange", opts, k, true)
   end
+  check_issuer("oauth_exchange", opts)
   local client = client_for("oauth_exchange", opts.host, opts.allow_plaintext_token)
   local path = opts.token_path or "/oauth/token"
   if opts.state ~= opts.expected_state then
     return errors.fail("auth", "OAuth: the state in the redirect does not match the one sent "
       .. "(a stale or forged redirect); start again", { endpoint = path })
   end
+  local mixup = wrong_issuer(opts.iss, opts.issuer, opts.require_iss)
+  if mixup then return errors.fail("auth", "OAuth: " .. mixup, { endpoint = path }) end
   local res, value, err = client:http{
     method = "POST", path = path, json = true,
     headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
@@ -561,14 +610,17 @@ end
 ---@field state string
 ---@field verifier string
 ---@field token_path? string
+---@field issuer? string
+---@field require_iss? boolean
 ---@field allow_plaintext_token? boolean
 
 local SAVED_OPTIONS = {
   host = true, client_id = true, redirect_uri = true, state = true, verifier = true, token_path = true,
-  allow_plaintext_token = true,
+  allow_plaintext_token = true, issuer = true, require_iss = true,
 }
 
---- session:save() -> { host, client_id, redirect_uri, state, verifier, token_path, allow_plaintext_token }
+--- session:save() -> { host, client_id, redirect_uri, state, verifier, token_path, issuer, require_iss,
+--                     allow_plaintext_token }
 -- What auth.oauth_session needs to finish the sign-in later, maybe in another process.
 ---@return misskey.auth.OAuthSaved
 function OAuthSession:save()
@@ -576,12 +628,13 @@ function OAuthSession:save()
   local c = self._client
   return {
     host = self.base_url, client_id = self.client_id, redirect_uri = self.redirect_uri, state = self.state,
-    verifier = self.verifier, token_path = self.token_path,
+    verifier = self.verifier, token_path = self.token_path, issuer = self.issuer, require_iss = self.require_iss,
     allow_plaintext_token = (c:cleartext() and c.allow_plaintext_token) and true or nil,
   }
 end
 
---- auth.oauth_session{ host, client_id, redirect_uri, state, verifier, token_path, allow_plaintext_token }
+--- auth.oauth_session{ host, client_id, redirect_uri, state, verifier, token_path, issuer, require_iss,
+--                      allow_plaintext_token }
 -- -> session. The OAuth sign-in that auth.oauth_start began, rebuilt from session:save(): for a web
 -- application, whose redirect comes in another request. Only `finish` is meaningful on it (`url` is nil).
 -- Misuse raises naming the option, never showing its value.
@@ -591,6 +644,7 @@ function auth.oauth_session(opts)
   check_keys("oauth_session", opts, SAVED_OPTIONS)
   for _, k in ipairs{ "client_id", "redirect_uri", "state" } do check_string("oauth_session", opts, k, true) end
   check_string("oauth_session", opts, "token_path")
+  check_issuer("oauth_session", opts)
   local v = opts.verifier
   -- RFC 7636 4.1: 43 to 128 unreserved characters.
   if type(v) ~= "string" or #v < 43 or #v > 128 or v:find("[^%w%-%._~]") then
@@ -599,7 +653,8 @@ function auth.oauth_session(opts)
   local client = client_for("oauth_session", opts.host, opts.allow_plaintext_token)
   return setmetatable({
     state = opts.state, verifier = v, challenge = core.base64url(core.sha256(v)), client_id = opts.client_id,
-    redirect_uri = opts.redirect_uri, token_path = opts.token_path, base_url = client.base_url, _client = client,
+    redirect_uri = opts.redirect_uri, token_path = opts.token_path, issuer = opts.issuer,
+    require_iss = opts.require_iss or nil, base_url = client.base_url, _client = client,
   }, OAuthSession)
 end
 
@@ -613,14 +668,6 @@ local function same_state(given, kept)
   return diff == 0
 end
 
--- A redirect's text in a message: one line of printable characters, cut short.
-local function shown(v)
-  if type(v) ~= "string" then return nil end
-  v = v:gsub("%c", "?")
-  if #v > 200 then v = v:sub(1, 200) .. "..." end
-  return v
-end
-
 local function refused(message, fields)
   return errors.fail("auth", "OAuth: " .. message, fields)
 end
@@ -628,7 +675,8 @@ end
 --- session:finish(redirect) -> token, reply | nil, message, err
 -- `redirect` is the address the browser came back to (or its path and query), or its query as a
 -- table (ngx.req.get_uri_args(), a framework's parsed query). A redirect with another state, an
--- error (the user said no) or no code is refused before anything is sent (err.kind "auth",
+-- `iss` other than the session's issuer (or none, with require_iss), an error (the user said no)
+-- or no code is refused before anything is sent (err.kind "auth",
 -- never raised: the redirect comes from the browser); then the code is exchanged as
 -- auth.oauth_exchange does. The code and the verifier appear in no failure.
 ---@param redirect string|table
@@ -649,6 +697,9 @@ function OAuthSession:finish(redirect)
     return refused("the state in the redirect does not match the one sent (a stale or forged redirect); start again",
       { endpoint = path })
   end
+  -- Then the issuer, also before an error: a mix-up's error response is no answer of this server.
+  local mixup = wrong_issuer(q.iss, self.issuer, self.require_iss)
+  if mixup then return refused(mixup, { endpoint = path }) end
   if q.error ~= nil then
     local what = shown(q.error) or "error"
     local desc = shown(q.error_description)

@@ -924,7 +924,8 @@ async def oauth_metadata(request):
     return reply({"issuer": base, "authorization_endpoint": base + "/oauth/authorize",
                   "token_endpoint": base + "/oauth/token", "scopes_supported": ["read:account", "write:notes"],
                   "response_types_supported": ["code"], "grant_types_supported": ["authorization_code"],
-                  "code_challenge_methods_supported": ["S256"], "service_documentation": "test"})
+                  "code_challenge_methods_supported": ["S256"], "service_documentation": "test",
+                  "authorization_response_iss_parameter_supported": True})
 
 
 async def test_oauth_authorize(request):

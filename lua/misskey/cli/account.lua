@@ -80,6 +80,9 @@ local function login_oauth(client, opts, permission)
     host = client, client_id = id, redirect_uri = redirect, permission = permission,
     authorization_endpoint = type(md.authorization_endpoint) == "string" and md.authorization_endpoint or nil,
   })
+  -- RFC 9207: the redirect must name the server this sign-in began with (Misskey always does).
+  local issuer = type(md.issuer) == "string" and md.issuer ~= "" and md.issuer or nil
+  local require_iss = issuer ~= nil and md.authorization_response_iss_parameter_supported == true
   -- A loopback redirect_uri (http://127.0.0.1:PORT/... or localhost): listen on
   -- exactly that port for the browser's redirect; anything else: paste it.
   local port = redirect:match("^http://127%.0%.0%.1:(%d+)/") or redirect:match("^http://localhost:(%d+)/")
@@ -109,6 +112,7 @@ local function login_oauth(client, opts, permission)
   local token, emsg = auth.oauth_exchange{
     host = client, code = q.code, state = q.state, expected_state = start.state, verifier = start.verifier,
     client_id = id, redirect_uri = redirect, token_path = same_origin_path(md.token_endpoint, client.base_url),
+    iss = q.iss, issuer = issuer, require_iss = require_iss,
   }
   if not token then failure(emsg) end
   return token
