@@ -3,18 +3,7 @@
 -- valgrind): the bytes a server would send are fed in by hand.
 local core = require "misskey.core"
 
-local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
--- base64(SHA-1(key .. GUID)), from the url-safe unpadded form core offers.
-local function accept_for(key)
-  local b = core.base64url(core.sha1(key .. GUID)):gsub("%-", "+"):gsub("_", "/")
-  return b .. ("="):rep((4 - #b % 4) % 4)
-end
-
-local function reply(key, extra)
-  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    .. "Sec-WebSocket-Accept: " .. accept_for(key) .. "\r\n\r\n" .. (extra or "")
-end
+local reply = require("support.ws_upgrade").reply
 
 -- An unmasked server frame.
 local function frame(opcode, payload, fin)

@@ -7,18 +7,12 @@
 -- argument when one was bad.
 local core = require "misskey.core"
 
-local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-local function accept_for(key)
-  local b = core.base64url(core.sha1(key .. GUID)):gsub("%-", "+"):gsub("_", "/")
-  return b .. ("="):rep((4 - #b % 4) % 4)
-end
+local reply = require("support.ws_upgrade").reply
 
 local function open_codec()
   local c = core.ws_codec()
   local key = assert(c:key())
-  local state = c:upgrade("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    .. "Sec-WebSocket-Accept: " .. accept_for(key) .. "\r\n\r\n")
+  local state = c:upgrade(reply(key))
   assert.equal("open", state)
   return c
 end
