@@ -112,29 +112,37 @@ describe("misskey login", function()
     assert.matches("unknown permission: read:nope", err)
   end)
 
-  it("logs in through OAuth with the pasted redirect address", function()
-    local fifo = dir .. "/stdin"
+  -- `misskey login --method oauth` with a redirect URI that is not loopback, so the command
+  -- asks for the address: the user approves on the test server, and the address pasted is
+  -- the redirect's with `extra` after its code and state. -> everything it printed, the code.
+  local function login_pasting(extra)
+    local fifo = dir .. "/stdin-oauth"
+    os.remove(fifo)
     os.execute("mkfifo " .. q(fifo))
-    local redirect = "https://app.example/cb" -- not loopback: the command asks for the address
+    local redirect = "https://app.example/cb"
     local p = assert(io.popen(command("login --method oauth --host " .. srv.url .. " --client-id https://app.example/"
       .. " --redirect-uri " .. redirect .. " --permission read:account") .. " <" .. q(fifo)
       .. " 2>&1; echo \"exit=$?\""))
-    local w = assert(io.open(fifo, "w"))
-    local lines = {}
+    local w = assert(io.open(fifo, "w")) -- before reading: the shell opens the fifo before the command runs
+    local lines, code = {}, nil
     for line in p:lines() do
       lines[#lines + 1] = line
       local url = line:match("^%s+(http%S+)$")
       if url then
         local query = require("misskey.auth").oauth_parse_redirect(url)
-        local code = assert(admin:request("test/oauth/authorize", query)).code
-        w:write(redirect .. "?code=" .. code .. "&state=" .. query.state .. "&iss=" .. srv.url .. "\n")
-        w:close()
+        code = assert(admin:request("test/oauth/authorize", query)).code
+        w:write(redirect .. "?code=" .. code .. "&state=" .. query.state .. extra .. "\n")
         break
       end
     end
+    w:close()
     lines[#lines + 1] = p:read("*a")
     p:close()
-    local out = table.concat(lines, "\n")
+    return table.concat(lines, "\n"), code
+  end
+
+  it("logs in through OAuth with the pasted redirect address", function()
+    local out = login_pasting("&iss=" .. srv.url)
     assert.matches("exit=0", out)
     assert.matches("logged in as @alice@", out)
   end)
@@ -144,29 +152,7 @@ describe("misskey login", function()
   for _, case in ipairs{ { "another server's", "&iss=https://evil.example", "names another issuer" },
                          { "no", "", "names no issuer" } } do
     it("refuses a pasted redirect that names " .. case[1] .. " issuer", function()
-      local fifo = dir .. "/stdin-iss"
-      os.remove(fifo)
-      os.execute("mkfifo " .. q(fifo))
-      local redirect = "https://app.example/cb"
-      local p = assert(io.popen(command("login --method oauth --host " .. srv.url .. " --client-id https://app.example/"
-        .. " --redirect-uri " .. redirect .. " --permission read:account") .. " <" .. q(fifo)
-        .. " 2>&1; echo \"exit=$?\""))
-      local w = assert(io.open(fifo, "w"))
-      local lines, code = {}, nil
-      for line in p:lines() do
-        lines[#lines + 1] = line
-        local url = line:match("^%s+(http%S+)$")
-        if url then
-          local query = require("misskey.auth").oauth_parse_redirect(url)
-          code = assert(admin:request("test/oauth/authorize", query)).code
-          w:write(redirect .. "?code=" .. code .. "&state=" .. query.state .. case[2] .. "\n")
-          w:close()
-          break
-        end
-      end
-      lines[#lines + 1] = p:read("*a")
-      p:close()
-      local out = table.concat(lines, "\n")
+      local out, code = login_pasting(case[2])
       assert.matches("exit=1", out)
       assert.matches(case[3], out)
       assert.not_matches("logged in", out)
